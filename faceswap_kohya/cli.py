@@ -1,0 +1,230 @@
+"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from . import presets as preset_files
+from . import render
+from .errors import UserError
+
+overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+
+
+def friendly(fn):
+    """Turn UserError into a clean message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="faceswap_kohya")
+def cli():
+    """Photos of one person → an SDXL identity LoRA with Kohya's sd-scripts, then generate and score."""
+
+
+# ---------------------------------------------------------------- presets
+@cli.group()
+def presets():
+    """List, copy, show, import and export presets."""
+
+
+@presets.command("ls")
+def presets_ls():
+    """List the shipped presets."""
+    infos = preset_files.discover()
+    width = max((len(i.name) for i in infos), default=4)
+    click.echo(f"{'NAME':<{width}}  {'VRAM':<8}  DESCRIPTION")
+    for i in infos:
+        click.echo(f"{i.name:<{width}}  {i.vram:<8}  {i.description}")
+
+
+@presets.command("cp")
+@click.argument("name")
+@click.argument("dest", type=click.Path(path_type=Path))
+@friendly
+def presets_cp(name, dest):
+    """Copy a shipped preset to DEST to edit it."""
+    src = preset_files.resolve(name)
+    target = dest / src.name if dest.is_dir() else dest
+    if target.exists():
+        raise UserError(f"{target} already exists; choose another name (nothing was overwritten)")
+    shutil.copyfile(src, target)
+    click.echo(f"copied {src.name} → {target}")
+
+
+@presets.command("show")
+@click.argument("name")
+@friendly
+def presets_show(name):
+    """Print a preset file."""
+    click.echo(preset_files.resolve(name).read_text(encoding="utf-8"), nl=False)
+
+
+# ---------------------------------------------------------------- checking and rendering
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@click.option("--kohya", "with_kohya", is_flag=True, help="Also check the rendered files with sd-scripts' own parser.")
+@friendly
+def validate(preset, overrides, with_kohya):
+    """Check a preset; print "valid" or every error."""
+    p, path = preset_files.load(preset, overrides)
+    if with_kohya:
+        from .kohya_check import check_rendered
+
+        result = check_rendered(p)
+        if not result["ok"]:
+            raise UserError(f"{path}: sd-scripts rejects the rendered files:\n  " + "\n  ".join(result["errors"]))
+    click.echo(f"{path}: valid")
+
+
+@cli.command("render")
+@click.argument("preset")
+@overrides_arg
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the TOML files.")
+@friendly
+def render_cmd(preset, overrides, out_dir):
+    """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
+    p, _ = preset_files.load(preset, overrides)
+    run = render.RunLayout(out_dir.absolute())
+    from .runner import tokenizer_cache
+
+    cache = tokenizer_cache(p) if p.kohya.tokenizer_cache else None
+    render.write_all(p, run, render.base_model_arg(p), cache)
+    trainer = render.Trainer.of(p)
+    click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
+    if p.sampling.prompts:
+        click.echo(f"wrote {run.sample_prompts}")
+    click.echo("the photos go to " + str(render.instance_dir(p, run)) + " (faceswap-kohya prepare lays them out)")
+    click.echo("\n" + render.shell_command(render.trainer_argv(p, trainer, run), trainer.sd_scripts))
+
+
+@cli.command()
+def schema():
+    """Print the JSON schema of a preset."""
+    from .schema import Preset
+
+    click.echo(json.dumps(Preset.model_json_schema(), indent=2))
+
+
+# ---------------------------------------------------------------- training
+def _progress_printer():
+    """A live bar for the trainer's steps; checkpoints and epochs printed above it."""
+    from tqdm import tqdm
+
+    from .progress import Epoch, Finished, Saved, Step
+
+    state = {"bar": None, "epoch": ""}
+
+    def on_event(event):
+        bar = state["bar"]
+        if isinstance(event, Step):
+            if bar is None or bar.total != event.total:
+                if bar:
+                    bar.close()
+                bar = state["bar"] = tqdm(total=event.total, unit="step", dynamic_ncols=True, file=sys.stderr)
+            bar.n = event.step
+            post = {}
+            if state["epoch"]:
+                post["epoch"] = state["epoch"]
+            if event.loss is not None:
+                post["loss"] = f"{event.loss:.4f}"
+            if event.sec_per_it is not None:
+                post["s/step"] = f"{event.sec_per_it:.1f}"
+            post["eta"] = event.eta
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+        elif isinstance(event, Epoch):
+            state["epoch"] = f"{event.epoch}/{event.total}"
+        elif isinstance(event, Saved):
+            (bar.write if bar else click.echo)(f"checkpoint: {event.path}")
+        elif isinstance(event, Finished) and bar:
+            bar.close()
+            state["bar"] = None
+
+    def close():
+        if state["bar"]:
+            state["bar"].close()
+
+    return on_event, close
+
+
+def _report(result) -> None:
+    from .runner import RunResult  # noqa: F401 - for readers
+
+    if result.interrupted:
+        saved = ", ".join(p.name for p in result.loras) or "nothing"
+        click.secho(f"interrupted: the trainer was stopped; kept {saved} in {result.run.model}", fg="yellow", err=True)
+        sys.exit(130)
+    if result.diagnosis:
+        d = result.diagnosis
+        click.secho(f"training failed: {d.reason} (exit code {result.returncode})", fg="red", err=True)
+        for line in d.lines:
+            click.echo(f"  | {line[:200]}", err=True)
+        click.echo(f"hint: {d.hint}\nfull log: {result.run.log}", err=True)
+        sys.exit(1)
+    click.secho(f"done in {result.seconds / 60:.1f} min: {result.final}", fg="green")
+    for lora in result.loras:
+        if lora != result.final:
+            click.echo(f"  checkpoint {lora.name} ({lora.stat().st_size / 1e6:.1f} MB)")
+    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"<trigger> <class>, portrait photo\"")
+
+
+@cli.command()
+@click.argument("preset", required=False)
+@overrides_arg
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue RUN_DIR from its last saved state.")
+@click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
+@friendly
+def train(preset, overrides, resume_dir, verbose):
+    """Train a LoRA with sd-scripts (a new run folder each time)."""
+    from . import runner
+
+    on_event, close = _progress_printer()
+    on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
+    try:
+        if resume_dir:
+            result = runner.resume(resume_dir, on_event, on_line, echo=click.echo)
+        else:
+            if not preset:
+                raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
+            p, path = preset_files.load(preset, overrides)
+            result = runner.train(p, path, on_event, on_line, echo=click.echo)
+    finally:
+        close()
+    _report(result)
+
+
+@cli.command("check-model")
+@click.option("--force", is_flag=True, help="Rebuild even if it exists.")
+@friendly
+def check_model(force):
+    """Build the pipeline-check base model (random SDXL weights: noise, for checking an install)."""
+    from .checkmodel import build_check_model
+    from .schema import CHECK_MODEL, Preset
+
+    trainer = render.Trainer.of(Preset(base_model=CHECK_MODEL))
+    click.echo(str(build_check_model(trainer, force=force, echo=click.echo)))
+
+
+def main():
+    cli(prog_name="faceswap-kohya")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""User-facing errors: one message, no traceback, a non-zero exit."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class UserError(Exception):
+    """A problem the user can fix; the CLI prints it and exits with code 2."""
+
+
+def _location(loc: tuple) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    return ".".join(parts) or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Every error of one preset as `field.path: message (got VALUE)`, under the file's name."""
+    lines = []
+    for e in err.errors(include_url=False):
+        msg = e["msg"].removeprefix("Value error, ")
+        where = _location(e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt? `faceswap-kohya schema` lists every key)"
+        got = e.get("input")
+        shown = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {where}: {msg}{shown}")
+    n = len(lines)
+    return f"{source}: {n} error{'s' if n != 1 else ''}\n" + "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Check rendered TOMLs with sd-scripts' own code: the dataset TOML through config_util's validator,
+every config key against `sdxl_train_network.setup_parser()` and its type.
+
+Usage (cwd = sd-scripts): python check_config.py CONFIG.toml DATASET.toml
+Prints one JSON object: {"ok": bool, "errors": [...], "checked": N}.
+"""
+
+import argparse
+import json
+import sys
+
+import toml
+
+
+def option_errors(parser: argparse.ArgumentParser, config: dict) -> list[str]:
+    actions = {a.dest: a for a in parser._actions}
+    errors = []
+    for section, values in config.items():
+        for key, value in (values.items() if isinstance(values, dict) else [(section, values)]):
+            action = actions.get(key)
+            if action is None:
+                errors.append(f"{key}: not an option of sdxl_train_network.py")
+                continue
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+                if not isinstance(value, bool):
+                    errors.append(f"{key}: flag expects true/false, got {value!r}")
+                continue
+            items = value if isinstance(value, list) else [value]
+            if isinstance(value, list) and action.nargs not in ("*", "+") and not isinstance(action.nargs, int):
+                errors.append(f"{key}: takes one value, got a list")
+            for item in items:
+                if action.type is not None and not isinstance(item, bool):
+                    try:
+                        parsed = action.type(str(item)) if action.type is not str else item
+                    except Exception as e:  # noqa: BLE001 - report any conversion failure
+                        errors.append(f"{key}: {item!r} is not valid ({e})")
+                        continue
+                    if action.type is str and not isinstance(item, str):
+                        errors.append(f"{key}: sd-scripts uses this as text, got {type(item).__name__} {item!r}")
+                    elif action.type in (int, float) and isinstance(item, str):
+                        errors.append(f"{key}: sd-scripts would keep {item!r} as a string; write a number")
+                    del parsed
+                if action.choices is not None and item not in action.choices:
+                    errors.append(f"{key}: {item!r} not one of {list(action.choices)}")
+    return errors
+
+
+def dataset_errors(path: str) -> list[str]:
+    from library import config_util
+
+    try:
+        user = config_util.load_user_config(path)
+        validator = config_util.ConfigSanitizer(True, True, False, True)
+        validator.sanitize_user_config(user)
+    except Exception as e:  # noqa: BLE001
+        errs = getattr(e, "errors", None) or [e]
+        return [f"dataset: {x}" for x in errs]
+    return []
+
+
+def main(config_path: str, dataset_path: str) -> int:
+    import sdxl_train_network
+
+    parser = sdxl_train_network.setup_parser()
+    config = toml.load(config_path)
+    errors = option_errors(parser, config) + dataset_errors(dataset_path)
+    checked = sum(len(v) if isinstance(v, dict) else 1 for v in config.values())
+    print(json.dumps({"ok": not errors, "errors": errors, "checked": checked}))
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

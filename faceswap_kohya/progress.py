@@ -1,0 +1,134 @@
+"""Reading sd-scripts' output: progress events from its tqdm/log lines, and why a run failed."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional, Union
+
+_STEP = re.compile(
+    r"steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)"
+    r"(?:,\s*(?P<rate>[\d.]+|\?)(?P<unit>s/it|it/s))?(?:,\s*avr_loss=(?P<loss>[-+\w.]+))?")
+_EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
+_SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
+_FINAL = re.compile(r"\bmodel saved\.")
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int
+    total: int
+    elapsed: str
+    eta: str
+    sec_per_it: Optional[float]
+    loss: Optional[float]
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    pass
+
+
+Event = Union[Step, Epoch, Saved, Finished]
+
+
+def _float(text: Optional[str]) -> Optional[float]:
+    try:
+        return float(text) if text not in (None, "?") else None
+    except ValueError:
+        return None
+
+
+def parse_line(line: str) -> Optional[Event]:
+    """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None."""
+    if m := _STEP.search(line):
+        rate = _float(m["rate"])
+        if rate and m["unit"] == "it/s":
+            rate = 1.0 / rate
+        return Step(int(m["step"]), int(m["total"]), m["elapsed"], m["eta"], rate, _float(m["loss"]))
+    if m := _SAVED.search(line):
+        return Saved(m["path"].strip())
+    if m := _EPOCH.search(line):
+        return Epoch(int(m["epoch"]), int(m["total"]))
+    if _FINAL.search(line):
+        return Finished()
+    return None
+
+
+class LineSplitter:
+    """Bytes from the trainer's pipe → complete lines, splitting on \\r and \\n (tqdm redraws with \\r)."""
+
+    def __init__(self) -> None:
+        self._rest = ""
+
+    def feed(self, text: str) -> list[str]:
+        parts = re.split(r"\r\n|\r|\n", self._rest + text)
+        self._rest = parts.pop()
+        return [p for p in parts if p.strip()]
+
+    def flush(self) -> list[str]:
+        rest, self._rest = self._rest, ""
+        return [rest] if rest.strip() else []
+
+
+# Known causes: (pattern in the log, what it means, what to do).
+KNOWN_FAILURES = [
+    (re.compile(r"No data found", re.I),
+     "sd-scripts found no training images",
+     "check that the photo folder has images; the run's img/ folder must hold `N_trigger class/` subfolders"),
+    (re.compile(r"CUDA out of memory|OutOfMemoryError|out of memory", re.I),
+     "the GPU ran out of memory",
+     "use a smaller preset (`faceswap-kohya presets ls`: face-12gb or face-8gb), or lower dataset.resolution / network.dim"),
+    (re.compile(r"avr_loss=nan|loss is nan|NaN detected|nan loss", re.I),
+     "the loss became NaN",
+     "set training.no_half_vae=true and lower optimizer.unet_lr (e.g. 5e-5); bf16 is safer than fp16"),
+    (re.compile(r"bitsandbytes|libbitsandbytes|No module named 'bitsandbytes'", re.I),
+     "bitsandbytes (8-bit optimizers) failed to load",
+     "use optimizer.type=AdamW, or install a bitsandbytes build that matches your CUDA"),
+    (re.compile(r"No module named '(?P<mod>[\w.]+)'"),
+     "a Python module is missing in the trainer's environment",
+     "run scripts/setup.sh again, or install the module into kohya.python's environment"),
+    (re.compile(r"(?:OSError|HTTPError|ConnectionError|LocalEntryNotFoundError).*(?:huggingface|hub|offline)", re.I),
+     "the trainer tried to download from the Hugging Face hub",
+     "point base_model.path at a local file, and keep kohya.tokenizer_cache on 'auto'"),
+    (re.compile(r"FileNotFoundError|No such file or directory", re.I),
+     "a file the trainer needs does not exist",
+     "check base_model.path / base_model.vae and the paths in the preset"),
+]
+
+_ERROR_LINE = re.compile(r"Error|Exception|Traceback|error:|ERROR|Killed|No data found|nan", re.I)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    reason: str
+    hint: str
+    lines: list[str]
+
+
+def diagnose(log_text: str, max_lines: int = 8) -> Diagnosis:
+    """The lines that explain a failed run, and a hint for known causes."""
+    lines = [ln for ln in re.split(r"\r|\n", log_text) if ln.strip()]
+    explaining = [ln for ln in lines if _ERROR_LINE.search(ln) and not _STEP.search(ln)]
+    # the last NaN loss shows only in the progress line: report it too
+    nan_steps = [ln for ln in lines if (m := _STEP.search(ln)) and m["loss"] and math.isnan(_float(m["loss"]) or 0.0)]
+    shown = (explaining or lines)[-max_lines:]
+    if nan_steps and nan_steps[-1] not in shown:
+        shown = (shown + nan_steps[-1:])[-max_lines:]
+    tail = "\n".join(lines[-300:] + nan_steps[-1:])
+    for pattern, reason, hint in KNOWN_FAILURES:
+        if pattern.search(tail):
+            return Diagnosis(reason, hint, shown)
+    return Diagnosis("the trainer failed", "read the full log in the run folder (train.log)", shown)

@@ -1,0 +1,373 @@
+"""The preset: Pydantic models for one YAML file, strict at every level (`extra="forbid"`).
+
+Paths are kept as written (``~`` expanded); relative paths are relative to the working directory.
+Cross-field rules live in ``Preset.check_*`` validators and say what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
+
+OPTIMIZERS = (
+    "AdamW8bit", "AdamW", "PagedAdamW8bit", "PagedAdamW", "PagedAdamW32bit", "Lion", "Lion8bit",
+    "PagedLion8bit", "SGDNesterov", "SGDNesterov8bit", "Adafactor", "Prodigy", "DAdaptation",
+    "DAdaptAdam", "DAdaptAdaGrad", "DAdaptAdan", "DAdaptAdanIP", "DAdaptLion", "DAdaptSGD",
+    "DAdaptAdamPreprint", "AdamWScheduleFree", "RAdamScheduleFree", "SGDScheduleFree",
+)
+SCHEDULERS = (
+    "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
+)
+SAMPLERS = (
+    "ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver",
+    "dpmsolver++", "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a",
+)
+NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _expand(value):
+    return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
+
+
+class BaseModelSection(Section):
+    """Hub id, local diffusers folder, single .safetensors file, or `builtin:pipeline-check`."""
+
+    path: str = Field(description="hub id, diffusers folder, .safetensors file, or builtin:pipeline-check")
+    vae: Optional[str] = Field(None, description="optional VAE file or hub id (e.g. an fp16-fixed SDXL VAE)")
+
+    _expand_paths = field_validator("path", "vae", mode="before")(_expand)
+
+    @property
+    def is_single_file(self) -> bool:
+        return self.path.endswith((".safetensors", ".ckpt"))
+
+
+class Subject(Section):
+    trigger: str = Field("myface", description="the rare word that will mean this person")
+    class_word: str = Field("woman", description="what the person is: woman, man, person, ...")
+
+    @field_validator("trigger")
+    @classmethod
+    def check_trigger(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9]+", v):
+            raise ValueError("must be one word of letters and digits (no spaces, commas or underscores), e.g. 'myface'")
+        return v
+
+    @field_validator("class_word")
+    @classmethod
+    def check_class_word(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]+( [A-Za-z]+)?", v):
+            raise ValueError("must be one or two plain words, e.g. 'woman' or 'old man'")
+        return v
+
+
+class Captions(Section):
+    mode: Literal["template", "files", "blip"] = Field(
+        "template", description="template: from `template`; files: the .txt beside each photo; blip: automatic")
+    template: str = Field("{trigger} {class}, photo", description="caption text; {trigger} and {class} are filled in")
+    blip_model: str = Field("Salesforce/blip-image-captioning-base", description="hub id or local folder (mode blip)")
+    shuffle: bool = Field(False, description="shuffle comma-separated caption parts (the trigger stays first)")
+    keep_tokens: int = Field(1, ge=0, description="leading comma-separated parts never shuffled or dropped")
+    dropout_rate: float = Field(0.0, ge=0, le=1, description="caption_dropout_rate: train some steps with no caption")
+
+    @field_validator("template")
+    @classmethod
+    def check_template(cls, v: str) -> str:
+        try:
+            v.format(trigger="t", **{"class": "c"})
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"only {{trigger}} and {{class}} may appear in braces ({e})") from None
+        return v
+
+
+class Dataset(Section):
+    images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
+    repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
+    captions: Captions = Field(default_factory=Captions)
+    resolution: int = Field(1024, ge=64, le=4096, description="training resolution in pixels (square)")
+    enable_bucket: bool = Field(True, description="aspect-ratio buckets instead of square crops")
+    min_bucket_reso: int = Field(512, ge=64)
+    max_bucket_reso: int = Field(2048, ge=64)
+    bucket_reso_steps: int = Field(64, ge=32)
+    bucket_no_upscale: bool = True
+    flip_aug: bool = Field(False, description="Kohya's random horizontal flip (faces are not symmetric: off by default)")
+    color_aug: bool = False
+    random_crop: bool = False
+    face_crop_aug_range: Optional[tuple[float, float]] = None
+
+    _expand_paths = field_validator("images", mode="before")(_expand)
+
+    @field_validator("resolution")
+    @classmethod
+    def check_resolution(cls, v: int) -> int:
+        if v % 64:
+            raise ValueError(f"must be a multiple of 64 for SDXL (try {max(64, round(v / 64) * 64)})")
+        return v
+
+    @field_validator("bucket_reso_steps")
+    @classmethod
+    def check_bucket_steps(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError("SDXL bucket steps must be a multiple of 32 (use 32 or 64)")
+        return v
+
+    @model_validator(mode="after")
+    def check_buckets(self):
+        if self.enable_bucket and self.min_bucket_reso > self.max_bucket_reso:
+            raise ValueError(f"min_bucket_reso ({self.min_bucket_reso}) is larger than max_bucket_reso ({self.max_bucket_reso})")
+        return self
+
+
+class Regularization(Section):
+    images: Optional[str] = Field(None, description="folder of class photos (e.g. other women) for prior preservation")
+    repeats: int = Field(1, ge=1, le=1000)
+    generate: int = Field(0, ge=0, description="generate this many class images with the base model before training")
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "photo of a {class}",
+            "close-up portrait photo of a {class}",
+            "photo of a {class}, head and shoulders, natural light",
+            "photo of a {class}, outdoors",
+        ],
+        description="class prompts for generated images, used in turn; {class} is filled in")
+    negative_prompt: str = "lowres, blurry, deformed, cartoon, drawing, text, watermark"
+    steps: int = Field(30, ge=1, le=200)
+    cfg: float = Field(7.0, ge=0)
+    seed: int = 1234
+    scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+
+    _expand_paths = field_validator("images", mode="before")(_expand)
+
+
+class Network(Section):
+    module: Literal[NETWORK_MODULES] = "networks.lora"  # type: ignore[valid-type]
+    dim: int = Field(32, ge=1, le=1024, description="LoRA rank")
+    alpha: float = Field(16, gt=0, description="LoRA alpha (scale = alpha / dim)")
+    conv_dim: Optional[int] = Field(None, ge=1, le=1024, description="rank for 3x3 convolutions (LoCon); unset = none")
+    conv_alpha: Optional[float] = Field(None, gt=0)
+    dropout: Optional[float] = Field(None, ge=0, le=1, description="network_dropout (neuron dropout)")
+    args: list[str] = Field(default_factory=list, description="extra network_args, each 'key=value'")
+
+    @field_validator("args")
+    @classmethod
+    def check_args(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if "=" not in a]
+        if bad:
+            raise ValueError(f"each network arg must be 'key=value' (got {bad})")
+        return v
+
+    @model_validator(mode="after")
+    def check_conv(self):
+        if self.conv_alpha is not None and self.conv_dim is None:
+            raise ValueError("conv_alpha is set but conv_dim is not: set conv_dim too")
+        return self
+
+
+class Optimizer(Section):
+    type: str = Field("AdamW8bit", description="sd-scripts optimizer_type, or a 'module.Class' path")
+    unet_lr: float = Field(1e-4, gt=0, le=1)
+    text_encoder_lr: Union[float, tuple[float, float]] = Field(
+        0.0, description="0 trains the UNet only; one value or one per text encoder [te1, te2]")
+    scheduler: Literal[SCHEDULERS] = "cosine"  # type: ignore[valid-type]
+    warmup_steps: Union[int, float] = Field(0, ge=0, description="steps, or a ratio of all steps when < 1")
+    num_cycles: int = Field(1, ge=1, description="restarts for cosine_with_restarts")
+    max_grad_norm: float = Field(1.0, ge=0)
+    args: list[str] = Field(default_factory=list, description="optimizer_args, each 'key=value' (e.g. weight_decay=0.01)")
+
+    @field_validator("type")
+    @classmethod
+    def check_type(cls, v: str) -> str:
+        known = {o.lower(): o for o in OPTIMIZERS}
+        if v.lower() in known:
+            return known[v.lower()]
+        if "." in v:
+            return v
+        raise ValueError(f"unknown optimizer; use one of {', '.join(OPTIMIZERS[:6])}, ... or a 'module.Class' path")
+
+    @field_validator("args")
+    @classmethod
+    def check_args(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if "=" not in a]
+        if bad:
+            raise ValueError(f"each optimizer arg must be 'key=value' (got {bad})")
+        return v
+
+    @field_validator("text_encoder_lr")
+    @classmethod
+    def check_te_lr(cls, v):
+        values = v if isinstance(v, tuple) else (v,)
+        if any(x < 0 or x > 1 for x in values):
+            raise ValueError("learning rates must be between 0 and 1")
+        return v
+
+    @property
+    def unet_only(self) -> bool:
+        values = self.text_encoder_lr if isinstance(self.text_encoder_lr, tuple) else (self.text_encoder_lr,)
+        return all(x == 0 for x in values)
+
+
+class Training(Section):
+    epochs: int = Field(10, ge=1, le=10000)
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+    batch_size: int = Field(1, ge=1, le=64)
+    gradient_accumulation: int = Field(1, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+    save_precision: Literal["float", "fp16", "bf16"] = "fp16"
+    full_bf16: bool = Field(False, description="keep gradients in bf16 too (saves VRAM; needs mixed_precision bf16)")
+    fp8_base: bool = Field(False, description="hold the frozen base UNet in fp8 (saves VRAM)")
+    gradient_checkpointing: bool = True
+    cache_latents: bool = True
+    cache_latents_to_disk: bool = False
+    cache_text_encoder_outputs: bool = False
+    no_half_vae: bool = Field(True, description="run SDXL's VAE in fp32 (its fp16 mode gives NaN)")
+    noise_offset: float = Field(0.0, ge=0, le=1)
+    min_snr_gamma: Optional[float] = Field(None, gt=0)
+    seed: int = 42
+    save_every_n_epochs: Optional[int] = Field(1, ge=1, description="write a checkpoint LoRA every N epochs")
+    save_state: bool = Field(False, description="save optimizer state with checkpoints so `train --resume` can continue")
+    attention: Literal["sdpa", "xformers", "none"] = "sdpa"
+    max_token_length: Literal[75, 150, 225] = 75
+    lowram: bool = False
+    max_data_loader_workers: int = Field(0, ge=0)
+
+
+class Sampling(Section):
+    prompts: list[str] = Field(default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
+    negative_prompt: str = "lowres, blurry, deformed"
+    every_n_epochs: Optional[int] = Field(None, ge=1)
+    every_n_steps: Optional[int] = Field(None, ge=1)
+    sampler: Literal[SAMPLERS] = "euler_a"  # type: ignore[valid-type]
+    steps: int = Field(28, ge=1, le=200)
+    cfg: float = Field(7.0, ge=0)
+    seed: int = 1
+    size: Optional[int] = Field(None, ge=64, description="sample width/height; default: the training resolution")
+
+    @field_validator("size")
+    @classmethod
+    def check_size(cls, v):
+        if v is not None and v % 8:
+            raise ValueError("must be a multiple of 8")
+        return v
+
+
+class Output(Section):
+    dir: str = Field("output", description="runs go to <dir>/<name>/<timestamp>/")
+    name: str = Field("myface", description="LoRA file name (without .safetensors)")
+
+    _expand_paths = field_validator("dir", mode="before")(_expand)
+
+    @field_validator("name")
+    @classmethod
+    def check_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("must be a plain file name: letters, digits, '_', '-', '.'")
+        return v
+
+
+class Kohya(Section):
+    sd_scripts: Optional[str] = Field(None, description="sd-scripts folder; default: vendor/sd-scripts of this project")
+    python: Optional[str] = Field(None, description="the trainer's python; default: .venv-kohya/bin/python of this project")
+    launcher: Literal["accelerate", "python"] = "accelerate"
+    num_processes: int = Field(1, ge=1)
+    num_cpu_threads_per_process: int = Field(2, ge=1)
+    tokenizer_cache: Optional[str] = Field(
+        "auto", description="'auto' builds CLIP tokenizers offline; a folder to use; null to let sd-scripts use the hub")
+    extra_args: list[str] = Field(default_factory=list, description="passed to sdxl_train_network.py verbatim")
+
+    _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
+
+
+class Evaluation(Section):
+    enabled: bool = Field(False, description="score every checkpoint against the photos at the end of `train`")
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "{trigger} {class}, professional portrait photo, soft light",
+            "{trigger} {class}, close-up photo, outdoors",
+            "{trigger} {class}, smiling, photo in a cafe",
+        ])
+    seeds: list[int] = Field(default_factory=lambda: [1, 2])
+    steps: int = Field(25, ge=1, le=200)
+    cfg: float = Field(6.0, ge=0)
+    embedder: Literal["dlib", "insightface"] = "dlib"
+    insightface_root: Optional[str] = None
+
+
+class Preset(Section):
+    """One training recipe: what to train on, how, and where to write it."""
+
+    base_model: BaseModelSection
+    subject: Subject = Field(default_factory=Subject)
+    dataset: Dataset = Field(default_factory=Dataset)
+    regularization: Regularization = Field(default_factory=Regularization)
+    network: Network = Field(default_factory=Network)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    training: Training = Field(default_factory=Training)
+    sampling: Sampling = Field(default_factory=Sampling)
+    output: Output = Field(default_factory=Output)
+    kohya: Kohya = Field(default_factory=Kohya)
+    evaluate: Evaluation = Field(default_factory=Evaluation)
+
+    @field_validator("base_model", mode="before")
+    @classmethod
+    def accept_plain_path(cls, v):
+        return {"path": v} if isinstance(v, str) else v
+
+    @property
+    def instance_tokens(self) -> str:
+        return f"{self.subject.trigger} {self.subject.class_word}"
+
+    # Cross-field rules. Each raises with what to change; pydantic collects them per model.
+    @model_validator(mode="after")
+    def check_text_encoder_caching(self):
+        t, c = self.training, self.dataset.captions
+        if t.cache_text_encoder_outputs:
+            problems = []
+            if not self.optimizer.unet_only:
+                problems.append("set optimizer.text_encoder_lr to 0 (UNet-only training)")
+            if c.shuffle:
+                problems.append("set dataset.captions.shuffle to false")
+            if c.dropout_rate:
+                problems.append("set dataset.captions.dropout_rate to 0")
+            if problems:
+                raise ValueError("training.cache_text_encoder_outputs needs fixed text-encoder outputs: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def check_augmentation_vs_cache(self):
+        d = self.dataset
+        if self.training.cache_latents and (d.color_aug or d.random_crop):
+            which = " and ".join(k for k in ("color_aug", "random_crop") if getattr(d, k))
+            raise ValueError(f"dataset.{which} changes images every step, so latents can't be cached: "
+                             "turn it off or set training.cache_latents to false")
+        return self
+
+    @model_validator(mode="after")
+    def check_precision(self):
+        t = self.training
+        if t.full_bf16 and t.mixed_precision != "bf16":
+            raise ValueError("training.full_bf16 needs training.mixed_precision: bf16")
+        return self
+
+    @model_validator(mode="after")
+    def check_sampling(self):
+        s = self.sampling
+        if (s.every_n_epochs or s.every_n_steps) and not s.prompts:
+            raise ValueError("sampling.every_n_epochs/every_n_steps is set but sampling.prompts is empty: add a prompt")
+        return self
+
+    @model_validator(mode="after")
+    def check_regularization(self):
+        r = self.regularization
+        if r.images and r.generate:
+            raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
+        return self
