@@ -7,7 +7,10 @@ Prints one JSON object: {"ok": bool, "errors": [...], "checked": N}.
 
 import argparse
 import json
+import os
 import sys
+
+sys.path.insert(0, os.getcwd())  # sd-scripts (the cwd) provides `library`
 
 import toml
 

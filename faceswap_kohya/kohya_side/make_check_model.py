@@ -4,7 +4,10 @@ It produces noise, by design: it exists to check an installation end to end with
 Usage (cwd = sd-scripts): python make_check_model.py OUT.safetensors
 """
 
+import os
 import sys
+
+sys.path.insert(0, os.getcwd())  # sd-scripts (the cwd) provides `library`
 
 import torch
 from diffusers import AutoencoderKL
