@@ -90,6 +90,13 @@ class Captions(Section):
         return v
 
 
+class Augment(Section):
+    """Extra training images made from the photos (marked as augmented in the summary)."""
+
+    mirror: int = Field(2, ge=0, description="add a mirrored copy of this many photos (skipped when flip_aug is on)")
+    relight: int = Field(1, ge=0, description="add a brightness/contrast/warmth variant of this many photos")
+
+
 class Dataset(Section):
     images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
     repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
@@ -104,6 +111,10 @@ class Dataset(Section):
     color_aug: bool = False
     random_crop: bool = False
     face_crop_aug_range: Optional[tuple[float, float]] = None
+    framing: Literal["face", "head_and_shoulders", "as_is"] = Field(
+        "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
+    max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
+    augment: Augment = Field(default_factory=Augment)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
