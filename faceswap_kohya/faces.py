@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
@@ -22,12 +23,16 @@ from PIL import Image
 
 from .errors import UserError
 
+HOG_SURE = 0.5  # weaker HOG detections are confirmed by the CNN detector (HOG has false positives)
 DETECT_SIDE = 640  # detection runs on a copy no larger than this (boxes are mapped back)
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
 SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (see identity_score)
 INSTALL_HINT = "pip install 'faceswap_kohya[faces]' (the dlib-bin wheel and face_recognition_models)"
 
 Detector = Literal["auto", "hog", "cnn"]
+# dlib's detectors and nets are not thread-safe (concurrent calls crash): one caller at a time.
+# Threads still overlap decoding and resizing, which is most of the time on a phone photo.
+_DLIB = threading.RLock()
 
 
 @dataclass
@@ -110,6 +115,26 @@ def _small_copy(image: Image.Image, side: int) -> tuple[Image.Image, float]:
 
 
 # ---------------------------------------------------------------- detection
+def _confirmed(arr: np.ndarray, rect) -> bool:
+    """Whether the CNN detector also finds a face in a small crop around a weak HOG detection."""
+    size = max(rect.width(), rect.height())
+    x0, y0 = max(0, rect.left() - size // 2), max(0, rect.top() - size // 2)
+    crop = Image.fromarray(arr[y0:rect.bottom() + size // 2, x0:rect.right() + size // 2])
+    k = 80 / size  # the CNN finds faces from ~40 px; 80 px is safe and cheap
+    crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BILINEAR)
+    return len(_model("cnn")(np.asarray(crop), 0)) > 0
+
+
+def _find(arr: np.ndarray, detector: Detector) -> list[tuple[object, float, str]]:
+    found = []
+    if detector in ("auto", "hog"):
+        rects, scores, _ = _model("hog").run(arr, 0, 0.0)
+        found = [(r, float(s), "hog") for r, s in zip(rects, scores) if s >= HOG_SURE or _confirmed(arr, r)]
+    if not found and detector in ("auto", "cnn"):
+        found = [(d.rect, float(d.confidence), "cnn") for d in _model("cnn")(arr, 0)]
+    return found
+
+
 def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_SIDE) -> list[Face]:
     """Faces in `image`, largest first, with 5-point landmarks.
 
@@ -119,17 +144,12 @@ def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_S
     """
     small, scale = _small_copy(image, side)
     arr = _rgb_array(small)
-    found: list[tuple[object, float, str]] = []
-    if detector in ("auto", "hog"):
-        rects, scores, _ = _model("hog").run(arr, 0, 0.0)
-        found = [(r, float(s), "hog") for r, s in zip(rects, scores)]
-    if not found and detector in ("auto", "cnn"):
-        found = [(d.rect, float(d.confidence), "cnn") for d in _model("cnn")(arr, 0)]
+    with _DLIB:
+        found = _find(arr, detector)
+        shapes = [_model("landmarks")(arr, rect) for rect, _, _ in found]
     faces = []
-    predictor = _model("landmarks")
     W, H = image.size
-    for rect, conf, how in found:
-        shape = predictor(arr, rect)
+    for (rect, conf, how), shape in zip(found, shapes):
         points = [(p.x * scale, p.y * scale) for p in shape.parts()]
         box = (max(0, round(rect.left() * scale)), max(0, round(rect.top() * scale)),
                min(W, round((rect.right() + 1) * scale)), min(H, round((rect.bottom() + 1) * scale)))
@@ -177,9 +197,10 @@ class DlibEmbedder(Embedder):
         arr = _rgb_array(crop)
         rect = dlib.rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
                               round((right - region[0]) * k), round((bottom - region[1]) * k))
-        shape = _model("landmarks")(arr, rect)
-        chip = dlib.get_face_chip(arr, shape, size=150, padding=0.25)
-        return np.asarray(_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
+        with _DLIB:
+            shape = _model("landmarks")(arr, rect)
+            chip = dlib.get_face_chip(arr, shape, size=150, padding=0.25)
+            return np.asarray(_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
 
 
 class InsightFaceEmbedder(Embedder):
@@ -269,18 +290,11 @@ def identity_score(embedding: np.ndarray, references: Sequence[np.ndarray],
     return scores[best], best
 
 
-def odd_ones_out(embeddings: Sequence[np.ndarray], metric: str = "euclidean",
-                 threshold: float = SAME_PERSON_SCORE) -> list[tuple[int, float]]:
-    """Faces that do not look like the others: (index, median score against the others) for each
-    face whose median score is below `threshold`. Needs at least 3 faces to say anything."""
+def median_scores(embeddings: Sequence[np.ndarray], metric: str = "euclidean") -> list[float]:
+    """Each face's median identity score against all the others (for finding a photo of someone
+    else in a set: its median is low). Empty when there are fewer than 3 faces (none can be the odd one out)."""
     n = len(embeddings)
     if n < 3:
         return []
-    out = []
-    for i in range(n):
-        scores = [similarity(embeddings[i], embeddings[j], metric) for j in range(n) if j != i]
-        median = float(np.median(scores))
-        if median < threshold:
-            out.append((i, median))
-    return out
-
+    return [float(np.median([similarity(embeddings[i], embeddings[j], metric) for j in range(n) if j != i]))
+            for i in range(n)]
