@@ -75,6 +75,42 @@ def presets_show(name):
     click.echo(preset_files.resolve(name).read_text(encoding="utf-8"), nl=False)
 
 
+@presets.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the preset YAML here (default: print it).")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The dataset TOML of an sd-scripts config.")
+@friendly
+def presets_import(file, out, dataset):
+    """Import a kohya_ss GUI JSON or sd-scripts/kohya-colab TOML; print what was kept."""
+    from .kohya_import import import_preset, to_yaml
+
+    p, report = import_preset(file, dataset)
+    click.echo(report.text(), err=bool(not out))
+    text = to_yaml(p, report)
+    if out:
+        if out.exists():
+            raise UserError(f"{out} already exists; choose another name (nothing was overwritten)")
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@presets.command("export")
+@click.argument("preset")
+@overrides_arg
+@click.option("--format", "fmt", type=click.Choice(["sd-scripts", "kohya-gui"]), required=True, help="Target format.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: <output.name>.toml/.json).")
+@friendly
+def presets_export(preset, overrides, fmt, out):
+    """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON."""
+    from .kohya_import import write_export
+
+    p, _ = preset_files.load(preset, overrides)
+    for line in write_export(p, fmt, out):
+        click.echo(line)
+
+
 # ---------------------------------------------------------------- checking and rendering
 @cli.command()
 @click.argument("preset")
@@ -129,11 +165,11 @@ def _progress_printer():
 
     from .progress import Epoch, Finished, Saved, Step
 
-    state = {"bar": None, "epoch": ""}
+    state = {"bar": None, "epoch": "", "done": False}
 
     def on_event(event):
         bar = state["bar"]
-        if isinstance(event, Step):
+        if isinstance(event, Step) and not state["done"]:
             if bar is None or bar.total != event.total:
                 if bar:
                     bar.close()
@@ -153,9 +189,11 @@ def _progress_printer():
             state["epoch"] = f"{event.epoch}/{event.total}"
         elif isinstance(event, Saved):
             (bar.write if bar else click.echo)(f"checkpoint: {event.path}")
-        elif isinstance(event, Finished) and bar:
-            bar.close()
-            state["bar"] = None
+        elif isinstance(event, Finished):
+            state["done"] = True
+            if bar:
+                bar.close()
+                state["bar"] = None
 
     def close():
         if state["bar"]:
@@ -192,7 +230,7 @@ def _report(result) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
 @friendly
 def train(preset, overrides, resume_dir, verbose):
-    """Train a LoRA with sd-scripts (a new run folder each time)."""
+    """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
     from . import runner
 
     on_event, close = _progress_printer()
@@ -203,7 +241,11 @@ def train(preset, overrides, resume_dir, verbose):
         else:
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
-            p, path = preset_files.load(preset, overrides)
+            from .kohya_import import load_any
+
+            p, path, imported = load_any(preset, overrides)
+            if imported:
+                click.echo(imported.text(), err=True)
             result = runner.train(p, path, on_event, on_line, echo=click.echo)
     finally:
         close()
@@ -220,6 +262,57 @@ def check_model(force):
 
     trainer = render.Trainer.of(Preset(base_model=CHECK_MODEL))
     click.echo(str(build_check_model(trainer, force=force, echo=click.echo)))
+
+
+# ---------------------------------------------------------------- photos and faces
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@friendly
+def prepare(preset, overrides):
+    """Check, crop and caption the photos into a new run folder, to look at before training."""
+    from .dataset import layout
+    from .runner import new_run
+
+    p, _ = preset_files.load(preset, overrides)
+    run = new_run(p)
+    try:
+        summary = layout(p, run, echo=click.echo)
+    except UserError:
+        shutil.rmtree(run.root, ignore_errors=True)  # only what this command just made
+        raise
+    for line in summary.brief(run.root):
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of reference photos of the person.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--embedder", type=click.Choice(["dlib", "insightface"]), default="dlib", show_default=True,
+              help="Face embedder (insightface needs its model files in --insightface-root).")
+@click.option("--insightface-root", type=click.Path(path_type=Path), help="Folder holding models/<pack>/*.onnx.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def identity(refs, images, embedder, insightface_root, as_json):
+    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike."""
+    from .faces import get_embedder, score_files
+
+    result = score_files(refs, images, get_embedder(embedder, str(insightface_root) if insightface_root else None))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    refs_ok = [r for r in result["references"] if "face_box" in r]
+    skipped = [f"{Path(r['file']).name} ({r['error']})" for r in result["references"] if "error" in r]
+    click.echo(f"{result['embedder']}: {len(refs_ok)} reference faces from {refs}"
+               + (f"; not used: {', '.join(skipped)}" if skipped else ""))
+    click.echo(f"{'SCORE':>5}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
+    for r in result["images"]:
+        if "score" in r:
+            click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
+        else:
+            click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
+    click.echo("(a similarity, not a yes/no: with dlib, photos of one person usually score above 0.4)")
 
 
 def main():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -97,18 +96,25 @@ KNOWN_FAILURES = [
     (re.compile(r"bitsandbytes|libbitsandbytes|No module named 'bitsandbytes'", re.I),
      "bitsandbytes (8-bit optimizers) failed to load",
      "use optimizer.type=AdamW, or install a bitsandbytes build that matches your CUDA"),
-    (re.compile(r"No module named '(?P<mod>[\w.]+)'"),
+    (re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'"),
      "a Python module is missing in the trainer's environment",
      "run scripts/setup.sh again, or install the module into kohya.python's environment"),
     (re.compile(r"(?:OSError|HTTPError|ConnectionError|LocalEntryNotFoundError).*(?:huggingface|hub|offline)", re.I),
      "the trainer tried to download from the Hugging Face hub",
      "point base_model.path at a local file, and keep kohya.tokenizer_cache on 'auto'"),
+    (re.compile(r"is neither a valid local path nor a valid repo id"),
+     "the base model could not be found",
+     "point base_model.path at an existing .safetensors file or diffusers folder"),
     (re.compile(r"FileNotFoundError|No such file or directory", re.I),
      "a file the trainer needs does not exist",
      "check base_model.path / base_model.vae and the paths in the preset"),
 ]
 
-_ERROR_LINE = re.compile(r"Error|Exception|Traceback|error:|ERROR|Killed|No data found|nan", re.I)
+# Printed by bitsandbytes on every CPU run; not a failure.
+_BENIGN = re.compile(r"kernels-community|No module named 'kernels'")
+# Lines that explain a failure: the script's own exception, sd-scripts' ERROR logs, a NaN loss.
+_EXPLAINS = re.compile(r"^\s*[\w.]*(Error|Exception)\b.*:|\bERROR\b|No data found|avr_loss=nan|Killed|out of memory", re.I)
+_LAUNCHER_NOISE = re.compile(r"CalledProcessError|accelerate/commands/launch\.py")
 
 
 @dataclass(frozen=True)
@@ -118,16 +124,14 @@ class Diagnosis:
     lines: list[str]
 
 
-def diagnose(log_text: str, max_lines: int = 8) -> Diagnosis:
+def diagnose(log_text: str, max_lines: int = 6) -> Diagnosis:
     """The lines that explain a failed run, and a hint for known causes."""
-    lines = [ln for ln in re.split(r"\r|\n", log_text) if ln.strip()]
-    explaining = [ln for ln in lines if _ERROR_LINE.search(ln) and not _STEP.search(ln)]
-    # the last NaN loss shows only in the progress line: report it too
-    nan_steps = [ln for ln in lines if (m := _STEP.search(ln)) and m["loss"] and math.isnan(_float(m["loss"]) or 0.0)]
+    lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
+    explaining = [ln for ln in lines if _EXPLAINS.search(ln) and not _LAUNCHER_NOISE.search(ln)]
+    nan = [ln for ln in explaining if "avr_loss=nan" in ln]
+    explaining = [ln for ln in explaining if "avr_loss=nan" not in ln] + nan[-1:]
     shown = (explaining or lines)[-max_lines:]
-    if nan_steps and nan_steps[-1] not in shown:
-        shown = (shown + nan_steps[-1:])[-max_lines:]
-    tail = "\n".join(lines[-300:] + nan_steps[-1:])
+    tail = "\n".join(lines[-300:])
     for pattern, reason, hint in KNOWN_FAILURES:
         if pattern.search(tail):
             return Diagnosis(reason, hint, shown)

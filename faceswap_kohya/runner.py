@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Callable, Optional
 
 from . import presets, render
 from .errors import UserError
-from .progress import Diagnosis, Event, LineSplitter, Saved, diagnose, parse_line
+from .progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
 from .render import RunLayout, Trainer
 from .schema import CHECK_MODEL, Preset
 
@@ -128,7 +127,8 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
     Ctrl-C / SIGTERM stop the whole group (SIGINT, then SIGTERM, then SIGKILL) and leave no orphans.
     Returns (exit code, interrupted).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
+               COLUMNS="200")  # rich wraps log lines at the terminal width
     env.pop("PYTHONPATH", None)
     interrupted = False
     with open(log_path, "ab") as log:
@@ -212,7 +212,7 @@ def judge(run: RunLayout, name: str, code: int, interrupted: bool) -> RunResult:
     result = RunResult(run, code, loras, final, interrupted=interrupted)
     if interrupted:
         return result
-    if code != 0 or final is None or re.search(r"No data found", log_text):
+    if code != 0 or final is None or re.search(r"No data found|avr_loss=nan", log_text):
         d = diagnose(log_text)
         if code == 0 and d.reason == "the trainer failed":
             d = Diagnosis("the trainer exited without writing a LoRA", "read train.log in the run folder", d.lines)
@@ -293,9 +293,3 @@ def resume(run_dir: Path, on_event=lambda e: None, on_line=lambda s: None, echo=
     return result
 
 
-def saved_path(event: Event) -> Optional[str]:
-    return event.path if isinstance(event, Saved) else None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `python -m faceswap_kohya train`")

@@ -1,0 +1,35 @@
+"""Shared fixtures: where sd-scripts and its python are, and whether the trainer tests may run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceswap_kohya.presets import PROJECT_ROOT
+
+SD_SCRIPTS = PROJECT_ROOT / "vendor" / "sd-scripts"
+KOHYA_PYTHON = PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
+SHARED_PRESETS = PROJECT_ROOT.parent / "shared" / "kohya_presets"
+
+
+def kohya_available() -> bool:
+    return (SD_SCRIPTS / "sdxl_train_network.py").is_file() and KOHYA_PYTHON.is_file()
+
+
+needs_kohya = pytest.mark.skipif(
+    not kohya_available(), reason="sd-scripts not set up (vendor/sd-scripts + .venv-kohya): run scripts/setup.sh")
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """Three small real-looking photos (the astronaut portrait, cropped) in a folder of their own."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "my photos"
+    folder.mkdir()
+    portrait = Image.fromarray(data.astronaut())
+    for i, box in enumerate([(0, 0, 512, 512), (64, 0, 448, 384), (100, 0, 400, 300)]):
+        portrait.crop(box).save(folder / f"photo {i}.jpg", quality=90)
+    return folder

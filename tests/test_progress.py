@@ -1,0 +1,110 @@
+"""Parsing sd-scripts' output, recorded from real runs of sdxl_train_network.py (tests/data/trainer_*.log)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faceswap_kohya.progress import Epoch, Finished, LineSplitter, Saved, Step, diagnose, parse_line
+from faceswap_kohya.render import RunLayout
+from faceswap_kohya.runner import judge
+
+DATA = Path(__file__).parent / "data"
+
+
+def events_of(name: str, chunk: int = 97):
+    """Feed the recorded output in odd-sized chunks, as a pipe delivers it."""
+    text = (DATA / name).read_text()
+    splitter, events = LineSplitter(), []
+    for i in range(0, len(text), chunk):
+        for line in splitter.feed(text[i:i + chunk]):
+            if (e := parse_line(line)) is not None:
+                events.append(e)
+    for line in splitter.flush():
+        if (e := parse_line(line)) is not None:
+            events.append(e)
+    return events
+
+
+def test_successful_run_events():
+    events = events_of("trainer_ok.log")
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps[0].step == 0 and steps[-1].step == steps[-1].total == 2
+    assert steps[-1].loss == pytest.approx(1.18)
+    assert 3.0 < steps[-1].sec_per_it < 6.0
+    assert Epoch(1, 1) in events
+    saved = [e for e in events if isinstance(e, Saved)]
+    assert saved and saved[-1].path.endswith("model/myface-check.safetensors")
+    assert isinstance(events[-1], Step) or isinstance(events[-1], Finished)
+    assert any(isinstance(e, Finished) for e in events)
+    assert diagnose((DATA / "trainer_ok.log").read_text()).reason == "the trainer failed"  # nothing known matched
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("steps:  50%|█████     | 2/4 [01:44<01:44, 52.22s/it, avr_loss=0.917]", Step(2, 4, "01:44", "01:44", 52.22, 0.917)),
+    ("steps:  10%|█         | 10/100 [00:05<00:45,  2.00it/s, avr_loss=0.1]", Step(10, 100, "00:05", "00:45", 0.5, 0.1)),
+    ("steps:   0%|          | 0/1600 [00:00<?, ?it/s]", Step(0, 1600, "00:00", "?", None, None)),
+    ("epoch 3/10", Epoch(3, 10)),
+    ("saving checkpoint: /runs/a b/model/me-000002.safetensors", Saved("/runs/a b/model/me-000002.safetensors")),
+    ("2026-11-26 14:36:29 INFO     model saved.                  train_network.py:1729", Finished()),
+    ("INFO     prepare tokenizers", None),
+])
+def test_single_lines(line, expected):
+    assert parse_line(line) == expected
+
+
+def test_splitter_handles_carriage_returns_across_chunks():
+    s = LineSplitter()
+    assert s.feed("steps:  50%|x| 1/2 [00:01<00:01") == []
+    assert s.feed(", 1.0s/it]\rsteps: 100%|x| 2/2 [00:02<00:00, 1.0s/it]\r\nepo") == [
+        "steps:  50%|x| 1/2 [00:01<00:01, 1.0s/it]", "steps: 100%|x| 2/2 [00:02<00:00, 1.0s/it]"]
+    assert s.flush() == ["epo"]
+
+
+def test_no_data_found_is_a_failure_despite_exit_code_0(tmp_path):
+    run = RunLayout(tmp_path)
+    run.log.write_text((DATA / "trainer_nodata.log").read_text())
+    result = judge(run, "myface", code=0, interrupted=False)
+    assert not result.ok
+    assert result.diagnosis.reason == "sd-scripts found no training images"
+    assert any("No data found" in ln for ln in result.diagnosis.lines)
+
+
+def test_nan_loss_is_a_failure_even_with_a_lora_written(tmp_path):
+    run = RunLayout(tmp_path)
+    run.log.write_text((DATA / "trainer_nan.log").read_text())
+    run.model.mkdir()
+    (run.model / "myface-check.safetensors").write_bytes(b"x")
+    result = judge(run, "myface-check", code=0, interrupted=False)
+    assert result.final is not None and not result.ok
+    assert result.diagnosis.reason == "the loss became NaN"
+    assert "no_half_vae" in result.diagnosis.hint
+    assert any("avr_loss=nan" in ln for ln in result.diagnosis.lines)
+
+
+def test_crash_shows_the_script_error_not_the_launcher(tmp_path):
+    d = diagnose((DATA / "trainer_missing_model.log").read_text())
+    assert d.reason == "the base model could not be found"
+    assert any(ln.startswith("ValueError: The provided pretrained_model_name_or_path") for ln in d.lines)
+    assert not any("CalledProcessError" in ln for ln in d.lines)
+
+
+def test_ok_run_judged_ok(tmp_path):
+    run = RunLayout(tmp_path)
+    run.log.write_text((DATA / "trainer_ok.log").read_text())
+    run.model.mkdir()
+    (run.model / "myface-check.safetensors").write_bytes(b"x")
+    result = judge(run, "myface-check", code=0, interrupted=False)
+    assert result.ok and result.final.name == "myface-check.safetensors"
+    assert judge(run, "myface-check", code=1, interrupted=False).diagnosis is not None
+
+
+@pytest.mark.parametrize("log,reason", [
+    ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", "the GPU ran out of memory"),
+    ("ModuleNotFoundError: No module named 'bitsandbytes'", "bitsandbytes (8-bit optimizers) failed to load"),
+    ("ModuleNotFoundError: No module named 'lycoris'", "a Python module is missing in the trainer's environment"),
+])
+def test_known_causes_get_hints(log, reason):
+    d = diagnose("INFO start\n" + log + "\n")
+    assert d.reason == reason and d.hint and log in d.lines

@@ -1,0 +1,114 @@
+"""The preset schema: defaults, shipped presets, and a table of bad presets with the field path in each message."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceswap_kohya import presets
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.schema import Preset
+
+
+def test_defaults_are_a_face_lora():
+    p = Preset(base_model="stabilityai/stable-diffusion-xl-base-1.0")
+    assert p.instance_tokens == "myface woman"
+    assert p.dataset.repeats == 10 and p.regularization.repeats == 1
+    assert p.optimizer.type == "AdamW8bit"
+    assert p.base_model.path.startswith("stabilityai/")
+
+
+@pytest.mark.parametrize("info", presets.discover(), ids=lambda i: i.name)
+def test_every_shipped_preset_validates_and_says_how_to_run(info):
+    preset, _ = presets.load(str(info.path))
+    text = info.path.read_text()
+    assert text.startswith(f"# {info.name}:"), "a preset opens with a comment naming what it is for"
+    assert "Run: faceswap-kohya train" in text
+    assert info.vram != "?"
+    assert preset.dataset.resolution % 64 == 0
+
+
+def test_shipped_presets_are_found_by_scanning():
+    names = {i.name for i in presets.discover()}
+    assert {"face-24gb", "face-12gb", "face-8gb"} <= names
+    assert any("cpu" in n or "check" in n for n in names)
+
+
+BAD = [
+    ({"training": {"epochs": 0}}, "training.epochs", "greater than or equal to 1"),
+    ({"training": {"epoch": 3}}, "training.epoch", "unknown key"),
+    ({"dataset": {"resolution": 1000}}, "dataset.resolution", "multiple of 64"),
+    ({"dataset": {"bucket_reso_steps": 48}}, "dataset.bucket_reso_steps", "multiple of 32"),
+    ({"subject": {"trigger": "my_face"}}, "subject.trigger", "no spaces, commas or underscores"),
+    ({"subject": {"trigger": "my face"}}, "subject.trigger", "one word"),
+    ({"training": {"max_token_length": 100}}, "training.max_token_length", "75"),
+    ({"optimizer": {"type": "AdamW9bit"}}, "optimizer.type", "unknown optimizer"),
+    ({"optimizer": {"unet_lr": "fast"}}, "optimizer.unet_lr", "valid number"),
+    ({"training": {"cache_text_encoder_outputs": True}, "optimizer": {"text_encoder_lr": 1e-5}},
+     "(top level)", "text_encoder_lr to 0"),
+    ({"training": {"cache_text_encoder_outputs": True}, "dataset": {"captions": {"shuffle": True}}},
+     "(top level)", "shuffle to false"),
+    ({"dataset": {"color_aug": True}}, "(top level)", "cache_latents"),
+    ({"network": {"conv_alpha": 4}}, "network", "set conv_dim"),
+    ({"dataset": {"captions": {"template": "{name} photo"}}}, "dataset.captions.template", "{trigger}"),
+    ({"sampling": {"every_n_epochs": 1}}, "(top level)", "sampling.prompts is empty"),
+]
+
+
+@pytest.mark.parametrize("patch,where,text", BAD, ids=[b[1] + ":" + b[2][:12] for b in BAD])
+def test_bad_presets_name_the_field(patch, where, text):
+    data = {"base_model": "model.safetensors", **patch}
+    with pytest.raises(UserError) as e:
+        presets.validate(data, "p.yaml")
+    msg = str(e.value)
+    assert msg.startswith("p.yaml: ")
+    assert f"  {where}: " in msg
+    assert text in msg
+
+
+def test_all_errors_reported_at_once_with_the_value():
+    data = {"base_model": "m.safetensors", "training": {"epochs": -1, "batch_size": 0}, "network": {"dimm": 8}}
+    with pytest.raises(UserError) as e:
+        presets.validate(data, "p.yaml")
+    msg = str(e.value)
+    assert msg.startswith("p.yaml: 3 errors")
+    assert "training.epochs" in msg and "(got -1)" in msg
+    assert "training.batch_size" in msg and "network.dimm: unknown key" in msg
+
+
+def test_missing_base_model_is_named():
+    with pytest.raises(UserError, match=r"base_model: Field required"):
+        presets.validate({}, "p.yaml")
+
+
+def test_overrides_are_typed_and_validated():
+    data = presets.apply_overrides({"base_model": "m.safetensors"},
+                                   ["training.epochs=12", "dataset.images=~/photos", "optimizer.text_encoder_lr=[1e-5, 2e-5]"])
+    p = presets.validate(data, "p")
+    assert p.training.epochs == 12
+    assert not p.dataset.images.startswith("~")
+    assert p.optimizer.text_encoder_lr == (1e-5, 2e-5)
+    with pytest.raises(UserError, match="training.epochs"):
+        presets.validate(presets.apply_overrides({"base_model": "m"}, ["training.epochs=many"]), "p")
+    with pytest.raises(UserError, match="expected key=value"):
+        presets.apply_overrides({}, ["training.epochs"])
+    with pytest.raises(UserError, match="is a value, not a section"):
+        presets.apply_overrides({"training": {"epochs": 3}}, ["training.epochs.x=1"])
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("", "the file is empty"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("base_model: [unclosed\n", "invalid YAML at line"),
+    ("\x00\xff binary", "not a text file"),
+])
+def test_unreadable_preset_files(tmp_path, content, expected):
+    f = tmp_path / "bad.yaml"
+    f.write_text(content, encoding="latin-1")
+    with pytest.raises(UserError) as e:
+        presets.load(str(f))
+    assert str(f) in str(e.value) and expected in str(e.value)
+
+
+def test_missing_preset_lists_shipped_ones():
+    with pytest.raises(UserError, match="no such preset file.*face-24gb"):
+        presets.resolve("nope.yaml")

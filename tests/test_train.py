@@ -1,0 +1,123 @@
+"""Training: bad inputs fail before launch; the real sd-scripts trainer end to end; interrupt leaves no orphans.
+
+The end-to-end tests run the real `sdxl_train_network.py` on the pipeline-check model (random full-size
+SDXL, 64 px, 2 steps). They need vendor/sd-scripts and .venv-kohya and most of the machine's RAM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from conftest import needs_kohya
+from faceswap_kohya import presets, runner
+from faceswap_kohya.cli import cli
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.progress import Finished, Saved, Step
+
+
+def cpu_check(tmp_path: Path, photos: Path, *extra: str):
+    return presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}", *extra])
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("dataset.images=/no/such/folder", "dataset.images: folder /no/such/folder does not exist"),
+    ("base_model.path=/no/model.safetensors", "base_model.path: /no/model.safetensors does not exist"),
+    ("kohya.sd_scripts=/no/sd-scripts", "kohya.sd_scripts: /no/sd-scripts has no sdxl_train_network.py"),
+    ("kohya.python=/no/python", "kohya.python: /no/python does not exist"),
+])
+def test_bad_inputs_fail_before_launch(tmp_path, photos, override, expected):
+    r = CliRunner().invoke(cli, ["train", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path}", override])
+    assert r.exit_code == 2
+    assert expected in r.output
+    assert not any(tmp_path.rglob("config.toml")), "nothing may be launched or laid out"
+
+
+def test_empty_photo_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a photo")
+    preset, _ = presets.load("cpu-check", [f"dataset.images={tmp_path / 'empty'}"])
+    with pytest.raises(UserError, match="dataset.images: .*empty has no photos"):
+        runner.preflight(preset, runner.Trainer.of(preset))
+
+
+def test_unset_photo_folder():
+    preset, _ = presets.load("face-8gb")
+    with pytest.raises(UserError, match=r"dataset.images is not set.*dataset.images=~/photos"):
+        runner.preflight(preset, runner.Trainer.of(preset))
+
+
+def test_run_folders_never_reuse_a_name(tmp_path):
+    preset, _ = presets.load("face-8gb", [f"output.dir={tmp_path}"])
+    import datetime as dt
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    a, b = runner.new_run(preset, now), runner.new_run(preset, now)
+    assert a.root != b.root and a.root.name == "20260102-030405" and b.root.name == "20260102-030405-2"
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_real_training_end_to_end(tmp_path, photos):
+    preset, path = cpu_check(tmp_path, photos)
+    events = []
+    photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
+    result = runner.train(preset, path, on_event=events.append, echo=lambda s: None)
+    assert result.ok, result.diagnosis
+    assert result.returncode == 0
+    assert result.final == result.run.model / "myface-check.safetensors"
+    with safe_open(result.final, "pt") as f:
+        keys = list(f.keys())
+        meta = f.metadata()
+    assert any(k.startswith("lora_unet_") for k in keys)
+    assert not any(k.startswith("lora_te") for k in keys)  # UNet only in this preset
+    assert meta["ss_network_dim"] == str(preset.network.dim)
+    assert float(meta["ss_network_alpha"]) == preset.network.alpha
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps and steps[-1].step == steps[-1].total == 2
+    assert any(isinstance(e, Saved) for e in events) and any(isinstance(e, Finished) for e in events)
+    log = result.run.log.read_text()
+    assert "sdxl_train_network.py" in log.splitlines()[0] and "model saved." in log
+    for name in ("preset.yaml", "config.toml", "dataset.toml", "command.sh"):
+        assert (result.run.root / name).is_file()
+    assert sorted(p.name for p in (result.run.root / "img" / "1_myface woman").glob("*.txt"))
+    assert {p: p.read_bytes() for p in photos.iterdir()} == photo_bytes, "the user's photos are untouched"
+
+    # a second run gets its own folder and leaves the first untouched
+    first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
+    second = runner.train(preset, path, echo=lambda s: None)
+    assert second.ok and second.run.root != result.run.root
+    assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
+    """SIGINT to `faceswap-kohya train` stops sd-scripts and its accelerate launcher; nothing is left running."""
+    env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))
+    proc = subprocess.Popen([sys.executable, "-m", "faceswap_kohya", "train", "cpu-check", f"dataset.images={photos}",
+                             f"output.dir={tmp_path}", "training.max_steps=50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    deadline = time.monotonic() + 300
+    log = None
+    while time.monotonic() < deadline:
+        logs = list(tmp_path.rglob("train.log"))
+        if logs and "loading model" in logs[0].read_text(errors="replace"):
+            log = logs[0]
+            break
+        time.sleep(1)
+    assert log is not None, "the trainer never started"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    leftover = subprocess.run(["pgrep", "-f", str(log.parent / "config.toml")], capture_output=True, text=True).stdout
+    assert leftover.strip() == "", f"trainer processes left: {leftover}"
