@@ -277,6 +277,20 @@ class LayoutSummary:
     report_md: Optional[Path] = None
     report_json: Optional[Path] = None
 
+    def brief(self, root: Path) -> list[str]:
+        """What a person should read in the terminal: counts, warnings, photos not used, where to look."""
+        kept = sum(e.status == "kept" for e in self.entries)
+        lines = [f"run folder: {root}",
+                 f"dataset: {kept} of {len(self.entries)} photos used, {len(self.augmented)} augmented copies "
+                 f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
+        if self.reg_dir:
+            lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
+        lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
+        lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
+        return lines
+
     def to_dict(self, root: Path) -> dict:
         rel = lambda p: str(p.relative_to(root)) if p else None  # noqa: E731
         kept = [e for e in self.entries if e.status == "kept"]

@@ -298,3 +298,59 @@ def median_scores(embeddings: Sequence[np.ndarray], metric: str = "euclidean") -
         return []
     return [float(np.median([similarity(embeddings[i], embeddings[j], metric) for j in range(n) if j != i]))
             for i in range(n)]
+
+
+# ---------------------------------------------------------------- files
+def _image_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders as the images in them."""
+    from .dataset import list_images
+
+    out = []
+    for p in map(Path, paths):
+        found = list_images(p) if p.is_dir() else [p]
+        if not found:
+            raise UserError(f"{p}: no images in this folder")
+        out += found
+    return out
+
+
+def _face_of(path: Path, embedder: Embedder) -> dict:
+    """{"file", "face_box", "faces", "embedding"} or {"file", "error"} for one image file."""
+    from .dataset import load_rgb, unreadable_reason
+
+    try:
+        image = load_rgb(path)
+    except Exception as e:  # noqa: BLE001 - any decoder error
+        return {"file": str(path), "error": unreadable_reason(path, e)}
+    found = detect(image)
+    if not found:
+        return {"file": str(path), "error": "no face"}
+    return {"file": str(path), "face_box": list(found[0].box), "faces": len(found),
+            "embedding": embedder.embed(image, found[0])}
+
+
+def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
+    """Identity scores of `images` (files or folders) against the faces in the photos of `refs`.
+
+    Returns {"embedder", "references": [...], "images": [{"file", "score", "face_box", "nearest"} or
+    {"file", "error": "no face" / why unreadable}]}. UserError when no reference photo has a face.
+    """
+    from .dataset import list_images
+
+    ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
+    if not ref_files:
+        raise UserError(f"--refs {refs}: no photos in this folder")
+    references = [_face_of(p, embedder) for p in ref_files]
+    usable = [r for r in references if "embedding" in r]
+    if not usable:
+        raise UserError(f"--refs {refs}: no face found in any of its {len(ref_files)} photos; "
+                        "give clear photos of the person's face")
+    vectors = [r.pop("embedding") for r in usable]
+    results = []
+    for path in _image_files(images):
+        r = _face_of(path, embedder)
+        if "embedding" in r:
+            score, nearest = embedder.score(r.pop("embedding"), vectors)
+            r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}
+        results.append(r)
+    return {"embedder": embedder.name, "references": references, "images": results}
