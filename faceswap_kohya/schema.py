@@ -162,9 +162,9 @@ class Regularization(Section):
 
 class Network(Section):
     module: Literal[NETWORK_MODULES] = "networks.lora"  # type: ignore[valid-type]
-    dim: int = Field(32, ge=1, le=1024, description="LoRA rank")
+    dim: int = Field(32, ge=1, le=100000, description="LoRA rank (LyCORIS LoKr: a huge value such as 100000 means full-size factors)")
     alpha: float = Field(16, gt=0, description="LoRA alpha (scale = alpha / dim)")
-    conv_dim: Optional[int] = Field(None, ge=1, le=1024, description="rank for 3x3 convolutions (LoCon); unset = none")
+    conv_dim: Optional[int] = Field(None, ge=1, le=100000, description="rank for 3x3 convolutions (LoCon); unset = none")
     conv_alpha: Optional[float] = Field(None, gt=0)
     dropout: Optional[float] = Field(None, ge=0, le=1, description="network_dropout (neuron dropout)")
     args: list[str] = Field(default_factory=list, description="extra network_args, each 'key=value'")
