@@ -650,6 +650,8 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
     unet = _float(v.pop("unet_lr", None))
     te = v.pop("text_encoder_lr", None)
     unet_only = bool(v.pop("network_train_unet_only", False))
+    if not unet_only and "network_train_unet_only" in sd.origin:
+        report.add(label("network_train_unet_only"), "ignored", "false: the text encoders train too")
     te_only = bool(v.get("network_train_text_encoder_only", False))
     te_vals = [float(x) for x in (te if isinstance(te, list) else [te] if te is not None else [])]
     eff_unet = unet if unet else lr
@@ -720,9 +722,11 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
             report.add(label("resolution"), "transformed",
                        f"{_fmt(raw)} → dataset.resolution = {side} (square, a multiple of 64, about the same area)")
     # attention
-    attention = "sdpa" if v.pop("sdpa", False) else "xformers" if v.pop("xformers", False) else None
-    for k in ("sdpa", "xformers"):
-        v.pop(k, None)
+    flags = {k: v.pop(k) for k in ("sdpa", "xformers") if k in v}
+    attention = "sdpa" if flags.get("sdpa") else "xformers" if flags.get("xformers") else None
+    for k, on in flags.items():
+        if k != attention and k in sd.origin and label(k) != label(attention or ""):
+            report.add(label(k), "ignored", f"{_fmt(on)}" + (f": {attention} is used" if attention else ""))
     if attention:
         _put(data, "training", "attention", attention)
         src_key = "sdpa" if "sdpa" in sd.origin else "xformers"
