@@ -220,13 +220,17 @@ def _report(result) -> None:
     for lora in result.loras:
         if lora != result.final:
             click.echo(f"  checkpoint {lora.name} ({lora.stat().st_size / 1e6:.1f} MB)")
+    samples = sorted(result.run.samples.glob("*.png")) if result.run.samples.is_dir() else []
+    if samples:
+        click.echo(f"  {len(samples)} sample images in {result.run.samples}")
     click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"<trigger> <class>, portrait photo\"")
 
 
 @cli.command()
 @click.argument("preset", required=False)
 @overrides_arg
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue RUN_DIR from its last saved state.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue RUN_DIR from its last saved state, in a new run folder (PRESET is then omitted).")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
 @friendly
 def train(preset, overrides, resume_dir, verbose):
@@ -237,7 +241,10 @@ def train(preset, overrides, resume_dir, verbose):
     on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
     try:
         if resume_dir:
-            result = runner.resume(resume_dir, on_event, on_line, echo=click.echo)
+            extra = ((preset,) if preset else ()) + tuple(overrides)
+            if bad := [x for x in extra if "=" not in x]:
+                raise UserError(f"--resume uses the run's own preset; give only key=value overrides (got {bad[0]!r})")
+            result = runner.resume(resume_dir, extra, on_event, on_line, echo=click.echo)
         else:
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
@@ -313,7 +320,6 @@ def identity(refs, images, embedder, insightface_root, as_json):
         else:
             click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
     click.echo("(a similarity, not a yes/no: with dlib, photos of one person usually score above 0.4)")
-
 
 
 # ---------------------------------------------------------------- generating images
@@ -401,7 +407,7 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
     first = _seed(seed)
     paths = gen.run_generate(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                              out_dir or gen.default_out_dir(source, "generate"), weight=weight, no_lora=no_lora,
-                             device=device, dtype=dtype, offload=offload, show_progress=not quiet, echo=click.echo)
+                             device=device, dtype=dtype, offload=offload, show_progress=not quiet, echo=lambda m: click.echo(m, err=True))
     for p in paths:
         click.echo(str(p))
     click.echo(f"{len(paths)} image{'s' if len(paths) != 1 else ''} in {paths[0].parent}" if paths else "no images")
@@ -428,7 +434,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
     first = _seed(seed)
     grids = gen.run_compare(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                             out_dir or gen.default_out_dir(source, "compare"), weights=ws, device=device, dtype=dtype,
-                            offload=offload, show_progress=not quiet, echo=click.echo)
+                            offload=offload, show_progress=not quiet, echo=lambda m: click.echo(m, err=True))
     for g in grids:
         click.echo(str(g))
     if grids:

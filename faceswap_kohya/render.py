@@ -210,6 +210,8 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
     }
     if t.save_every_n_epochs:
         saving["save_every_n_epochs"] = t.save_every_n_epochs
+    if t.save_every_n_steps:
+        saving["save_every_n_steps"] = t.save_every_n_steps
     if t.save_state:
         saving["save_state"] = True
         saving["save_last_n_epochs_state"] = 1

@@ -229,6 +229,15 @@ def tokenizer_cache(preset: Preset) -> Optional[str]:
     return str(ensure_tokenizers(None if setting == "auto" else Path(setting)).absolute())
 
 
+def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Trainer, extra: list[str] = ()) -> list[str]:
+    """The resolved preset, both TOMLs, the prompt file and command.sh; returns the trainer's argv."""
+    run.preset.write_text(f"# {origin}\n" + presets.dump(preset), encoding="utf-8")
+    render.write_all(preset, run, render.base_model_arg(preset), tokenizer_cache(preset))
+    argv = render.trainer_argv(preset, trainer, run, list(extra))
+    run.command.write_text("#!/bin/sh\n" + render.shell_command(argv, trainer.sd_scripts) + "\n", encoding="utf-8")
+    return argv
+
+
 def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -> tuple[list[str], Trainer]:
     """Lay out the dataset and write preset, TOMLs and command into the run folder."""
     from . import dataset
@@ -247,11 +256,15 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
         from .regularize import ensure_regularization
 
         ensure_regularization(preset, run, echo=echo)
-    run.preset.write_text(f"# resolved from {preset_path}\n" + presets.dump(preset), encoding="utf-8")
-    render.write_all(preset, run, render.base_model_arg(preset), tokenizer_cache(preset))
-    argv = render.trainer_argv(preset, trainer, run)
-    run.command.write_text("#!/bin/sh\n" + render.shell_command(argv, trainer.sd_scripts) + "\n", encoding="utf-8")
-    return argv, trainer
+    return write_run_files(preset, f"resolved from {preset_path}", run, trainer), trainer
+
+
+def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Trainer, on_event, on_line) -> RunResult:
+    start = time.monotonic()
+    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line)
+    result = judge(run, preset.output.name, code, interrupted)
+    result.seconds = time.monotonic() - start
+    return result
 
 
 def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print) -> RunResult:
@@ -260,11 +273,7 @@ def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=la
     run = new_run(preset)
     echo(f"run folder: {run.root}")
     argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
-    start = time.monotonic()
-    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line)
-    result = judge(run, preset.output.name, code, interrupted)
-    result.seconds = time.monotonic() - start
-    return result
+    return _run_trainer(preset, run, argv, trainer, on_event, on_line)
 
 
 def latest_state(run: RunLayout) -> Optional[Path]:
@@ -272,24 +281,27 @@ def latest_state(run: RunLayout) -> Optional[Path]:
     return max(states, key=lambda p: p.stat().st_mtime) if states else None
 
 
-def resume(run_dir: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print) -> RunResult:
-    """Continue a run from its last saved state (needs training.save_state: true)."""
-    run = RunLayout(Path(run_dir).absolute())
-    if not run.preset.is_file() or not run.config_toml.is_file():
+def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda s: None, echo=print) -> RunResult:
+    """Continue a run from its last saved state (needs training.save_state: true), in a new run folder.
+
+    The earlier run is left as it is; its dataset folders are copied and `--resume <state>` is passed.
+    Overrides apply on top of its preset (e.g. `training.max_steps=4000` to train longer).
+    """
+    old = RunLayout(Path(run_dir).absolute())
+    if not old.preset.is_file() or not old.config_toml.is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml / config.toml)")
-    preset = presets.validate(presets.read_yaml(run.preset), str(run.preset))
-    state = latest_state(run)
+    preset = presets.validate(presets.apply_overrides(presets.read_yaml(old.preset), overrides), str(old.preset))
+    state = latest_state(old)
     if state is None:
         hint = "" if preset.training.save_state else " (the run had training.save_state: false)"
         raise UserError(f"{run_dir}: no saved training state to resume from{hint}")
     trainer = Trainer.of(preset)
     check_trainer(trainer)
-    argv = render.trainer_argv(preset, trainer, run, ["--resume", str(state)])
-    echo(f"resuming from {state.name}")
-    start = time.monotonic()
-    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line)
-    result = judge(run, preset.output.name, code, interrupted)
-    result.seconds = time.monotonic() - start
-    return result
-
-
+    check_base_model(preset)
+    run = new_run(preset)
+    echo(f"resuming {old.root.name} from {state.name} in {run.root}")
+    for folder in (old.img, old.reg):
+        if folder.is_dir():
+            shutil.copytree(folder, run.root / folder.name)
+    argv = write_run_files(preset, f"resumed from {state}", run, trainer, ["--resume", str(state)])
+    return _run_trainer(preset, run, argv, trainer, on_event, on_line)

@@ -245,6 +245,7 @@ class Training(Section):
     min_snr_gamma: Optional[float] = Field(None, gt=0)
     seed: int = 42
     save_every_n_epochs: Optional[int] = Field(1, ge=1, description="write a checkpoint LoRA every N epochs")
+    save_every_n_steps: Optional[int] = Field(None, ge=1, description="also write a checkpoint (and state) every N steps")
     save_state: bool = Field(False, description="save optimizer state with checkpoints so `train --resume` can continue")
     attention: Literal["sdpa", "xformers", "none"] = "sdpa"
     max_token_length: Literal[75, 150, 225] = 75

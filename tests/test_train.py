@@ -121,3 +121,40 @@ def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
     assert "interrupted" in out
     leftover = subprocess.run(["pgrep", "-f", str(log.parent / "config.toml")], capture_output=True, text=True).stdout
     assert leftover.strip() == "", f"trainer processes left: {leftover}"
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
+    preset, path = cpu_check(tmp_path, photos, "training.save_state=true", "sampling.prompts=[]",
+                             "sampling.every_n_epochs=null")
+    first = runner.train(preset, path, echo=lambda s: None)
+    assert first.ok, first.diagnosis
+    state = runner.latest_state(first.run)
+    assert state is not None and (state / "train_state.json").is_file()
+    before = {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()}
+
+    events = []
+    second = runner.resume(first.run.root, ["training.max_steps=3"], on_event=events.append, echo=lambda s: None)
+    assert second.ok, second.diagnosis
+    assert second.run.root != first.run.root
+    log = second.run.log.read_text()
+    assert f"--resume {state}" in log.splitlines()[0]
+    assert "resume training from local state" in log
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps[-1].total == 1, "only the step after the saved state is trained"
+    assert {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()} == before
+
+
+def test_resume_needs_a_saved_state(tmp_path):
+    from faceswap_kohya.render import RunLayout
+
+    run = RunLayout(tmp_path / "run")
+    run.root.mkdir()
+    preset, _ = presets.load("cpu-check")
+    run.preset.write_text(presets.dump(preset))
+    run.config_toml.write_text("")
+    with pytest.raises(UserError, match="no saved training state.*save_state: false"):
+        runner.resume(run.root)
+    with pytest.raises(UserError, match="not a run folder"):
+        runner.resume(tmp_path)
