@@ -257,6 +257,9 @@ def train(preset, overrides, resume_dir, verbose):
     finally:
         close()
     _report(result)
+    if result.ok:  # scores every checkpoint when the run's preset has evaluate.enabled: true
+        from .evaluate import evaluate_after_training
+        evaluate_after_training(result.run.root, echo=click.echo)
 
 
 @cli.command("check-model")
@@ -439,6 +442,37 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
         click.echo(str(g))
     if grids:
         click.echo(f"{len(grids)} grid{'s' if len(grids) != 1 else ''} and their images in {grids[0].parent}")
+
+
+# ---------------------------------------------------------------- scoring a run
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--lora", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Evaluate one LoRA file (instead of every checkpoint of RUN_DIR).")
+@click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Reference photos of the person (default: the run's training photos).")
+@click.option("--base", help="Base model (default: the run's preset).")
+@click.option("--trigger", help="Trigger word, for a LoRA file outside a run folder.")
+@click.option("--class", "class_word", help="Class word (woman, man, ...), for a LoRA file outside a run folder.")
+@click.option("--size", type=int, help="Image size (default: the preset's training resolution).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Parent of the new report folder (default: RUN/eval).")
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: bf16/fp16 on GPUs, fp32 on CPU.")
+@click.option("--offload", type=click.Choice(["model", "sequential"]), help="CPU offload for small GPUs.")
+@friendly
+def evaluate(run_dir, lora, refs, base, trigger, class_word, size, out_dir, device, dtype, offload):
+    """Score identity per checkpoint vs the base model; pick the best checkpoint and the top-3 images."""
+    from . import evaluate as ev
+
+    if bool(run_dir) == bool(lora):
+        raise UserError("give a run folder (evaluate RUN_DIR) or one LoRA file (evaluate --lora FILE --refs PHOTOS)")
+    if run_dir:
+        plan = ev.plan_run(run_dir, refs, base, size, out_dir)
+    else:
+        plan = ev.plan_lora(lora, refs, base, trigger, class_word, size, out_dir)
+    result = ev.evaluate(plan, echo=lambda m: click.echo(m, err=True), device=device, dtype=dtype, offload=offload)
+    for line in ev.summary_lines(result):
+        click.echo(line)
 
 
 def main():

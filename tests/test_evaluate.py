@@ -1,0 +1,397 @@
+"""`evaluate`: scoring and ranking on fixed embeddings (known answers), real faces through the same
+scoring, and the whole loop on a tiny SDXL pipeline with Kohya LoRAs as a run's checkpoints."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from face_data import astronaut  # noqa: F401
+from PIL import Image, ImageEnhance, ImageOps
+
+from faceswap_kohya import evaluate as ev
+from faceswap_kohya.errors import UserError
+
+
+# ---------------------------------------------------------------- known answers on fixed embeddings
+def refs_of(vectors, metric="euclidean", files=None):
+    vectors = [np.asarray(v, dtype=np.float64) for v in vectors]
+    return ev.References(Path("refs"), metric, files or [f"ref{i}.png" for i in range(len(vectors))], vectors)
+
+
+def unit(i, n=128, length=1.0):
+    v = np.zeros(n)
+    v[i] = length
+    return v
+
+
+def test_score_nearest_mean_face_and_copy_gap():
+    refs = refs_of([np.zeros(128), unit(0, length=0.4), unit(1, length=0.4)])
+    # a copy of ref0: identical to it, 0.4/3·√2 ≈ 0.1886 from the mean face → gap +0.1886
+    s = ev.score_embedding(np.zeros(128), refs)
+    assert s == {"score": 1.0, "nearest": "ref0.png", "centroid_score": round(1 - 0.4 * np.sqrt(2) / 3, 4),
+                 "copy_gap": round(0.4 * np.sqrt(2) / 3, 4)}
+    # a face at the mean: as close to the person as a whole as possible → a negative gap
+    s = ev.score_embedding(refs.centroid, refs)
+    assert s["centroid_score"] == 1.0 and s["copy_gap"] < 0 and s["score"] == round(1 - 0.4 * np.sqrt(2) / 3, 4)
+    # cosine embedders: the mean of unit vectors; score = cosine to the nearest
+    crefs = refs_of([unit(0), unit(1)], "cosine")
+    s = ev.score_embedding(unit(1, length=5.0), crefs)
+    assert s["score"] == 1.0 and s["nearest"] == "ref1.png" and s["centroid_score"] == round(1 / np.sqrt(2), 4)
+
+
+def image(score, nearest="a.png", gap=0.0, p=1, seed=1):
+    if score is None:
+        return {"file": f"images/x-{p}-{seed}.png", "p": p, "prompt": f"prompt {p}", "seed": seed,
+                "face_box": None, "error": "no face"}
+    return {"file": f"images/x-{p}-{seed}-{score}.png", "p": p, "prompt": f"prompt {p}", "seed": seed,
+            "face_box": [0, 0, 10, 10], "score": score, "nearest": nearest, "centroid_score": round(score - gap, 4),
+            "copy_gap": gap}
+
+
+def test_summary_counts_no_face_and_never_drops_it():
+    s = ev.summarize([image(0.5, "a.png", 0.1), image(None), image(0.7, "b.png", -0.1), image(0.6, "a.png"), image(None)])
+    assert (s["images"], s["faces"], s["no_face"]) == (5, 3, 2)
+    assert s["mean"] == 0.6 and s["std"] == round(np.std([0.5, 0.7, 0.6]), 4) == 0.0816
+    assert (s["min"], s["max"]) == (0.5, 0.7)
+    assert s["copy_gap_mean"] == 0.0 and s["centroid_mean"] == 0.6
+    assert s["nearest_counts"] == {"a.png": 2, "b.png": 1}
+    empty = ev.summarize([image(None), image(None)])
+    assert (empty["faces"], empty["no_face"], empty["mean"], empty["std"]) == (0, 2, None, None)
+
+
+def checkpoint(label, scores, file=True):
+    images = [image(s, p=1, seed=i) for i, s in enumerate(scores)]
+    for im in images:
+        im["file"] = f"images/{label}-{im['seed']}.png"
+    return {"label": label, "file": f"model/{label}.safetensors" if file else None, "images": images,
+            "summary": ev.summarize(images)}
+
+
+def test_ranking_ties_go_to_the_earlier_epoch_and_top3_is_ordered():
+    entries = [checkpoint("base", [0.95, 0.1], file=False),  # the base model is the floor, never "best" or top
+               checkpoint("epoch 1", [0.3, None]),
+               checkpoint("epoch 2", [0.6, 0.4]),     # mean 0.5
+               checkpoint("epoch 3", [0.5, 0.5]),     # mean 0.5: a tie → epoch 2 wins
+               checkpoint("final", [0.45, 0.2])]
+    best, top = ev.rank(entries)
+    assert best["label"] == "epoch 2"
+    assert [(t["checkpoint"], t["score"]) for t in top] == [("epoch 2", 0.6), ("epoch 3", 0.5), ("epoch 3", 0.5)]
+    assert top[1]["file"] == "images/epoch 3-0.png"  # equal scores keep generation order
+    # equal scores across checkpoints: the earlier one first
+    best, top = ev.rank([checkpoint("epoch 1", [0.7]), checkpoint("epoch 2", [0.7]), checkpoint("final", [0.9, 0.7])])
+    assert best["label"] == "final" and [t["checkpoint"] for t in top] == ["final", "epoch 1", "epoch 2"]
+
+
+def test_no_face_anywhere_means_no_best_and_no_top():
+    best, top = ev.rank([checkpoint("base", [0.4], file=False), checkpoint("epoch 1", [None, None])])
+    assert best is None and top == []
+
+
+def test_checkpoints_are_found_in_training_order(tmp_path):
+    for name in ["myface.safetensors", "myface-000010.safetensors", "myface-000002.safetensors",
+                 "myface-000001.safetensors", "other-000001.safetensors", "myface-old.bin"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = ev.find_checkpoints(tmp_path, "myface")
+    assert [c.label for c in found] == ["epoch 1", "epoch 2", "epoch 10", "final"]
+    assert [c.slug for c in found] == ["e000001", "e000002", "e000010", "final"]
+    assert ev.find_checkpoints(tmp_path / "missing", "myface") == []
+
+
+# ---------------------------------------------------------------- real faces through the same scoring
+def grace_hopper():
+    import matplotlib
+
+    return Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    pytest.importorskip("dlib")
+    from faceswap_kohya.faces import get_embedder
+
+    return get_embedder("dlib")
+
+
+def test_real_faces_score_as_the_same_person_and_no_face_is_counted(astronaut, embedder, tmp_path):  # noqa: F811
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    astronaut.crop((0, 0, 512, 512)).save(refs_dir / "a.jpg", quality=92)
+    astronaut.crop((100, 0, 400, 300)).resize((450, 450)).save(refs_dir / "b.jpg", quality=92)
+    Image.new("RGB", (200, 200), "gray").save(refs_dir / "blank.png")  # no face: listed, not used
+    refs = ev.load_references(refs_dir, embedder)
+    assert refs.files == ["a.jpg", "b.jpg"]
+    assert {"file": "blank.png", "error": "no face"} in refs.entries
+
+    generated = [ImageOps.mirror(astronaut), ImageEnhance.Brightness(astronaut).enhance(1.4),
+                 astronaut.resize((400, 400)), ImageEnhance.Color(astronaut).enhance(0.0),
+                 Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))]
+    scored = [ev.score_image(im, refs, embedder) for im in generated]
+    assert all(s["score"] > 0.6 and s["nearest"] in refs.files for s in scored[:4]), scored
+    assert scored[4] == {"face_box": None, "error": "no face"}
+    summary = ev.summarize(scored)
+    assert (summary["faces"], summary["no_face"]) == (4, 1) and summary["mean"] > 0.6
+    # someone else scores clearly lower than every variant of the same person
+    other = ev.score_image(grace_hopper(), refs, embedder)
+    assert other["score"] < min(s["score"] for s in scored[:4]) - 0.2
+    # the stored embedding gives back the stored score
+    again = ev.score_embedding(np.asarray(scored[0]["embedding"]), refs)
+    assert abs(again["score"] - scored[0]["score"]) < 1e-4
+
+
+def test_a_copy_of_one_training_photo_shows_a_copy_gap(astronaut, embedder, tmp_path):  # noqa: F811
+    """Two different people as references: a copy of one of them is near that photo but far from the
+    mean face, which is what a LoRA that memorised one photo looks like."""
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    astronaut.save(refs_dir / "astronaut.png")
+    grace_hopper().save(refs_dir / "hopper.png")
+    refs = ev.load_references(refs_dir, embedder)
+    copy = ev.score_image(astronaut, refs, embedder)
+    assert copy["nearest"] == "astronaut.png" and copy["score"] > 0.95
+    assert copy["copy_gap"] > 0.2 and copy["copy_gap"] == round(copy["score"] - copy["centroid_score"], 4)
+
+
+def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
+    (tmp_path / "refs").mkdir()
+    Image.new("RGB", (200, 200), "gray").save(tmp_path / "refs" / "blank.png")
+    with pytest.raises(UserError, match=r"no face found in any of its 1 photos \(blank.png \(no face\)\)"):
+        ev.load_references(tmp_path / "refs", embedder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no photos in this folder"):
+        ev.load_references(tmp_path / "empty", embedder)
+
+
+# ---------------------------------------------------------------- the loop, on a tiny real pipeline
+@pytest.fixture(scope="module")
+def user_home(tmp_path_factory):
+    pytest.importorskip("diffusers")
+    from faceswap_kohya.tokenizers import ensure_tokenizers
+
+    tokenizers = ensure_tokenizers()
+    home = tmp_path_factory.mktemp("home")
+    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
+        yield home
+
+
+def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface-000002", "myface"), **evaluate):
+    """A run folder as `train` leaves it: preset.yaml, the training photos in img/, LoRAs in model/."""
+    from skimage import data
+
+    from faceswap_kohya import presets
+    from faceswap_kohya.schema import Preset
+    from tiny_sdxl import write_kohya_lora
+
+    run = root / "myface" / "20260101-120000"
+    preset = Preset.model_validate({
+        "base_model": str(tiny), "subject": {"trigger": "myface", "class_word": "woman"},
+        "dataset": {"resolution": 64, "repeats": 1}, "output": {"name": "myface", "dir": str(root)},
+        "evaluate": {"prompts": ["{trigger} {class}, portrait", "{trigger} {class}, outdoors"], "seeds": [7],
+                     "steps": 2, "cfg": 5.0, **evaluate}})
+    photos = run / "img" / "1_myface woman"
+    photos.mkdir(parents=True)
+    (run / "model").mkdir()
+    (run / "preset.yaml").write_text(presets.dump(preset))
+    portrait = Image.fromarray(data.astronaut())
+    portrait.crop((0, 0, 512, 512)).save(photos / "001.png")
+    portrait.crop((64, 0, 448, 384)).save(photos / "002.png")
+    for i, name in enumerate(checkpoints):
+        write_kohya_lora(pipe, run / "model" / f"{name}.safetensors", seed=10 + i, scale=0.5)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, user_home):
+    from faceswap_kohya import loader
+    from tiny_sdxl import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny")
+    folder = save_tiny_pipeline(root / "tiny-sdxl")
+    return folder, loader.load_pipeline(str(folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny, tmp_path_factory):
+    pytest.importorskip("dlib")
+    folder, pipe = tiny
+    run = make_run(tmp_path_factory.mktemp("runs"), folder, pipe)
+    lines = []
+    result = ev.evaluate_run(run, echo=lines.append, device="cpu")
+    return run, result, lines
+
+
+def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
+    run, result, lines = evaluated
+    assert result.folder.parent == run / "eval" and re.fullmatch(r"\d{8}-\d{6}(-\d+)?", result.folder.name)
+    s = json.loads(result.scores_json.read_text())
+    assert [c["label"] for c in s["checkpoints"]] == ["base", "epoch 1", "epoch 2", "final"]
+    assert [c["epoch"] for c in s["checkpoints"]] == [None, 1, 2, None]
+    assert s["settings"]["prompts"] == ["myface woman, portrait", "myface woman, outdoors"]
+    assert (s["settings"]["width"], s["settings"]["steps"], s["embedder"]) == (64, 2, "dlib-resnet-128")
+    assert sorted(s["references"]["embeddings"]) == ["001.png", "002.png"]
+    # noise has no face: every image is there, reported as "no face", and nothing is ranked
+    for c in s["checkpoints"]:
+        assert len(c["images"]) == 2 and all(im["error"] == "no face" and im["face_box"] is None for im in c["images"])
+        assert c["summary"] | {"nearest_counts": None} == {
+            "images": 2, "faces": 0, "no_face": 2, "mean": None, "std": None, "min": None, "max": None,
+            "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None}
+        assert all((result.folder / im["file"]).is_file() for im in c["images"])
+    assert s["best"] is None and s["top"] == [] and s["base"] == s["checkpoints"][0]["summary"]
+    assert "epoch 1: no face in any of its 2 images" in lines
+    assert "best checkpoint: none (no face was found in any LoRA image)" in ev.summary_lines(result)
+
+
+def test_images_carry_parameters_and_each_checkpoint_changes_them(evaluated):
+    _, result, _ = evaluated
+    images = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((result.folder / "images").glob("*.png"))}
+    assert sorted(images) == sorted(f"{c}-p{p}-s7.png" for c in ("base", "e000001", "e000002", "final") for p in (1, 2))
+    for a, b in [("base", "e000001"), ("e000001", "e000002"), ("e000002", "final")]:
+        assert np.abs(images[f"{a}-p1-s7.png"] - images[f"{b}-p1-s7.png"]).mean() > 1
+    params = Image.open(result.folder / "images" / "e000002-p1-s7.png").text["parameters"]
+    assert params.startswith("myface woman, portrait <lora:myface-000002:1>") and "Seed: 7" in params and "Size: 64x64" in params
+    assert "<lora:" not in Image.open(result.folder / "images" / "base-p1-s7.png").text["parameters"]
+
+
+def test_switching_adapters_leaves_no_trace_of_the_previous_checkpoint(evaluated, tiny):
+    """The final checkpoint's images, made after three other adapter switches, equal a fresh pipeline's."""
+    from faceswap_kohya import loader
+    from faceswap_kohya.generate import generate_images, set_sampler
+
+    run, result, _ = evaluated
+    folder, _ = tiny
+    fresh = loader.load_pipeline(str(folder), device="cpu")
+    set_sampler(fresh, ev.SAMPLER)
+    loader.attach_lora(fresh, run / "model" / "myface.safetensors")
+    (img,) = generate_images(fresh, ["myface woman, outdoors"], [7], 2, 5.0, 64, 64, "lowres, blurry, deformed")
+    saved = np.asarray(Image.open(result.folder / "images" / "final-p2-s7.png"))
+    assert np.array_equal(np.asarray(img), saved)
+
+
+def test_report_and_chart_are_self_contained_and_agree_with_scores(evaluated):
+    _, result, _ = evaluated
+    s = json.loads(result.scores_json.read_text())
+    html_text = result.report.read_text()
+    assert result.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(result.chart).size[0] > 300
+    chart_b64 = base64.b64encode(result.chart.read_bytes()).decode()
+    assert chart_b64 in html_text  # the chart is inline
+    assert html_text.count("data:image/jpeg;base64,") == 8  # every image inline
+    assert html_text.count("no face</span>") == 8
+    assert "No checkpoint produced a detectable face" in html_text and "dlib-resnet-128" in html_text
+    assert "<img src='images/" not in html_text and "src=\"images/" not in html_text
+    for c in s["checkpoints"]:
+        assert f"<td>{c['summary']['faces']}/{c['summary']['images']}</td>" in html_text
+
+
+def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder):  # noqa: F811
+    """With real faces standing in for generated ones: summaries, ranking and the report's numbers all
+    come back from scores.json alone (per-image scores from the stored embeddings)."""
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    astronaut.save(refs_dir / "a.png")
+    refs = ev.load_references(refs_dir, embedder)
+    variants = {"epoch 1": [astronaut.resize((400, 400)), Image.new("RGB", (64, 64), "gray")],
+                "final": [ImageOps.mirror(astronaut), ImageEnhance.Brightness(astronaut).enhance(0.7)]}
+    entries = [{"label": "base", "file": None, "images": [{"file": "x", "p": 1, "prompt": "p", "seed": 1,
+                                                            **ev.score_image(grace_hopper(), refs, embedder)}]}]
+    for label, ims in variants.items():
+        entries.append({"label": label, "file": f"{label}.safetensors",
+                        "images": [{"file": f"{label}-{i}.png", "p": 1, "prompt": "p", "seed": i,
+                                    **ev.score_image(im, refs, embedder)} for i, im in enumerate(ims)]})
+    for e in entries:
+        e["summary"] = ev.summarize(e["images"])
+    stored = json.loads(json.dumps({"checkpoints": entries, "references": {
+        "embeddings": {f: [round(float(x), 6) for x in v] for f, v in zip(refs.files, refs.vectors)}}}))
+    for e in stored["checkpoints"]:
+        assert ev.summarize(e["images"]) == e["summary"]
+        for im in e["images"]:
+            if im.get("score") is None:
+                continue
+            again = ev.score_embedding(np.asarray(im["embedding"]), refs_of(
+                list(stored["references"]["embeddings"].values()), files=list(stored["references"]["embeddings"])))
+            assert abs(again["score"] - im["score"]) < 2e-4 and again["nearest"] == im["nearest"]
+    best, top = ev.rank(stored["checkpoints"])
+    assert entries[1]["summary"]["no_face"] == 1 and best["label"] in ("epoch 1", "final")
+    assert best["summary"]["mean"] == max(entries[1]["summary"]["mean"], entries[2]["summary"]["mean"])
+    assert len(top) == 3 and [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
+    assert entries[0]["summary"]["mean"] < best["summary"]["mean"] - 0.2  # someone else is the floor here
+
+
+def test_cli_writes_a_new_folder_each_time_and_names_the_report(evaluated):
+    from faceswap_kohya.cli import cli
+
+    run, first, _ = evaluated
+    res = CliRunner().invoke(cli, ["evaluate", str(run), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    folders = [p for p in (run / "eval").iterdir() if p.is_dir()]
+    assert len(folders) == 2 and first.folder in folders
+    (new,) = [p for p in folders if p != first.folder]
+    assert f"report: {new / 'report.html'}" in res.output and (new / "scores.json").is_file()
+    assert "best checkpoint: none" in res.output and "final: no face in any of its 2 images" in res.output
+    assert (first.folder / "scores.json").is_file()  # the earlier report is untouched
+
+
+def test_bad_input_is_one_clear_message(tiny, tmp_path):
+    from faceswap_kohya.cli import cli
+
+    folder, pipe = tiny
+    run = make_run(tmp_path, folder, pipe, checkpoints=())
+    res = CliRunner().invoke(cli, ["evaluate", str(run)])
+    assert res.exit_code == 2 and "no LoRA checkpoints in" in res.output and "myface*.safetensors" in res.output
+    res = CliRunner().invoke(cli, ["evaluate"])
+    assert res.exit_code == 2 and "give a run folder" in res.output
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run folder (no preset.yaml)" in res.output
+    lora = tmp_path / "loose.safetensors"
+    from tiny_sdxl import write_kohya_lora
+
+    write_kohya_lora(pipe, lora)
+    res = CliRunner().invoke(cli, ["evaluate", "--lora", str(lora), "--refs", str(tmp_path), "--base", str(folder)])
+    assert res.exit_code == 2 and "give --trigger WORD --class WORD" in res.output
+
+
+def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, tmp_path):
+    folder, pipe = tiny
+    run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="insightface")
+    with pytest.raises(UserError, match="insightface"):
+        ev.evaluate_run(run)
+    run = make_run(tmp_path / "b", folder, pipe, checkpoints=("myface",))
+    faceless = tmp_path / "faceless"
+    faceless.mkdir()
+    Image.new("RGB", (120, 120), "gray").save(faceless / "x.png")
+    with pytest.raises(UserError, match="no face found in any of its 1 photos"):
+        ev.evaluate_run(run, refs=faceless)
+    assert not (run / "eval").exists()  # nothing was generated or written
+
+
+def test_train_runs_it_only_when_enabled_and_a_failure_keeps_the_training(tiny, tmp_path):
+    folder, pipe = tiny
+    off = make_run(tmp_path / "off", folder, pipe, checkpoints=("myface",))
+    assert ev.evaluate_after_training(off, echo=lambda m: None) is None and not (off / "eval").exists()
+    broken = make_run(tmp_path / "on", folder, pipe, checkpoints=(), enabled=True)
+    lines = []
+    assert ev.evaluate_after_training(broken, echo=lines.append) is None
+    assert any(ln.startswith("evaluation failed:") and f"faceswap-kohya evaluate {broken}" in ln for ln in lines)
+
+
+def test_a_lora_file_with_its_subject_in_the_metadata(tiny, tmp_path):
+    """sd-scripts records the dataset folder (`10_myface woman`): trigger and class come from it."""
+    from safetensors.torch import load_file, save_file
+
+    folder, pipe = tiny
+    from tiny_sdxl import write_kohya_lora
+
+    path = tmp_path / "l.safetensors"
+    write_kohya_lora(pipe, path)
+    save_file(load_file(str(path)), str(path), metadata={"ss_dataset_dirs": json.dumps({"10_sks man": {"n_repeats": 10}})})
+    assert ev.subject_from_lora(path) == ("sks", "man")
+    (tmp_path / "refs").mkdir()
+    plan = ev.plan_lora(path, tmp_path / "refs", str(folder), size=64)
+    assert plan.prompts[0].startswith("sks man, ") and [c.path for c in plan.checkpoints] == [path]
+    assert plan.out_parent == Path.cwd() / "eval" and plan.width == 64
