@@ -232,8 +232,9 @@ def _report(result) -> None:
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue RUN_DIR from its last saved state, in a new run folder (PRESET is then omitted).")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
+@click.option("-y", "--yes", is_flag=True, help="Go ahead with long steps (e.g. generating many class images on a CPU).")
 @friendly
-def train(preset, overrides, resume_dir, verbose):
+def train(preset, overrides, resume_dir, verbose, yes):
     """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
     from . import runner
 
@@ -253,13 +254,37 @@ def train(preset, overrides, resume_dir, verbose):
             p, path, imported = load_any(preset, overrides)
             if imported:
                 click.echo(imported.text(), err=True)
-            result = runner.train(p, path, on_event, on_line, echo=click.echo)
+            result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes)
     finally:
         close()
     _report(result)
     if result.ok:  # scores every checkpoint when the run's preset has evaluate.enabled: true
         from .evaluate import evaluate_after_training
         evaluate_after_training(result.run.root, echo=click.echo)
+
+
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@click.option("-y", "--yes", is_flag=True, help="Go ahead even when it will take long on this machine.")
+@friendly
+def regularize(preset, overrides, yes):
+    """Generate the preset's class images with the base model into the cache (reused by `train`)."""
+    from tqdm import tqdm
+
+    from .regularization import cache_dir, check_cost, ensure_cached
+
+    p, _ = preset_files.load(preset, overrides)
+    if not p.regularization.generate:
+        raise UserError("regularization.generate is 0: set how many class images to make, e.g. regularization.generate=100")
+    check_cost(p, yes, click.echo)
+    with tqdm(total=None, unit="image", file=sys.stderr, disable=None) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        files, made = ensure_cached(p, echo=click.echo, progress=progress)
+    click.echo(f"{len(files)} class images ready ({made} generated, {len(files) - made} from the cache) in {cache_dir()}")
 
 
 @cli.command("check-model")

@@ -85,7 +85,7 @@ def check_disk(folder: Path, need: int = MIN_FREE_BYTES) -> None:
         raise UserError(f"output.dir: only {free / 1024**3:.1f} GB free in {folder}; a run needs at least {need / 1024**3:.0f} GB")
 
 
-def preflight(preset: Preset, trainer: Trainer) -> None:
+def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=print) -> None:
     """Everything that can be checked before a run folder is made: one UserError for the first problem."""
     from .dataset import check_folder
 
@@ -101,6 +101,10 @@ def preflight(preset: Preset, trainer: Trainer) -> None:
     if not os.access(probe, os.W_OK):
         raise UserError(f"output.dir: {probe} is not writable")
     check_disk(probe)
+    if preset.regularization.generate:
+        from .regularization import check_cost
+
+        check_cost(preset, confirmed, echo)
 
 
 @dataclass
@@ -253,9 +257,11 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
     for src, why in summary.skipped:
         echo(f"  skipped {src.name}: {why}")
     if preset.regularization.generate:
-        from .regularize import ensure_regularization
+        from .regularization import balance_advice, ensure_regularization
 
         ensure_regularization(preset, run, echo=echo)
+        if advice := balance_advice(preset, len(summary.photos), preset.regularization.generate):
+            echo(advice)
     return write_run_files(preset, f"resolved from {preset_path}", run, trainer), trainer
 
 
@@ -267,9 +273,10 @@ def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Train
     return result
 
 
-def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print) -> RunResult:
+def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print,
+          confirmed: bool = False) -> RunResult:
     trainer = Trainer.of(preset)
-    preflight(preset, trainer)
+    preflight(preset, trainer, confirmed, echo)
     run = new_run(preset)
     echo(f"run folder: {run.root}")
     argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
@@ -303,5 +310,7 @@ def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda 
     for folder in (old.img, old.reg):
         if folder.is_dir():
             shutil.copytree(folder, run.root / folder.name)
-    argv = write_run_files(preset, f"resumed from {state}", run, trainer, ["--resume", str(state)])
+    # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
+    argv = write_run_files(preset, f"resumed from {state}", run, trainer,
+                           ["--resume", str(state), "--skip_until_initial_step"])
     return _run_trainer(preset, run, argv, trainer, on_event, on_line)

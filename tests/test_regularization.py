@@ -1,0 +1,121 @@
+"""Generated regularization images: Kohya layout, cache hits, partial regeneration, resume, cost check."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from conftest import needs_kohya
+from faceswap_kohya import loader, presets, regularization, runner
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.render import RunLayout
+from tiny_sdxl import save_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "tiny-sdxl")
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACESWAP_KOHYA_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def reg_preset(model, **reg):
+    return presets.validate({"base_model": str(model), "dataset": {"resolution": 64},
+                             "regularization": {"generate": 3, "steps": 2, **reg}}, "p")
+
+
+@pytest.fixture
+def count_loads(monkeypatch):
+    calls = []
+    real = loader.load_pipeline
+
+    def counting(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(loader, "load_pipeline", counting)
+    return calls
+
+
+def test_generates_class_images_in_kohya_layout_then_reuses_them(tiny_model, cache_home, tmp_path, count_loads):
+    preset = reg_preset(tiny_model)
+    run = RunLayout(tmp_path / "run")
+    dest = regularization.ensure_regularization(preset, run, echo=lambda s: None)
+    assert dest == run.reg / "1_woman"
+    pngs = sorted(dest.glob("*.png"))
+    assert len(pngs) == 3 and all(Image.open(p).size == (64, 64) for p in pngs)
+    assert {p.with_suffix(".txt").read_text() for p in pngs} == {"woman\n"}
+    assert len(count_loads) == 1
+
+    files, made = regularization.ensure_cached(preset, echo=lambda s: None)
+    assert made == 0 and len(count_loads) == 1, "a second run with the same settings generates nothing"
+    assert [f.read_bytes() for f in files] == [p.read_bytes() for p in pngs]
+
+
+def test_changed_setting_regenerates_only_what_differs(tiny_model, cache_home, count_loads):
+    first = reg_preset(tiny_model, generate=4, prompts=["photo of a {class}", "portrait of a {class}"])
+    _, made = regularization.ensure_cached(first, echo=lambda s: None)
+    assert made == 4
+    changed = reg_preset(tiny_model, generate=4, prompts=["photo of a {class}", "close-up of a {class}"])
+    assert len(regularization.missing(changed)) == 2
+    _, made = regularization.ensure_cached(changed, echo=lambda s: None)
+    assert made == 2
+    more = reg_preset(tiny_model, generate=5, prompts=["photo of a {class}", "close-up of a {class}"])
+    assert len(regularization.missing(more)) == 1
+
+
+def test_interrupted_generation_resumes_image_by_image(tiny_model, cache_home):
+    preset = reg_preset(tiny_model, generate=4)
+
+    def interrupt_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        regularization.ensure_cached(preset, progress=interrupt_after_two)
+    assert len(regularization.missing(preset)) == 2
+    assert not list(regularization.cache_dir().glob("*.part.png"))
+    _, made = regularization.ensure_cached(preset, echo=lambda s: None)
+    assert made == 2 and not regularization.missing(preset)
+
+
+def test_large_cpu_jobs_need_confirmation(tiny_model, cache_home):
+    preset = presets.validate({"base_model": str(tiny_model), "regularization": {"generate": 100}}, "p")
+    lines = []
+    with pytest.raises(UserError, match=r"regularization.generate=100: ~.* on this CPU; rerun with --yes"):
+        regularization.check_cost(preset, confirmed=False, echo=lines.append)
+    assert "100 to generate" in lines[0] and "estimated time on cpu" in lines[1]
+    regularization.check_cost(preset, confirmed=True, echo=lambda s: None)
+
+
+def test_balance_advice():
+    p = presets.validate({"base_model": "m", "dataset": {"repeats": 10}, "regularization": {"generate": 20}}, "p")
+    assert "regularization.repeats=5" in regularization.balance_advice(p, n_photos=10, n_reg=20)
+    assert regularization.balance_advice(p, n_photos=10, n_reg=100) is None
+    assert "never seen" in regularization.balance_advice(p, n_photos=2, n_reg=200)
+
+
+def test_images_and_generate_are_exclusive():
+    with pytest.raises(UserError, match="either images .* or generate"):
+        presets.validate({"base_model": "m", "regularization": {"generate": 3, "images": "/x"}}, "p")
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos):
+    """regularization.generate on the pipeline-check model: the images land in reg/ and sd-scripts uses them.
+    (Uses the user cache, where the pipeline-check model lives; two 64 px images are cached there.)"""
+    import re
+
+    preset, path = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}",
+                                              "regularization.generate=2", "regularization.steps=1",
+                                              "sampling.prompts=[]", "sampling.every_n_epochs=null"])
+    result = runner.train(preset, path, echo=lambda s: None)
+    assert result.ok, result.diagnosis
+    reg = result.run.reg / "1_woman"
+    assert len(list(reg.glob("*.png"))) == 2
+    assert re.search(r"\b2 reg images with repeats", result.run.log.read_text())
