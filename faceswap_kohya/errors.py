@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 
@@ -9,14 +11,18 @@ class UserError(Exception):
     """A problem the user can fix; the CLI prints it and exits with code 2."""
 
 
+# Union branches and validator wrappers that pydantic puts into an error's location.
+_BRANCH = re.compile(r"^(int|float|str|bool|none|list|tuple|dict)$|\[|^function-|^constrained-")
+
+
 def _location(loc: tuple) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and _BRANCH.search(p))]
     return ".".join(parts) or "(top level)"
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """Every error of one preset as `field.path: message (got VALUE)`, under the file's name."""
-    lines = []
+    lines, seen = [], {}
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
         where = _location(e["loc"])
@@ -24,6 +30,11 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             msg = "unknown key (misspelt? `faceswap-kohya schema` lists every key)"
         got = e.get("input")
         shown = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        if where in seen:  # one line per field: the branches of a union are alternatives
+            i = seen[where]
+            lines[i] = lines[i].replace(f"{shown}", "", 1) + f"; or {msg[0].lower()}{msg[1:]}{shown}"
+            continue
+        seen[where] = len(lines)
         lines.append(f"  {where}: {msg}{shown}")
     n = len(lines)
     return f"{source}: {n} error{'s' if n != 1 else ''}\n" + "\n".join(lines)

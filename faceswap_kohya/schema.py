@@ -332,6 +332,8 @@ class Preset(Section):
     @field_validator("base_model", mode="before")
     @classmethod
     def accept_plain_path(cls, v):
+        if isinstance(v, (int, float, list, bool)):
+            raise ValueError("expected a hub id, a diffusers folder or a .safetensors file")
         return {"path": v} if isinstance(v, str) else v
 
     @property

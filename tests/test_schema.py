@@ -112,3 +112,12 @@ def test_unreadable_preset_files(tmp_path, content, expected):
 def test_missing_preset_lists_shipped_ones():
     with pytest.raises(UserError, match="no such preset file.*face-24gb"):
         presets.resolve("nope.yaml")
+
+
+def test_union_fields_give_one_line_without_type_names():
+    with pytest.raises(UserError) as e:
+        presets.validate({"base_model": "m", "optimizer": {"text_encoder_lr": "abc", "warmup_steps": "x"}}, "p.yaml")
+    msg = str(e.value)
+    assert msg.startswith("p.yaml: 2 errors")
+    assert ".float" not in msg and ".int" not in msg and ".tuple" not in msg
+    assert "  optimizer.text_encoder_lr: Input should be a valid number" in msg and msg.count("(got 'abc')") == 1
