@@ -9,6 +9,8 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 PROJECT_TORCH=${PROJECT_TORCH:-torch==2.13.0}
 KOHYA_TORCH=${KOHYA_TORCH:-torch==2.14.1 torchvision==0.29.1}
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# pip, quiet; drops the notices some pip configurations print for every package.
+pipq() { "$@" -q 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 # 1. sd-scripts, pinned by the gitlink.
 if [ ! -f vendor/sd-scripts/sdxl_train_network.py ]; then
@@ -28,14 +30,14 @@ fi
 # 2. The project's venv.
 if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$PY" -m venv .venv; fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  say "installing $PROJECT_TORCH into .venv"; .venv/bin/pip install -q $PROJECT_TORCH
+  say "installing $PROJECT_TORCH into .venv"; pipq .venv/bin/pip install $PROJECT_TORCH
 fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing faceswap_kohya into .venv"
-  .venv/bin/pip install -q -e ".[faces,dev]"
+  pipq .venv/bin/pip install -e ".[faces,dev]"
   # open_clip's BPE vocabulary file is all we need of it (offline CLIP tokenizers); its imports are not.
-  .venv/bin/pip install -q --no-deps open-clip-torch
+  pipq .venv/bin/pip install --no-deps open-clip-torch
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 
@@ -45,11 +47,11 @@ if [ "${SKIP_KOHYA:-0}" != 1 ]; then
   kstamp=.venv-kohya/.installed-$(sha1sum vendor/sd-scripts/requirements.txt | cut -c1-12)
   if [ ! -f "$kstamp" ]; then
     say "installing $KOHYA_TORCH into .venv-kohya (large; taken from local wheels when present)"
-    .venv-kohya/bin/pip install -q $KOHYA_TORCH
+    pipq .venv-kohya/bin/pip install $KOHYA_TORCH
     say "installing sd-scripts requirements into .venv-kohya"
     grep -vE '^\s*-e\s' vendor/sd-scripts/requirements.txt > .venv-kohya/requirements.txt
     printf '%s\n' $KOHYA_TORCH > .venv-kohya/torch-pins.txt
-    .venv-kohya/bin/pip install -q -r .venv-kohya/requirements.txt -c .venv-kohya/torch-pins.txt
+    pipq .venv-kohya/bin/pip install -r .venv-kohya/requirements.txt -c .venv-kohya/torch-pins.txt
     rm -f .venv-kohya/.installed-*; touch "$kstamp"
   fi
 fi
