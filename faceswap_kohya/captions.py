@@ -107,7 +107,7 @@ class BlipCaptioner:
         try:
             self.processor = BlipProcessor.from_pretrained(source, local_files_only=local.is_dir())
             self.model = BlipForConditionalGeneration.from_pretrained(source, local_files_only=local.is_dir()).eval()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # missing files; a path that is not a valid hub id
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"dataset.captions.blip_model: cannot load {model!r} ({first[:200]}); give a local "
                             "folder with a BLIP model, or use captions mode template or files") from None

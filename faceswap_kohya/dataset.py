@@ -99,7 +99,7 @@ def unreadable_reason(path: Path, err: Exception) -> str:
     if path.stat().st_size == 0:
         return "empty file (0 bytes)"
     text = str(err)
-    if "truncated" in text or isinstance(err, (EOFError, SyntaxError)):
+    if "truncated" in text.lower() or isinstance(err, (EOFError, SyntaxError)):
         return f"truncated or damaged ({text or type(err).__name__})"
     if isinstance(err, Image.DecompressionBombError):
         return "too many pixels (over Pillow's safety limit)"
@@ -183,8 +183,11 @@ def crop_box(size: tuple[int, int], face_box, framing: str) -> tuple[int, int, i
     side = min(round(k * max(right - left, bottom - top)), W, H)
     cx = (left + right) / 2
     cy = (top + bottom) / 2 + dy * (bottom - top)
-    x0 = int(round(min(max(cx - side / 2, 0), W - side)))
-    y0 = int(round(min(max(cy - side / 2, 0), H - side)))
+    # centred as framed, moved to hold the whole face when the square is tight, then inside the photo
+    x0 = min(max(cx - side / 2, right - side), left)
+    y0 = min(max(cy - side / 2, bottom - side), top)
+    x0 = int(round(min(max(x0, 0), W - side)))
+    y0 = int(round(min(max(y0, 0), H - side)))
     return x0, y0, x0 + side, y0 + side
 
 
@@ -240,7 +243,7 @@ def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, em
         photo.drop(unreadable_reason(path, e))
         return photo
     photo.size, photo.sha256 = rgb.size, hashlib.sha256(data).hexdigest()
-    small, _ = faces._small_copy(rgb, faces.DETECT_SIDE)
+    small, _ = faces.small_copy(rgb, faces.DETECT_SIDE)
     photo.phash = imagehash.phash(small)
     if embedder is not None:
         photo.faces = faces.detect(rgb)
@@ -298,7 +301,7 @@ class LayoutSummary:
             "input": str(self.source),
             "instance_dir": rel(self.instance_dir),
             "reg_dir": rel(self.reg_dir),
-            "counts": {"photos": len(self.entries), "used": len(kept), "dropped": len(self.skipped),
+            "counts": {"photos": len(self.entries), "used": len(kept), "dropped": len(self.entries) - len(kept),
                        "augmented": len(self.augmented), "training_images": len(self.photos),
                        "regularization_images": self.reg_images},
             "face_embedder": self.embedder,

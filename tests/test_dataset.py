@@ -1,0 +1,281 @@
+"""Photo preparation on real face photos: formats, checks, crops, augmentation, captions, layout, reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya
+from face_data import ONE_PERSON, SOMEONE_ELSE, astronaut, face_recognition_photos  # noqa: F401
+from PIL import Image, ImageOps
+
+from faceswap_kohya import dataset, faces, presets
+from faceswap_kohya.cli import cli
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.render import RunLayout
+
+pytest.importorskip("dlib")
+FACE_CENTRE = (223, 127)  # the astronaut's face in skimage's 512×512 portrait
+
+
+def preset_for(folder: Path, tmp_path: Path, *extra: str):
+    return presets.load("cpu-check", [f"dataset.images={folder}", f"output.dir={tmp_path / 'out'}",
+                                      "dataset.repeats=10", "dataset.resolution=256", *extra])[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def run_layout(preset, tmp_path: Path):
+    run = RunLayout(tmp_path / "run")
+    run.root.mkdir()
+    return dataset.layout(preset, run), run
+
+
+# ---------------------------------------------------------------- reading every kind of photo file
+def write_formats(astronaut: Image.Image, folder: Path) -> dict[str, Path]:
+    """The astronaut saved as every supported kind of file a phone or an editor writes."""
+    import pillow_heif
+
+    folder.mkdir(exist_ok=True)
+    files = {}
+
+    def save(name, image, **kw):
+        files[name] = folder / name
+        image.save(files[name], **kw)
+
+    save("plain.jpg", astronaut, quality=92)
+    save("plain.png", astronaut)
+    save("plain.webp", astronaut, quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned left; viewers turn it right
+    save("exif-rotated.jpg", astronaut.rotate(90, expand=True), quality=92, exif=exif)
+    save("cmyk.jpg", astronaut.convert("CMYK"), quality=92)
+    grey16 = (np.asarray(astronaut.convert("L"), dtype=np.uint16) * 257)
+    save("grey16.png", Image.fromarray(grey16))
+    rgba = astronaut.convert("RGBA")
+    alpha = np.full((512, 512), 255, np.uint8)
+    alpha[:, 450:] = 0  # a transparent strip at the right
+    rgba.putalpha(Image.fromarray(alpha))
+    save("alpha.png", rgba)
+    save("palette.png", astronaut.convert("P", palette=Image.ADAPTIVE))
+    heif = pillow_heif.from_pillow(astronaut)
+    files["phone.heic"] = folder / "phone.heic"
+    heif.save(files["phone.heic"], quality=90)
+    return files
+
+
+def test_every_format_is_read_upright_in_rgb_and_the_crop_holds_the_face(tmp_path, astronaut):
+    files = write_formats(astronaut, tmp_path / "formats")
+    embedder = faces.get_embedder()
+    for name, path in files.items():
+        rgb = dataset.load_rgb(path)
+        assert rgb.mode == "RGB" and rgb.size == (512, 512), name
+        photo = dataset.read_photo(path, "face", 256, 2.0, embedder)
+        assert photo.status == "kept" and len(photo.faces) == 1, (name, photo.reason)
+        assert photo.crop[0] <= FACE_CENTRE[0] <= photo.crop[2] and photo.crop[1] <= FACE_CENTRE[1] <= photo.crop[3], name
+        face = photo.faces[0].box
+        assert photo.crop[0] <= face[0] and face[2] <= photo.crop[2] and photo.crop[1] <= face[1] and face[3] <= photo.crop[3]
+        assert photo.image.size == (256, 256)
+        assert faces.identity_score(photo.embedding, [embedder.embed(astronaut)])[0] > 0.6, name
+
+
+def test_16_bit_is_rescaled_and_alpha_goes_over_white(tmp_path, astronaut):
+    files = write_formats(astronaut, tmp_path / "formats")
+    grey8 = np.asarray(astronaut.convert("L"), dtype=float)
+    grey16 = np.asarray(dataset.load_rgb(files["grey16.png"]), dtype=float)[:, :, 0]
+    assert abs(grey16 - grey8).max() <= 1  # not clipped to white
+    alpha = np.asarray(dataset.load_rgb(files["alpha.png"]))
+    assert (alpha[:, 460:] == 255).all()  # the transparent strip is white, not black
+
+
+def test_framings_never_pad_past_the_edge_and_cap_upscaling(tmp_path, astronaut):
+    embedder = faces.get_embedder()
+    path = tmp_path / "small.jpg"
+    astronaut.resize((200, 200)).save(path, quality=95)
+    photo = dataset.read_photo(path, "head_and_shoulders", 512, 2.0, embedder)
+    x0, y0, x1, y1 = photo.crop
+    assert 0 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 200  # inside the photo: nothing padded
+    assert photo.upscale == 2.0 and photo.image.size == ((x1 - x0) * 2, (y1 - y0) * 2)
+    assert any("max_upscale" in n for n in photo.notes)
+    big = dataset.read_photo(tmp_path / "small.jpg", "as_is", 128, 2.0, embedder)
+    assert big.crop == (0, 0, 200, 200) and big.image.size == (128, 128)
+    # a face at the very edge: the square is shifted inside, never past the edge
+    assert dataset.crop_box((1000, 800), (0, 300, 120, 420), "face") == (0, 216, 264, 480)
+    assert dataset.crop_box((300, 200), (100, 50, 200, 150), "head_and_shoulders") == (50, 0, 250, 200)
+
+
+def test_unreadable_files_are_named_with_the_reason(tmp_path, astronaut):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.png").write_text("not an image")
+    astronaut.save(folder / "full.jpg", quality=90)
+    (folder / "truncated.jpg").write_bytes((folder / "full.jpg").read_bytes()[:5000])
+    reasons = {p.name: dataset.read_photo(p, "face", 256, 2.0, faces.get_embedder()).reason
+               for p in folder.iterdir() if p.name != "full.jpg"}
+    assert reasons["empty.jpg"] == "empty file (0 bytes)"
+    assert reasons["text.png"].startswith("not a readable image")
+    assert reasons["truncated.jpg"].startswith("truncated or damaged")
+
+
+# ---------------------------------------------------------------- a real folder, end to end
+@pytest.fixture
+def messy_folder(tmp_path, face_recognition_photos) -> Path:
+    """Several photos of one person, one of someone else, and the usual mess, in a folder with
+    spaces and non-ASCII characters in its name."""
+    folder = tmp_path / "Fotos für Ünï test"
+    folder.mkdir()
+    for name in ONE_PERSON + [SOMEONE_ELSE]:
+        shutil.copy(face_recognition_photos / name, folder / name)
+    shutil.copy(face_recognition_photos / "obama.jpg", folder / "obama copy.jpg")  # exact duplicate
+    (folder / "obama3.txt").write_text("a man standing at a podium in front of flags\n", encoding="utf-8")
+    (folder / "notes.md").write_text("my photos\n")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "broken.jpg").write_bytes((folder / "obama.jpg").read_bytes()[:4000])
+    (folder / "été à la plage.png").write_text("not a png")
+    return folder
+
+
+def test_prepare_a_messy_folder(tmp_path, messy_folder):
+    before = snapshot(messy_folder)
+    messy_folder.chmod(0o555)
+    try:
+        preset = preset_for(messy_folder, tmp_path, "subject.class_word=man", "dataset.captions.mode=files")
+        summary, run = run_layout(preset, tmp_path)
+    finally:
+        messy_folder.chmod(0o755)
+    assert snapshot(messy_folder) == before, "the input folder is byte-for-byte unchanged"
+
+    report = json.loads((run.root / "dataset.json").read_text(encoding="utf-8"))
+    by_name = {p["file"]: p for p in report["photos"]}
+    # every file in the folder is accounted for: a photo (used or not, and why) or another file
+    assert set(by_name) | {o["file"] for o in report["not_photos"]} == set(before)
+    assert {o["file"]: o["why"] for o in report["not_photos"]} == {
+        "obama3.txt": "caption of a photo", "notes.md": "not a photo (unknown file type)"}
+    dropped = {n: p["reason"] for n, p in by_name.items() if p["status"] == "dropped"}
+    assert dropped["empty.jpg"] == "empty file (0 bytes)"
+    assert dropped["broken.jpg"].startswith("truncated or damaged")
+    assert dropped["été à la plage.png"].startswith("not a readable image")
+    assert {"obama.jpg", "obama copy.jpg"} & set(dropped) and "exact duplicate of obama" in " ".join(dropped.values())
+    assert {"obama2.jpg", "32bit.png"} & set(dropped) and "near duplicate of" in " ".join(dropped.values())
+    assert len(dropped) == 5 and {src.name for src, _ in summary.skipped} == set(dropped)
+    kept = [n for n, p in by_name.items() if p["status"] == "kept"]
+    assert len(kept) == 6 and SOMEONE_ELSE in kept
+    assert any("does not look like the others" in n for n in by_name[SOMEONE_ELSE]["notes"])
+    assert all(by_name[n]["identity_score"] > faces.SAME_PERSON_SCORE for n in kept if n != SOMEONE_ELSE)
+    for n in kept:  # the crop holds the face
+        f, c = by_name[n]["face_box"], by_name[n]["crop_box"]
+        assert c[0] <= f[0] and f[2] <= c[2] and c[1] <= f[1] and f[3] <= c[3], n
+
+    # Kohya layout: `10_myface man`, one caption per image, trigger first, class words rewritten
+    assert summary.instance_dir == run.img / "10_myface man"
+    images = sorted(summary.instance_dir.glob("*.png"))
+    assert len(images) == len(summary.photos) == 6 + 3  # mirror 2 + relight 1 by default
+    assert [a["kind"] for a in report["augmented"]] == ["mirror", "mirror", "brighter"]
+    for image in images:
+        caption = image.with_suffix(".txt").read_text(encoding="utf-8")
+        assert caption.startswith("myface man") and "_" not in image.name
+        with Image.open(image) as im:
+            assert im.size == (256, 256)
+    assert by_name["obama3.jpg"]["caption"] == "myface man, standing at a podium in front of flags"
+    assert by_name["obama2.jpg" if "obama2.jpg" in kept else "32bit.png"]["caption"] == "myface man, photo"
+    assert any("no caption file" in n for n in by_name["biden.jpg"]["notes"])
+
+    # the contact sheet and the markdown summary name everything a person must know
+    with Image.open(run.root / "contact_sheet.png") as sheet:
+        assert sheet.width >= 5 * 256 and sheet.height >= 2 * 256
+    md = (run.root / "dataset.md").read_text(encoding="utf-8")
+    assert md.startswith("# Dataset: 6 of 11 photos used")
+    for name in dropped:
+        assert f"`{name}`" in md
+
+
+def test_too_few_usable_photos_is_an_error_naming_each(tmp_path, astronaut):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    astronaut.save(folder / "one.jpg")
+    astronaut.save(folder / "same.jpg")
+    Image.new("RGB", (300, 300), "gray").save(folder / "wall.png")
+    with pytest.raises(UserError) as e:
+        run_layout(preset_for(folder, tmp_path), tmp_path)
+    text = str(e.value)
+    assert "only 1 usable photo" in text and "at least 3" in text
+    assert "same.jpg: exact duplicate of one.jpg" in text and "wall.png: no face found" in text
+
+
+def test_regularization_folder_and_balance_advice(tmp_path, face_recognition_photos):
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ONE_PERSON[:5]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    reg = tmp_path / "class images"
+    reg.mkdir()
+    Image.fromarray(data.coffee()).save(reg / "a.jpg")
+    Image.fromarray(data.chelsea()).save(reg / "b.png")
+    (reg / "c.jpg").write_bytes(b"")
+    preset = preset_for(photos, tmp_path, f"regularization.images={reg}", "subject.class_word=man")
+    summary, run = run_layout(preset, tmp_path)
+    assert summary.reg_dir == run.reg / "1_man" and summary.reg_images == 2
+    assert sorted(p.read_text() for p in summary.reg_dir.glob("*.txt")) == ["man\n", "man\n"]
+    assert any("fewer regularization images (2×1) than training images" in w for w in summary.warnings)
+    assert (reg / "c.jpg", "regularization image: empty file (0 bytes)") in summary.skipped
+
+
+def test_flip_aug_replaces_mirrored_copies(tmp_path, face_recognition_photos):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ONE_PERSON[:5]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    summary, _ = run_layout(preset_for(photos, tmp_path, "dataset.flip_aug=true", "dataset.augment.relight=2"), tmp_path)
+    assert [a["kind"] for a in summary.augmented] == ["brighter", "darker-warm"]
+    assert any("flip_aug is on" in w for w in summary.warnings)
+
+
+def test_prepare_command_writes_a_run_folder(tmp_path, face_recognition_photos):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ONE_PERSON[:4]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}"])
+    assert r.exit_code == 0, r.output
+    assert "dataset: 4 of 4 photos used" in r.output and "warning: only 4 usable photos" in r.output
+    (root,) = (tmp_path / "out" / "myface-check").iterdir()
+    assert (root / "contact_sheet.png").is_file() and (root / "dataset.md").is_file()
+    assert len(list((root / "img" / "1_myface woman").glob("*.png"))) == 4 + 3
+
+    (photos / "obama.jpg").unlink()
+    (photos / "obama2.jpg").unlink()
+    r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}"])
+    assert r.exit_code == 2 and "only 2 usable photos" in r.output
+    assert len(list((tmp_path / "out" / "myface-check").iterdir())) == 1  # the failed run left no folder
+
+
+@needs_kohya
+def test_sd_scripts_reads_the_layout(tmp_path, face_recognition_photos):
+    """sd-scripts' own folder parser: `10_myface woman` → 10 repeats, class tokens "myface woman"."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ONE_PERSON[:4]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    summary, run = run_layout(preset_for(photos, tmp_path), tmp_path)
+    script = (
+        "import json, sys\n"
+        "from library.config_util import generate_dreambooth_subsets_config_by_subdirs as subdirs\n"
+        "from library.train_util import glob_images\n"
+        "subsets = subdirs(sys.argv[1])\n"
+        "print(json.dumps([dict(s, images=len(glob_images(s['image_dir']))) for s in subsets]))\n")
+    proc = subprocess.run([str(KOHYA_PYTHON), "-c", script, str(run.img)], cwd=SD_SCRIPTS,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (subset,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert subset["num_repeats"] == 10 and subset["class_tokens"] == "myface woman"
+    assert subset["images"] == len(summary.photos) == 7 and not subset["is_reg"]
