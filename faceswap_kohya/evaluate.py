@@ -332,7 +332,7 @@ class Result:
 def _line(label: str, s: dict) -> str:
     faces = f"{s['faces']}/{s['images']} faces"
     if s["mean"] is None:
-        return f"{label}: no face in any of its {s['images']} images"
+        return f"{label}: no face found ({s['images']} image{'s' if s['images'] != 1 else ''})"
     return f"{label}: identity {s['mean']:.3f} ± {s['std']:.3f} ({faces}), copy gap {s['copy_gap_mean']:+.3f}"
 
 
@@ -429,16 +429,16 @@ def write_chart(scores: dict, path: Path) -> Path:
 
     loras = [c for c in scores["checkpoints"] if c["file"]]
     base = scores["base"]["mean"]
-    fig = Figure(figsize=(max(5.0, 0.7 * len(loras) + 2), 3.6), dpi=110)
+    fig = Figure(figsize=(max(5.0, 0.7 * len(loras) + 2), 4.0), dpi=110)
     ax = fig.subplots()
     xs = list(range(len(loras)))
     pts = [(x, c["summary"]["mean"], c["summary"]["std"]) for x, c in zip(xs, loras) if c["summary"]["mean"] is not None]
     if pts:
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
                     color="tab:blue", label="LoRA: mean identity ± spread")
-    for x, c in zip(xs, loras):
-        if c["summary"]["mean"] is None:
-            ax.annotate("no face", (x, 0.02), ha="center", fontsize=8, color="tab:red")
+    missing = [x for x, c in zip(xs, loras) if c["summary"]["mean"] is None]
+    if missing:
+        ax.plot(missing, [0.02] * len(missing), marker="x", color="tab:red", linestyle="none", label="no face found")
     if base is not None:
         ax.axhline(base, color="gray", linestyle="--", label=f"base model {base:.3f}")
     else:
@@ -452,9 +452,9 @@ def write_chart(scores: dict, path: Path) -> Path:
     ax.set_title("identity vs the reference photos, per checkpoint", fontsize=10)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     return path
 
 
@@ -520,7 +520,7 @@ def write_report(scores: dict, folder: Path) -> Path:
 <style>{CSS}</style></head><body>
 <h1>Identity evaluation</h1>
 <p class="note">{e(scores['run'] or '')} — {e(scores['created'])} — embedder <b>{e(scores['embedder'])}</b> ({e(scores['metric'])});
-{refs_used} reference faces from <code>{e(scores['references']['folder'])}</code>{'; not used: ' + ', '.join(skipped) if skipped else ''}.<br>
+{refs_used} reference face{'s' if refs_used != 1 else ''} from <code>{e(scores['references']['folder'])}</code>{'; not used: ' + ', '.join(skipped) if skipped else ''}.<br>
 {len(st['prompts'])} prompts × {len(st['seeds'])} seeds (seeds {', '.join(map(str, st['seeds']))}), {st['steps']} steps, CFG {st['cfg']:g},
 {st['width']}×{st['height']}, {e(st['sampler'])}, LoRA weight {st['lora_weight']:g}, base model <code>{e(st['base_model'])}</code>.</p>
 {verdict}
@@ -559,8 +559,9 @@ def evaluate_after_training(run_dir: Path, echo: Callable[[str], None] = print) 
             return None
         echo("evaluating the checkpoints (evaluate.enabled)")
         result = evaluate_run(run_dir, echo=echo)
-    except UserError as err:
-        echo(f"evaluation failed: {err}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")
+    except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
+        why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        echo(f"evaluation failed: {why}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")
         return None
     for line in summary_lines(result):
         echo(line)

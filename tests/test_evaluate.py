@@ -244,7 +244,7 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
             "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None}
         assert all((result.folder / im["file"]).is_file() for im in c["images"])
     assert s["best"] is None and s["top"] == [] and s["base"] == s["checkpoints"][0]["summary"]
-    assert "epoch 1: no face in any of its 2 images" in lines
+    assert "epoch 1: no face found (2 images)" in lines
     assert "best checkpoint: none (no face was found in any LoRA image)" in ev.summary_lines(result)
 
 
@@ -323,18 +323,21 @@ def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder
     assert entries[0]["summary"]["mean"] < best["summary"]["mean"] - 0.2  # someone else is the floor here
 
 
-def test_cli_writes_a_new_folder_each_time_and_names_the_report(evaluated):
+def test_cli_writes_a_new_folder_each_time_and_names_the_report(tiny, tmp_path):
     from faceswap_kohya.cli import cli
 
-    run, first, _ = evaluated
-    res = CliRunner().invoke(cli, ["evaluate", str(run), "--device", "cpu"])
-    assert res.exit_code == 0, res.output
-    folders = [p for p in (run / "eval").iterdir() if p.is_dir()]
-    assert len(folders) == 2 and first.folder in folders
-    (new,) = [p for p in folders if p != first.folder]
-    assert f"report: {new / 'report.html'}" in res.output and (new / "scores.json").is_file()
-    assert "best checkpoint: none" in res.output and "final: no face in any of its 2 images" in res.output
-    assert (first.folder / "scores.json").is_file()  # the earlier report is untouched
+    folder, pipe = tiny
+    run = make_run(tmp_path, folder, pipe, checkpoints=("myface",), prompts=["{trigger} {class}, portrait"])
+    outputs = []
+    for _ in range(2):
+        res = CliRunner().invoke(cli, ["evaluate", str(run), "--device", "cpu"])
+        assert res.exit_code == 0, res.output
+        outputs.append(res.output)
+    folders = sorted(p for p in (run / "eval").iterdir() if p.is_dir())
+    assert len(folders) == 2 and all((f / "scores.json").is_file() and (f / "report.html").is_file() for f in folders)
+    assert {f"report: {f / 'report.html'}" for f in folders} == {
+        ln for out in outputs for ln in out.splitlines() if ln.startswith("report: ")}
+    assert "best checkpoint: none" in outputs[0] and "final: no face found (1 image)" in outputs[0]
 
 
 def test_bad_input_is_one_clear_message(tiny, tmp_path):
