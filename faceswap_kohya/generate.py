@@ -17,7 +17,6 @@ from .errors import UserError
 from .home import home
 
 TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.I)
-A1111_WEIGHT = re.compile(r"\(([^()]*?):\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)")
 COMPEL_SYNTAX = re.compile(r"[()]|\w[+-]+(?=[\s,]|$)|\.(?:and|blend)\(")
 SAMPLERS = {  # our name: (diffusers scheduler class, extra config, A1111 name)
     "euler": ("EulerDiscreteScheduler", {}, "Euler"),
@@ -47,11 +46,20 @@ def parse_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
 
 
 def a1111_to_compel(prompt: str) -> str:
-    """A1111's `(word:1.2)` → compel's `(word)1.2` (nested groups too); compel syntax passes through."""
-    prev = None
-    while prev != prompt:
-        prev, prompt = prompt, A1111_WEIGHT.sub(lambda m: f"({m.group(1)}){float(m.group(2)):g}", prompt)
-    return prompt
+    """A1111's `(word:1.2)` → compel's `(word)1.2`, nested groups too; compel syntax passes through."""
+    out: list[str] = []
+    opened: list[int] = []
+    for ch in prompt:
+        if ch == "(":
+            opened.append(len(out))
+        elif ch == ")" and opened:
+            start = opened.pop()
+            m = re.fullmatch(r"(.*):\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*", "".join(out[start + 1:]), re.S)
+            if m:
+                out[start + 1:] = list(f"{m.group(1)}){float(m.group(2)):g}")
+                continue
+        out.append(ch)
+    return "".join(out)
 
 
 def read_prompts_file(path: Path) -> list[str]:
@@ -372,6 +380,16 @@ def _progress_bar(total: int, show: bool):
     return bar, update
 
 
+def _precheck(paths) -> None:
+    """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
+    from .loader import read_lora_modules
+
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"LoRA {p}: no such file")
+        read_lora_modules(Path(p))
+
+
 def _load(source: Source, paths: list[Path], device, dtype, offload):
     from . import loader
 
@@ -402,10 +420,14 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
     check_size(settings.width, settings.height)
     plans = _plan(prompts, source, weight, no_lora)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
+    _precheck(paths)
+    if all(w == 0 for _, loras in plans for w in loras.values()):
+        paths = []  # weight 0 everywhere: the plain base model (attaching and disabling is only ~1e-6 close)
     pipe, names = _load(source, paths, device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
+    names = {p: names.get(p, p.stem) for _, loras in plans for p in loras}
     distinct = {tuple(sorted((names[p], w) for p, w in loras.items())) for _, loras in plans}
     fused = len(distinct) == 1 and paths
     if fused:
@@ -417,7 +439,7 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
     written = []
     try:
         for pi, (prompt, loras) in enumerate(plans):
-            weights = None if fused else {names[p]: w for p, w in loras.items()} | {
+            weights = None if fused or not paths else {names[p]: w for p, w in loras.items()} | {
                 n: 0.0 for n in names.values() if n not in {names[p] for p in loras}}
             images = generate_images(pipe, [prompt], seeds, settings.steps, settings.cfg, settings.width, settings.height,
                                      settings.negative_prompt, lora_weights=[weights],
@@ -471,7 +493,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     `generate --no-lora`); other `<lora:..>` tags in a prompt apply to the non-zero columns."""
     from PIL.PngImagePlugin import PngInfo
 
-    from .loader import attach_lora, read_lora_modules
+    from .loader import attach_lora
 
     if source.lora is None:
         raise UserError("compare needs a LoRA: give a run folder or a .safetensors file")
@@ -481,10 +503,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     check_size(settings.width, settings.height)
     plans = _plan(prompts, source, 1.0, no_lora=False)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
-    for p in paths:  # fail before any image is made
-        if not p.is_file():
-            raise UserError(f"LoRA {p}: no such file")
-        read_lora_modules(p)
+    _precheck(paths)
     pipe, names = _load(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     folder = new_output_folder(out_dir)

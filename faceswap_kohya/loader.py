@@ -140,7 +140,7 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
             pipe = StableDiffusionXLPipeline.from_pretrained(where, torch_dtype=torch_dtype, local_files_only=offline)
     except UserError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
+    except Exception as e:  # noqa: BLE001 - diffusers/safetensors raise many types for a bad or partial file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"base model {base_model}: cannot load it as an SDXL pipeline ({first[:300]})") from None
     if offload == "model":
@@ -229,6 +229,10 @@ def attached_names(pipe, adapter: str) -> set[str]:
         for name, _ in _peft_layers(model, adapter):
             names.add(f"{component}.{name}")
             names.add(prefix + name.replace(".", "_"))
+            if component != "unet":  # sd-scripts (transformers 4) names CLIP layers text_model.encoder...; 5.x drops it
+                bare = name.removeprefix("text_model.")
+                names |= {f"{component}.{bare}", f"{component}.text_model.{bare}",
+                          prefix + bare.replace(".", "_"), prefix + "text_model_" + bare.replace(".", "_")}
             if component == "unet" and (sgm := sgm_name(name, lpb, up_attn)):
                 names.add(prefix + sgm.replace(".", "_"))
     return names

@@ -46,8 +46,6 @@ def test_prompts_file_and_sizes(tmp_path):
 
 
 # ---------------------------------------------------------------- with a tiny real pipeline
-pytest.importorskip("diffusers")
-
 
 @pytest.fixture(scope="module", autouse=True)
 def user_home(tmp_path_factory):
@@ -64,6 +62,7 @@ def user_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run folder as `train` leaves it: preset.yaml and model/ with the final LoRA and a checkpoint."""
+    pytest.importorskip("diffusers")
     from faceswap_kohya import loader, presets
     from faceswap_kohya.schema import Preset
     from tiny_sdxl import save_tiny_pipeline, write_kohya_lora
@@ -97,7 +96,7 @@ def pixels(path) -> np.ndarray:
 
 def generated(result) -> list[Path]:
     assert result.exit_code == 0, result.output
-    return [Path(line) for line in result.output.splitlines() if line.endswith(".png")]
+    return [Path(line) for line in result.stdout.splitlines() if line.endswith(".png")]
 
 
 def test_generate_from_a_run_folder_writes_pngs_with_parameters(run_dir):
@@ -112,7 +111,7 @@ def test_generate_from_a_run_folder_writes_pngs_with_parameters(run_dir):
     assert "Model: tiny-sdxl" in lines[2] and 'Lora hashes: "myface: ' in lines[2]
     side = json.loads(out[1].with_suffix(".json").read_text())
     assert side["seed"] == 8 and side["loras"][0]["weight"] == 1.0 and len(side["loras"][0]["sha256"]) == 64
-    assert "modules attached" in cli("generate", run_dir, "x", "--seed", 1, *FAST).output
+    assert "modules attached" in cli("generate", run_dir, "x", "--seed", 1, *FAST).stderr
 
 
 def test_weight_no_lora_and_fusing_give_consistent_images(run_dir):
@@ -157,7 +156,7 @@ def test_long_and_weighted_prompts_use_every_token(run_dir, tmp_path):
     def img(prompt):
         return pixels(generated(cli("generate", run_dir, prompt, "--seed", 9, "--no-lora", "-o", tmp_path, *FAST))[0])
 
-    assert np.abs(img(f"{short}, {words}") - img(f"{short}, {words}, extra words at the end")).mean() > 0.5
+    assert (img(f"{short}, {words}") != img(f"{short}, {words}, extra words at the end")).any()  # not cut at 77
     weighted, compel_syntax, plain = img("myface woman, (portrait:1.6)"), img("myface woman, (portrait)1.6"), img(short)
     assert (weighted == compel_syntax).all() and np.abs(weighted - plain).mean() > 0.5
 
@@ -165,7 +164,7 @@ def test_long_and_weighted_prompts_use_every_token(run_dir, tmp_path):
 def test_compare_makes_a_labelled_grid_per_prompt(run_dir):
     result = cli("compare", run_dir, "myface woman, portrait", "myface woman, outdoors", "--seed", 3, "-n", 2, *FAST)
     assert result.exit_code == 0, result.output
-    grids = [Path(line) for line in result.output.splitlines() if line.endswith(".png")]
+    grids = [Path(line) for line in result.stdout.splitlines() if line.endswith(".png")]
     assert [g.name for g in grids] == ["grid-p1.png", "grid-p2.png"]
     folder = grids[0].parent
     assert folder.parent == run_dir / "compare"
@@ -192,7 +191,7 @@ def test_compare_makes_a_labelled_grid_per_prompt(run_dir):
     (["x", "--no-lora"], "no such run folder"),
 ])
 def test_bad_input_is_one_clear_message(run_dir, args, message):
-    result = cli("generate", *[a.replace("{run}", str(run_dir)) for a in args], *FAST)
+    result = cli("generate", *FAST, *[a.replace("{run}", str(run_dir)) for a in args])
     assert result.exit_code == 2, result.output
     import re
 
@@ -219,5 +218,5 @@ def test_standalone_script_is_the_same_command(run_dir, tmp_path):
     proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "generate.py"), str(run_dir), "myface woman",
                            "--seed", "3", "-o", str(tmp_path), *FAST], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    png = Path(proc.stdout.strip().splitlines()[0])
+    png = Path([ln for ln in proc.stdout.splitlines() if ln.endswith(".png")][0])
     assert png.is_file() and "Seed: 3" in Image.open(png).text["parameters"]

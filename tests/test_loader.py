@@ -177,7 +177,7 @@ def test_two_loras_combine(pipe, tmp_path):
     torch.testing.assert_close(got, base + 0.5 * d(ta) + 0.8 * d(tb), rtol=1e-5, atol=1e-5)
 
 
-def test_fused_matches_unfused_and_weight_zero_is_the_base(tiny, tmp_path):
+def test_fused_matches_unfused_and_weight_zero_is_near_the_base(tiny, tmp_path):
     path = tmp_path / "myface.safetensors"
     p1 = loader.load_pipeline(str(tiny), device="cpu")
     write_kohya_lora(p1, path, conv=True)
@@ -193,7 +193,7 @@ def test_fused_matches_unfused_and_weight_zero_is_the_base(tiny, tmp_path):
     p3 = loader.load_pipeline(str(tiny), device="cpu")
     loader.attach_lora(p3, path)
     loader.fuse(p3, {"myface": 0.0})
-    assert (image(p3) == base).all()
+    assert abs(image(p3) - base).max() < 1e-4  # not bit-exact once peft has wrapped the layers (~1e-6)
 
 
 def test_adapter_name_reuse_is_refused(pipe, tmp_path):

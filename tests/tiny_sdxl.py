@@ -89,8 +89,9 @@ def kohya_modules(pipe, conv: bool = False, text_encoders: bool = True, layout: 
                 if type(parent).__name__ not in TE_TARGETS:
                     continue
                 for child_name, child in parent.named_modules():
-                    if type(child).__name__ == "Linear":
-                        out[prefix + f"{parent_name}.{child_name}".replace(".", "_")] = child
+                    if type(child).__name__ == "Linear":  # sd-scripts' transformers 4 names: text_model.encoder...
+                        name = "text_model." + f"{parent_name}.{child_name}".removeprefix("text_model.")
+                        out[prefix + name.replace(".", "_")] = child
     return out
 
 
