@@ -23,15 +23,16 @@ def sample_photos(folder: Path | None = None) -> Path:
     from PIL import Image, ImageEnhance, ImageOps
 
     portrait = Image.fromarray(data.astronaut())  # 512x512, face near the top centre
-    head = portrait.crop((96, 0, 416, 320)).resize((512, 512), Image.LANCZOS)
-    warm = Image.merge("RGB", [c.point(lambda v, k=k: min(255, int(v * k))) for c, k in zip(head.split(), (1.08, 1.0, 0.9))])
+    warm = lambda im: Image.merge("RGB", [c.point(lambda v, k=k: min(255, int(v * k))) for c, k in zip(im.split(), (1.1, 1.0, 0.88))])  # noqa: E731
+    # Different framings, so that none is a near duplicate of another (preparation drops those).
     variants = {
         "portrait": portrait,
-        "head": head,
-        "mirrored": ImageOps.mirror(portrait),
-        "brighter": ImageEnhance.Brightness(head).enhance(1.3),
-        "darker": ImageEnhance.Brightness(portrait).enhance(0.7),
-        "warm": warm,
+        "head": portrait.crop((96, 0, 416, 320)).resize((512, 512), Image.LANCZOS),
+        "mirrored": ImageOps.mirror(portrait.crop((40, 0, 512, 472))),
+        "close-up": ImageEnhance.Brightness(portrait.crop((150, 20, 370, 240)).resize((512, 512), Image.LANCZOS)).enhance(1.25),
+        "tilted": ImageEnhance.Brightness(portrait.crop((40, 0, 480, 440)).rotate(12, Image.BICUBIC, fillcolor=(128, 128, 128))
+                                          .crop((30, 30, 410, 410))).enhance(0.75),
+        "shoulders": warm(portrait.crop((0, 0, 420, 512))),
     }
     folder.mkdir(parents=True, exist_ok=True)
     for name, im in variants.items():
