@@ -251,11 +251,9 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
         from .checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run)
-    echo(f"dataset: {len(summary.photos)} photos → {summary.instance_dir.relative_to(run.root)}"
-         + (f", {summary.reg_images} regularization images → {summary.reg_dir.relative_to(run.root)}" if summary.reg_dir else ""))
-    for src, why in summary.skipped:
-        echo(f"  skipped {src.name}: {why}")
+    summary = dataset.layout(preset, run, echo=echo)
+    for line in summary.brief(run.root)[1:]:  # the run folder was named already
+        echo(line)
     if preset.regularization.generate:
         from .regularization import balance_advice, ensure_regularization
 
