@@ -30,6 +30,8 @@ from .schema import Preset
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 CAPTION_SUFFIXES = {".txt", ".caption"}
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
+# Threads overlap decoding, resizing and encoding (Pillow releases the GIL); face detection runs one at a time.
+WORKERS = min(6, (os.cpu_count() or 1) + 1)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
 # Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
 # moved down by `dy` box heights (negative: up).
@@ -407,7 +409,7 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         summary.warnings.append(f"face checks skipped: {e}")
 
     echo(f"reading {len(paths)} photos from {source}")
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder), paths))
     summary.entries = photos
     mark_duplicates(photos)
@@ -443,7 +445,7 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         p.outputs.append(name)
         summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
         jobs.append((image, out_dir / name, p.caption))
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda job: save_image(*job), jobs))
     summary.photos = [path for _, path, _ in jobs]
 
@@ -475,7 +477,7 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
         save_image(image, summary.reg_dir / (output_name(i, path) + ".png"), preset.subject.class_word)
         return 1
 
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         summary.reg_images = sum(pool.map(one, enumerate(paths, start=1)))
     summary.skipped += [(folder / s["file"], "regularization image: " + s["reason"]) for s in skipped]
     train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
@@ -573,7 +575,7 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
         tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
         items.append((image, path.name + tag, caption))
     summary.contact_sheet = run.root / "contact_sheet.png"
-    contact_sheet(items).save(summary.contact_sheet)
+    contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)
     summary.report_json = run.root / "dataset.json"
     summary.report_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

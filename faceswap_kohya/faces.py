@@ -23,8 +23,9 @@ from PIL import Image
 
 from .errors import UserError
 
-HOG_SURE = 0.5  # weaker HOG detections are confirmed by the CNN detector (HOG has false positives)
-DETECT_SIDE = 640  # detection runs on a copy no larger than this (boxes are mapped back)
+HOG_SURE = 0.5  # weaker HOG detections are false positives often: see _find
+DETECT_SIDE = 800  # HOG runs on a copy this long (boxes are mapped back): faces from 1/10 of the photo
+CNN_SIDE = 640  # the CNN detector (minutes on a 12 MP photo, ~2 s here) on a copy at most this long
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
 SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (see identity_score)
 INSTALL_HINT = "pip install 'faceswap_kohya[faces]' (the dlib-bin wheel and face_recognition_models)"
@@ -125,16 +126,27 @@ def _confirmed(arr: np.ndarray, rect) -> bool:
     return len(_model("cnn")(np.asarray(crop), 0)) > 0
 
 
-def _find(arr: np.ndarray, detector: Detector) -> list[tuple[object, float, str]]:
+def _find(arr: np.ndarray, grey: np.ndarray, detector: Detector) -> list[tuple[object, float, str]]:
     found = []
     for upsample in (0, 1) if detector in ("auto", "hog") else ():  # 1: twice the size, faces from ~40 px
-        rects, scores, _ = _model("hog").run(arr, upsample, 0.0)
-        found = [(r, float(s), "hog") for r, s in zip(rects, scores) if s >= HOG_SURE or _confirmed(arr, r)]
+        rects, scores, _ = _model("hog").run(grey, upsample, 0.0)
+        hits = [(r, float(s), "hog") for r, s in zip(rects, scores)]
+        # Weak detections are often not faces: ignored beside a clear face, confirmed by the CNN otherwise.
+        found = [h for h in hits if h[1] >= HOG_SURE] or [h for h in hits if _confirmed(arr, h[0])]
         if found:
             break
     if not found and detector in ("auto", "cnn"):
-        found = [(d.rect, float(d.confidence), "cnn") for d in _model("cnn")(arr, 0)]
+        k = min(1.0, CNN_SIDE / max(arr.shape[:2]))
+        small = arr if k == 1 else np.asarray(Image.fromarray(arr).resize(
+            (round(arr.shape[1] * k), round(arr.shape[0] * k)), Image.BILINEAR))
+        found = [(_scaled(d.rect, 1 / k), float(d.confidence), "cnn") for d in _model("cnn")(small, 0)]
     return found
+
+
+def _scaled(rect, k: float):
+    if k == 1:
+        return rect
+    return _dlib().rectangle(round(rect.left() * k), round(rect.top() * k), round(rect.right() * k), round(rect.bottom() * k))
 
 
 def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_SIDE) -> list[Face]:
@@ -143,16 +155,16 @@ def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_S
     `auto`: dlib's HOG detector (fast, frontal faces; at twice the size when it finds none at
     first), then its CNN detector (turned and partly hidden faces; ~2 s) when HOG finds none.
     Runs on a copy `side` px long (smaller photos enlarged up to ×4); faces smaller than about
-    40 px in that copy (1/16 of the photo's long side) are not found.
+    40 px in that copy (1/20 of the photo's long side) are not found.
     """
     small, scale = small_copy(image, side)
     if max(small.size) < side:  # small photos: enlarged so that their faces reach the detectors' minimum
         k = min(4.0, side / max(small.size))
         small = small.resize((round(small.width * k), round(small.height * k)), Image.BILINEAR)
         scale = image.width / small.width
-    arr = _rgb_array(small)
+    arr, grey = _rgb_array(small), np.asarray(small.convert("L"))  # HOG looks at brightness only
     with _DLIB:
-        found = _find(arr, detector)
+        found = _find(arr, grey, detector)
         shapes = [_model("landmarks")(arr, rect) for rect, _, _ in found]
     faces = []
     W, H = image.size
