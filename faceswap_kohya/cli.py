@@ -469,6 +469,47 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
         click.echo(f"{len(grids)} grid{'s' if len(grids) != 1 else ''} and their images in {grids[0].parent}")
 
 
+@cli.command("swap")
+@click.argument("target")
+@click.option("--photo", type=click.Path(path_type=Path), required=True, help="The photo to put the face into (only read).")
+@click.option("--prompt", help='Prompt for the face (default: "{trigger} {class}, photo" from the run\'s preset).')
+@click.option("--negative", default="", help="Negative prompt.")
+@click.option("--seed", type=int, help="Seed (default: random, written into the image).")
+@click.option("--steps", type=int, default=30, show_default=True)
+@click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale.")
+@click.option("--strength", type=float, default=0.75, show_default=True, help="How much of the face is redrawn (0-1).")
+@click.option("-w", "--weight", type=float, default=1.0, show_default=True, help="LoRA weight.")
+@click.option("--face", "face_index", type=int, default=1, show_default=True, help="Which face when there are several: 1 = the largest.")
+@click.option("--padding", type=float, default=0.6, show_default=True,
+              help="Context around the face box the model redraws, as a fraction of the face's size on each side.")
+@click.option("--size", type=int, help="Working size, a multiple of 8 (default: the run's training resolution, else 1024).")
+@click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.")
+@click.option("--refs", type=click.Path(path_type=Path), help="Reference photos for the identity score (default: the run's img/).")
+@click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset.")
+@click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: RUN/swaps or ./swaps).")
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: bf16/fp16 on GPUs, fp32 on CPU.")
+@click.option("--offload", type=click.Choice(["model", "sequential"]), help="CPU offload for small GPUs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly
+def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight, face_index, padding, size, sampler, refs,
+             base, epoch, out_dir, device, dtype, offload, quiet):
+    """Put the trained face into PHOTO: TARGET is a run folder or a .safetensors LoRA; writes a new PNG."""
+    from . import generate as gen
+    from . import swap as sw
+
+    source = gen.resolve_source(target, base, epoch)
+    settings = gen.Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=sampler)
+    result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
+                         strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,
+                         device=device, dtype=dtype, offload=offload, show_progress=not quiet,
+                         echo=lambda m: click.echo(m, err=True))
+    click.echo(str(result.path))
+    for line in result.lines():
+        click.echo(line)
+
+
 # ---------------------------------------------------------------- scoring a run
 @cli.command()
 @click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
