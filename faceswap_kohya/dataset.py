@@ -344,7 +344,8 @@ def check_identity(photos: list[Photo], embedder) -> None:
                            f"{faces.SAME_PERSON_SCORE}): is this someone else? Remove it if so")
 
 
-def captioner(preset: Preset, echo) -> Callable[[Photo], str]:
+def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], str]:
+    """Photo → caption, per `dataset.captions.mode`; photos without their own caption file go into `missing`."""
     from . import captions
 
     c, s = preset.dataset.captions, preset.subject
@@ -359,7 +360,7 @@ def captioner(preset: Preset, echo) -> Callable[[Photo], str]:
     def from_file(p: Photo) -> str:
         own = captions.own_caption(p.source)
         if own is None:
-            p.notes.append(f"no caption file ({p.source.stem}.txt): used the template caption")
+            missing.append(p.source.name)
             return template
         return captions.with_trigger(own, s.trigger, s.class_word)
 
@@ -426,7 +427,8 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     if small:
         summary.warnings.append(f"smaller than the training resolution {d.resolution} px: " + ", ".join(small))
 
-    caption = captioner(preset, echo)
+    no_caption: list[str] = []
+    caption = captioner(preset, echo, no_caption)
     out_dir = summary.instance_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
@@ -435,8 +437,15 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         name = output_name(i, p.source) + ".png"
         p.outputs.append(name)
         jobs.append((p.image, out_dir / name, p.caption))
-    # augmentation: the photos with the largest faces first (the clearest views of the person)
-    ranked = sorted(range(len(kept)), key=lambda i: -(kept[i].faces[0].area if kept[i].faces else 0))
+    if no_caption:
+        summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    # augmentation: the photos with the largest faces first (the clearest views), never one that looks like someone else
+    def rank(i):
+        p = kept[i]
+        odd = p.identity is not None and p.identity < faces.SAME_PERSON_SCORE
+        return odd, -(p.faces[0].area if p.faces else 0)
+
+    ranked = sorted(range(len(kept)), key=rank)
     mirrors = [] if d.flip_aug else ranked[:d.augment.mirror]
     for n, i in enumerate(mirrors + ranked[:d.augment.relight]):
         p = kept[i]

@@ -186,7 +186,8 @@ def test_prepare_a_messy_folder(tmp_path, messy_folder):
             assert im.size == (256, 256)
     assert by_name["obama3.jpg"]["caption"] == "myface man, standing at a podium in front of flags"
     assert by_name["obama2.jpg" if "obama2.jpg" in kept else "32bit.png"]["caption"] == "myface man, photo"
-    assert any("no caption file" in n for n in by_name["biden.jpg"]["notes"])
+    assert any(w.startswith("captions mode files: no .txt beside") and "biden.jpg" in w for w in report["warnings"])
+    assert SOMEONE_ELSE not in {a["from"] for a in report["augmented"]}  # never augment a photo of someone else
 
     # the contact sheet and the markdown summary name everything a person must know
     with Image.open(run.root / "contact_sheet.png") as sheet:
