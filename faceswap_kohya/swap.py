@@ -337,6 +337,11 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
     if references is not None:
         before = _score(photo, region, references, face=chosen)
 
+    out_dir = Path(out_dir).expanduser().absolute()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {out_dir}: cannot create it ({e.strerror})") from None
     pipe, names = _inpaint_pipeline(source, loras, device, dtype, offload, show_progress, echo)
     sampler = gen.set_sampler(pipe, settings.sampler)
     crop = photo.crop(region.crop_box).resize((size, size), Image.LANCZOS)
@@ -359,11 +364,6 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
                     faces_found=len(found), face_box=list(region.face_box), padding=padding,
                     crop_box=list(region.crop_box), mask_box=list(region.mask_box),
                     identity={"after": identity, "before": before} if references is not None else None)
-    out_dir = Path(out_dir).expanduser().absolute()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"output folder {out_dir}: cannot create it ({e.strerror})") from None
     path = gen.save_image(result, output_path(out_dir, photo_path, int(seed)), info)
     return SwapResult(path, region, len(found), identity, before, refs_note, time.monotonic() - started)
 

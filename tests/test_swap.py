@@ -216,6 +216,10 @@ def test_bad_photos_and_options_are_clear_errors(run_dir, photos, tmp_path):
     assert "must be a multiple of 8" in fails("--photo", photos / "astronaut.png", "--size", "100")
     assert "--strength 1.5" in fails("--photo", photos / "astronaut.png", "--strength", "1.5")
     assert list(tmp_path.iterdir()) == []  # nothing written
+    from faceswap_kohya.generate import Settings, resolve_source
+
+    with pytest.raises(UserError, match="runs no denoising step"):
+        swap.run_swap(resolve_source(str(run_dir)), photos / "astronaut.png", Settings(steps=1), tmp_path, strength=0.5)
     with pytest.raises(UserError, match="no face found"):
         swap.pick_face(Image.open(photos / "gradient.png").convert("RGB"), 1, "gradient.png")
 
