@@ -506,8 +506,8 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
 
 
 # ---------------------------------------------------------------- reports
-def contact_sheet(items: list[tuple[Image.Image, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
-    """A grid of (image, title, caption) with the caption wrapped under each thumbnail."""
+def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
+    """A grid of (image, title, warning, caption): title, the warning in red (if any) and the wrapped caption under each thumbnail."""
     from PIL import ImageDraw, ImageFont
 
     try:
@@ -520,14 +520,16 @@ def contact_sheet(items: list[tuple[Image.Image, str, str]], thumb: int = 256, c
     cell_w, cell_h = thumb + 12, thumb + 12 + line_h * lines_per_cell
     sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    for k, (image, title, text) in enumerate(items):
+    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
+    for k, (image, title, warning, text) in enumerate(items):
         x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
         im = image.copy()
         im.thumbnail((thumb, thumb))
         sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
-        lines = [title] + wrap(text, draw, font, thumb)
-        for j, line in enumerate(lines[:lines_per_cell]):
-            draw.text((x, y + thumb + 4 + j * line_h), line, fill="black" if j else (40, 40, 160), font=font)
+        lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
+        lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
+        for j, (kind, line) in enumerate(lines[:lines_per_cell]):
+            draw.text((x, y + thumb + 4 + j * line_h), line, fill=colours[kind], font=font)
     return sheet
 
 
@@ -577,12 +579,27 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def at_a_glance(photo: Photo) -> str:
+    """The problems of a photo in a few words, for the contact sheet."""
+    from .faces import SAME_PERSON_SCORE
+
+    out = []
+    if photo.identity is not None and photo.identity < SAME_PERSON_SCORE:
+        out.append(f"someone else? (identity {photo.identity:.2f})")
+    if len(photo.faces) > 1:
+        out.append(f"{len(photo.faces)} faces")
+    if any("max_upscale" in n for n in photo.notes):
+        out.append(f"low resolution (enlarged x{photo.upscale:g})")
+    return "! " + ", ".join(out) if out else ""
+
+
 def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     items = []
     augmented = {a["file"]: a for a in summary.augmented}
+    source = {name: e for e in summary.entries for name in e.outputs}
     for image, path, caption in jobs:
         tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
-        items.append((image, path.name + tag, caption))
+        items.append((image, path.name + tag, "" if tag else at_a_glance(source[path.name]), caption))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)

@@ -190,6 +190,8 @@ def test_prepare_a_messy_folder(tmp_path, messy_folder):
     assert SOMEONE_ELSE not in {a["from"] for a in report["augmented"]}  # never augment a photo of someone else
 
     # the contact sheet and the markdown summary name everything a person must know
+    glance = {e.source.name: dataset.at_a_glance(e) for e in summary.entries if e.status == "kept"}
+    assert glance[SOMEONE_ELSE].startswith("! someone else?") and glance["obama3.jpg"] == ""
     with Image.open(run.root / "contact_sheet.png") as sheet:
         assert sheet.width >= 5 * 256 and sheet.height >= 2 * 256
     md = (run.root / "dataset.md").read_text(encoding="utf-8")
