@@ -231,6 +231,21 @@ def relit(image: Image.Image, variant: int) -> tuple[str, Image.Image]:
     return name, out
 
 
+def augmentations(kept: list[Photo], d) -> list[tuple[int, str, Image.Image]]:
+    """(photo index, kind, image): mirrored copies, then relit ones, of the photos with the largest
+    faces (the clearest views), never of one that looks like someone else; no mirrors with flip_aug."""
+    from .faces import SAME_PERSON_SCORE
+
+    def rank(i):
+        p = kept[i]
+        return p.identity is not None and p.identity < SAME_PERSON_SCORE, -(p.faces[0].area if p.faces else 0)
+
+    ranked = sorted(range(len(kept)), key=rank)
+    mirrors = [] if d.flip_aug else ranked[:d.augment.mirror]
+    return ([(i, "mirror", ImageOps.mirror(kept[i].image)) for i in mirrors]
+            + [(i, *relit(kept[i].image, n)) for n, i in enumerate(ranked[:d.augment.relight])])
+
+
 def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, embedder) -> Photo:
     """Decode, hash, find faces, embed the main face and prepare the training image of one photo."""
     import imagehash
@@ -439,17 +454,8 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         jobs.append((p.image, out_dir / name, p.caption))
     if no_caption:
         summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
-    # augmentation: the photos with the largest faces first (the clearest views), never one that looks like someone else
-    def rank(i):
+    for i, kind, image in augmentations(kept, d):
         p = kept[i]
-        odd = p.identity is not None and p.identity < faces.SAME_PERSON_SCORE
-        return odd, -(p.faces[0].area if p.faces else 0)
-
-    ranked = sorted(range(len(kept)), key=rank)
-    mirrors = [] if d.flip_aug else ranked[:d.augment.mirror]
-    for n, i in enumerate(mirrors + ranked[:d.augment.relight]):
-        p = kept[i]
-        kind, image = ("mirror", ImageOps.mirror(p.image)) if n < len(mirrors) else relit(p.image, n - len(mirrors))
         name = output_name(i + 1, p.source, kind) + ".png"
         p.outputs.append(name)
         summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
