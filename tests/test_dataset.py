@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya
 from face_data import ONE_PERSON, SOMEONE_ELSE, astronaut, face_recognition_photos  # noqa: F401
-from PIL import Image, ImageOps
+from PIL import Image
 
 from faceswap_kohya import dataset, faces, presets
 from faceswap_kohya.cli import cli
