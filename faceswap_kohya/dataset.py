@@ -424,6 +424,8 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
             raise UserError(f"dataset.framing {d.framing} needs face detection: {e} (or set dataset.framing=as_is)") from None
         summary.warnings.append(f"face checks skipped: {e}")
 
+    no_caption: list[str] = []
+    caption = captioner(preset, echo, no_caption)  # first: a missing BLIP model fails before any work
     echo(f"reading {len(paths)} photos from {source}")
     with ThreadPoolExecutor(WORKERS) as pool:
         photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder), paths))
@@ -442,8 +444,6 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     if small:
         summary.warnings.append(f"smaller than the training resolution {d.resolution} px: " + ", ".join(small))
 
-    no_caption: list[str] = []
-    caption = captioner(preset, echo, no_caption)
     out_dir = summary.instance_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
