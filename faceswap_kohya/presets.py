@@ -106,7 +106,10 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 
 def load_data(path: Path, overrides=()) -> dict:
-    return apply_overrides(read_yaml(path), overrides)
+    data = read_yaml(path)
+    if isinstance(data.get("base_model"), str):  # the `base_model: PATH` shorthand, so base_model.vae=... works
+        data["base_model"] = {"path": data["base_model"]}
+    return apply_overrides(data, overrides)
 
 
 def validate(data: dict, source: str) -> Preset:
