@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from .errors import UserError
+from .regularization import balance_advice
 from .render import RunLayout, instance_dir, reg_dir
 from .schema import Preset
 
@@ -496,15 +497,7 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
         summary.reg_images = sum(pool.map(one, enumerate(paths, start=1)))
     summary.skipped += [(folder / s["file"], "regularization image: " + s["reason"]) for s in skipped]
     train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
-    advice = ""
-    if reg_steps < train_steps:
-        need = -(-train_steps // max(1, r.repeats))
-        advice = (f"fewer regularization images ({summary.reg_images}×{r.repeats}) than training images "
-                  f"({n_train}×{d.repeats}): sd-scripts repeats them; add images (about {need}) "
-                  f"or set regularization.repeats={-(-train_steps // max(1, summary.reg_images))}")
-    elif reg_steps > 5 * train_steps:
-        advice = (f"{summary.reg_images}×{r.repeats} regularization images for {n_train}×{d.repeats} training images: "
-                  f"each epoch uses only {train_steps} of them; fine, but the rest only cost caching time")
+    advice = balance_advice(preset, n_train, summary.reg_images)
     if advice:
         summary.warnings.append(advice)
     summary.regularization = {"folder": str(folder), "images": summary.reg_images, "repeats": r.repeats,

@@ -128,20 +128,19 @@ def ensure_cached(preset: Preset, echo=print, progress: Optional[Callable[[int, 
     return [img.path(cache) for img in plan(preset)], len(todo)
 
 
-def balance_advice(preset: Preset, n_photos: int, n_reg: int) -> Optional[str]:
-    """Kohya draws reg images as often as instance images: advise when one side is much smaller."""
-    inst = n_photos * preset.dataset.repeats
-    reg = n_reg * preset.regularization.repeats
-    if not reg or not inst:
+def balance_advice(preset: Preset, n_train: int, n_reg: int) -> Optional[str]:
+    """sd-scripts pairs each training image step with a class image step: advise when the sides differ a lot."""
+    d, r = preset.dataset, preset.regularization
+    train_steps, reg_steps = n_train * d.repeats, n_reg * r.repeats
+    if not train_steps or not reg_steps:
         return None
-    if reg < inst:
-        need = -(-inst // max(n_reg, 1))
-        return (f"regularization: {n_reg} images × {preset.regularization.repeats} repeats = {reg} < {inst} photo steps "
-                f"({n_photos} × {preset.dataset.repeats}); some photo steps get no class image: set "
-                f"regularization.repeats={need} or generate {inst} images")
-    if reg > 4 * inst:
-        return (f"regularization: {reg} class-image steps vs {inst} photo steps; only {inst} are used per epoch, "
-                f"so {n_reg - inst // preset.regularization.repeats} images are never seen: fewer suffice")
+    if reg_steps < train_steps:
+        return (f"fewer regularization images ({n_reg}×{r.repeats}) than training images ({n_train}×{d.repeats}): "
+                f"sd-scripts repeats them; set regularization.repeats={-(-train_steps // n_reg)} "
+                f"or use about {-(-train_steps // r.repeats)} class images")
+    if reg_steps > 4 * train_steps:
+        return (f"{n_reg}×{r.repeats} regularization images for {n_train}×{d.repeats} training images: each epoch "
+                f"uses only {train_steps} of them, so the rest are never seen; fewer suffice")
     return None
 
 

@@ -94,9 +94,10 @@ def test_large_cpu_jobs_need_confirmation(tiny_model, cache_home):
 
 def test_balance_advice():
     p = presets.validate({"base_model": "m", "dataset": {"repeats": 10}, "regularization": {"generate": 20}}, "p")
-    assert "regularization.repeats=5" in regularization.balance_advice(p, n_photos=10, n_reg=20)
-    assert regularization.balance_advice(p, n_photos=10, n_reg=100) is None
-    assert "never seen" in regularization.balance_advice(p, n_photos=2, n_reg=200)
+    assert "(20×1) than training images (10×10)" in regularization.balance_advice(p, n_train=10, n_reg=20)
+    assert "regularization.repeats=5 or use about 100 class images" in regularization.balance_advice(p, 10, 20)
+    assert regularization.balance_advice(p, n_train=10, n_reg=100) is None
+    assert "never seen" in regularization.balance_advice(p, n_train=2, n_reg=200)
 
 
 def test_images_and_generate_are_exclusive():
