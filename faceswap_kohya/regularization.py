@@ -101,6 +101,19 @@ def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
                         "rerun with --yes to go ahead, or lower the number / use regularization.images")
 
 
+def release(pipe) -> None:
+    """Free the pipeline's memory before the trainer starts (it needs all of it)."""
+    import gc
+
+    import torch
+
+    pipe.to("cpu") if torch.cuda.is_available() else None
+    del pipe
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def ensure_cached(preset: Preset, echo=print, progress: Optional[Callable[[int, int], None]] = None) -> tuple[list[Path], int]:
     """Generate the images missing from the cache; returns (all N cached files, how many were generated)."""
     r, cache = preset.regularization, cache_dir()
@@ -125,6 +138,7 @@ def ensure_cached(preset: Preset, echo=print, progress: Optional[Callable[[int, 
                 progress(done, len(todo))
             else:
                 echo(f"  {done}/{len(todo)} generated")
+        release(pipe)
     return [img.path(cache) for img in plan(preset)], len(todo)
 
 

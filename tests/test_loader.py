@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import torch  # noqa: E402
 
 from faceswap_kohya import loader  # noqa: E402
 from faceswap_kohya.errors import UserError  # noqa: E402
-from faceswap_kohya.presets import PROJECT_ROOT  # noqa: E402
 from tiny_sdxl import kohya_modules, save_tiny_pipeline, write_kohya_lora  # noqa: E402
 
 
@@ -286,27 +284,3 @@ def test_wrong_shapes_are_refused(pipe, tmp_path):
                f"{name}.alpha": torch.tensor(4.0)}, str(path))
     with pytest.raises(UserError, match="cannot load it"):
         loader.attach_lora(pipe, path)
-
-
-# ---------------------------------------------------------------- the real trainer's LoRA (slow)
-def _real_lora() -> Path | None:
-    found = sorted((PROJECT_ROOT / "output" / "myface-check").glob("*/model/myface-check.safetensors"))
-    return found[-1] if found else None
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FACESWAP_KOHYA_SLOW") != "1", reason="set FACESWAP_KOHYA_SLOW=1 (loads full-size SDXL, ~21 GB RAM)")
-def test_real_sd_scripts_lora_attaches_fully_to_the_check_model(monkeypatch):
-    lora = _real_lora()
-    if lora is None:
-        pytest.skip("no LoRA from the end-to-end training test in output/myface-check/")
-    from faceswap_kohya.checkmodel import check_model_path
-
-    if not check_model_path().is_file():
-        pytest.skip("the pipeline-check model is not built (faceswap-kohya check-model)")
-    monkeypatch.delenv("FACESWAP_KOHYA_HOME", raising=False)  # the real cache holds the check model
-    pipe = loader.load_pipeline("builtin:pipeline-check", device="cpu", dtype="fp32")
-    modules = loader.read_lora_modules(lora)
-    assert loader.attach_lora(pipe, lora, weight=1.0) == len(modules)
-    names = loader.attached_names(pipe, next(iter(pipe.fsk_loras)))
-    assert all(m in names for m in modules)
