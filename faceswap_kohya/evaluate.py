@@ -116,13 +116,13 @@ def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.nda
 def load_references(folder: Path, embedder) -> References:
     """Embed the main face of every photo in `folder`; UserError when none has a face."""
     from .dataset import list_images
-    from .faces import _face_of
+    from .faces import face_of
 
     folder = Path(folder)
     files = list_images(folder) if folder.is_dir() else []
     if not files:
         raise UserError(f"reference photos {folder}: no photos in this folder (give --refs PHOTOS_DIR)")
-    entries = [_face_of(p, embedder) for p in files]
+    entries = [face_of(p, embedder) for p in files]
     usable = [e for e in entries if "embedding" in e]
     if not usable:
         why = ", ".join(f"{Path(e['file']).name} ({e['error']})" for e in entries[:6])
@@ -230,7 +230,7 @@ def _read_run_preset(run_dir: Path):
     return presets.validate(presets.read_yaml(path), str(path))
 
 
-def _run_refs(run_dir: Path, preset) -> Path:
+def run_refs(run_dir: Path, preset) -> Path:
     from .render import RunLayout, instance_dir
 
     folder = instance_dir(preset, RunLayout(run_dir))
@@ -268,7 +268,7 @@ def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = N
         raise UserError(f"{run_dir}: no LoRA checkpoints in {run_dir / 'model'} ({preset.output.name}*.safetensors); "
                         "has the run saved one yet?")
     side = size or preset.dataset.resolution
-    return Plan(preset, base or preset.base_model.path, checkpoints, Path(refs) if refs else _run_refs(run_dir, preset),
+    return Plan(preset, base or preset.base_model.path, checkpoints, Path(refs) if refs else run_refs(run_dir, preset),
                 Path(out) if out else run_dir / "eval", run_dir, side, side)
 
 
@@ -303,7 +303,7 @@ def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = Non
     side = size or preset.dataset.resolution
     parent = Path(out) if out else (run_dir / "eval" if run_dir else Path.cwd() / "eval")
     return Plan(preset, preset.base_model.path, [Checkpoint(lora.stem, lora)],
-                Path(refs) if refs else _run_refs(run_dir, preset), parent, run_dir, side, side)
+                Path(refs) if refs else run_refs(run_dir, preset), parent, run_dir, side, side)
 
 
 # ---------------------------------------------------------------- the loop

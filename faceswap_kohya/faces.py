@@ -243,11 +243,11 @@ class InsightFaceEmbedder(Embedder):
         if face is None:
             chosen = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
         else:  # the detection that overlaps the given face the most
-            chosen = max(found, key=lambda f: _overlap(face.box, tuple(f.bbox)))
+            chosen = max(found, key=lambda f: overlap(face.box, tuple(f.bbox)))
         return np.asarray(chosen.normed_embedding, dtype=np.float64)
 
 
-def _overlap(a, b) -> float:
+def overlap(a, b) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     return max(0.0, w) * max(0.0, h)
@@ -333,7 +333,7 @@ def _image_files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def _face_of(path: Path, embedder: Embedder) -> dict:
+def face_of(path: Path, embedder: Embedder) -> dict:
     """{"file", "face_box", "faces", "embedding"} or {"file", "error"} for one image file."""
     from .dataset import load_rgb, unreadable_reason
 
@@ -359,7 +359,7 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
     if not ref_files:
         raise UserError(f"--refs {refs}: no photos in this folder")
-    references = [_face_of(p, embedder) for p in ref_files]
+    references = [face_of(p, embedder) for p in ref_files]
     usable = [r for r in references if "embedding" in r]
     if not usable:
         raise UserError(f"--refs {refs}: no face found in any of its {len(ref_files)} photos; "
@@ -367,7 +367,7 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     vectors = [r.pop("embedding") for r in usable]
     results = []
     for path in _image_files(images):
-        r = _face_of(path, embedder)
+        r = face_of(path, embedder)
         if "embedding" in r:
             score, nearest = embedder.score(r.pop("embedding"), vectors)
             r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}

@@ -97,7 +97,7 @@ def _n_tokens(pipe, text: str) -> int:
     return len(pipe.tokenizer(text, truncation=False, add_special_tokens=False).input_ids)
 
 
-def _conditioning(pipe, prompt: str, negative: str) -> dict:
+def prompt_conditioning(pipe, prompt: str, negative: str) -> dict:
     """Pipeline text arguments: plain strings when diffusers handles them as is, else compel embeddings
     (weighted terms, prompts over 75 tokens)."""
     prompt, negative = a1111_to_compel(prompt), a1111_to_compel(negative or "")
@@ -140,7 +140,7 @@ def generate_images(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: i
             from .loader import set_weights
 
             set_weights(pipe, lora_weights[i])
-        text = _conditioning(pipe, prompt, negative_prompt)
+        text = prompt_conditioning(pipe, prompt, negative_prompt)
         for seed in seeds:
             generator = torch.Generator("cpu").manual_seed(int(seed))
             with torch.no_grad():
@@ -289,7 +289,7 @@ class Source:
         return prompt
 
 
-def _run_preset(run_dir: Path):
+def run_preset(run_dir: Path):
     from . import presets
 
     path = run_dir / "preset.yaml"
@@ -305,7 +305,7 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
         if t.is_dir():
             if not (t / "preset.yaml").is_file():
                 raise UserError(f"{t}: not a run folder (no preset.yaml); give a run folder or a .safetensors LoRA")
-            run_dir, preset = t, _run_preset(t)
+            run_dir, preset = t, run_preset(t)
             model_dir, name = t / "model", preset.output.name
             if epoch is not None:
                 lora = model_dir / f"{name}-{epoch:06d}.safetensors"
@@ -321,7 +321,7 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
             lora = t
             maybe_run = t.parent.parent
             if t.parent.name == "model" and (maybe_run / "preset.yaml").is_file():
-                run_dir, preset = maybe_run, _run_preset(maybe_run)
+                run_dir, preset = maybe_run, run_preset(maybe_run)
         else:
             raise UserError(f"{target}: no such run folder or LoRA file")
     base_model = base or (preset.base_model.path if preset else None)
@@ -349,7 +349,7 @@ class Settings:
     sampler: str = "euler"
 
 
-def _plan(prompts: Sequence[str], source: Source, weight: float, no_lora: bool):
+def plan_prompts(prompts: Sequence[str], source: Source, weight: float, no_lora: bool):
     """Per prompt: (clean prompt, {lora path: weight}); the default LoRA at `weight`, tags add or override."""
     plans = []
     for i, raw in enumerate(prompts):
@@ -380,7 +380,7 @@ def _progress_bar(total: int, show: bool):
     return bar, update
 
 
-def _precheck(paths) -> None:
+def check_lora_files(paths) -> None:
     """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
     from .loader import read_lora_modules
 
@@ -418,9 +418,9 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
 
     One LoRA set at one weight for all images is fused (base-model speed); otherwise adapters switch per prompt."""
     check_size(settings.width, settings.height)
-    plans = _plan(prompts, source, weight, no_lora)
+    plans = plan_prompts(prompts, source, weight, no_lora)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
-    _precheck(paths)
+    check_lora_files(paths)
     if all(w == 0 for _, loras in plans for w in loras.values()):
         paths = []  # weight 0 everywhere: the plain base model (attaching and disabling is only ~1e-6 close)
     pipe, names = _load(source, paths, device, dtype, offload)
@@ -501,9 +501,9 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     if not weights:
         raise UserError("--weights: give at least one weight, e.g. 0,0.7,1")
     check_size(settings.width, settings.height)
-    plans = _plan(prompts, source, 1.0, no_lora=False)
+    plans = plan_prompts(prompts, source, 1.0, no_lora=False)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
-    _precheck(paths)
+    check_lora_files(paths)
     pipe, names = _load(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     folder = new_output_folder(out_dir)

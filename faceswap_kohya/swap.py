@@ -185,17 +185,17 @@ def output_path(folder: Path, photo: Path, seed: int) -> Path:
 # ---------------------------------------------------------------- identity
 def _references(source: Source, refs: Optional[Path]):
     """(References or None, why none). --refs errors are the user's to fix; the run's own may be missing."""
-    from .evaluate import _run_refs, load_references
+    from .evaluate import run_refs, load_references
     from .faces import get_embedder
 
     if refs is not None:
         return load_references(Path(refs).expanduser(), get_embedder("dlib")), ""
     if source.run_dir is None:
         return None, "no reference photos (give --refs PHOTOS_DIR, or a run folder)"
-    from .generate import _run_preset
+    from .generate import run_preset
 
     try:
-        return load_references(_run_refs(source.run_dir, _run_preset(source.run_dir)), get_embedder("dlib")), ""
+        return load_references(run_refs(source.run_dir, run_preset(source.run_dir)), get_embedder("dlib")), ""
     except UserError as e:
         return None, str(e)
 
@@ -204,17 +204,17 @@ def _score(image: Image.Image, region: Region, refs, face=None) -> Optional[dict
     """The identity score of `face`, or of the face found in the region's square that overlaps the
     mask most; None when there is no face there."""
     from .evaluate import score_embedding
-    from .faces import _overlap, detect, get_embedder
+    from .faces import overlap, detect, get_embedder
 
     if face is None:
         x0, y0 = region.crop_box[:2]
         # the face fills about half the square: a 400 px copy is plenty for the detectors, and fast
         found = detect(image.crop(region.crop_box), side=min(400, max(64, region.side)))
         target = tuple(v - o for v, o in zip(region.mask_box, (x0, y0, x0, y0)))
-        found = [f for f in found if _overlap(f.box, target) > 0]
+        found = [f for f in found if overlap(f.box, target) > 0]
         if not found:
             return None
-        face = max(found, key=lambda f: _overlap(f.box, target))
+        face = max(found, key=lambda f: overlap(f.box, target))
         l, t, r, b = face.box
         face = replace(face, box=(l + x0, t + y0, r + x0, b + y0),
                        landmarks=[(px + x0, py + y0) for px, py in face.landmarks])
@@ -250,10 +250,10 @@ class SwapResult:
 
 
 def _working_size(source: Source, size: Optional[int]) -> int:
-    from .generate import _run_preset, check_size
+    from .generate import run_preset, check_size
 
     if size is None:
-        size = _run_preset(source.run_dir).dataset.resolution if source.run_dir is not None else DEFAULT_SIZE
+        size = run_preset(source.run_dir).dataset.resolution if source.run_dir is not None else DEFAULT_SIZE
     if size < 64 or size % 8:
         check_size(size, size)  # the message names the nearest valid size
     return size
@@ -328,8 +328,8 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
     if len(found) > 1:
         echo(f"{len(found)} faces in {photo_path.name}; swapping face {face} at {chosen.box} (choose with --face N, 1 = the largest)")
     text = _prompt(source, prompt)
-    (clean, loras), = gen._plan([text], source, weight, no_lora=False)
-    gen._precheck(list(loras))
+    (clean, loras), = gen.plan_prompts([text], source, weight, no_lora=False)
+    gen.check_lora_files(list(loras))
     if all(w == 0 for w in loras.values()):
         loras = {}  # weight 0: the plain base model
     references, refs_note = _references(source, refs)
@@ -347,7 +347,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
     crop = photo.crop(region.crop_box).resize((size, size), Image.LANCZOS)
     hard = region.mask.point(lambda v: 255 if v else 0).resize((size, size), Image.BILINEAR)
     with torch.no_grad():
-        conditioning = gen._conditioning(pipe, clean, settings.negative_prompt)
+        conditioning = gen.prompt_conditioning(pipe, clean, settings.negative_prompt)
         out = pipe(**conditioning, image=crop, mask_image=hard, strength=strength, num_inference_steps=settings.steps,
                    guidance_scale=settings.cfg, width=size, height=size,
                    generator=torch.Generator("cpu").manual_seed(int(seed))).images[0]
