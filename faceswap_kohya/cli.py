@@ -203,8 +203,6 @@ def _progress_printer():
 
 
 def _report(result) -> None:
-    from .runner import RunResult  # noqa: F401 - for readers
-
     if result.interrupted:
         saved = ", ".join(p.name for p in result.loras) or "nothing"
         click.secho(f"interrupted: the trainer was stopped; kept {saved} in {result.run.model}", fg="yellow", err=True)

@@ -340,7 +340,7 @@ def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype
     """Generate the evaluation set with the base model and each checkpoint, score it, write the report."""
     from . import loader
     from .faces import get_embedder
-    from .generate import ImageInfo, check_size, file_sha256, generate_images, new_output_folder, save_image, set_sampler
+    from .generate import ImageInfo, check_size, file_sha256, generate_images, save_image, set_sampler
 
     ev = plan.preset.evaluate
     start = time.monotonic()
@@ -359,7 +359,9 @@ def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype
     sampler_label = set_sampler(pipe, SAMPLER)
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
-    folder = new_output_folder(plan.out_parent)
+    from .folders import new_folder
+
+    folder = new_folder(plan.out_parent)
     images_dir = folder / "images"
     images_dir.mkdir()
     negative = plan.preset.sampling.negative_prompt

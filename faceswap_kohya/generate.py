@@ -3,7 +3,6 @@ before/after grids, and PNGs that carry their generation parameters (A1111 `para
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import UserError
+from .folders import new_folder
 from .home import home
 
 TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.I)
@@ -239,24 +239,6 @@ def save_image(image, path: Path, info: ImageInfo) -> Path:
     return path
 
 
-def new_output_folder(parent: Path, now: Optional[dt.datetime] = None) -> Path:
-    """`parent/<timestamp>`, a new folder every time (never an existing one)."""
-    parent = Path(parent).expanduser().absolute()
-    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"output folder {parent}: cannot create it ({e.strerror})") from None
-    for n in range(1, 1000):
-        folder = parent / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise UserError(f"output folder {parent}: too many folders named {stamp}")
-
-
 # ---------------------------------------------------------------- what to generate with
 @dataclass
 class Source:
@@ -434,7 +416,7 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
         from .loader import fuse
 
         fuse(pipe, dict(next(iter(distinct))))
-    folder = new_output_folder(out_dir)
+    folder = new_folder(out_dir)
     bar, update = _progress_bar(len(plans) * len(seeds), show_progress)
     written = []
     try:
@@ -506,7 +488,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     check_lora_files(paths)
     pipe, names = _load(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
-    folder = new_output_folder(out_dir)
+    folder = new_folder(out_dir)
     bar, update = _progress_bar(len(plans) * len(weights) * len(seeds), show_progress)
     results: dict = {}
     done = 0

@@ -1018,7 +1018,7 @@ def to_yaml(preset, report: Report) -> str:
 
     head = [f"# {Path(report.source).stem}: imported from {Path(report.source).name} ({report.kind})",
             "# VRAM: ?",
-            f"# Run: faceswap-kohya train THIS.yaml dataset.images=~/photos subject.trigger=myface subject.class_word=woman"]
+            "# Run: faceswap-kohya train THIS.yaml dataset.images=~/photos subject.trigger=myface subject.class_word=woman"]
     head += [f"# {status}: {n}" for status, n in report.counts().items()]
     return "\n".join(head) + "\n" + dump(preset)
 

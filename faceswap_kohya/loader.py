@@ -123,7 +123,6 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
 
     offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
     """
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
     kind, where = resolve_base(base_model)

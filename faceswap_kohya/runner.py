@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from . import presets, render
 from .errors import UserError
+from .folders import new_folder
 from .progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
 from .render import RunLayout, Trainer
 from .schema import CHECK_MODEL, Preset
@@ -27,22 +28,7 @@ MIN_FREE_BYTES = 2 * 1024**3
 
 def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
     """`<output.dir>/<name>/<timestamp>/`, never an existing folder."""
-    parent = Path(preset.output.dir).expanduser().absolute() / preset.output.name
-    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"output.dir: cannot create {parent} ({e.strerror})") from None
-    for n in range(1, 1000):
-        root = parent / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            root.mkdir()
-            return RunLayout(root)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise UserError(f"output.dir: cannot write in {parent} ({e.strerror})") from None
-    raise UserError(f"output.dir: too many runs named {stamp} in {parent}")
+    return RunLayout(new_folder(Path(preset.output.dir) / preset.output.name, "output.dir", now))
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

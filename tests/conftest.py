@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixtures for every test module)
 from faceswap_kohya.presets import PROJECT_ROOT
 
 SD_SCRIPTS = PROJECT_ROOT / "vendor" / "sd-scripts"
@@ -33,3 +34,16 @@ def photos(tmp_path) -> Path:
     for i, box in enumerate([(0, 0, 512, 512), (64, 0, 448, 384), (100, 0, 400, 300)]):
         portrait.crop(box).save(folder / f"photo {i}.jpg", quality=90)
     return folder
+
+
+@pytest.fixture(scope="module")
+def user_home(tmp_path_factory):
+    """A private FACESWAP_KOHYA_HOME (config folder, hashes, caches), reusing the real offline tokenizers."""
+    from faceswap_kohya.tokenizers import ensure_tokenizers
+
+    tokenizers = ensure_tokenizers()
+    home = tmp_path_factory.mktemp("home")
+    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
+        yield home

@@ -2,7 +2,7 @@
 one person (plus one of another) in the `face_recognition` 1.3.0 source distribution, downloaded
 once from the package index into a cache outside the repository (skipped when unreachable).
 
-Use in a test module: `from face_data import astronaut, face_recognition_photos  # noqa: F401`.
+Its fixtures are registered in conftest.py; test modules import only the constants.
 """
 
 from __future__ import annotations

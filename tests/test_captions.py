@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from face_data import ONE_PERSON, face_recognition_photos  # noqa: F401
+from face_data import ONE_PERSON
 
 from faceswap_kohya import captions
 from faceswap_kohya.errors import UserError

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya
-from face_data import ONE_PERSON, SOMEONE_ELSE, astronaut, face_recognition_photos  # noqa: F401
+from face_data import ONE_PERSON, SOMEONE_ELSE
 from PIL import Image
 
 from faceswap_kohya import dataset, faces, presets

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from face_data import astronaut  # noqa: F401
 from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya import evaluate as ev
@@ -168,17 +167,6 @@ def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
 
 
 # ---------------------------------------------------------------- the loop, on a tiny real pipeline
-@pytest.fixture(scope="module")
-def user_home(tmp_path_factory):
-    pytest.importorskip("diffusers")
-    from faceswap_kohya.tokenizers import ensure_tokenizers
-
-    tokenizers = ensure_tokenizers()
-    home = tmp_path_factory.mktemp("home")
-    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
-        yield home
 
 
 def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface-000002", "myface"), **evaluate):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from face_data import ONE_PERSON, SOMEONE_ELSE, astronaut, face_recognition_photos  # noqa: F401
+from face_data import ONE_PERSON, SOMEONE_ELSE
 from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya import faces

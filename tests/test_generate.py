@@ -16,6 +16,9 @@ from faceswap_kohya.generate import a1111_to_compel, check_size, parse_tags, rea
 FAST = ["--size", "64", "--steps", "2", "--cfg", "5", "-q"]
 
 
+pytestmark = pytest.mark.usefixtures("user_home")  # a private FACESWAP_KOHYA_HOME
+
+
 # ---------------------------------------------------------------- pure prompt handling
 def test_lora_tags_are_stripped_and_the_trigger_kept():
     assert parse_tags("myface woman, <lora:myface:0.8> portrait") == ("myface woman, portrait", [("myface", 0.8)])
@@ -47,16 +50,6 @@ def test_prompts_file_and_sizes(tmp_path):
 
 # ---------------------------------------------------------------- with a tiny real pipeline
 
-@pytest.fixture(scope="module", autouse=True)
-def user_home(tmp_path_factory):
-    from faceswap_kohya.tokenizers import ensure_tokenizers
-
-    tokenizers = ensure_tokenizers()
-    home = tmp_path_factory.mktemp("home")
-    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")

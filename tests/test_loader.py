@@ -15,17 +15,6 @@ from faceswap_kohya.errors import UserError  # noqa: E402
 from tiny_sdxl import kohya_modules, save_tiny_pipeline, write_kohya_lora  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def user_home(tmp_path_factory):
-    """A private FACESWAP_KOHYA_HOME (config folder, hashes), with the real tokenizer cache reused."""
-    from faceswap_kohya.tokenizers import ensure_tokenizers
-
-    tokenizers = ensure_tokenizers()
-    home = tmp_path_factory.mktemp("home")
-    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +31,9 @@ def image(pipe, seed=1, prompt="myface woman, portrait"):
     g = torch.Generator().manual_seed(seed)
     return pipe(prompt=prompt, num_inference_steps=3, guidance_scale=5.0, width=64, height=64, generator=g,
                 output_type="np").images[0]
+
+
+pytestmark = pytest.mark.usefixtures("user_home")  # a private FACESWAP_KOHYA_HOME
 
 
 # ---------------------------------------------------------------- base models

@@ -30,6 +30,9 @@ def outside(box, shape) -> np.ndarray:
     return keep
 
 
+pytestmark = pytest.mark.usefixtures("user_home")  # a private FACESWAP_KOHYA_HOME
+
+
 # ---------------------------------------------------------------- geometry and blending (no model)
 def test_the_square_stays_inside_the_photo_and_the_mask_fades_to_zero_at_its_inner_sides():
     r = swap.plan_region((180, 80, 270, 170), (512, 512))
@@ -61,16 +64,6 @@ def test_blend_keeps_every_pixel_outside_the_mask():
 
 
 # ---------------------------------------------------------------- with a tiny real pipeline
-@pytest.fixture(scope="module", autouse=True)
-def user_home(tmp_path_factory):
-    from faceswap_kohya.tokenizers import ensure_tokenizers
-
-    tokenizers = ensure_tokenizers()
-    home = tmp_path_factory.mktemp("home")
-    (home / "tokenizers").symlink_to(tokenizers, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACESWAP_KOHYA_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def option_errors(parser: argparse.ArgumentParser, config: dict) -> list[str]:
             for item in items:
                 if action.type is not None and not isinstance(item, bool):
                     try:
-                        parsed = action.type(str(item)) if action.type is not str else item
+                        action.type(str(item))
                     except Exception as e:  # noqa: BLE001 - report any conversion failure
                         errors.append(f"{key}: {item!r} is not valid ({e})")
                         continue
@@ -42,7 +42,6 @@ def option_errors(parser: argparse.ArgumentParser, config: dict) -> list[str]:
                         errors.append(f"{key}: sd-scripts uses this as text, got {type(item).__name__} {item!r}")
                     elif action.type in (int, float) and isinstance(item, str):
                         errors.append(f"{key}: sd-scripts would keep {item!r} as a string; write a number")
-                    del parsed
                 if action.choices is not None and item not in action.choices:
                     errors.append(f"{key}: {item!r} not one of {list(action.choices)}")
     return errors
