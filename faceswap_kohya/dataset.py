@@ -522,8 +522,9 @@ def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 2
     colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
     for k, (image, title, warning, text) in enumerate(items):
         x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
-        im = image.copy()
-        im.thumbnail((thumb, thumb))
+        scale = thumb / max(image.size)  # small training images (e.g. 64 px) are shown enlarged too
+        im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          Image.LANCZOS if scale < 1 else Image.NEAREST)
         sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
         lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
         lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
