@@ -118,11 +118,23 @@ def model_label(base_model: str) -> str:
     return p.stem if p.suffix in SINGLE_FILE_SUFFIXES else (p.name if p.exists() else base_model)
 
 
+def quiet_libraries() -> None:
+    """diffusers/transformers log notes meant for their developers (torchvision backends, dtype casts,
+    text encoders without LoRA keys); keep warnings that matter to users only."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[str] = None):
     """An SDXL pipeline from a hub id, a local diffusers folder, a single file, or builtin:pipeline-check.
 
     offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
     """
+    quiet_libraries()
     from diffusers import StableDiffusionXLPipeline
 
     kind, where = resolve_base(base_model)
