@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .presets import read_text
 
 try:  # Python 3.11+
     import tomllib
@@ -939,12 +940,7 @@ def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "
 
 # ---------------------------------------------------------------- entry points
 def _read(path: Path):
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (expected a kohya_ss .json or sd-scripts .toml)") from None
+    text = read_text(path, "a kohya_ss .json or sd-scripts .toml")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

@@ -60,13 +60,18 @@ def resolve(name_or_path: str) -> Path:
     raise UserError(f"{name_or_path}: no such preset file (shipped presets: {names})")
 
 
-def read_yaml(path: Path) -> dict:
+def read_text(path: Path, expected: str) -> str:
+    """A settings file's text, or one UserError naming the file (`expected` says what it should be)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (expected a YAML preset)") from None
+        raise UserError(f"{path}: not a text file (expected {expected})") from None
+
+
+def read_yaml(path: Path) -> dict:
+    text = read_text(path, "a YAML preset")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
