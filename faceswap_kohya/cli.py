@@ -359,7 +359,8 @@ def _image_options(fn):
         click.option("--seed", type=int, help="First seed (default: random, written into every image)."),
         click.option("--steps", type=int, default=30, show_default=True),
         click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale."),
-        click.option("--size", default="1024", show_default=True, help="Square size, or WIDTHxHEIGHT (multiples of 8)."),
+        click.option("--size", help="Square size, or WIDTHxHEIGHT (multiples of 8); default: the run's training "
+                                    "resolution, else 1024."),
         click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim."),
         click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset."),
         click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA."),
@@ -394,9 +395,11 @@ def _prompt_list(prompts, prompts_file) -> list[str]:
     return found
 
 
-def _settings(negative, steps, cfg, size, sampler):
-    from .generate import SAMPLERS, Settings, check_size
+def _settings(negative, steps, cfg, size, sampler, source):
+    from .generate import SAMPLERS, Settings, check_size, run_preset
 
+    if size is None:
+        size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
     w, h = _size(size)
     check_size(w, h)
     if sampler not in SAMPLERS:
@@ -425,11 +428,11 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
 
     if n_images < 1:
         raise UserError(f"--images {n_images}: must be at least 1")
-    settings = _settings(negative, steps, cfg, size, sampler)
     if target and base and (no_lora or "<lora:" in target) and not target.endswith(".safetensors") \
             and not Path(target).expanduser().exists():  # `generate --base M --no-lora "prompt"`: no TARGET
         target, prompts = None, (target, *prompts)
     source = gen.resolve_source(target, base, epoch, lora_dirs, no_lora=no_lora)
+    settings = _settings(negative, steps, cfg, size, sampler, source)
     first = _seed(seed)
     paths = gen.run_generate(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                              out_dir or gen.default_out_dir(source, "generate"), weight=weight, no_lora=no_lora,
@@ -455,8 +458,8 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
         raise UserError(f"--weights {weights!r}: give numbers separated by commas, e.g. 0,0.7,1") from None
     if n_images < 1:
         raise UserError(f"--images {n_images}: must be at least 1")
-    settings = _settings(negative, steps, cfg, size, sampler)
     source = gen.resolve_source(target, base, epoch, lora_dirs)
+    settings = _settings(negative, steps, cfg, size, sampler, source)
     first = _seed(seed)
     grids = gen.run_compare(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                             out_dir or gen.default_out_dir(source, "compare"), weights=ws, device=device, dtype=dtype,

@@ -65,7 +65,7 @@ def run_dir(tmp_path_factory):
     run = root / "myface" / "20260101-120000"
     (run / "model").mkdir(parents=True)
     preset = Preset.model_validate({"base_model": str(tiny), "output": {"name": "myface", "dir": str(root)},
-                                    "subject": {"trigger": "myface", "class_word": "woman"}})
+                                    "subject": {"trigger": "myface", "class_word": "woman"}, "dataset": {"resolution": 128}})
     (run / "preset.yaml").write_text(presets.dump(preset))
     pipe = loader.load_pipeline(str(tiny), device="cpu")
     write_kohya_lora(pipe, run / "model" / "myface.safetensors", seed=1, conv=True)
@@ -105,6 +105,11 @@ def test_generate_from_a_run_folder_writes_pngs_with_parameters(run_dir):
     side = json.loads(out[1].with_suffix(".json").read_text())
     assert side["seed"] == 8 and side["loras"][0]["weight"] == 1.0 and len(side["loras"][0]["sha256"]) == 64
     assert "modules attached" in cli("generate", run_dir, "x", "--seed", 1, *FAST).stderr
+
+
+def test_size_defaults_to_the_runs_training_resolution(run_dir):
+    out = generated(cli("generate", run_dir, "myface woman", "--seed", 1, "--steps", "1", "-q"))
+    assert Image.open(out[0]).size == (128, 128)
 
 
 def test_weight_no_lora_and_fusing_give_consistent_images(run_dir):
