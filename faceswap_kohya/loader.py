@@ -118,6 +118,24 @@ def model_label(base_model: str) -> str:
     return p.stem if p.suffix in SINGLE_FILE_SUFFIXES else (p.name if p.exists() else base_model)
 
 
+def free_memory() -> None:
+    """Give a dropped pipeline's memory back to the system (call once no reference is left), so that a
+    process started next — the trainer — can have it: a collected SDXL otherwise stays ~6 GB in glibc's heap."""
+    import ctypes
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def quiet_libraries() -> None:
     """diffusers/transformers log notes meant for their developers (torchvision backends, dtype casts,
     text encoders without LoRA keys); keep warnings that matter to users only."""

@@ -101,45 +101,39 @@ def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
                         "rerun with --yes to go ahead, or lower the number / use regularization.images")
 
 
-def release(pipe) -> None:
-    """Free the pipeline's memory before the trainer starts (it needs all of it)."""
-    import gc
+def generate_missing(preset: Preset, todo: list[RegImage], echo=print,
+                     progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Load the base model once and write each missing image to the cache as soon as it is made."""
+    from .generate import generate_images, set_sampler
+    from .loader import load_pipeline
 
-    import torch
-
-    pipe.to("cpu") if torch.cuda.is_available() else None
-    del pipe
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    r, cache, size = preset.regularization, cache_dir(), preset.dataset.resolution
+    pipe = load_pipeline(preset.base_model.path)
+    set_sampler(pipe, r.scheduler)
+    for done, img in enumerate(todo, 1):
+        image = generate_images(pipe, [img.prompt], [img.seed], r.steps, r.cfg, size, size, r.negative_prompt)[0]
+        tmp = img.path(cache).with_suffix(".part.png")
+        image.save(tmp)
+        os.replace(tmp, img.path(cache))  # an interrupted image is never taken for a finished one
+        img.path(cache).with_suffix(".json").write_text(json.dumps(
+            {"prompt": img.prompt, "seed": img.seed, "negative_prompt": r.negative_prompt, "steps": r.steps,
+             "cfg": r.cfg, "scheduler": r.scheduler, "size": size, "base_model": preset.base_model.path}))
+        if progress:
+            progress(done, len(todo))
+        else:
+            echo(f"  {done}/{len(todo)} generated")
 
 
 def ensure_cached(preset: Preset, echo=print, progress: Optional[Callable[[int, int], None]] = None) -> tuple[list[Path], int]:
     """Generate the images missing from the cache; returns (all N cached files, how many were generated)."""
-    r, cache = preset.regularization, cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    cache_dir().mkdir(parents=True, exist_ok=True)
     todo = missing(preset)
     if todo:
-        from .generate import generate_images, set_sampler
-        from .loader import load_pipeline
+        from .loader import free_memory
 
-        pipe = load_pipeline(preset.base_model.path)
-        set_sampler(pipe, r.scheduler)
-        size = preset.dataset.resolution
-        for done, img in enumerate(todo, 1):
-            image = generate_images(pipe, [img.prompt], [img.seed], r.steps, r.cfg, size, size, r.negative_prompt)[0]
-            tmp = img.path(cache).with_suffix(".part.png")
-            image.save(tmp)
-            os.replace(tmp, img.path(cache))  # an interrupted image is never taken for a finished one
-            img.path(cache).with_suffix(".json").write_text(json.dumps(
-                {"prompt": img.prompt, "seed": img.seed, "negative_prompt": r.negative_prompt, "steps": r.steps,
-                 "cfg": r.cfg, "scheduler": r.scheduler, "size": size, "base_model": preset.base_model.path}))
-            if progress:
-                progress(done, len(todo))
-            else:
-                echo(f"  {done}/{len(todo)} generated")
-        release(pipe)
-    return [img.path(cache) for img in plan(preset)], len(todo)
+        generate_missing(preset, todo, echo, progress)
+        free_memory()  # the trainer, started next, needs all of it
+    return [img.path(cache_dir()) for img in plan(preset)], len(todo)
 
 
 def balance_advice(preset: Preset, n_train: int, n_reg: int) -> Optional[str]:

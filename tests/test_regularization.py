@@ -107,16 +107,27 @@ def test_images_and_generate_are_exclusive():
 
 @pytest.mark.trainer
 @needs_kohya
-def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos):
-    """regularization.generate on the pipeline-check model: the images land in reg/ and sd-scripts uses them.
-    (Uses the user cache, where the pipeline-check model lives; two 64 px images are cached there.)"""
+def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos, monkeypatch):
+    """regularization.generate on the pipeline-check model: the base model generates the class images in this
+    process, gives its memory back, and sd-scripts trains with them as regularization images."""
     import re
 
+    from faceswap_kohya.home import home
+
+    real = home()
+    private = tmp_path / "home"  # an empty image cache, the real check model and tokenizers
+    private.mkdir()
+    for shared in ("pipeline-check", "tokenizers"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (private / shared).symlink_to(real / shared, target_is_directory=True)
+    monkeypatch.setenv("FACESWAP_KOHYA_HOME", str(private))
     preset, path = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}",
                                               "regularization.generate=2", "regularization.steps=1",
                                               "sampling.prompts=[]", "sampling.every_n_epochs=null"])
+    assert len(regularization.missing(preset)) == 2
     result = runner.train(preset, path, echo=lambda s: None)
     assert result.ok, result.diagnosis
+    assert not regularization.missing(preset)
     reg = result.run.reg / "1_woman"
     assert len(list(reg.glob("*.png"))) == 2
     assert re.search(r"\b2 reg images with repeats", result.run.log.read_text())
