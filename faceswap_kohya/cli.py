@@ -140,8 +140,7 @@ def render_cmd(preset, overrides, out_dir):
     run = render.RunLayout(out_dir.absolute())
     from .runner import tokenizer_cache
 
-    cache = tokenizer_cache(p) if p.kohya.tokenizer_cache else None
-    render.write_all(p, run, render.base_model_arg(p), cache)
+    render.write_all(p, run, render.base_model_arg(p), tokenizer_cache(p))
     trainer = render.Trainer.of(p)
     click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
     if p.sampling.prompts:

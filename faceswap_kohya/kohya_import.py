@@ -357,16 +357,11 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
                        "training.seed = 42 (a preset always fixes one)")
     # noise: Original → noise_offset (+ adaptive_noise_scale, random strength); Multires → multires_*
     nt = g.get("noise_offset_type")
-    for key in ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength"):
-        if key in gui:
-            if nt == "Original":
-                use(key, value=_num(gui[key]))
-            else:
-                done.add(key)
-                report.add(key, "ignored", f"noise_offset_type is {nt!r}: kohya_ss leaves it out")
-    for key in ("multires_noise_iterations", "multires_noise_discount"):
-        if key in gui:
-            if nt == "Multires":
+    noise_keys = {"Original": ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength"),
+                  "Multires": ("multires_noise_iterations", "multires_noise_discount")}
+    for kind, keys in noise_keys.items():
+        for key in (k for k in keys if k in gui):
+            if nt == kind:
                 use(key, value=_num(gui[key]))
             else:
                 done.add(key)

@@ -134,7 +134,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             splitter = LineSplitter()
-            while chunk := proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096):
+            while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
                 log.write(chunk)
                 log.flush()
                 for line in splitter.feed(chunk.decode("utf-8", "replace")):
