@@ -11,7 +11,6 @@ from faceswap_kohya.config.presets import PROJECT_ROOT
 
 SD_SCRIPTS = PROJECT_ROOT / "vendor" / "sd-scripts"
 KOHYA_PYTHON = PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
-SHARED_PRESETS = PROJECT_ROOT.parent / "shared" / "kohya_presets"
 
 
 def kohya_available() -> bool:

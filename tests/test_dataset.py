@@ -34,7 +34,14 @@ def preset_for(folder: Path, tmp_path: Path, *extra: str):
 
 
 def snapshot(folder: Path) -> dict:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+    """Everything that changes when a folder is written to, whatever the permissions (tests may run as root):
+    each file's hash, size, mtime and inode, and the folder's own mtime (it moves when a file is created,
+    renamed or deleted in it, even a temporary one that is gone again)."""
+    import hashlib
+
+    files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+             for p in sorted(folder.iterdir())}
+    return {"files": files, "folder_mtime": folder.stat().st_mtime_ns}
 
 
 def run_layout(preset, tmp_path: Path):
@@ -150,18 +157,14 @@ def messy_folder(tmp_path, face_recognition_photos) -> Path:
 
 def test_prepare_a_messy_folder(tmp_path, messy_folder):
     before = snapshot(messy_folder)
-    messy_folder.chmod(0o555)
-    try:
-        preset = preset_for(messy_folder, tmp_path, "subject.class_word=man", "dataset.captions.mode=files")
-        summary, run = run_layout(preset, tmp_path)
-    finally:
-        messy_folder.chmod(0o755)
-    assert snapshot(messy_folder) == before, "the input folder is byte-for-byte unchanged"
+    preset = preset_for(messy_folder, tmp_path, "subject.class_word=man", "dataset.captions.mode=files")
+    summary, run = run_layout(preset, tmp_path)
+    assert snapshot(messy_folder) == before, "the input folder is unchanged: no file written, touched, replaced or added"
 
     report = json.loads((run.root / "dataset.json").read_text(encoding="utf-8"))
     by_name = {p["file"]: p for p in report["photos"]}
     # every file in the folder is accounted for: a photo (used or not, and why) or another file
-    assert set(by_name) | {o["file"] for o in report["not_photos"]} == set(before)
+    assert set(by_name) | {o["file"] for o in report["not_photos"]} == set(before["files"])
     assert {o["file"]: o["why"] for o in report["not_photos"]} == {
         "obama3.txt": "caption of a photo", "notes.md": "not a photo (unknown file type)"}
     dropped = {n: p["reason"] for n, p in by_name.items() if p["status"] == "dropped"}
@@ -287,3 +290,52 @@ def test_sd_scripts_reads_the_layout(tmp_path, face_recognition_photos):
     (subset,) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert subset["num_repeats"] == 10 and subset["class_tokens"] == "myface woman"
     assert subset["images"] == len(summary.photos) == 7 and not subset["is_reg"]
+
+
+# ---------------------------------------------------------------- where each caption came from
+@pytest.fixture
+def captioned_photos(tmp_path, face_recognition_photos) -> Path:
+    """Four photos of one person; two have a caption file of their own (.txt and .caption)."""
+    photos = tmp_path / "captioned"
+    photos.mkdir()
+    for name in ONE_PERSON[:4]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    (photos / "obama3.txt").write_text("a man at a podium, flags behind him\n", encoding="utf-8")
+    (photos / "obama.caption").write_text("close-up, dark suit\n", encoding="utf-8")
+    return photos
+
+
+def test_default_captions_use_a_photos_own_file_and_the_template_otherwise(tmp_path, captioned_photos):
+    r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={captioned_photos}", f"output.dir={tmp_path / 'out'}",
+                                 "subject.class_word=man"])
+    assert r.exit_code == 0, r.output
+    (root,) = (tmp_path / "out" / "myface-check").iterdir()
+    report = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    by_name = {p["file"]: p for p in report["photos"]}
+    assert {n: (p["caption_source"], p["caption"]) for n, p in by_name.items()} == {
+        "obama3.jpg": ("obama3.txt", "myface man, at a podium, flags behind him"),
+        "obama.jpg": ("obama.caption", "myface man, close-up, dark suit"),
+        "obama2.jpg": ("template", "myface man, photo"),
+        "obama_partial_face.jpg": ("template", "myface man, photo")}
+    line = "captions: 2 from their own caption files (obama.caption, obama3.txt), 2 from the template"
+    assert line in r.output and report["captions"] == line.removeprefix("captions: ")
+    md = (root / "dataset.md").read_text(encoding="utf-8")
+    assert "| caption from |" in md and "| myface man, close-up, dark suit | obama.caption |" in md
+    assert not any("were not used" in w for w in report["warnings"])
+
+
+def test_template_mode_says_which_caption_files_it_ignored(tmp_path, captioned_photos):
+    summary, _ = run_layout(preset_for(captioned_photos, tmp_path, "dataset.captions.mode=template"), tmp_path)
+    assert {e.caption_source for e in summary.entries} == {"template"}
+    (warning,) = [w for w in summary.warnings if "were not used" in w]
+    assert "captions mode template: the caption files obama.caption, obama3.txt were not used" in warning
+
+
+def test_the_contact_sheet_shows_where_a_caption_came_from(astronaut):
+    from faceswap_kohya.data.reports import contact_sheet
+
+    grey = np.array([110, 110, 110])
+    shown = np.asarray(contact_sheet([(astronaut, "001.png", "", "IMG_0002.txt", "myface woman, photo")]))
+    hidden = np.asarray(contact_sheet([(astronaut, "001.png", "", "", "myface woman, photo")]))
+    assert (np.abs(shown.astype(int) - grey).sum(axis=2) < 30).sum() > 20  # the grey "caption from ..." line
+    assert (np.abs(hidden.astype(int) - grey).sum(axis=2) < 30).sum() < (np.abs(shown.astype(int) - grey).sum(axis=2) < 30).sum()

@@ -290,6 +290,63 @@ def test_report_and_chart_are_self_contained_and_agree_with_scores(evaluated):
         assert f"<td>{c['summary']['faces']}/{c['summary']['images']}</td>" in html_text
 
 
+def test_report_and_chart_with_a_best_checkpoint_and_top3_on_real_faces(embedder, tmp_path, face_recognition_photos):
+    """A report as evaluate writes it, from real face photos standing in for generated images: the best
+    checkpoint is marked in the table, the verdict and the chart, the top-3 images are inline, and a
+    prompt with markup is shown as text, never run."""
+    import shutil
+
+    from faceswap_kohya.scoring.report import write_chart, write_report
+
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    for name in ("obama.jpg", "obama3.jpg"):
+        shutil.copy(face_recognition_photos / name, refs_dir / name)
+    refs = load_references(refs_dir, embedder)
+    folder = tmp_path / "eval"
+    (folder / "images").mkdir(parents=True)
+    prompts = ["myface man, <script>alert('x')</script> portrait", "myface man & friends, outdoors"]
+    faces = {"base": ["biden.jpg", None], "epoch 1": ["biden.jpg", "obama_partial_face.jpg"],
+             "epoch 2": ["obama2.jpg", "obama_partial_face2.jpg"], "final": ["obama_partial_face.jpg", None]}
+    entries = []
+    for label, photos in faces.items():
+        scored = []
+        for p, photo in enumerate(photos, 1):
+            name = f"images/{label.replace(' ', '')}-p{p}-s7.png"
+            image = Image.open(face_recognition_photos / photo).convert("RGB") if photo else Image.new("RGB", (96, 96), "gray")
+            image.save(folder / name)
+            scored.append({"file": name, "p": p, "prompt": prompts[p - 1], "seed": 7, **score_image(image, refs, embedder)})
+        entries.append({"label": label, "file": None if label == "base" else f"model/{label}.safetensors", "epoch": None,
+                        "step": None, "images": scored, "summary": summarize(scored)})
+    best, top = rank(entries)
+    means = {e["label"]: e["summary"]["mean"] for e in entries if e["file"]}
+    assert best["label"] == max(means, key=means.get) and len(top) == 3
+    assert best["summary"]["mean"] > means["epoch 1"]  # biden's face pulls epoch 1 down
+    scores = {"run": None, "created": "2026-01-01T12:00:00", "embedder": embedder.name, "metric": refs.metric,
+              "settings": {"base_model": "base.safetensors", "prompts": prompts, "seeds": [7], "steps": 2, "cfg": 5.0,
+                           "width": 64, "height": 64, "sampler": SAMPLER, "negative_prompt": "", "lora_weight": 1.0},
+              "references": {"folder": str(refs_dir), "photos": refs.entries}, "base": entries[0]["summary"],
+              "checkpoints": entries, "top": top,
+              "best": {"label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
+                       "above_base": round(best["summary"]["mean"] - entries[0]["summary"]["mean"], 4)}}
+    write_chart(scores, folder / "identity.png")
+    page = write_report(scores, folder).read_text(encoding="utf-8")
+
+    assert "<script>" not in page and "alert('x')" not in page  # the prompt is text, not markup
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and "myface man &amp; friends" in page
+    assert f"<b>Best checkpoint: {best['label']}</b> — mean identity {best['summary']['mean']:.3f}" in page
+    assert f"<tr class='best'><td>{best['label']}</td>" in page and page.count("class='best'") == 1
+    top_html = page.split("<h2>Top 3 images</h2>")[1].split("<h2>")[0]
+    assert top_html.count("<figure>") == 3 and top_html.count("data:image/jpeg;base64,") == 3
+    for i, t in enumerate(top, 1):
+        assert f"{i}. {t['score']:.3f} — {t['checkpoint']}, seed 7" in top_html
+    assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
+    assert page.count("no face</span>") == 2  # the two gray squares: shown, not scored
+    chart = np.asarray(Image.open(folder / "identity.png").convert("RGB"), dtype=int)
+    orange = (np.abs(chart - [255, 127, 14]).sum(axis=2) < 40).sum()  # the star on the best checkpoint
+    assert orange > 30
+
+
 def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder):  # noqa: F811
     """With real faces standing in for generated ones: summaries, ranking and the report's numbers all
     come back from scores.json alone (per-image scores from the stored embeddings)."""

@@ -35,9 +35,12 @@ def test_golden_toml(info, tmp_path):
     files = rendered(preset, tmp_path)
     for name, text in files.items():
         golden = GOLDEN / f"{info.name}.{name}"
-        if UPDATE or not golden.exists():
+        if UPDATE:
             golden.write_text(text)
+        assert golden.is_file(), f"no golden file {golden.name}: write it on purpose with FACESWAP_KOHYA_UPDATE_GOLDEN=1"
         assert text == golden.read_text(), f"{golden.name} changed; refresh with FACESWAP_KOHYA_UPDATE_GOLDEN=1 if intended"
+    # every golden file of this preset is still rendered (a file that is no longer written fails too)
+    assert {p.name.removeprefix(f"{info.name}.") for p in GOLDEN.glob(f"{info.name}.*")} == set(files)
 
 
 def test_kohya_folder_names_and_subsets():
@@ -81,6 +84,21 @@ def test_exact_launcher_argv():
                     "--dataset_config", "/RUN/dataset.toml", "--debug_dataset"]
     p.kohya.launcher = "python"
     assert render.trainer_argv(p, Trainer.of(p), RUN)[:2] == ["/k/bin/python", "/sd/sdxl_train_network.py"]
+
+
+@pytest.mark.parametrize("name,sd_scripts", [("euler_a", "euler_a"), ("dpmpp_2m", "dpmsolver++"), ("k_euler", "euler"),
+                                             ("dpmsolver++", "dpmsolver++"), ("dpmsingle", "dpmsingle")])
+def test_samplers_reach_sd_scripts_by_its_own_names(name, sd_scripts):
+    from faceswap_kohya.config.samplers import SAMPLERS
+
+    p = presets.validate({"base_model": "m", "sampling": {"prompts": ["x"], "sampler": name}}, "p")
+    assert render.train_config(p, RUN, "m")["sampling"]["sample_sampler"] == sd_scripts
+    assert all(s.sd_scripts is None or s.sd_scripts in SD_SCRIPTS_CHOICES for s in SAMPLERS.values())
+
+
+# sample_sampler choices of sdxl_train_network.py's parser (library/train_util.py, add_training_arguments)
+SD_SCRIPTS_CHOICES = ("ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver", "dpmsolver++",
+                      "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a")
 
 
 def test_sample_prompt_file_format():

@@ -51,7 +51,30 @@ BAD = [
     ({"network": {"conv_alpha": 4}}, "network", "set conv_dim"),
     ({"dataset": {"captions": {"template": "{name} photo"}}}, "dataset.captions.template", "{trigger}"),
     ({"sampling": {"every_n_epochs": 1}}, "(top level)", "sampling.prompts is empty"),
+    ({"sampling": {"prompts": ["ok", "{trigger} {clas}"]}}, "sampling.prompts.1", "unknown placeholder {clas}"),
+    ({"sampling": {"prompts": ["a {b"]}}, "sampling.prompts.0", "unbalanced braces"),
+    ({"sampling": {"prompts": ["{trigger} --w 4096"]}}, "sampling.prompts.0", "' --' would start a sampler option"),
+    ({"sampling": {"prompts": ["line one\nline two"]}}, "sampling.prompts.0", "must be one line"),
+    ({"sampling": {"prompts": ["# not a prompt"]}}, "sampling.prompts.0", "not start with '#'"),
+    ({"sampling": {"negative_prompt": "blurry --n x"}}, "sampling.negative_prompt", "' --'"),
+    ({"sampling": {"sampler": "dpmpp_2m_karras"}}, "sampling.sampler", "sd-scripts has no dpmpp_2m_karras"),
+    ({"regularization": {"scheduler": "dpm_fast"}}, "regularization.scheduler", "'dpmpp_2m'"),
+    ({"regularization": {"prompts": ["photo of a {cls}"]}}, "regularization.prompts.0", "{cls}"),
+    ({"regularization": {"generate": 3, "prompts": []}}, "regularization", "regularization.prompts is empty"),
+    ({"evaluate": {"prompts": ["{trigger} {class!r}"]}}, "evaluate.prompts.0", "{class!r}"),
+    ({"evaluate": {"seeds": []}}, "evaluate.seeds", "at least 1"),
+    ({"kohya": {"extra_args": ["--output_dir", "/x"]}}, "kohya.extra_args", "--output_dir is set by faceswap-kohya"),
+    ({"kohya": {"extra_args": ["--output_n=x"]}}, "kohya.extra_args", "--output_name is set"),
+    ({"network": {"args": ["--output_dir=/x"]}}, "network.args", "plain key"),
+    ({"kohya": {"stall_minutes": 0}}, "kohya.stall_minutes", "greater than 0"),
 ]
+
+
+def test_sd_scripts_sampler_names_are_aliases_of_the_one_vocabulary():
+    p = presets.validate({"base_model": "m", "sampling": {"sampler": "dpmsolver++"},
+                          "regularization": {"scheduler": "k_euler_a"}}, "p")
+    assert (p.sampling.sampler, p.regularization.scheduler) == ("dpmpp_2m", "euler_a")
+    assert presets.validate({"base_model": "m", "regularization": {"scheduler": "dpmpp_2m_karras"}}, "p")
 
 
 @pytest.mark.parametrize("patch,where,text", BAD, ids=[b[1] + ":" + b[2][:12] for b in BAD])

@@ -39,7 +39,11 @@ def cpu_check(tmp_path: Path, photos: Path, *extra: str):
     ("kohya.python=/no/python", "kohya.python: /no/python does not exist"),
 ])
 def test_bad_inputs_fail_before_launch(tmp_path, photos, override, expected):
-    r = CliRunner().invoke(cli, ["train", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path}", override])
+    fake = tmp_path / "sd-scripts"  # a stand-in trainer, so that each case fails on its own bad input
+    fake.mkdir()
+    (fake / "sdxl_train_network.py").write_text("raise SystemExit('never run')\n")
+    trainer = [f"kohya.sd_scripts={fake}", f"kohya.python={sys.executable}"]
+    r = CliRunner().invoke(cli, ["train", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path}", *trainer, override])
     assert r.exit_code == 2
     assert expected in r.output
     assert not any(tmp_path.rglob("config.toml")), "nothing may be launched or laid out"

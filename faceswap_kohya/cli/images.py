@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
 from faceswap_kohya.errors import UserError
+
+SAMPLER_HELP = ", ".join(SAMPLERS) + " (sd-scripts' names such as dpmsolver++ work too)."
 
 
 # ---------------------------------------------------------------- generating images
@@ -23,7 +26,7 @@ def _image_options(fn):
         click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale."),
         click.option("--size", help="Square size, or WIDTHxHEIGHT (multiples of 8); default: the run's training "
                                     "resolution, else 1024."),
-        click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim."),
+        click.option("--sampler", default="euler", show_default=True, help=SAMPLER_HELP),
         click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset."),
         click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA."),
         click.option("--lora-dir", "lora_dirs", multiple=True, help="Folder for <lora:NAME:W> tags (repeatable)."),
@@ -58,15 +61,14 @@ def _prompt_list(prompts, prompts_file) -> list[str]:
 
 
 def _settings(negative, steps, cfg, size, sampler, source):
-    from faceswap_kohya.diffusion.prompts import SAMPLERS, check_size
+    from faceswap_kohya.diffusion.prompts import check_size
     from faceswap_kohya.diffusion.source import Settings, run_preset
 
     if size is None:
         size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
     w, h = _size(size)
     check_size(w, h)
-    if sampler not in SAMPLERS:
-        raise UserError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    sampler = check_sampler(sampler, "--sampler")
     if steps < 1:
         raise UserError(f"--steps {steps}: must be at least 1")
     return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
@@ -149,7 +151,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
 @click.option("--padding", type=float, default=0.6, show_default=True,
               help="Context around the face box the model redraws, as a fraction of the face's size on each side.")
 @click.option("--size", type=int, help="Working size, a multiple of 8 (default: the run's training resolution, else 1024).")
-@click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.")
+@click.option("--sampler", default="euler", show_default=True, help=SAMPLER_HELP)
 @click.option("--refs", type=click.Path(path_type=Path), help="Reference photos for the identity score (default: the run's img/).")
 @click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset.")
 @click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA.")
@@ -166,7 +168,7 @@ def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight
     from faceswap_kohya.jobs import swap as sw
 
     source = resolve_source(target, base, epoch)
-    settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=sampler)
+    settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=check_sampler(sampler, "--sampler"))
     result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
                          strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,
                          device=device, dtype=dtype, offload=offload, show_progress=not quiet,

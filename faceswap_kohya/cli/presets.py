@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.errors import UserError
 
@@ -19,6 +19,7 @@ def presets():
 
 
 @presets.command("ls")
+@friendly
 def presets_ls():
     """List the shipped presets."""
     infos = preset_files.discover()
@@ -38,6 +39,8 @@ def presets_cp(name, dest):
     target = dest / src.name if dest.is_dir() else dest
     if target.exists():
         raise UserError(f"{target} already exists; choose another name (nothing was overwritten)")
+    if not target.parent.is_dir():
+        raise UserError(f"{target}: the folder {target.parent} does not exist")
     shutil.copyfile(src, target)
     click.echo(f"copied {src.name} → {target}")
 
@@ -78,9 +81,9 @@ def presets_import(file, out, dataset):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: <output.name>.toml/.json).")
 @friendly
 def presets_export(preset, overrides, fmt, out):
-    """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON."""
+    """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON (never over a file)."""
     from faceswap_kohya.kohya.export import write_export
 
-    p, _ = preset_files.load(preset, overrides)
+    p, _ = load_preset(preset, overrides)
     for line in write_export(p, fmt, out):
         click.echo(line)

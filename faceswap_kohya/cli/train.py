@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from faceswap_kohya.cli.main import cli, friendly, overrides_arg
-from faceswap_kohya.config import presets as preset_files
+from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.config.layout import RunLayout, instance_dir
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.kohya.render import base_model_arg, shell_command, trainer_argv, write_all
@@ -24,8 +22,8 @@ from faceswap_kohya.kohya.trainer import Trainer
 @click.option("--kohya", "with_kohya", is_flag=True, help="Also check the rendered files with sd-scripts' own parser.")
 @friendly
 def validate(preset, overrides, with_kohya):
-    """Check a preset; print "valid" or every error."""
-    p, path = preset_files.load(preset, overrides)
+    """Check a preset (or a Kohya .json/.toml); print "valid" or every error."""
+    p, path = load_preset(preset, overrides)
     if with_kohya:
         from faceswap_kohya.kohya.check import check_rendered
 
@@ -42,7 +40,7 @@ def validate(preset, overrides, with_kohya):
 @friendly
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
-    p, _ = preset_files.load(preset, overrides)
+    p, _ = load_preset(preset, overrides)
     run = RunLayout(out_dir.absolute())
     from faceswap_kohya.kohya.trainer import tokenizer_cache
 
@@ -56,6 +54,7 @@ def render_cmd(preset, overrides, out_dir):
 
 
 @cli.command()
+@friendly
 def schema():
     """Print the JSON schema of a preset."""
     from faceswap_kohya.config.schema import Preset
@@ -126,7 +125,17 @@ def _report(result) -> None:
     samples = sorted(result.run.samples.glob("*.png")) if result.run.samples.is_dir() else []
     if samples:
         click.echo(f"  {len(samples)} sample images in {result.run.samples}")
-    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"<trigger> <class>, portrait photo\"")
+    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"{_instance_tokens(result.run)}, portrait photo\"")
+
+
+def _instance_tokens(run) -> str:
+    """"<trigger> <class>" of the run's own preset, for the hint printed after training."""
+    from faceswap_kohya.config import presets
+
+    try:
+        return presets.validate(presets.read_yaml(run.preset), str(run.preset)).instance_tokens
+    except UserError:
+        return "<trigger> <class>"
 
 
 @cli.command()
@@ -152,11 +161,7 @@ def train(preset, overrides, resume_dir, verbose, yes):
         else:
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
-            from faceswap_kohya.kohya.importer import load_any
-
-            p, path, imported = load_any(preset, overrides)
-            if imported:
-                click.echo(imported.text(), err=True)
+            p, path = load_preset(preset, overrides, for_training=True)
             result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes)
     finally:
         close()
@@ -177,7 +182,7 @@ def regularize(preset, overrides, yes):
 
     from faceswap_kohya.data.regularization import cache_dir, check_cost, ensure_cached
 
-    p, _ = preset_files.load(preset, overrides)
+    p, _ = load_preset(preset, overrides)
     if not p.regularization.generate:
         raise UserError("regularization.generate is 0: set how many class images to make, e.g. regularization.generate=100")
     check_cost(p, yes, click.echo)
@@ -209,15 +214,13 @@ def check_model(force):
 @friendly
 def prepare(preset, overrides):
     """Check, crop and caption the photos into a new run folder, to look at before training."""
-    from faceswap_kohya.config.layout import new_run
+    from faceswap_kohya.config.layout import new_run_folder
     from faceswap_kohya.data.dataset import layout
+    from faceswap_kohya.data.images import check_folder
 
-    p, _ = preset_files.load(preset, overrides)
-    run = new_run(p)
-    try:
+    p, _ = load_preset(preset, overrides)
+    check_folder(p.dataset.images, "dataset.images")  # before any folder is made
+    with new_run_folder(p) as run:  # removed again, with the parents it made, if preparing fails
         summary = layout(p, run, echo=click.echo)
-    except UserError:
-        shutil.rmtree(run.root, ignore_errors=True)  # only what this command just made
-        raise
     for line in summary.brief(run.root):
         click.echo(line)

@@ -7,6 +7,8 @@ writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -82,3 +84,22 @@ def has_regularization(preset: Preset) -> bool:
 def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
     """`<output.dir>/<name>/<timestamp>/`, never an existing folder."""
     return RunLayout(new_folder(Path(preset.output.dir) / preset.output.name, "output.dir", now))
+
+
+@contextmanager
+def new_run_folder(preset: Preset, now: Optional[dt.datetime] = None):
+    """`new_run()` for a `with` block that fills it: when the block raises, the run folder and the parent
+    folders it made are removed again, so a failed preparation leaves nothing behind."""
+    parent = (Path(preset.output.dir) / preset.output.name).expanduser().absolute()
+    made = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first
+    run = new_run(preset, now)
+    try:
+        yield run
+    except BaseException:
+        shutil.rmtree(run.root, ignore_errors=True)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: someone else's
+                break
+        raise

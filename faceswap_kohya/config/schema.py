@@ -12,6 +12,17 @@ from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from faceswap_kohya.config.samplers import SAMPLERS, SD_SCRIPTS_SAMPLERS
+from faceswap_kohya.config.texts import (
+    PromptTemplate,
+    SamplePrompt,
+    Template,
+    check_extra_args,
+    check_prompt_line,
+    sampler_name,
+    sd_scripts_sampler,
+)
+
 CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
 
 OPTIMIZERS = (
@@ -24,11 +35,8 @@ SCHEDULERS = (
     "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
 )
-SAMPLERS = (
-    "ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver",
-    "dpmsolver++", "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a",
-)
 NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
+_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 
 
 class Section(BaseModel):
@@ -72,22 +80,15 @@ class Subject(Section):
 
 
 class Captions(Section):
-    mode: Literal["template", "files", "blip"] = Field(
-        "template", description="template: from `template`; files: the .txt beside each photo; blip: automatic")
-    template: str = Field("{trigger} {class}, photo", description="caption text; {trigger} and {class} are filled in")
+    mode: Literal["files_or_template", "template", "files", "blip"] = Field(
+        "files_or_template", description="files_or_template: a photo's own .txt/.caption file where there is one, "
+        "else `template`; template: always `template`; files: the file beside each photo (a warning for each photo "
+        "without one); blip: automatic")
+    template: Template = Field("{trigger} {class}, photo", description="caption text; {trigger} and {class} are filled in")
     blip_model: str = Field("Salesforce/blip-image-captioning-base", description="hub id or local folder (mode blip)")
     shuffle: bool = Field(False, description="shuffle comma-separated caption parts (the trigger stays first)")
     keep_tokens: int = Field(1, ge=0, description="leading comma-separated parts never shuffled or dropped")
     dropout_rate: float = Field(0.0, ge=0, le=1, description="caption_dropout_rate: train some steps with no caption")
-
-    @field_validator("template")
-    @classmethod
-    def check_template(cls, v: str) -> str:
-        try:
-            v.format(trigger="t", **{"class": "c"})
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"only {{trigger}} and {{class}} may appear in braces ({e})") from None
-        return v
 
 
 class Augment(Section):
@@ -143,7 +144,7 @@ class Regularization(Section):
     images: Optional[str] = Field(None, description="folder of class photos (e.g. other women) for prior preservation")
     repeats: int = Field(1, ge=1, le=1000)
     generate: int = Field(0, ge=0, description="generate this many class images with the base model before training")
-    prompts: list[str] = Field(
+    prompts: list[PromptTemplate] = Field(
         default_factory=lambda: [
             "photo of a {class}",
             "close-up portrait photo of a {class}",
@@ -155,9 +156,16 @@ class Regularization(Section):
     steps: int = Field(30, ge=1, le=200)
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
-    scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+    scheduler: Literal[tuple(SAMPLERS)] = Field("euler", description="sampler for the class images")  # type: ignore[valid-type]
 
     _expand_paths = field_validator("images", mode="before")(_expand)
+    _sampler_alias = field_validator("scheduler", mode="before")(sampler_name)
+
+    @model_validator(mode="after")
+    def check_prompt_count(self):
+        if self.generate and not self.prompts:
+            raise ValueError("regularization.generate is set but regularization.prompts is empty: add a prompt")
+        return self
 
 
 class Network(Section):
@@ -172,9 +180,9 @@ class Network(Section):
     @field_validator("args")
     @classmethod
     def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if "=" not in a]
+        bad = [a for a in v if not _ARG.match(a)]
         if bad:
-            raise ValueError(f"each network arg must be 'key=value' (got {bad})")
+            raise ValueError("each network arg must be 'key=value' with a plain key")
         return v
 
     @model_validator(mode="after")
@@ -208,9 +216,9 @@ class Optimizer(Section):
     @field_validator("args")
     @classmethod
     def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if "=" not in a]
+        bad = [a for a in v if not _ARG.match(a)]
         if bad:
-            raise ValueError(f"each optimizer arg must be 'key=value' (got {bad})")
+            raise ValueError("each optimizer arg must be 'key=value' with a plain key")
         return v
 
     @field_validator("text_encoder_lr")
@@ -254,15 +262,24 @@ class Training(Section):
 
 
 class Sampling(Section):
-    prompts: list[str] = Field(default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
+    prompts: list[SamplePrompt] = Field(
+        default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
     negative_prompt: str = "lowres, blurry, deformed"
     every_n_epochs: Optional[int] = Field(None, ge=1)
     every_n_steps: Optional[int] = Field(None, ge=1)
-    sampler: Literal[SAMPLERS] = "euler_a"  # type: ignore[valid-type]
+    sampler: Literal[SD_SCRIPTS_SAMPLERS] = Field(  # type: ignore[valid-type]
+        "euler_a", description="sampler sd-scripts renders the samples with (the names generate --sampler uses)")
     steps: int = Field(28, ge=1, le=200)
     cfg: float = Field(7.0, ge=0)
     seed: int = 1
     size: Optional[int] = Field(None, ge=64, description="sample width/height; default: the training resolution")
+
+    _sampler_alias = field_validator("sampler", mode="before")(sd_scripts_sampler)
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def check_negative(cls, v: str) -> str:
+        return check_prompt_line(v, "negative prompt")
 
     @field_validator("size")
     @classmethod
@@ -295,19 +312,24 @@ class Kohya(Section):
     tokenizer_cache: Optional[str] = Field(
         "auto", description="'auto' builds CLIP tokenizers offline; a folder to use; null to let sd-scripts use the hub")
     extra_args: list[str] = Field(default_factory=list, description="passed to sdxl_train_network.py verbatim")
+    stall_minutes: Optional[float] = Field(
+        30, gt=0, description="stop the trainer and report its last line when it prints nothing for this long (minutes); "
+        "null: wait forever")
 
     _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
+
+    _check_extra_args = field_validator("extra_args")(check_extra_args)
 
 
 class Evaluation(Section):
     enabled: bool = Field(False, description="score every checkpoint against the photos at the end of `train`")
-    prompts: list[str] = Field(
+    prompts: list[PromptTemplate] = Field(
         default_factory=lambda: [
             "{trigger} {class}, professional portrait photo, soft light",
             "{trigger} {class}, close-up photo, outdoors",
             "{trigger} {class}, smiling, photo in a cafe",
-        ])
-    seeds: list[int] = Field(default_factory=lambda: [1, 2])
+        ], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     steps: int = Field(25, ge=1, le=200)
     cfg: float = Field(6.0, ge=0)
     embedder: Literal["dlib", "insightface"] = "dlib"

@@ -37,27 +37,48 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
     pass
 
 
-def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], str]:
-    """Photo → caption, per `dataset.captions.mode`; photos without their own caption file go into `missing`."""
+TEMPLATE, BLIP = "template", "BLIP"  # where a caption came from, besides a caption file's name
+
+
+def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], tuple[str, str]]:
+    """Photo → (caption, where it came from: a caption file's name, "template" or "BLIP"), per
+    `dataset.captions.mode`; in mode `files` the photos without a caption file of their own go into `missing`."""
     from faceswap_kohya.data import captions
 
     c, s = preset.dataset.captions, preset.subject
     if c.mode == "blip":
         echo(f"captions: loading BLIP {c.blip_model}")
         blip = captions.BlipCaptioner(c.blip_model)
-        return lambda p: captions.with_trigger(blip(p.image), s.trigger, s.class_word)
+        return lambda p: (captions.with_trigger(blip(p.image), s.trigger, s.class_word), BLIP)
     template = captions.template_caption(c.template, s.trigger, s.class_word)
     if c.mode == "template":
-        return lambda p: template
+        return lambda p: (template, TEMPLATE)
 
-    def from_file(p: Photo) -> str:
-        own = captions.own_caption(p.source)
+    def from_file(p: Photo) -> tuple[str, str]:
+        own = captions.own_caption_file(p.source)
         if own is None:
-            missing.append(p.source.name)
-            return template
-        return captions.with_trigger(own, s.trigger, s.class_word)
+            if c.mode == "files":
+                missing.append(p.source.name)
+            return template, TEMPLATE
+        return captions.with_trigger(own[1], s.trigger, s.class_word), own[0].name
 
     return from_file
+
+
+def caption_warnings(preset: Preset, kept: list[Photo], no_caption: list[str]) -> list[str]:
+    """Caption files that were not used (modes template and blip), photos without one (mode files)."""
+    from faceswap_kohya.data.captions import caption_files
+
+    mode = preset.dataset.captions.mode
+    out = []
+    if no_caption:
+        out.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    if mode in ("template", "blip"):
+        unused = [f.name for p in kept for f in caption_files(p.source)]
+        if unused:
+            out.append(f"captions mode {mode}: the caption files {', '.join(unused)} were not used "
+                       "(dataset.captions.mode=files_or_template uses them)")
+    return out
 
 
 def save_image(image: Image.Image, path: Path, caption: str) -> None:
@@ -126,12 +147,11 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
     for i, p in enumerate(kept, start=1):
-        p.caption = caption(p)
+        p.caption, p.caption_source = caption(p)
         name = output_name(i, p.source) + ".png"
         p.outputs.append(name)
         jobs.append((p.image, out_dir / name, p.caption))
-    if no_caption:
-        summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    summary.warnings += caption_warnings(preset, kept, no_caption)
     for i, kind, image in augmentations(kept, d):
         p = kept[i]
         name = output_name(i + 1, p.source, kind) + ".png"

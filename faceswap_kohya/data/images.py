@@ -33,9 +33,15 @@ def check_folder(folder: str | None, field_name: str) -> Path:
     if not folder:
         raise UserError(f"{field_name} is not set: give the folder of photos, e.g. `{field_name}=~/photos`")
     path = Path(folder).expanduser()
+    if path.is_file():
+        raise UserError(f"{field_name}: {path} is a file; give the folder that holds the photos")
     if not path.is_dir():
         raise UserError(f"{field_name}: folder {path} does not exist")
-    if not list_images(path):
+    try:
+        found = list_images(path)
+    except OSError as e:
+        raise UserError(f"{field_name}: cannot read {path} ({e.strerror})") from None
+    if not found:
         raise UserError(f"{field_name}: {path} has no photos ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return path
 

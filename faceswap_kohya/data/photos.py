@@ -55,6 +55,7 @@ class Photo:
     upscale: float = 1.0
     image: Optional[Image.Image] = None  # the prepared training image
     caption: str = ""
+    caption_source: str = ""  # a caption file's name, "template" or "BLIP"
     outputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     identity: Optional[float] = None  # median score against the other photos
@@ -76,6 +77,7 @@ class Photo:
         if self.outputs:
             d["outputs"] = self.outputs
             d["caption"] = self.caption
+            d["caption_source"] = self.caption_source
         if self.notes:
             d["notes"] = self.notes
         return d

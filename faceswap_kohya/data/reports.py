@@ -20,28 +20,30 @@ from faceswap_kohya.data.photos import Photo
 
 
 # ---------------------------------------------------------------- reports
-def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
-    """A grid of (image, title, warning, caption): title, the warning in red (if any) and the wrapped caption under each thumbnail."""
+def contact_sheet(items: list[tuple[Image.Image, str, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
+    """A grid of (image, title, warning, caption source, caption): under each thumbnail its title, the warning
+    in red (if any), where the caption came from (grey) and the wrapped caption."""
     from PIL import ImageDraw, ImageFont
 
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:  # Pillow without FreeType
         font = ImageFont.load_default()
-    line_h, lines_per_cell = 16, 5
+    line_h, lines_per_cell = 16, 6
     cols = max(1, min(columns, len(items)))
     rows = -(-len(items) // cols)
     cell_w, cell_h = thumb + 12, thumb + 12 + line_h * lines_per_cell
     sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
-    for k, (image, title, warning, text) in enumerate(items):
+    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "source": (110, 110, 110), "caption": "black"}
+    for k, (image, title, warning, source, text) in enumerate(items):
         x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
         scale = thumb / max(image.size)  # small training images (e.g. 64 px) are shown enlarged too
         im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                           Image.LANCZOS if scale < 1 else Image.NEAREST)
         sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
         lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
+        lines += [("source", line) for line in wrap(f"caption from {source}:", draw, font, thumb)] if source else []
         lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
         for j, (kind, line) in enumerate(lines[:lines_per_cell]):
             draw.text((x, y + thumb + 4 + j * line_h), line, fill=colours[kind], font=font)
@@ -71,19 +73,22 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
         out.append(f"- regularization: {c['regularization_images']} images in `{data['reg_dir']}`")
     if summary.embedder:
         out.append(f"- faces: dlib ({summary.embedder}); identity score = similarity to the other photos, 0-1")
+    if data["captions"]:
+        out.append(f"- captions: {data['captions']}")
     out.append(f"- time: {data['seconds']} s; contact sheet: `contact_sheet.png`")
     if data["warnings"]:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
     if summary.skipped:
         out += ["", "## Not used", ""] + [f"- `{src.name}`: {why}" for src, why in summary.skipped]
-    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption |", "|---|---|---|---|---|---|---|"]
+    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption | caption from |",
+            "|---|---|---|---|---|---|---|---|"]
     for e in summary.entries:
         if e.status != "kept":
             continue
         crop = f"{e.crop[2] - e.crop[0]} px ×{e.upscale:.2f}" if e.crop else ""
         ident = f"{e.identity:.2f}" if e.identity is not None else ""
         out.append(f"| `{e.source.name}` | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
-                   f"| {', '.join(e.outputs)} | {e.caption} |")
+                   f"| {', '.join(e.outputs)} | {e.caption} | {e.caption_source} |")
     notes = [(e.source.name, n) for e in summary.entries if e.status == "kept" for n in e.notes]
     if notes:
         out += ["", "## Notes", ""] + [f"- `{name}`: {n}" for name, n in notes]
@@ -114,7 +119,8 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     source = {name: e for e in summary.entries for name in e.outputs}
     for image, path, caption in jobs:
         tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
-        items.append((image, path.name + tag, "" if tag else at_a_glance(source[path.name]), caption))
+        photo = source[path.name]
+        items.append((image, path.name + tag, "" if tag else at_a_glance(photo), photo.caption_source, caption))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)
@@ -152,11 +158,24 @@ class LayoutSummary:
                  f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
         if self.reg_dir:
             lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
+        if captions := self.caption_sources():
+            lines.append(f"captions: {captions}")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
         lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
         return lines
+
+    def caption_sources(self) -> str:
+        """Where the captions of the photos used came from, e.g. "2 from their own files (a.txt, b.txt), 4 from the template"."""
+        kept = [e for e in self.entries if e.status == "kept" and e.caption_source]
+        files = [e.caption_source for e in kept if e.caption_source not in ("template", "BLIP")]
+        parts = [f"{len(files)} from their own caption files ({', '.join(files)})"] if files else []
+        for kind, words in (("template", "from the template"), ("BLIP", "from BLIP")):
+            n = sum(e.caption_source == kind for e in kept)
+            if n:
+                parts.append(f"{n} {words}")
+        return ", ".join(parts)
 
     def to_dict(self, root: Path) -> dict:
         rel = lambda p: str(p.relative_to(root)) if p else None  # noqa: E731
@@ -170,6 +189,7 @@ class LayoutSummary:
                        "regularization_images": self.reg_images},
             "face_embedder": self.embedder,
             "warnings": self.warnings,
+            "captions": self.caption_sources(),
             "photos": [e.to_dict() for e in self.entries],
             "augmented": self.augmented,
             "not_photos": self.other_files,

@@ -81,6 +81,9 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
     base_model = base or (preset.base_model.path if preset else None)
     if not base_model:
         raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
+    from faceswap_kohya.diffusion.pipeline import resolve_base
+
+    resolve_base(base_model)  # a missing or wrong base model fails here, not after minutes of loading
     dirs = [Path(d).expanduser() for d in lora_dirs]
     if lora is not None:
         dirs.insert(0, lora.parent)
@@ -95,12 +98,21 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
 # ---------------------------------------------------------------- the commands
 @dataclass
 class Settings:
+    """How to sample; checked when made, before any model is loaded."""
+
     steps: int = 30
     cfg: float = 6.0
     width: int = 1024
     height: int = 1024
     negative_prompt: str = ""
     sampler: str = "euler"
+
+    def __post_init__(self):
+        from faceswap_kohya.config.samplers import check_sampler
+
+        self.sampler = check_sampler(self.sampler, "sampler")
+        if self.steps < 1:
+            raise UserError(f"steps {self.steps}: must be at least 1")
 
 
 def check_lora_files(paths) -> None:

@@ -185,13 +185,14 @@ def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype
     """Generate the evaluation set with the base model and each checkpoint, score it, write the report."""
     from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
     from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
-    from faceswap_kohya.diffusion.pipeline import load_pipeline
+    from faceswap_kohya.diffusion.pipeline import load_pipeline, resolve_base
     from faceswap_kohya.diffusion.prompts import check_size, set_sampler
     from faceswap_kohya.faces.identity import get_embedder
 
     ev = plan.preset.evaluate
     start = time.monotonic()
     check_size(plan.width, plan.height)
+    resolve_base(plan.base_model)  # a missing or wrong base model fails before any work
     prompts, seeds = plan.prompts, [int(s) for s in ev.seeds]
     if not prompts or not seeds:
         raise UserError("evaluate.prompts and evaluate.seeds must each have at least one entry")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.layout import RunLayout, new_run_folder
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.kohya import render
@@ -54,13 +54,13 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
+    summary = dataset.layout(preset, run, echo=echo)  # first: bad photos fail before minutes of model building
+    for line in summary.brief(run.root)[1:]:  # the run folder was named already
+        echo(line)
     if preset.base_model.path == CHECK_MODEL:
         from faceswap_kohya.kohya.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run, echo=echo)
-    for line in summary.brief(run.root)[1:]:  # the run folder was named already
-        echo(line)
     if preset.regularization.generate:
         from faceswap_kohya.data.regularization import balance_advice, ensure_regularization
 
@@ -72,7 +72,8 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
 
 def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Trainer, on_event, on_line) -> RunResult:
     start = time.monotonic()
-    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line)
+    stall = preset.kohya.stall_minutes
+    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line, stall_seconds=stall * 60 if stall else None)
     result = judge(run, preset.output.name, code, interrupted)
     result.seconds = time.monotonic() - start
     return result
@@ -82,9 +83,9 @@ def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=la
           confirmed: bool = False) -> RunResult:
     trainer = Trainer.of(preset)
     preflight(preset, trainer, confirmed, echo)
-    run = new_run(preset)
-    echo(f"run folder: {run.root}")
-    argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
+    with new_run_folder(preset) as run:  # a failed preparation leaves no folder behind
+        echo(f"run folder: {run.root}")
+        argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
     return _run_trainer(preset, run, argv, trainer, on_event, on_line)
 
 
@@ -105,12 +106,12 @@ def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda 
     trainer = Trainer.of(preset)
     check_trainer(trainer)
     check_base_model(preset)
-    run = new_run(preset)
-    echo(f"resuming {old.root.name} from {state.name} in {run.root}")
-    for folder in (old.img, old.reg):
-        if folder.is_dir():
-            shutil.copytree(folder, run.root / folder.name)
-    # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
-    argv = write_run_files(preset, f"resumed from {state}", run, trainer,
-                           ["--resume", str(state), "--skip_until_initial_step"])
+    with new_run_folder(preset) as run:
+        echo(f"resuming {old.root.name} from {state.name} in {run.root}")
+        for folder in (old.img, old.reg):
+            if folder.is_dir():
+                shutil.copytree(folder, run.root / folder.name)
+        # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
+        argv = write_run_files(preset, f"resumed from {state}", run, trainer,
+                               ["--resume", str(state), "--skip_until_initial_step"])
     return _run_trainer(preset, run, argv, trainer, on_event, on_line)

@@ -13,6 +13,7 @@ from faceswap_kohya.config.paths import home
 from faceswap_kohya.errors import UserError
 
 KOHYA_SIDE = Path(__file__).parent / "side"
+BUILD_TIMEOUT = 60 * 60  # seconds; it takes ~2 min
 
 
 def check_model_path() -> Path:
@@ -29,8 +30,13 @@ def build_check_model(trainer, force: bool = False, echo=print) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.safetensors")
     echo(f"building the pipeline-check model (random SDXL weights, ~6.9 GB, a few minutes) → {out}")
-    proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial)],
-                          cwd=trainer.sd_scripts, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial)],
+                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"building the pipeline-check model did not finish within {BUILD_TIMEOUT // 60} min "
+                        "(it takes ~2 min and ~14 GB RAM): is the machine short of memory?") from None
     if proc.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])

@@ -77,6 +77,10 @@ class LineSplitter:
         self._rest = parts.pop()
         return [p for p in parts if p.strip()]
 
+    def pending(self) -> str:
+        """The part of a line received so far (a tqdm bar that is being redrawn)."""
+        return self._rest
+
     def flush(self) -> list[str]:
         rest, self._rest = self._rest, ""
         return [rest] if rest.strip() else []
@@ -124,8 +128,16 @@ class Diagnosis:
     lines: list[str]
 
 
+_STALLED = re.compile(r"faceswap-kohya: the trainer stalled: no output for (?P<time>[^(]+?) \(kohya.stall_minutes\)"
+                      r".*?Its last line: (?P<last>.*)$", re.M)
+
+
 def diagnose(log_text: str, max_lines: int = 6) -> Diagnosis:
     """The lines that explain a failed run, and a hint for known causes."""
+    if m := _STALLED.search(log_text):
+        return Diagnosis(f"the trainer stalled: no output for {m['time']}; its last line was: {m['last'].strip()[:200]}",
+                         "look at the end of train.log for what it was doing; raise kohya.stall_minutes if that step "
+                         "is just slow on this machine", [m["last"].strip()])
     lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
     explaining = [ln for ln in lines if _EXPLAINS.search(ln) and not _LAUNCHER_NOISE.search(ln)]
     nan = [ln for ln in explaining if "avr_loss=nan" in ln]

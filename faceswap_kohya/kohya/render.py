@@ -12,11 +12,13 @@ from pathlib import Path
 import tomli_w
 
 from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir
+from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.kohya.trainer import Trainer
 
 
 def fill(text: str, preset: Preset) -> str:
+    """`{trigger}` and `{class}` filled in (the schema allows no other placeholder)."""
     return text.format(trigger=preset.subject.trigger, **{"class": preset.subject.class_word})
 
 
@@ -152,7 +154,7 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
 
     config = {"model": model, "network": network, "optimizer": optimizer, "training": training, "saving": saving}
     if s.prompts:
-        sampling = {"sample_prompts": str(run.sample_prompts), "sample_sampler": s.sampler}
+        sampling = {"sample_prompts": str(run.sample_prompts), "sample_sampler": SAMPLERS[s.sampler].sd_scripts}
         if s.every_n_epochs:
             sampling["sample_every_n_epochs"] = s.every_n_epochs
         if s.every_n_steps:
