@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixture
 
 from faceswap_kohya.config.presets import PROJECT_ROOT
 
-SD_SCRIPTS = PROJECT_ROOT / "vendor" / "sd-scripts"
+# FACESWAP_KOHYA_SD_SCRIPTS: another sd-scripts checkout (e.g. a kohya_ss install's), for checkouts without the submodule
+SD_SCRIPTS = Path(os.environ.get("FACESWAP_KOHYA_SD_SCRIPTS") or PROJECT_ROOT / "vendor" / "sd-scripts")
 KOHYA_PYTHON = PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
 SHARED_PRESETS = PROJECT_ROOT.parent / "shared" / "kohya_presets"
 

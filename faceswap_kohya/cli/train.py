@@ -42,10 +42,13 @@ def validate(preset, overrides, with_kohya):
 @friendly
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
-    p, _ = preset_files.load(preset, overrides)
-    run = RunLayout(out_dir.absolute())
+    from faceswap_kohya.data.kohya_folders import resolve
     from faceswap_kohya.kohya.trainer import tokenizer_cache
 
+    resolved = resolve(preset_files.load(preset, overrides)[0], preset_files.override_keys(overrides))
+    p, run = resolved.preset, RunLayout(out_dir.absolute())
+    for note in resolved.notes:
+        click.echo(f"note: {note}")
     write_all(p, run, base_model_arg(p), tokenizer_cache(p))
     trainer = Trainer.of(p)
     click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
@@ -157,7 +160,7 @@ def train(preset, overrides, resume_dir, verbose, yes):
             p, path, imported = load_any(preset, overrides)
             if imported:
                 click.echo(imported.text(), err=True)
-            result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes)
+            result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes, overrides=overrides)
     finally:
         close()
     _report(result)
@@ -206,18 +209,39 @@ def check_model(force):
 @cli.command()
 @click.argument("preset")
 @overrides_arg
+@click.option("--dry-run", is_flag=True, help="Only show what would be trained on (Kohya folders: beside how "
+              "sd-scripts would read them); no run folder is made.")
 @friendly
-def prepare(preset, overrides):
+def prepare(preset, overrides, dry_run):
     """Check, crop and caption the photos into a new run folder, to look at before training."""
     from faceswap_kohya.config.layout import new_run
     from faceswap_kohya.data.dataset import layout
+    from faceswap_kohya.data.kohya_folders import resolve
 
-    p, _ = preset_files.load(preset, overrides)
+    resolved = resolve(preset_files.load(preset, overrides)[0], preset_files.override_keys(overrides))
+    p = resolved.preset
+    if dry_run:
+        _dry_run(p, resolved.notes)
+        return
     run = new_run(p)
     try:
-        summary = layout(p, run, echo=click.echo)
+        summary = layout(p, run, echo=click.echo, notes=resolved.notes)
     except UserError:
         shutil.rmtree(run.root, ignore_errors=True)  # only what this command just made
         raise
     for line in summary.brief(run.root):
         click.echo(line)
+
+
+def _dry_run(p, notes) -> None:
+    from faceswap_kohya.data.images import check_folder, sort_folder
+    from faceswap_kohya.data.kohya_compare import compare, text_lines
+
+    if p.dataset.subsets:
+        for line in text_lines(compare(p, None, notes)):
+            click.echo(line)
+        return
+    folder = check_folder(p.dataset.images, "dataset.images")
+    photos, other = sort_folder(folder)
+    click.echo(f"{len(photos)} photos in {folder} (not Kohya folders), {len(other)} other files; "
+               f"trained as {p.dataset.repeats}_{p.instance_tokens} (photos checked when prepared)")

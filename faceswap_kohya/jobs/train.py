@@ -22,8 +22,9 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
     """Everything that can be checked before a run folder is made: one UserError for the first problem."""
     from faceswap_kohya.data.images import check_folder
 
-    check_folder(preset.dataset.images, "dataset.images")
-    if preset.regularization.images:
+    if not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
+        check_folder(preset.dataset.images, "dataset.images")
+    if preset.regularization.images and not preset.regularization.subsets:
         check_folder(preset.regularization.images, "regularization.images")
     check_trainer(trainer)
     check_base_model(preset)
@@ -49,8 +50,8 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
     return argv
 
 
-def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -> tuple[list[str], Trainer]:
-    """Lay out the dataset and write preset, TOMLs and command into the run folder."""
+def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=()) -> tuple[list[str], Trainer]:
+    """Lay out the dataset and write preset, TOMLs and command into the run folder (`notes`: kohya_folders.resolve's)."""
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
@@ -58,7 +59,7 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
         from faceswap_kohya.kohya.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run, echo=echo)
+    summary = dataset.layout(preset, run, echo=echo, notes=notes)
     for line in summary.brief(run.root)[1:]:  # the run folder was named already
         echo(line)
     if preset.regularization.generate:
@@ -79,12 +80,17 @@ def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Train
 
 
 def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print,
-          confirmed: bool = False) -> RunResult:
+          confirmed: bool = False, overrides=()) -> RunResult:
+    """Prepare and train in a new run folder; `overrides`: the command line's key=value (they win over Kohya folder names)."""
+    from faceswap_kohya.data.kohya_folders import resolve
+
+    resolved = resolve(preset, presets.override_keys(overrides))
+    preset = resolved.preset
     trainer = Trainer.of(preset)
     preflight(preset, trainer, confirmed, echo)
     run = new_run(preset)
     echo(f"run folder: {run.root}")
-    argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
+    argv, trainer = prepare_run(preset, preset_path, run, echo=echo, notes=resolved.notes)
     return _run_trainer(preset, run, argv, trainer, on_event, on_line)
 
 

@@ -30,7 +30,7 @@ class Trainer:
     @classmethod
     def of(cls, preset: Preset) -> "Trainer":
         k = preset.kohya
-        sd = Path(k.sd_scripts) if k.sd_scripts else PROJECT_ROOT / "vendor" / "sd-scripts"
+        sd = Path(k.sd_scripts or os.environ.get("FACESWAP_KOHYA_SD_SCRIPTS") or PROJECT_ROOT / "vendor" / "sd-scripts")
         py = Path(k.python) if k.python else PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
         return cls(py.absolute(), sd.absolute())
 
