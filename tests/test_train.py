@@ -22,9 +22,11 @@ from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.config.layout import new_run
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import CheckpointWritten as Saved
+from faceswap_kohya.events import ModelSaved as Finished
+from faceswap_kohya.events import Step
 from faceswap_kohya.jobs.train import preflight, resume, train
 from faceswap_kohya.kohya.launch import latest_state
-from faceswap_kohya.kohya.progress import Finished, Saved, Step
 from faceswap_kohya.kohya.trainer import Trainer
 
 
@@ -74,7 +76,7 @@ def test_real_training_end_to_end(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos)
     events = []
     photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
-    result = train(preset, path, on_event=events.append, echo=lambda s: None)
+    result = train(preset, path, on_event=events.append)
     assert result.ok, result.diagnosis
     assert result.returncode == 0
     assert result.final == result.run.model / "myface-check.safetensors"
@@ -97,7 +99,7 @@ def test_real_training_end_to_end(tmp_path, photos):
 
     # a second run gets its own folder and leaves the first untouched
     first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
-    second = train(preset, path, echo=lambda s: None)
+    second = train(preset, path)
     assert second.ok and second.run.root != result.run.root
     assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
 
@@ -132,14 +134,14 @@ def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
 def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos, "training.save_state=true", "sampling.prompts=[]",
                              "sampling.every_n_epochs=null")
-    first = train(preset, path, echo=lambda s: None)
+    first = train(preset, path)
     assert first.ok, first.diagnosis
     state = latest_state(first.run)
     assert state is not None and (state / "train_state.json").is_file()
     before = {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()}
 
     events = []
-    second = resume(first.run.root, ["training.max_steps=3"], on_event=events.append, echo=lambda s: None)
+    second = resume(first.run.root, ["training.max_steps=3"], on_event=events.append)
     assert second.ok, second.diagnosis
     assert second.run.root != first.run.root
     log = second.run.log.read_text()

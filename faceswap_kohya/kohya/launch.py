@@ -28,6 +28,7 @@ class RunResult:
     interrupted: bool = False
     seconds: float = 0.0
     last_loss: Optional[float] = None
+    evaluation: object = None  # the evaluation's result when the preset had evaluate.enabled
     steps: int = 0
 
     @property
@@ -36,7 +37,8 @@ class RunResult:
 
 
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
-           on_line: Callable[[str], None] = lambda s: None) -> tuple[int, bool]:
+           on_line: Callable[[str], None] = lambda s: None,
+           on_start: Callable[[int], None] = lambda pid: None) -> tuple[int, bool]:
     """Run the trainer in its own process group, log everything, report events.
 
     Ctrl-C / SIGTERM stop the whole group (SIGINT, then SIGTERM, then SIGKILL) and leave no orphans.
@@ -50,6 +52,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+        on_start(proc.pid)
 
         def stop(signum, _frame):
             nonlocal interrupted
