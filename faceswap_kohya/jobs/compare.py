@@ -11,7 +11,7 @@ from faceswap_kohya.diffusion.images import generate_images, make_grid, save_ima
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.events import OnEvent, echo_to, ignore
+from faceswap_kohya.events import Finished, ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.jobs.generate import _info, _load, image_progress, plan_prompts
 
 DEFAULT_WEIGHTS = (0.0, 0.7, 1.0)
@@ -86,4 +86,6 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         path = folder / f"grid-p{pi + 1}.png"
         grid.save(path, pnginfo=meta)
         grids.append(path)
+        on_event(ImageWritten(str(path), "grid"))
+    on_event(Finished(f"{len(grids)} grids and their images in {folder}", [str(g) for g in grids]))
     return grids
