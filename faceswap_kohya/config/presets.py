@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from faceswap_kohya.config.paths import PROJECT_ROOT, presets_dir  # noqa: F401  (PROJECT_ROOT: re-exported)
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError, format_validation_error
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PRESETS_DIR = Path(os.environ.get("FACESWAP_KOHYA_PRESETS", PROJECT_ROOT / "presets"))
+PRESETS_DIR = presets_dir()
 
 
 @dataclass(frozen=True)
