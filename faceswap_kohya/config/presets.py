@@ -133,3 +133,11 @@ def load(name_or_path: str, overrides=()) -> tuple[Preset, Path]:
 def dump(preset: Preset) -> str:
     """The resolved preset as YAML (defaults included), for the run folder."""
     return yaml.safe_dump(preset.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def read_run_preset(run_dir: Path, overrides=()) -> Preset:
+    """A run folder's own resolved preset (`preset.yaml`), with optional `key=value` overrides on top."""
+    path = Path(run_dir) / "preset.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no preset.yaml)")
+    return validate(apply_overrides(read_yaml(path), overrides), str(path))
