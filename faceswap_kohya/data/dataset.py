@@ -87,12 +87,12 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     (from resolve) go into the summary. Raises UserError when fewer than 3 photos are usable (naming each
     photo not used and why).
     """
-    from faceswap_kohya.data import kohya_folders
+    from faceswap_kohya.data import kohya_layout
     from faceswap_kohya.faces import identity as faces
 
     start = time.monotonic()
     d = preset.dataset
-    kohya = kohya_folders.plan(preset, run, notes)
+    kohya = kohya_layout.plan(preset, run, notes)
     if kohya:
         source, paths, other = kohya.root, kohya.photos, kohya.other
     else:
@@ -164,7 +164,7 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
     their own captions), and a balance check."""
     r, d = preset.regularization, preset.dataset
     if r.subsets:
-        from faceswap_kohya.data.kohya_folders import reg_groups
+        from faceswap_kohya.data.kohya_layout import reg_groups
 
         groups = reg_groups(preset, run)
     else:
@@ -193,9 +193,9 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
         summary.reg_images = sum(pool.map(one, [(i, *item) for i, item in enumerate(items, start=1)]))
     summary.skipped += [(s.pop("path"), "regularization image: " + s["reason"]) for s in skipped]
     if r.subsets:
-        from faceswap_kohya.data.kohya_folders import image_steps
+        from faceswap_kohya.data.kohya_layout import image_steps
 
-        (train_steps, reg_steps), advice = image_steps(preset, run), None  # kohya_folders notes the balance
+        (train_steps, reg_steps), advice = image_steps(preset, run), None  # kohya_layout notes the balance
     else:
         train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
         advice = balance_advice(preset, n_train, summary.reg_images)

@@ -23,9 +23,9 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from faceswap_kohya.config.layout import RunLayout, subset_dir
+from faceswap_kohya.config.layout import subset_dir
 from faceswap_kohya.config.schema import Preset, Subject, Subset
-from faceswap_kohya.data.images import IMAGE_SUFFIXES, list_images, sort_folder
+from faceswap_kohya.data.images import IMAGE_SUFFIXES, list_images
 from faceswap_kohya.errors import UserError
 
 # sd-scripts' IMAGE_EXTENSIONS (train_util.py): matched case-sensitively by glob, so `.Jpg` is not read.
@@ -268,98 +268,3 @@ def resolve(preset: Preset, cli_keys=()) -> Resolved:
         notes.append("dataset.captions.mode blip is not used for Kohya folders: each photo's caption file, "
                      "else its folder's class tokens, as sd-scripts reads them")
     return Resolved(validate(data, "the preset with its Kohya folders"), notes)
-
-
-# ---------------------------------------------------------------- preparing the photos (data/dataset.py)
-@dataclass
-class LayoutPlan:
-    """Where each photo of the Kohya subsets goes in the run folder, and its caption."""
-
-    preset: Preset
-    run: RunLayout
-    root: Path
-    photos: list[Path]
-    other: list[dict]
-    dest: dict[Path, Path]  # photo → its subset's folder in the run
-    tokens: dict[Path, str]  # photo → its subset's class tokens
-    notes: list[str]
-    captions: dict[Path, Caption] = field(default_factory=dict)
-
-    @property
-    def instance_dir(self) -> Path:
-        dirs = set(self.dest.values())
-        return dirs.pop() if len(dirs) == 1 else self.run.img
-
-    def out_dir(self, photo) -> Path:
-        return self.dest[photo.source]
-
-    def caption(self, photo) -> str:
-        self.captions[photo.source] = c = our_caption(photo.source, self.tokens[photo.source])
-        return c.text
-
-    def finish(self, summary) -> None:
-        """Caption warnings, the reg balance and the side-by-side table into the summary."""
-        from faceswap_kohya.data.kohya_compare import compare
-
-        trigger = self.preset.subject.trigger
-        kept = [e for e in summary.entries if e.status == "kept"]
-        for origin, text in (("empty file", "empty caption file, so the class tokens were used (sd-scripts would stop "
-                                            "on an empty file, or train with an empty caption)"),
-                             ("other extension", "caption read from its .caption file (kohya_ss reads .txt)")):
-            names = [self._name(e.source) for e in kept if self.captions.get(e.source, Caption("", "")).origin == origin]
-            if names:
-                summary.warnings.append(f"{', '.join(names)}: {text}")
-        empty = sorted({d.name for d in self.dest.values()} - {self.dest[e.source].name for e in kept})
-        if empty:
-            summary.warnings.append(f"no photo of {', '.join(empty)} was usable: sd-scripts skips that subset")
-        summary.warnings += balance_note(self.preset, self.run)
-        summary.kohya = compare(self.preset, summary.entries, self.notes)
-        summary.warnings += summary.kohya["warnings"]
-
-    def _name(self, photo: Path) -> str:
-        return f"{photo.parent.name}/{photo.name}"
-
-
-def plan(preset: Preset, run: RunLayout, notes=()) -> Optional[LayoutPlan]:
-    """The layout of the preset's Kohya subsets (None when it has none)."""
-    subsets = preset.dataset.subsets
-    if not subsets:
-        return None
-    photos, other, dest, tokens = [], [], {}, {}
-    for s in subsets:
-        folder = Path(s.folder)
-        paths, rest = sort_folder(folder)
-        photos += paths
-        other += [dict(o, file=f"{folder.name}/{o['file']}") for o in rest]
-        for p in paths:
-            dest[p], tokens[p] = subset_dir(run.img, s), s.class_tokens
-    for d in set(dest.values()):
-        d.mkdir(parents=True, exist_ok=True)
-    return LayoutPlan(preset, run, train_data_dir(subsets), photos, other, dest, tokens, list(notes))
-
-
-def reg_groups(preset: Preset, run: RunLayout) -> list[tuple[Path, Path, int, object]]:
-    """(folder, its copy in the run, repeats, photo → caption) for each Kohya regularization folder."""
-    return [(Path(s.folder), subset_dir(run.reg, s), s.repeats,
-             lambda path, tokens=s.class_tokens: our_caption(path, tokens).text)
-            for s in preset.regularization.subsets]
-
-
-def image_steps(preset: Preset, run: RunLayout) -> tuple[int, int]:
-    """(training, regularization) images × repeats in the run folder's subsets."""
-    def steps(parent: Path, subsets) -> int:
-        return sum(len(list(subset_dir(parent, s).glob("*.png"))) * s.repeats for s in subsets)
-
-    return steps(run.img, preset.dataset.subsets), steps(run.reg, preset.regularization.subsets)
-
-
-def balance_note(preset: Preset, run: RunLayout) -> list[str]:
-    """sd-scripts repeats or leaves out regularization images to match the training steps: say which."""
-    if not preset.regularization.subsets:
-        return []
-    train, reg = image_steps(preset, run)
-    if reg and reg < train:
-        return [f"regularization: {reg} image steps for {train} training image steps; sd-scripts repeats them to match"]
-    if reg > train:
-        return [f"regularization: {reg} image steps for {train} training image steps; sd-scripts uses only {train} of them"]
-    return []
