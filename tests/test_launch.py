@@ -16,7 +16,7 @@ import pytest
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.kohya.launch import judge, launch
-from faceswap_kohya.kohya.progress import Epoch, Finished, Saved, Step
+from faceswap_kohya.events import CheckpointWritten, Epoch, ModelSaved, Step
 
 FAKE = Path(__file__).parent / "fake_trainer.py"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")
@@ -66,8 +66,8 @@ def test_progress_events_log_and_no_child_left_behind(tmp_path):
     assert (code, interrupted) == (0, False)
     steps = [e for e in events if isinstance(e, Step)]
     assert [(s.step, s.total, s.loss) for s in steps] == [(1, 2, 0.1), (2, 2, 0.2)]
-    assert Epoch(1, 1) in events and isinstance(events[-1], Finished)
-    assert any(isinstance(e, Saved) and e.path.endswith("myface-000001.safetensors") for e in events)
+    assert Epoch(1, 1) in events and isinstance(events[-1], ModelSaved)
+    assert any(isinstance(e, CheckpointWritten) and e.path.endswith("myface-000001.safetensors") for e in events)
     log = run.log.read_text()
     assert log.startswith("$ cd ") and str(FAKE) in log.splitlines()[0] and "model saved." in log
     pgid, pids = pids_of(run)

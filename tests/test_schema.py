@@ -65,7 +65,7 @@ BAD = [
     ({"evaluate": {"seeds": []}}, "evaluate.seeds", "at least 1"),
     ({"kohya": {"extra_args": ["--output_dir", "/x"]}}, "kohya.extra_args", "--output_dir is set by faceswap-kohya"),
     ({"kohya": {"extra_args": ["--output_n=x"]}}, "kohya.extra_args", "--output_name is set"),
-    ({"network": {"args": ["--output_dir=/x"]}}, "network.args", "plain key"),
+    ({"network": {"args": ["--output_dir=/x"]}}, "network.args.0", "plain key"),
     ({"kohya": {"stall_minutes": 0}}, "kohya.stall_minutes", "greater than 0"),
 ]
 

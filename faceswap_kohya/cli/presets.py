@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
+from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.errors import UserError
 
@@ -39,8 +40,6 @@ def presets_cp(name, dest):
     target = dest / src.name if dest.is_dir() else dest
     if target.exists():
         raise UserError(f"{target} already exists; choose another name (nothing was overwritten)")
-    if not target.parent.is_dir():
-        raise UserError(f"{target}: the folder {target.parent} does not exist")
     shutil.copyfile(src, target)
     click.echo(f"copied {src.name} → {target}")
 
@@ -60,15 +59,11 @@ def presets_show(name):
 @friendly
 def presets_import(file, out, dataset):
     """Import a kohya_ss GUI JSON or sd-scripts/kohya-colab TOML; print what was kept."""
-    from faceswap_kohya.kohya.importer import import_preset, to_yaml
+    from faceswap_kohya.jobs.kohya_presets import import_kohya
 
-    p, report = import_preset(file, dataset)
+    text, report = import_kohya(file, dataset, out)
     click.echo(report.text(), err=bool(not out))
-    text = to_yaml(p, report)
     if out:
-        if out.exists():
-            raise UserError(f"{out} already exists; choose another name (nothing was overwritten)")
-        out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
     else:
         click.echo(text, nl=False)
@@ -81,9 +76,8 @@ def presets_import(file, out, dataset):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: <output.name>.toml/.json).")
 @friendly
 def presets_export(preset, overrides, fmt, out):
-    """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON (never over a file)."""
-    from faceswap_kohya.kohya.export import write_export
+    """Write a preset (or a Kohya .json/.toml) as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON;
+    never over an existing file."""
+    from faceswap_kohya.jobs.kohya_presets import export_kohya
 
-    p, _ = load_preset(preset, overrides)
-    for line in write_export(p, fmt, out):
-        click.echo(line)
+    export_kohya(preset, overrides, fmt, out, on_event=Printer())

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config.paths import new_folder
-from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.config.schema import Preset, Subset
 
 
 @dataclass(frozen=True)
@@ -68,17 +67,27 @@ class RunLayout:
         return self.root / "preset.yaml"
 
 
+def subset_dir(parent: Path, subset: Subset) -> Path:
+    """`<parent>/<repeats>_<class tokens>`: a Kohya folder's copy in the run folder."""
+    return parent / f"{subset.repeats}_{subset.class_tokens}"
+
+
 def instance_dir(preset: Preset, run: RunLayout) -> Path:
-    """`img/10_myface woman`: Kohya reads repeats and class tokens from this name."""
+    """`img/10_myface woman`: Kohya reads repeats and class tokens from this name (the first Kohya subset's)."""
+    if preset.dataset.subsets:
+        return subset_dir(run.img, preset.dataset.subsets[0])
     return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
 
 
 def reg_dir(preset: Preset, run: RunLayout) -> Path:
+    if preset.regularization.subsets:
+        return subset_dir(run.reg, preset.regularization.subsets[0])
     return run.reg / f"{preset.regularization.repeats}_{preset.subject.class_word}"
 
 
 def has_regularization(preset: Preset) -> bool:
-    return bool(preset.regularization.images or preset.regularization.generate)
+    r = preset.regularization
+    return bool(r.images or r.generate or r.subsets)
 
 
 def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
@@ -86,20 +95,18 @@ def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
     return RunLayout(new_folder(Path(preset.output.dir) / preset.output.name, "output.dir", now))
 
 
-@contextmanager
-def new_run_folder(preset: Preset, now: Optional[dt.datetime] = None):
-    """`new_run()` for a `with` block that fills it: when the block raises, the run folder and the parent
-    folders it made are removed again, so a failed preparation leaves nothing behind."""
+def new_parents(preset: Preset) -> list[Path]:
+    """The folders `new_run(preset)` is about to make above the run folder itself, deepest first."""
     parent = (Path(preset.output.dir) / preset.output.name).expanduser().absolute()
-    made = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first
-    run = new_run(preset, now)
-    try:
-        yield run
-    except BaseException:
-        shutil.rmtree(run.root, ignore_errors=True)
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: someone else's
-                break
-        raise
+    return [p for p in (parent, *parent.parents) if not p.exists()]
+
+
+def remove_run_folder(run: RunLayout, made: list[Path] = ()) -> None:
+    """Remove a run folder that failed before anything worth keeping was in it, and the parents made for it
+    (`new_parents`, while they are empty): a failed preparation leaves nothing behind."""
+    shutil.rmtree(run.root, ignore_errors=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: someone else's
+            break

@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from faceswap_kohya.config.samplers import SAMPLERS, SD_SCRIPTS_SAMPLERS
 from faceswap_kohya.config.texts import (
+    KeyValue,
+    PromptLine,
     PromptTemplate,
     SamplePrompt,
     Template,
+    check_class_word,
     check_extra_args,
-    check_prompt_line,
+    check_trigger,
     sampler_name,
     sd_scripts_sampler,
 )
@@ -36,7 +39,6 @@ SCHEDULERS = (
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
 )
 NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
-_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 
 
 class Section(BaseModel):
@@ -64,19 +66,8 @@ class Subject(Section):
     trigger: str = Field("myface", description="the rare word that will mean this person")
     class_word: str = Field("woman", description="what the person is: woman, man, person, ...")
 
-    @field_validator("trigger")
-    @classmethod
-    def check_trigger(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9]+", v):
-            raise ValueError("must be one word of letters and digits (no spaces, commas or underscores), e.g. 'myface'")
-        return v
-
-    @field_validator("class_word")
-    @classmethod
-    def check_class_word(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]+( [A-Za-z]+)?", v):
-            raise ValueError("must be one or two plain words, e.g. 'woman' or 'old man'")
-        return v
+    _check_trigger = field_validator("trigger")(check_trigger)
+    _check_class_word = field_validator("class_word")(check_class_word)
 
 
 class Captions(Section):
@@ -98,6 +89,27 @@ class Augment(Section):
     relight: int = Field(1, ge=0, description="add a brightness/contrast/warmth variant of this many photos")
 
 
+class Subset(Section):
+    """One Kohya image folder (`N_<tokens>`), trained as one sd-scripts subset."""
+
+    folder: str = Field(description="the folder its photos are read from (never modified)")
+    repeats: int = Field(ge=1, le=1000, description="num_repeats (the N of `N_<tokens>`)")
+    class_tokens: str = Field(description="the folder's tokens: the caption of a photo without a caption file")
+
+    _expand_paths = field_validator("folder", mode="before")(_expand)
+
+    @field_validator("class_tokens")
+    @classmethod
+    def check_tokens(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[/\\\n]", v):
+            raise ValueError("must be words for a folder name, e.g. 'ohwx man'")
+        return v
+
+
+SUBSETS_HELP = ("Kohya folders (`N_<tokens>`), one sd-scripts subset each; filled in from `images` "
+                "when it is a Kohya folder, and recorded in each run's preset.yaml")
+
+
 class Dataset(Section):
     images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
     repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
@@ -116,6 +128,7 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -157,6 +170,7 @@ class Regularization(Section):
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
     scheduler: Literal[tuple(SAMPLERS)] = Field("euler", description="sampler for the class images")  # type: ignore[valid-type]
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
     _sampler_alias = field_validator("scheduler", mode="before")(sampler_name)
@@ -175,15 +189,7 @@ class Network(Section):
     conv_dim: Optional[int] = Field(None, ge=1, le=100000, description="rank for 3x3 convolutions (LoCon); unset = none")
     conv_alpha: Optional[float] = Field(None, gt=0)
     dropout: Optional[float] = Field(None, ge=0, le=1, description="network_dropout (neuron dropout)")
-    args: list[str] = Field(default_factory=list, description="extra network_args, each 'key=value'")
-
-    @field_validator("args")
-    @classmethod
-    def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not _ARG.match(a)]
-        if bad:
-            raise ValueError("each network arg must be 'key=value' with a plain key")
-        return v
+    args: list[KeyValue] = Field(default_factory=list, description="extra network_args, each 'key=value'")
 
     @model_validator(mode="after")
     def check_conv(self):
@@ -201,7 +207,7 @@ class Optimizer(Section):
     warmup_steps: Union[int, float] = Field(0, ge=0, description="steps, or a ratio of all steps when < 1")
     num_cycles: int = Field(1, ge=1, description="restarts for cosine_with_restarts")
     max_grad_norm: float = Field(1.0, ge=0)
-    args: list[str] = Field(default_factory=list, description="optimizer_args, each 'key=value' (e.g. weight_decay=0.01)")
+    args: list[KeyValue] = Field(default_factory=list, description="optimizer_args, each 'key=value' (e.g. weight_decay=0.01)")
 
     @field_validator("type")
     @classmethod
@@ -212,14 +218,6 @@ class Optimizer(Section):
         if "." in v:
             return v
         raise ValueError(f"unknown optimizer; use one of {', '.join(OPTIMIZERS[:6])}, ... or a 'module.Class' path")
-
-    @field_validator("args")
-    @classmethod
-    def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not _ARG.match(a)]
-        if bad:
-            raise ValueError("each optimizer arg must be 'key=value' with a plain key")
-        return v
 
     @field_validator("text_encoder_lr")
     @classmethod
@@ -264,7 +262,7 @@ class Training(Section):
 class Sampling(Section):
     prompts: list[SamplePrompt] = Field(
         default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
-    negative_prompt: str = "lowres, blurry, deformed"
+    negative_prompt: PromptLine = "lowres, blurry, deformed"
     every_n_epochs: Optional[int] = Field(None, ge=1)
     every_n_steps: Optional[int] = Field(None, ge=1)
     sampler: Literal[SD_SCRIPTS_SAMPLERS] = Field(  # type: ignore[valid-type]
@@ -275,11 +273,6 @@ class Sampling(Section):
     size: Optional[int] = Field(None, ge=64, description="sample width/height; default: the training resolution")
 
     _sampler_alias = field_validator("sampler", mode="before")(sd_scripts_sampler)
-
-    @field_validator("negative_prompt")
-    @classmethod
-    def check_negative(cls, v: str) -> str:
-        return check_prompt_line(v, "negative prompt")
 
     @field_validator("size")
     @classmethod
@@ -404,6 +397,6 @@ class Preset(Section):
     @model_validator(mode="after")
     def check_regularization(self):
         r = self.regularization
-        if r.images and r.generate:
+        if (r.images or r.subsets) and r.generate:
             raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
         return self

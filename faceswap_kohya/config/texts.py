@@ -4,6 +4,7 @@ file, sampler names, and the trainer options a preset may add. Each raises Value
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Annotated
 
@@ -64,7 +65,28 @@ def check_prompt_text(text: str) -> str:
     return check_template(text)
 
 
+def check_key_value(text: str) -> str:
+    """One of network.args / optimizer.args: `key=value` with a plain key (never an option such as `--x=1`)."""
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*=", text):
+        raise ValueError("must be 'key=value' with a plain key, e.g. 'weight_decay=0.01'")
+    return text
+
+
+def check_trigger(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9]+", v):
+        raise ValueError("must be one word of letters and digits (no spaces, commas or underscores), e.g. 'myface'")
+    return v
+
+
+def check_class_word(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]+( [A-Za-z]+)?", v):
+        raise ValueError("must be one or two plain words, e.g. 'woman' or 'old man'")
+    return v
+
+
 Template = Annotated[str, AfterValidator(check_template)]
+PromptLine = Annotated[str, AfterValidator(check_prompt_line)]
+KeyValue = Annotated[str, AfterValidator(check_key_value)]
 PromptTemplate = Annotated[str, AfterValidator(check_prompt_text)]
 SamplePrompt = Annotated[str, AfterValidator(check_sample_prompt)]
 

@@ -9,6 +9,8 @@ import re
 import select
 import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ class RunResult:
     interrupted: bool = False
     seconds: float = 0.0
     last_loss: Optional[float] = None
+    evaluation: object = None  # the evaluation's result when the preset had evaluate.enabled
     steps: int = 0
 
     @property
@@ -40,8 +43,8 @@ STALL_MARK = "faceswap-kohya: the trainer stalled"
 
 
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
-           on_line: Callable[[str], None] = lambda s: None, stall_seconds: Optional[float] = None,
-           stop_grace: float = 20.0) -> tuple[int, bool]:
+           on_line: Callable[[str], None] = lambda s: None, on_start: Callable[[int], None] = lambda pid: None,
+           stall_seconds: Optional[float] = None, stop_grace: float = 20.0) -> tuple[int, bool]:
     """Run the trainer in its own process group, log everything, report events.
 
     Ctrl-C / SIGTERM stop the whole group (SIGINT, then after `stop_grace` s SIGTERM, then SIGKILL) and
@@ -56,13 +59,16 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, bufsize=0)
+        watchdog = _watch_over(proc.pid)
+        on_start(proc.pid)
 
         def stop(signum, _frame):
             nonlocal interrupted
             interrupted = True
             _stop_group(proc, stop_grace)
 
-        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
+        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
         try:
             stalled = _pump(proc, log, on_event, on_line, stall_seconds)
             if stalled is not None and not interrupted:
@@ -78,6 +84,10 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
             if proc.poll() is None:
                 _stop_group(proc, stop_grace)
         _reap_group(proc.pid)
+        try:
+            watchdog.wait(timeout=5)  # it ends within a second once the group is gone
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
     return code, interrupted
 
 
@@ -121,6 +131,40 @@ def _drain(proc: subprocess.Popen, log) -> None:
     fd = proc.stdout.fileno()
     while select.select([fd], [], [], 0)[0] and (chunk := os.read(fd, 65536)):
         log.write(chunk)
+
+
+# Stops the trainer's group when the process that launched it dies without cleaning up (SIGKILL, OOM killer):
+# argv = [our pid, the trainer's group]. It ignores Ctrl-C (the launcher handles that) and ends with the group.
+_WATCHDOG = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid, kill=os.kill):
+    try:
+        kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+while alive(group, os.killpg):
+    if not alive(parent):
+        for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            end = time.monotonic() + wait
+            while time.monotonic() < end and alive(group, os.killpg):
+                time.sleep(0.5)
+        break
+    time.sleep(1)
+"""
+
+
+def _watch_over(pgid: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pgid)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
