@@ -19,12 +19,19 @@ from faceswap_kohya.scoring.scores import (
     SAMPLER,
     References,
     find_checkpoints,
+    identity_basis,
     load_references,
+    mark_overtrained,
+    pick_best,
     rank,
     score_embedding,
+    score_faces,
     score_image,
     summarize,
+    summarize_bleed,
 )
+
+DATA = Path(__file__).parent / "data"
 
 
 # ---------------------------------------------------------------- known answers on fixed embeddings
@@ -399,3 +406,112 @@ def test_a_lora_file_with_its_subject_in_the_metadata(tiny, tmp_path):
     plan = plan_lora(path, tmp_path / "refs", str(folder), size=64)
     assert plan.prompts[0].startswith("sks man, ") and [c.path for c in plan.checkpoints] == [path]
     assert plan.out_parent == Path.cwd() / "eval" and plan.width == 64
+
+
+# ---------------------------------------------------------------- held-out identity, bleed, the best and why
+def with_bleed(entry, bleed_scores, held=None):
+    """A checkpoint entry with bleed images (one face each, or none for None) and held-out scores."""
+    images = [{"file": f"images/{entry['label']}-b{i}.png", "p": 1, "prompt": "photo of a woman", "seed": i,
+               "faces": [] if s is None else [{"face_box": [0, 0, 9, 9], "score": s, "nearest": "a.png"}]}
+              for i, s in enumerate(bleed_scores)]
+    entry["bleed"] = {"images": images, "summary": summarize_bleed(images)}
+    if held is not None:
+        for im, h in zip(entry["images"], held):
+            if im.get("score") is not None:
+                im["held_out_score"] = h
+        entry["summary"] = summarize(entry["images"])
+    return entry
+
+
+def test_an_overtrained_checkpoint_is_never_best_and_the_reason_says_so():
+    entries = [with_bleed(checkpoint("base", [0.3, 0.3], file=False), [0.20, 0.24], held=[0.3, 0.3]),
+               with_bleed(checkpoint("epoch 1", [0.5, 0.5]), [0.22, 0.26], held=[0.40, 0.44]),
+               with_bleed(checkpoint("epoch 2", [0.6, 0.6]), [0.25, 0.29], held=[0.55, 0.53]),
+               with_bleed(checkpoint("final", [0.7, 0.7]), [0.40, 0.44], held=[0.60, 0.62])]  # best likeness, but bleeds
+    mark_overtrained(entries, 0.1)
+    assert [c.get("overtrained") for c in entries[1:]] == [False, False, True]
+    assert [c["bleed_rise"] for c in entries[1:]] == [0.02, 0.05, 0.2]
+    best, why = pick_best(entries, 0.1)
+    assert best["label"] == "epoch 2" and identity_basis(entries) == "held_out_mean"  # ranked by held-out identity
+    assert why.startswith("highest held-out identity (0.540)") and "overtrained: final (+0.200)" in why
+    assert rank(entries)[0]["label"] == "epoch 2"
+    # without held-out photos the basis is identity vs all photos
+    plain = [with_bleed(checkpoint("base", [0.3], file=False), [0.2]), with_bleed(checkpoint("epoch 1", [0.5]), [0.21]),
+             with_bleed(checkpoint("final", [0.6]), [0.22])]
+    mark_overtrained(plain, 0.1)
+    best, why = pick_best(plain, 0.1)
+    assert best["label"] == "final" and why.startswith("highest identity (0.600)") and "no checkpoint's bleed rose" in why
+
+
+def test_when_every_checkpoint_bleeds_the_least_bleeding_is_chosen():
+    entries = [with_bleed(checkpoint("base", [0.3], file=False), [0.2]), with_bleed(checkpoint("epoch 1", [0.5]), [0.45]),
+               with_bleed(checkpoint("final", [0.7]), [0.6])]
+    mark_overtrained(entries, 0.1)
+    best, why = pick_best(entries, 0.1)
+    assert best["label"] == "epoch 1" and why.startswith("every checkpoint is overtrained") and "(+0.250)" in why
+    # a base model whose bleed images show no face: bleed is not judged, nothing is marked
+    entries = [with_bleed(checkpoint("base", [0.3], file=False), [None]), with_bleed(checkpoint("final", [0.7]), [0.6])]
+    mark_overtrained(entries, 0.1)
+    assert entries[1]["overtrained"] is False and entries[1]["bleed_rise"] is None
+    assert "bleed not judged" in pick_best(entries, 0.1)[1]
+
+
+def test_bleed_scores_every_face_high_for_the_person_and_low_for_someone_else(astronaut, embedder, tmp_path):
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    astronaut.crop((0, 0, 512, 512)).save(refs_dir / "a.jpg", quality=92)
+    astronaut.crop((100, 0, 400, 300)).resize((450, 450)).save(refs_dir / "b.jpg", quality=92)
+    refs = load_references(refs_dir, embedder)
+    hopper = grace_hopper().resize((400, 512))
+    pair = Image.new("RGB", (912, 512), "white")  # two people side by side: both faces are scored
+    pair.paste(ImageOps.mirror(astronaut), (0, 0))
+    pair.paste(hopper, (512, 0))
+    faces = score_faces(pair, refs, embedder)
+    assert len(faces) == 2
+    subject, other = sorted(faces, key=lambda f: f["face_box"][0])
+    assert subject["score"] > 0.6 > 0.4 > other["score"]
+    assert score_faces(Image.new("RGB", (128, 128), "gray"), refs, embedder) == []
+    s = summarize_bleed([{"faces": faces}, {"faces": []}])
+    assert (s["images"], s["faces"], s["max"]) == (2, 2, subject["score"])
+    assert s["mean"] == round((subject["score"] + other["score"]) / 2, 4)
+
+
+def test_report_leads_with_held_out_identity_bleed_and_the_reason(tmp_path):
+    """scores.json → report.html: the held-out identity, the bleed column, the overtrained mark, the
+    validation losses and the chosen checkpoint with why, every number named by its face model."""
+    from types import SimpleNamespace
+
+    from faceswap_kohya.scoring.document import scores_document
+    from faceswap_kohya.scoring.report import write_chart, write_report
+
+    folder = tmp_path / "eval"
+    (folder / "images").mkdir(parents=True)
+    entries = [with_bleed(checkpoint("base", [0.3, 0.3], file=False), [0.20, 0.24], held=[0.3, 0.3]),
+               with_bleed(checkpoint("epoch 1", [0.5, 0.5]), [0.22, 0.26], held=[0.40, 0.44]),
+               with_bleed(checkpoint("final", [0.7, 0.7]), [0.40, 0.44], held=[0.60, 0.62])]
+    for c in entries:
+        for im in c["images"] + c["bleed"]["images"]:
+            Image.new("RGB", (32, 32), "gray").save(folder / im["file"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text((DATA / "trainer_validation.log").read_text())
+    ref = References(Path("img"), "euclidean", ["a.png"], [np.zeros(128)], [{"file": "a.png", "face_box": [0, 0, 1, 1]}])
+    held = References(Path("val"), "euclidean", ["h.png"], [np.zeros(128)], [{"file": "h.png", "face_box": [0, 0, 1, 1]}])
+    scoring = SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-128"), refs=ref, held_out=held)
+    settings = {"base_model": "m", "prompts": ["myface woman"], "bleed_prompts": ["photo of a woman"], "seeds": [1, 2],
+                "steps": 2, "cfg": 5.0, "width": 64, "height": 64, "sampler": "euler", "negative_prompt": "",
+                "lora_weight": 1.0, "bleed_margin": 0.1}
+    scores = scores_document(run, [Path("img"), Path("val")], Path("val"), scoring, entries, settings)
+    assert scores["best"]["label"] == "epoch 1" and scores["best"]["held_out_mean"] == 0.42
+    assert scores["identity_basis"] == "held_out_mean" and scores["best"]["above_base"] == 0.12
+    assert scores["validation_loss"] and all(v["loss"] > 0 for v in scores["validation_loss"])
+    assert json.loads(json.dumps(scores)) == scores
+    write_chart(scores, folder / "identity.png")
+    text = write_report(scores, folder).read_text()
+    assert "Best checkpoint: epoch 1</b> — held-out identity <b>0.420</b> (photos the LoRA never saw)" in text
+    assert "Why: highest held-out identity (0.420) among checkpoints whose bleed stays within 0.1" in text
+    assert "overtrained: final (+0.200)" in text and "all scores by dlib-resnet-128" in text
+    assert "<tr class='over'><td>final</td>" in text and "<td>0.420</td>" in text  # bleed of final: mean of 0.40, 0.44
+    assert "Validation loss on the held-out photos" in text
+    assert f"{scores['validation_loss'][-1]['loss']:.4f}" in text
+    assert text.index("held-out identity") < text.index("identity (all photos)")  # held-out leads

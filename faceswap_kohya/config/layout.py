@@ -30,6 +30,11 @@ class RunLayout:
         return self.root / "reg"
 
     @property
+    def val(self) -> Path:
+        """Held-out photos: sd-scripts computes the validation loss on them; evaluate scores likeness to them."""
+        return self.root / "val"
+
+    @property
     def model(self) -> Path:
         return self.root / "model"
 
@@ -69,6 +74,11 @@ class RunLayout:
 def instance_dir(preset: Preset, run: RunLayout) -> Path:
     """`img/10_myface woman`: Kohya reads repeats and class tokens from this name."""
     return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
+
+
+def validation_dir(preset: Preset, run: RunLayout) -> Path:
+    """`val/1_myface woman`: the held-out photos, captioned like the training photos."""
+    return run.val / f"1_{preset.instance_tokens}"
 
 
 def reg_dir(preset: Preset, run: RunLayout) -> Path:

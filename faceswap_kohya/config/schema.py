@@ -115,6 +115,13 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    mask: Literal["none", "face", "head", "person"] = Field(
+        "none", description="weight the training loss by a soft mask around the face (face), head and hair (head) "
+                            "or head and body (person), stored as each image's alpha; none: every pixel counts the same")
+    mask_floor: float = Field(0.1, ge=0, le=1, description="loss weight outside the mask (the background is still learned a little)")
+    holdout: Optional[int] = Field(
+        None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
+                                        "unset: 1 when at least 6 photos are usable, else 0")
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -156,6 +163,9 @@ class Regularization(Section):
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
     scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+    prior_loss_weight: Optional[float] = Field(
+        None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
+                                       "images' mean mask weight (sd-scripts does not rescale masked losses)")
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -251,6 +261,9 @@ class Training(Section):
     max_token_length: Literal[75, 150, 225] = 75
     lowram: bool = False
     max_data_loader_workers: int = Field(0, ge=0)
+    validate_every_n_epochs: Optional[int] = Field(
+        None, ge=1, description="validation loss on the held-out photos every N epochs (unset: every epoch)")
+    validate_every_n_steps: Optional[int] = Field(None, ge=1, description="also every N steps")
 
 
 class Sampling(Section):
@@ -310,8 +323,41 @@ class Evaluation(Section):
     seeds: list[int] = Field(default_factory=lambda: [1, 2])
     steps: int = Field(25, ge=1, le=200)
     cfg: float = Field(6.0, ge=0)
-    embedder: Literal["dlib", "insightface"] = "dlib"
-    insightface_root: Optional[str] = None
+    embedder: Literal["dlib", "arcface"] = Field(
+        "dlib", description="face model for identity scores: dlib (built in) or arcface (optional extra "
+                            "faceswap_kohya[arcface]; InsightFace's weights, non-commercial research only)")
+    arcface_models: Optional[str] = Field(
+        None, description="your own InsightFace model folder (e.g. ~/.insightface/models/buffalo_l) instead of the bundled files")
+    bleed_prompts: list[str] = Field(
+        default_factory=lambda: ["photo of a {class}", "photo of a {class} and a friend at a cafe"],
+        description="prompts WITHOUT the trigger: faces in them should not look like the person; empty: no bleed check")
+    bleed_margin: float = Field(
+        0.1, gt=0, le=1, description="a checkpoint whose mean bleed score exceeds the base model's by more than this is overtrained")
+
+    _expand_paths = field_validator("arcface_models", mode="before")(_expand)
+
+    @model_validator(mode="before")
+    @classmethod
+    def check_renamed(cls, data):
+        if isinstance(data, dict):
+            if "insightface_root" in data:
+                raise ValueError("insightface_root was replaced by arcface_models: the folder holding the .onnx files "
+                                 "(e.g. ~/.insightface/models/buffalo_l), with embedder: arcface")
+            if data.get("embedder") == "insightface":
+                raise ValueError("embedder insightface is now embedder: arcface (set arcface_models to use your own model folder)")
+        return data
+
+    @field_validator("bleed_prompts")
+    @classmethod
+    def check_bleed_prompts(cls, v: list[str]) -> list[str]:
+        for prompt in v:
+            if "{trigger}" in prompt:
+                raise ValueError(f"bleed prompts must not contain {{trigger}} (got {prompt!r}): they test faces the LoRA should leave alone")
+            try:
+                prompt.format(**{"class": "c"})
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"only {{class}} may appear in braces ({e})") from None
+        return v
 
 
 class Preset(Section):
@@ -377,6 +423,15 @@ class Preset(Section):
         s = self.sampling
         if (s.every_n_epochs or s.every_n_steps) and not s.prompts:
             raise ValueError("sampling.every_n_epochs/every_n_steps is set but sampling.prompts is empty: add a prompt")
+        return self
+
+    @model_validator(mode="after")
+    def check_bleed_without_trigger(self):
+        trigger = self.subject.trigger.lower()
+        for prompt in self.evaluate.bleed_prompts:
+            if trigger in re.findall(r"[a-z0-9]+", prompt.lower()):
+                raise ValueError(f"evaluate.bleed_prompts: {prompt!r} contains the trigger {self.subject.trigger!r}; "
+                                 "bleed prompts test faces the LoRA should leave alone")
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,13 @@ from typing import Optional, Union
 _STEP = re.compile(
     r"steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)"
     r"(?:,\s*(?P<rate>[\d.]+|\?)(?P<unit>s/it|it/s))?(?:,\s*avr_loss=(?P<loss>[-+\w.]+))?")
+# sd-scripts' validation bars: "validation steps" (every N steps) and "epoch validation steps" (after an
+# epoch), one step per held-out image and timestep, the running mean loss in the postfix.
+_VALIDATION = re.compile(
+    r"(?P<epoch>epoch )?validation steps:\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\s*\[(?P<rest>[^\]]*)\]")
+_VAL_LOSS = re.compile(r"val_(?:epoch_)?avg_loss=(?P<loss>[-+\w.]+)")
+# Where sd-scripts writes the same numbers for tensorboard (`--logging_dir`).
+VALIDATION_TAGS = {"epoch": "loss/validation/epoch_average", "step": "loss/validation/step_average"}
 _EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
 _SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
 _FINAL = re.compile(r"\bmodel saved\.")
@@ -40,7 +47,22 @@ class Finished:
     pass
 
 
-Event = Union[Step, Epoch, Saved, Finished]
+@dataclass(frozen=True)
+class Validation:
+    """A redraw of a validation bar: `kind` "epoch" (after an epoch) or "step" (every N steps), `done` of
+    `total` held-out image × timestep passes, `loss` the mean masked loss so far (None before the first)."""
+
+    kind: str
+    done: int
+    total: int
+    loss: Optional[float]
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total
+
+
+Event = Union[Step, Epoch, Saved, Finished, Validation]
 
 
 def _float(text: Optional[str]) -> Optional[float]:
@@ -52,6 +74,10 @@ def _float(text: Optional[str]) -> Optional[float]:
 
 def parse_line(line: str) -> Optional[Event]:
     """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None."""
+    if m := _VALIDATION.search(line):  # first: "validation steps:" also reads as a training bar
+        loss = _VAL_LOSS.search(m["rest"])
+        return Validation("epoch" if m["epoch"] else "step", int(m["done"]), int(m["total"]),
+                          _float(loss["loss"]) if loss else None)
     if m := _STEP.search(line):
         rate = _float(m["rate"])
         if rate and m["unit"] == "it/s":
@@ -64,6 +90,49 @@ def parse_line(line: str) -> Optional[Event]:
     if _FINAL.search(line):
         return Finished()
     return None
+
+
+@dataclass(frozen=True)
+class ValidationLoss:
+    """One finished validation: the validation loss on the held-out photos after `step` steps, in `epoch`."""
+
+    kind: str
+    epoch: Optional[int]
+    step: Optional[int]
+    loss: Optional[float]
+
+
+def validation_losses(events) -> list[ValidationLoss]:
+    """The final loss of each validation, in order, from the events of a run.
+
+    A bar's last redraws repeat its final state (tqdm redraws after `update`, after `set_postfix` and
+    again when the bar is closed, which can be much later): the value kept is the last redraw of a bar
+    that was seen in progress, taken when the next other event arrives."""
+    out: list[ValidationLoss] = []
+    epoch = step = open_kind = None
+    pending: Optional[Validation] = None
+    for e in events:
+        if isinstance(e, Validation):
+            if not e.complete:
+                open_kind, pending = e.kind, None
+            elif e.kind == open_kind:
+                pending = e
+            continue
+        if pending is not None:
+            out.append(ValidationLoss(pending.kind, epoch, step, pending.loss))
+            pending = open_kind = None
+        if isinstance(e, Epoch):
+            epoch = e.epoch
+        elif isinstance(e, Step):
+            step = e.step
+    if pending is not None:
+        out.append(ValidationLoss(pending.kind, epoch, step, pending.loss))
+    return out
+
+
+def log_events(text: str) -> list[Event]:
+    """The events of a whole trainer log (e.g. a run's train.log)."""
+    return [e for line in re.split(r"\r\n|\r|\n", text) if (e := parse_line(line)) is not None]
 
 
 class LineSplitter:
