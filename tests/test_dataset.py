@@ -340,6 +340,8 @@ def test_every_training_image_carries_its_mask_as_alpha(masked_run):
         cols = np.clip(np.round(points[:, 0]).astype(int), 0, alpha.shape[1] - 1)
         rows = np.clip(np.round(points[:, 1]).astype(int), 0, alpha.shape[0] - 1)
         assert alpha[rows, cols].min() >= 0.9, path.name
+        if "partial" in path.name:  # cut off at the photo's edge: the head reaches a corner
+            continue
         for corner in (alpha[0, 0], alpha[0, -1], alpha[-1, 0], alpha[-1, -1]):
             assert abs(corner - preset.dataset.mask_floor) <= 2 / 255, path.name
     for name, aug in augmented.items():  # a mirrored copy has the mirrored mask, a relit one the same

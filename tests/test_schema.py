@@ -138,3 +138,8 @@ def test_likeness_defaults_and_face_presets():
     for name in ("face-24gb", "face-12gb", "face-8gb", "cpu-check"):
         preset, _ = presets.load(name)
         assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1), name
+
+
+def test_run_folders_written_before_the_arcface_option_still_load():
+    p = presets.validate({"base_model": "m", "evaluate": {"embedder": "dlib", "insightface_root": None}}, "old run")
+    assert p.evaluate.embedder == "dlib" and p.evaluate.arcface_models is None

@@ -22,9 +22,11 @@ from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.config.layout import new_run
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import CheckpointWritten as Saved
+from faceswap_kohya.events import ModelSaved as Finished
+from faceswap_kohya.events import Step
 from faceswap_kohya.jobs.train import preflight, resume, train
 from faceswap_kohya.kohya.launch import latest_state
-from faceswap_kohya.kohya.progress import Finished, Saved, Step
 from faceswap_kohya.kohya.trainer import Trainer
 
 
@@ -74,7 +76,7 @@ def test_real_training_end_to_end(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos)
     events = []
     photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
-    result = train(preset, path, on_event=events.append, echo=lambda s: None)
+    result = train(preset, path, on_event=events.append)
     assert result.ok, result.diagnosis
     assert result.returncode == 0
     assert result.final == result.run.model / "myface-check.safetensors"
@@ -97,9 +99,35 @@ def test_real_training_end_to_end(tmp_path, photos):
 
     # a second run gets its own folder and leaves the first untouched
     first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
-    second = train(preset, path, echo=lambda s: None)
+    second = train(preset, path)
     assert second.ok and second.run.root != result.run.root
     assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_masked_training_with_a_held_out_photo(tmp_path):
+    """cpu-check on its six built-in sample photos, with head masks and one photo held out: sd-scripts says
+    masked loss is on, computes the validation loss on the held-out photo (one event, recorded in the run
+    folder) and writes the LoRA."""
+    from faceswap_kohya.config.runs import read_events, read_status
+    from faceswap_kohya.events import ValidationLoss
+
+    preset, path = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}"])
+    assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1)
+    events = []
+    result = train(preset, path, on_event=events.append)
+    assert result.ok, result.diagnosis
+    assert result.final == result.run.model / "myface-check.safetensors" and result.final.stat().st_size > 10_000
+    log = result.run.log.read_text()
+    assert log.count("alpha_mask: True") == 2  # the training subset and the held-out one: masked loss is on
+    assert "num validation images * repeats / 学習画像の数×繰り返し回数: 1" in log
+    (held,) = (result.run.val / "1_myface woman").glob("*.png")
+    assert not (result.run.img / "1_myface woman" / held.name).exists()
+    (val,) = [e for e in events if isinstance(e, ValidationLoss)]
+    assert val.kind == "epoch" and val.epoch == 1 and val.step == 2 and 0 < val.loss < 10
+    recorded, _ = read_events(result.run.root)
+    assert val in recorded and read_status(result.run.root)["val_loss"] == val.loss
 
 
 @pytest.mark.trainer
@@ -132,14 +160,14 @@ def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
 def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos, "training.save_state=true", "sampling.prompts=[]",
                              "sampling.every_n_epochs=null")
-    first = train(preset, path, echo=lambda s: None)
+    first = train(preset, path)
     assert first.ok, first.diagnosis
     state = latest_state(first.run)
     assert state is not None and (state / "train_state.json").is_file()
     before = {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()}
 
     events = []
-    second = resume(first.run.root, ["training.max_steps=3"], on_event=events.append, echo=lambda s: None)
+    second = resume(first.run.root, ["training.max_steps=3"], on_event=events.append)
     assert second.ok, second.diagnosis
     assert second.run.root != first.run.root
     log = second.run.log.read_text()

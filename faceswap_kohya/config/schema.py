@@ -340,6 +340,8 @@ class Evaluation(Section):
     @classmethod
     def check_renamed(cls, data):
         if isinstance(data, dict):
+            if "insightface_root" in data and data["insightface_root"] is None:  # written into older run folders
+                data = {k: v for k, v in data.items() if k != "insightface_root"}
             if "insightface_root" in data:
                 raise ValueError("insightface_root was replaced by arcface_models: the folder holding the .onnx files "
                                  "(e.g. ~/.insightface/models/buffalo_l), with embedder: arcface")

@@ -34,9 +34,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.scoring.document import scores_document
 from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
@@ -219,7 +220,7 @@ class Scoring:
     held_out: Optional[References]
 
 
-def load_scoring(plan: Plan, echo: Callable[[str], None]) -> Scoring:
+def load_scoring(plan: Plan, echo) -> Scoring:
     from faceswap_kohya.faces.identity import get_embedder
 
     ev = plan.preset.evaluate
@@ -254,8 +255,9 @@ def render_set(pipe, plan: Plan, ckpt: Checkpoint, prompts: list[str], tag: str,
     return out
 
 
-def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype=None, offload=None) -> Result:
+def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, offload=None) -> Result:
     """Generate the evaluation and bleed sets with the base model and each checkpoint, score them, write the report."""
+    echo = echo_to(on_event)
     from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
     from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
     from faceswap_kohya.diffusion.pipeline import load_pipeline
@@ -320,28 +322,29 @@ def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
     scores["seconds"] = round(time.monotonic() - start, 1)
     (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
-    write_chart(scores, folder / "identity.png")
-    write_report(scores, folder)
+    on_event(ImageWritten(str(write_chart(scores, folder / "identity.png")), "chart"))
+    on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
 
 
 # ---------------------------------------------------------------- entry points
-def evaluate_run(run_dir: Path, echo: Callable[[str], None] = print, refs: Optional[Path] = None,
+def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path] = None,
                  base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
                  device=None, dtype=None, offload=None) -> Result:
     """Evaluate every checkpoint of a run folder; returns where the report went and the scores."""
-    return evaluate(plan_run(run_dir, refs, base, size, out), echo, device, dtype, offload)
+    return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 
-def evaluate_after_training(run_dir: Path, echo: Callable[[str], None] = print) -> Optional[Result]:
+def evaluate_after_training(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result]:
     """`train`'s last step when the run's preset has `evaluate.enabled: true`. A failed evaluation does not
     fail the finished training: it is reported with the command to run it again."""
     run_dir = Path(run_dir)
+    echo = echo_to(on_event)
     try:
         if not _read_run_preset(run_dir).evaluate.enabled:
             return None
         echo("evaluating the checkpoints (evaluate.enabled)")
-        result = evaluate_run(run_dir, echo=echo)
+        result = evaluate_run(run_dir, on_event)
     except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
         why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         echo(f"evaluation failed: {why}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")

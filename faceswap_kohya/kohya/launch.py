@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
+from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
 
 
 @dataclass
@@ -28,6 +28,7 @@ class RunResult:
     interrupted: bool = False
     seconds: float = 0.0
     last_loss: Optional[float] = None
+    evaluation: object = None  # the evaluation's result when the preset had evaluate.enabled
     steps: int = 0
 
     @property
@@ -36,7 +37,8 @@ class RunResult:
 
 
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
-           on_line: Callable[[str], None] = lambda s: None) -> tuple[int, bool]:
+           on_line: Callable[[str], None] = lambda s: None,
+           on_start: Callable[[int], None] = lambda pid: None) -> tuple[int, bool]:
     """Run the trainer in its own process group, log everything, report events.
 
     Ctrl-C / SIGTERM stop the whole group (SIGINT, then SIGTERM, then SIGKILL) and leave no orphans.
@@ -50,6 +52,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+        on_start(proc.pid)
 
         def stop(signum, _frame):
             nonlocal interrupted
@@ -58,18 +61,20 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
 
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            splitter = LineSplitter()
+            splitter, output = LineSplitter(), TrainerOutput()
             while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
                 log.write(chunk)
                 log.flush()
                 for line in splitter.feed(chunk.decode("utf-8", "replace")):
                     on_line(line)
-                    if (event := parse_line(line)) is not None:
+                    for event in output.feed(line):
                         on_event(event)
             for line in splitter.flush():
                 on_line(line)
-                if (event := parse_line(line)) is not None:
+                for event in output.feed(line):
                     on_event(event)
+            for event in output.flush():
+                on_event(event)
             code = proc.wait()
         finally:
             for s, handler in old.items():

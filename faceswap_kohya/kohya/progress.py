@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
+
+from faceswap_kohya.events import CheckpointWritten, Epoch, Event, ModelSaved, Step, ValidationLoss
 
 _STEP = re.compile(
     r"steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)"
     r"(?:,\s*(?P<rate>[\d.]+|\?)(?P<unit>s/it|it/s))?(?:,\s*avr_loss=(?P<loss>[-+\w.]+))?")
+_EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
+_SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
+_FINAL = re.compile(r"\bmodel saved\.")
 # sd-scripts' validation bars: "validation steps" (every N steps) and "epoch validation steps" (after an
 # epoch), one step per held-out image and timestep, the running mean loss in the postfix.
 _VALIDATION = re.compile(
@@ -16,39 +21,17 @@ _VALIDATION = re.compile(
 _VAL_LOSS = re.compile(r"val_(?:epoch_)?avg_loss=(?P<loss>[-+\w.]+)")
 # Where sd-scripts writes the same numbers for tensorboard (`--logging_dir`).
 VALIDATION_TAGS = {"epoch": "loss/validation/epoch_average", "step": "loss/validation/step_average"}
-_EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
-_SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
-_FINAL = re.compile(r"\bmodel saved\.")
+
+
+def _float(text: Optional[str]) -> Optional[float]:
+    try:
+        return float(text) if text not in (None, "?") else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
-class Step:
-    step: int
-    total: int
-    elapsed: str
-    eta: str
-    sec_per_it: Optional[float]
-    loss: Optional[float]
-
-
-@dataclass(frozen=True)
-class Epoch:
-    epoch: int
-    total: int
-
-
-@dataclass(frozen=True)
-class Saved:
-    path: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    pass
-
-
-@dataclass(frozen=True)
-class Validation:
+class ValidationBar:
     """A redraw of a validation bar: `kind` "epoch" (after an epoch) or "step" (every N steps), `done` of
     `total` held-out image × timestep passes, `loss` the mean masked loss so far (None before the first)."""
 
@@ -62,77 +45,78 @@ class Validation:
         return self.done == self.total
 
 
-Event = Union[Step, Epoch, Saved, Finished, Validation]
-
-
-def _float(text: Optional[str]) -> Optional[float]:
-    try:
-        return float(text) if text not in (None, "?") else None
-    except ValueError:
-        return None
+def validation_bar(line: str) -> Optional[ValidationBar]:
+    if m := _VALIDATION.search(line):
+        loss = _VAL_LOSS.search(m["rest"])
+        return ValidationBar("epoch" if m["epoch"] else "step", int(m["done"]), int(m["total"]),
+                             _float(loss["loss"]) if loss else None)
+    return None
 
 
 def parse_line(line: str) -> Optional[Event]:
-    """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None."""
-    if m := _VALIDATION.search(line):  # first: "validation steps:" also reads as a training bar
-        loss = _VAL_LOSS.search(m["rest"])
-        return Validation("epoch" if m["epoch"] else "step", int(m["done"]), int(m["total"]),
-                          _float(loss["loss"]) if loss else None)
+    """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None.
+    Validation bars give no event here: `TrainerOutput` reports each validation once, when it is done."""
+    if _VALIDATION.search(line):  # before _STEP: "validation steps:" contains "steps:"
+        return None
     if m := _STEP.search(line):
         rate = _float(m["rate"])
         if rate and m["unit"] == "it/s":
             rate = 1.0 / rate
         return Step(int(m["step"]), int(m["total"]), m["elapsed"], m["eta"], rate, _float(m["loss"]))
     if m := _SAVED.search(line):
-        return Saved(m["path"].strip())
+        return CheckpointWritten(m["path"].strip())
     if m := _EPOCH.search(line):
         return Epoch(int(m["epoch"]), int(m["total"]))
     if _FINAL.search(line):
-        return Finished()
+        return ModelSaved()
     return None
 
 
-@dataclass(frozen=True)
-class ValidationLoss:
-    """One finished validation: the validation loss on the held-out photos after `step` steps, in `epoch`."""
+class TrainerOutput:
+    """Lines of the trainer's output → events, with one `ValidationLoss` per validation.
 
-    kind: str
-    epoch: Optional[int]
-    step: Optional[int]
-    loss: Optional[float]
+    A validation bar's last redraws repeat its final state: tqdm redraws after `update` (with the previous
+    loss), after `set_postfix` (the final loss) and again when the bar is closed, which can be much later.
+    The loss reported is that of the last redraw of a bar seen in progress, sent when the next other event
+    arrives (or at the end), with the epoch and step it followed."""
 
+    def __init__(self) -> None:
+        self.epoch: Optional[int] = None
+        self.step: Optional[int] = None
+        self._open: Optional[str] = None
+        self._pending: Optional[ValidationBar] = None
 
-def validation_losses(events) -> list[ValidationLoss]:
-    """The final loss of each validation, in order, from the events of a run.
+    def feed(self, line: str) -> list[Event]:
+        bar = validation_bar(line)
+        if bar is not None:
+            if not bar.complete:
+                self._open, self._pending = bar.kind, None
+            elif bar.kind == self._open and bar.loss is not None:
+                self._pending = bar
+            return []
+        event = parse_line(line)
+        if event is None:
+            return []
+        out = self.flush()
+        if isinstance(event, Epoch):
+            self.epoch = event.epoch
+        elif isinstance(event, Step):
+            self.step = event.step
+        return out + [event]
 
-    A bar's last redraws repeat its final state (tqdm redraws after `update`, after `set_postfix` and
-    again when the bar is closed, which can be much later): the value kept is the last redraw of a bar
-    that was seen in progress, taken when the next other event arrives."""
-    out: list[ValidationLoss] = []
-    epoch = step = open_kind = None
-    pending: Optional[Validation] = None
-    for e in events:
-        if isinstance(e, Validation):
-            if not e.complete:
-                open_kind, pending = e.kind, None
-            elif e.kind == open_kind:
-                pending = e
-            continue
-        if pending is not None:
-            out.append(ValidationLoss(pending.kind, epoch, step, pending.loss))
-            pending = open_kind = None
-        if isinstance(e, Epoch):
-            epoch = e.epoch
-        elif isinstance(e, Step):
-            step = e.step
-    if pending is not None:
-        out.append(ValidationLoss(pending.kind, epoch, step, pending.loss))
-    return out
+    def flush(self) -> list[Event]:
+        """The finished validation not reported yet, if any."""
+        if self._pending is None:
+            return []
+        bar, self._pending, self._open = self._pending, None, None
+        return [ValidationLoss(self.step, bar.loss, self.epoch, bar.kind)]
 
 
 def log_events(text: str) -> list[Event]:
     """The events of a whole trainer log (e.g. a run's train.log)."""
-    return [e for line in re.split(r"\r\n|\r|\n", text) if (e := parse_line(line)) is not None]
+    output = TrainerOutput()
+    events = [e for line in re.split(r"\r\n|\r|\n", text) for e in output.feed(line)]
+    return events + output.flush()
 
 
 class LineSplitter:

@@ -56,10 +56,11 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
 
 def run_validation_losses(run_dir: Optional[Path]) -> list[dict]:
     """sd-scripts' validation losses on the held-out photos, from the run's train.log (empty without one)."""
-    from faceswap_kohya.kohya.progress import log_events, validation_losses
+    from faceswap_kohya.events import ValidationLoss
+    from faceswap_kohya.kohya.progress import log_events
 
     log = Path(run_dir) / "train.log" if run_dir else None
     if log is None or not log.is_file():
         return []
-    return [{"kind": v.kind, "epoch": v.epoch, "step": v.step, "loss": v.loss}
-            for v in validation_losses(log_events(log.read_text(encoding="utf-8", errors="replace")))]
+    return [{"kind": e.kind, "epoch": e.epoch, "step": e.step, "loss": e.loss}
+            for e in log_events(log.read_text(encoding="utf-8", errors="replace")) if isinstance(e, ValidationLoss)]

@@ -1,0 +1,38 @@
+"""The `prepare` job: check, crop, mask and caption the photos into a new run folder, to look at before training."""
+
+from __future__ import annotations
+
+import shutil
+
+from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.runs import RunRecorder
+from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, echo_to, ignore
+
+
+def prepare(preset: Preset, on_event: OnEvent = ignore):
+    """A new run folder with the Kohya dataset, contact sheet and summary; nothing is left behind on failure.
+
+    Returns (run layout, layout summary)."""
+    from faceswap_kohya.data.dataset import layout
+    from faceswap_kohya.data.images import check_folder
+
+    check_folder(preset.dataset.images, "dataset.images")
+    run: RunLayout = new_run(preset)
+    recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
+    emit = recorder.wrap(on_event)
+    try:
+        summary = layout(preset, run, echo=echo_to(emit))
+        for line in summary.brief(run.root):
+            emit(Message(line))
+        sheet = run.root / "contact_sheet.png"
+        if sheet.is_file():
+            emit(ImageWritten(str(sheet), "contact_sheet"))
+        emit(Finished(f"{len(summary.photos)} photos prepared in {run.root}", [str(run.root)]))
+        recorder.set(state="finished")
+    except BaseException:
+        recorder.close()
+        shutil.rmtree(run.root, ignore_errors=True)  # only what this job just made: a failed prepare leaves nothing
+        raise
+    recorder.close()
+    return run, summary
