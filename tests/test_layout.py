@@ -115,3 +115,35 @@ def test_long_functions_say_why():
                 if "long:" not in head:
                     unexplained.append(f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert unexplained == []
+
+
+def test_every_subpackage_is_installed():
+    """pyproject.toml lists the sub-packages by hand (the presets folder is mapped into the package)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(PKG.parent).parts) for p in PKG.rglob("__init__.py")
+               if "side" not in p.parts}
+    assert folders <= listed and "faceswap_kohya.presets" in listed
+
+
+def test_an_installed_copy_finds_its_presets_and_trainer_settings(tmp_path):
+    """`pip install .` (not editable), then `presets ls` from another folder lists the shipped presets."""
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--target", str(target), str(PKG.parent)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    assert (target / "faceswap_kohya" / "presets" / "face-12gb.yaml").is_file()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("FACESWAP_KOHYA")}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run([sys.executable, "-m", "faceswap_kohya", "presets", "ls"], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert {"cpu-check", "face-8gb", "face-12gb", "face-24gb"} <= {ln.split()[0] for ln in out.stdout.splitlines()[1:]}
+    code = ("import faceswap_kohya.config.presets as p, faceswap_kohya.kohya.trainer as t; "
+            "tr = t.Trainer.of(p.load('face-12gb')[0]); print(p.PRESETS_DIR); print(tr.sd_scripts); print(tr.python)")
+    env.update(FACESWAP_KOHYA_SD_SCRIPTS="/opt/sd-scripts", FACESWAP_KOHYA_PYTHON="/opt/kohya/bin/python")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    presets_dir, sd_scripts, python = out.stdout.split()
+    assert Path(presets_dir).is_relative_to(target)
+    assert (sd_scripts, python) == ("/opt/sd-scripts", "/opt/kohya/bin/python")

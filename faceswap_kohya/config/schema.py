@@ -91,6 +91,27 @@ class Augment(Section):
     relight: int = Field(1, ge=0, description="add a brightness/contrast/warmth variant of this many photos")
 
 
+class Subset(Section):
+    """One Kohya image folder (`N_<tokens>`), trained as one sd-scripts subset."""
+
+    folder: str = Field(description="the folder its photos are read from (never modified)")
+    repeats: int = Field(ge=1, le=1000, description="num_repeats (the N of `N_<tokens>`)")
+    class_tokens: str = Field(description="the folder's tokens: the caption of a photo without a caption file")
+
+    _expand_paths = field_validator("folder", mode="before")(_expand)
+
+    @field_validator("class_tokens")
+    @classmethod
+    def check_tokens(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[/\\\n]", v):
+            raise ValueError("must be words for a folder name, e.g. 'ohwx man'")
+        return v
+
+
+SUBSETS_HELP = ("Kohya folders (`N_<tokens>`), one sd-scripts subset each; filled in from `images` "
+                "when it is a Kohya folder, and recorded in each run's preset.yaml")
+
+
 class Dataset(Section):
     images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
     repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
@@ -116,6 +137,7 @@ class Dataset(Section):
     holdout: Optional[int] = Field(
         None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
                                         "unset: 1 when at least 6 photos are usable, else 0")
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -160,6 +182,7 @@ class Regularization(Section):
     prior_loss_weight: Optional[float] = Field(
         None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
                                        "images' mean mask weight (sd-scripts does not rescale masked losses)")
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -383,6 +406,6 @@ class Preset(Section):
     @model_validator(mode="after")
     def check_regularization(self):
         r = self.regularization
-        if r.images and r.generate:
+        if (r.images or r.subsets) and r.generate:
             raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
         return self

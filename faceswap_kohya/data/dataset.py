@@ -159,37 +159,80 @@ def face_embedder(preset: Preset, summary: LayoutSummary):
     return embedder
 
 
-def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None) -> LayoutSummary:
-    """Check, crop, mask, augment and caption the photos into the run folder (held-out photos into the
-    validation folder); write the contact sheet and summary.
-
-    Raises UserError when fewer than 3 photos are usable (naming each photo not used and why).
-    """
-    start = time.monotonic()
-    d = preset.dataset
-    source = check_folder(d.images, "dataset.images")
-    paths, other = sort_folder(source)
-    summary = LayoutSummary(instance_dir(preset, run), source=source, other_files=other)
-    embedder = face_embedder(preset, summary)
-    no_caption: list[str] = []
-    caption = captioner(preset, echo, no_caption)  # first: a missing BLIP model fails before any work
-    echo(f"reading {len(paths)} photos from {source}")
-    kept = read_photos(preset, paths, embedder, summary)
-
+def hold_out(kept: list[Photo], d, summary: LayoutSummary) -> list[Photo]:
+    """Mark the photos kept out of training (`dataset.holdout`); the ones to train on."""
     n_held, why = holdout_count(d.holdout, len(kept))
     if why:
         summary.warnings.append(why)
     for i in choose_holdout(kept, n_held):
         kept[i].held_out = True
-    train = [p for p in kept if not p.held_out]
+    return [p for p in kept if not p.held_out]
+
+
+def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None, notes=()) -> LayoutSummary:
+    """Check, crop, mask, augment and caption the photos into the run folder (held-out photos into the
+    validation folder); write the contact sheet and summary.
+
+    Kohya folders (`dataset.subsets`, see kohya_folders.resolve) keep their subsets and captions; `notes`
+    (from resolve) go into the summary. Raises UserError when fewer than 3 photos are usable (naming each
+    photo not used and why).
+    """
+    from faceswap_kohya.data import kohya_layout
+
+    start = time.monotonic()
+    d = preset.dataset
+    kohya = kohya_layout.plan(preset, run, notes)
+    if kohya:
+        source, paths, other = kohya.root, kohya.photos, kohya.other
+    else:
+        source = check_folder(d.images, "dataset.images")
+        paths, other = sort_folder(source)
+    summary = LayoutSummary(kohya.instance_dir if kohya else instance_dir(preset, run), source=source, other_files=other)
+    embedder = face_embedder(preset, summary)
+    no_caption: list[str] = []
+    caption = kohya.caption if kohya else captioner(preset, echo, no_caption)  # first: a missing BLIP model fails early
+    echo(f"reading {len(paths)} photos from {source}")
+    kept = read_photos(preset, paths, embedder, summary)
+    train = hold_out(kept, d, summary)
     summary.warnings += count_warnings(preset, len(train), len(kept) - len(train))
     small = [f"{p.source.name} {p.size[0]}×{p.size[1]}" for p in kept if min(p.size) < d.resolution]
     if small:
         summary.warnings.append(f"smaller than the training resolution {d.resolution} px: " + ", ".join(small))
 
-    jobs = image_jobs(kept, train, d, caption, summary, validation_dir(preset, run))
+    dest = kohya.out_dir if kohya else (lambda p: summary.instance_dir)
+    jobs = image_jobs(kept, train, d, caption, summary, dest, validation_dir(preset, run))
     if no_caption:
         summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    write_images(jobs, summary, d)
+    if preset.regularization.images or preset.regularization.subsets:
+        layout_regularization(preset, run, summary, len(summary.photos))
+    if kohya:
+        kohya.finish(summary)
+    summary.seconds = time.monotonic() - start
+    write_reports(summary, run, jobs)
+    return summary
+
+
+def image_jobs(kept: list[Photo], train: list[Photo], d, caption, summary: LayoutSummary, dest, val_dir: Path) -> list[ImageJob]:
+    """The images to write: each training photo (into `dest(photo)`), its augmented copies, then the held-out photos."""
+    jobs = []
+    for i, p in enumerate(kept, start=1):
+        p.caption = caption(p)
+        name = output_name(i, p.source) + ".png"
+        p.outputs.append(name)
+        folder = val_dir if p.held_out else dest(p)
+        jobs.append(ImageJob(p.image, folder / name, p.caption, p.mask, HELD_OUT if p.held_out else ""))
+    for i, kind, image, mask in augmentations(train, d):
+        p = train[i]
+        name = output_name(kept.index(p) + 1, p.source, kind) + ".png"
+        p.outputs.append(name)
+        summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
+        jobs.append(ImageJob(image, dest(p) / name, p.caption, mask, kind))
+    return sorted(jobs, key=lambda job: job.kind == HELD_OUT)
+
+
+def write_images(jobs: list[ImageJob], summary: LayoutSummary, d) -> None:
+    """Write every image (with its mask as alpha) and caption; note what went where and the mean mask weight."""
     for folder in {job.path.parent for job in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -200,58 +243,49 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         weights = [mean_weight(job.mask) for job in jobs if job.kind != HELD_OUT]
         summary.mask = {"kind": d.mask, "floor": d.mask_floor, "mean_weight": round(sum(weights) / len(weights), 4)}
 
-    if preset.regularization.images:
-        layout_regularization(preset, run, summary, len(summary.photos))
-    summary.seconds = time.monotonic() - start
-    write_reports(summary, run, jobs)
-    return summary
-
-
-def image_jobs(kept: list[Photo], train: list[Photo], d, caption, summary: LayoutSummary, val_dir: Path) -> list[ImageJob]:
-    """The images to write: each training photo, its augmented copies, then the held-out photos."""
-    jobs = []
-    for i, p in enumerate(kept, start=1):
-        p.caption = caption(p)
-        name = output_name(i, p.source) + ".png"
-        p.outputs.append(name)
-        folder = val_dir if p.held_out else summary.instance_dir
-        jobs.append(ImageJob(p.image, folder / name, p.caption, p.mask, HELD_OUT if p.held_out else ""))
-    for i, kind, image, mask in augmentations(train, d):
-        p = train[i]
-        name = output_name(kept.index(p) + 1, p.source, kind) + ".png"
-        p.outputs.append(name)
-        summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
-        jobs.append(ImageJob(image, summary.instance_dir / name, p.caption, mask, kind))
-    return sorted(jobs, key=lambda job: job.kind == HELD_OUT)
-
 
 def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary, n_train: int) -> None:
-    """Class images → `reg/<repeats>_<class>/` with class-only captions, and a balance check."""
+    """Class images → `reg/<repeats>_<class>/` with class-only captions (Kohya folders: one copy each, with
+    their own captions), and a balance check."""
     r, d = preset.regularization, preset.dataset
-    folder = check_folder(r.images, "regularization.images")
-    paths, _ = sort_folder(folder)
-    summary.reg_dir = reg_dir(preset, run)
-    summary.reg_dir.mkdir(parents=True, exist_ok=True)
+    if r.subsets:
+        from faceswap_kohya.data.kohya_layout import reg_groups
+
+        groups = reg_groups(preset, run)
+    else:
+        folder = check_folder(r.images, "regularization.images")
+        groups = [(folder, reg_dir(preset, run), r.repeats, lambda path: preset.subject.class_word)]
+    summary.reg_dir = groups[0][1] if len(groups) == 1 else run.reg
     skipped = []
 
     def one(item):
-        i, path = item
+        i, path, dest, caption_of = item
         try:
             rgb = load_rgb(path)
         except Exception as e:  # noqa: BLE001
-            skipped.append({"file": path.name, "reason": unreadable_reason(path, e)})
+            skipped.append({"file": path.name, "reason": unreadable_reason(path, e), "path": path})
             return 0
         scale = min(1.0, d.resolution / min(rgb.size))
         image = resized(rgb, (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
-        save_image(image, summary.reg_dir / (output_name(i, path) + ".png"), preset.subject.class_word)
+        save_image(image, dest / (output_name(i, path) + ".png"), caption_of(path))
         return 1
 
+    items = []
+    for folder, dest, _, caption_of in groups:
+        dest.mkdir(parents=True, exist_ok=True)
+        items += [(path, dest, caption_of) for path in sort_folder(folder)[0]]
     with ThreadPoolExecutor(WORKERS) as pool:
-        summary.reg_images = sum(pool.map(one, enumerate(paths, start=1)))
-    summary.skipped += [(folder / s["file"], "regularization image: " + s["reason"]) for s in skipped]
-    train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
-    advice = balance_advice(preset, n_train, summary.reg_images)
+        summary.reg_images = sum(pool.map(one, [(i, *item) for i, item in enumerate(items, start=1)]))
+    summary.skipped += [(s.pop("path"), "regularization image: " + s["reason"]) for s in skipped]
+    if r.subsets:
+        from faceswap_kohya.data.kohya_layout import image_steps
+
+        (train_steps, reg_steps), advice = image_steps(preset, run), None  # kohya_layout notes the balance
+    else:
+        train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
+        advice = balance_advice(preset, n_train, summary.reg_images)
     if advice:
         summary.warnings.append(advice)
-    summary.regularization = {"folder": str(folder), "images": summary.reg_images, "repeats": r.repeats,
+    summary.regularization = {"folder": str(groups[0][0]) if len(groups) == 1 else str(groups[0][0].parent),
+                              "images": summary.reg_images, "repeats": [g[2] for g in groups] if r.subsets else r.repeats,
                               "skipped": skipped, "balance": {"training": train_steps, "regularization": reg_steps}}

@@ -29,7 +29,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
 
     echo = echo_to(on_event)
 
-    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.lora import attach_loras
 
     if source.lora is None:
         raise UserError("compare needs a LoRA: give a run folder or a .safetensors file")
@@ -58,9 +58,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         for pi, (prompt, _) in enumerate(plans):
             render(pi, 0.0, prompt, None)
     if any(w != 0 for w in weights):
-        for p in paths:
-            attach_lora(pipe, p, weight=0.0)
-            names[p] = next(n for n, info in pipe.fsk_loras.items() if info.path == p)
+        names.update(attach_loras(pipe, paths))
         main = names[source.lora]
         echo(f"LoRA {source.lora.name}: all {pipe.fsk_loras[main].modules} modules attached")
         for w in weights:

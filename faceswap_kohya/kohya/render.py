@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import tomli_w
 
-from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, validation_dir
+from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.kohya.trainer import Trainer
 
@@ -73,35 +73,46 @@ def _dataset_params(preset: Preset) -> dict:
 
 
 def dataset_config(preset: Preset, run: RunLayout) -> dict:
-    """The dataset TOML: the instance subset (loss-masked by its PNGs' alpha with `dataset.mask`) and, when
-    given, the `is_reg` subset; with held-out photos a second dataset of them only, all of it validation
-    (`validation_split = 1`: sd-scripts trains on none of it and computes the validation loss on all of it)."""
-    d, c = preset.dataset, preset.dataset.captions
+    """The dataset TOML: the instance subset (one per Kohya folder; loss-masked by their PNGs' alpha with
+    `dataset.mask`) and, when given, the `is_reg` ones; with held-out photos a second dataset of them only,
+    all of it validation (`validation_split = 1`: sd-scripts trains on none of it and computes the
+    validation loss on all of it)."""
+    d, c, r = preset.dataset, preset.dataset.captions, preset.regularization
     general = {
         "caption_extension": ".txt",
         "shuffle_caption": c.shuffle,
         "keep_tokens": c.keep_tokens,
     }
     masked = {"alpha_mask": True} if d.mask != "none" else {}
-    instance = {
-        "image_dir": str(instance_dir(preset, run)),
-        "class_tokens": preset.instance_tokens,
-        "num_repeats": d.repeats,
-        "flip_aug": d.flip_aug,
-        "color_aug": d.color_aug,
-        "random_crop": d.random_crop,
-        **masked,
-    }
-    if d.face_crop_aug_range:
-        instance["face_crop_aug_range"] = list(d.face_crop_aug_range)
-    if c.dropout_rate:
-        instance["caption_dropout_rate"] = c.dropout_rate
-    subsets = [instance]
-    if has_regularization(preset):
+
+    def instance(image_dir: Path, class_tokens: str, repeats: int) -> dict:
+        subset = {
+            "image_dir": str(image_dir),
+            "class_tokens": class_tokens,
+            "num_repeats": repeats,
+            "flip_aug": d.flip_aug,
+            "color_aug": d.color_aug,
+            "random_crop": d.random_crop,
+            **masked,
+        }
+        if d.face_crop_aug_range:
+            subset["face_crop_aug_range"] = list(d.face_crop_aug_range)
+        if c.dropout_rate:
+            subset["caption_dropout_rate"] = c.dropout_rate
+        return subset
+
+    if d.subsets:
+        subsets = [instance(subset_dir(run.img, s), s.class_tokens, s.repeats) for s in d.subsets]
+    else:
+        subsets = [instance(instance_dir(preset, run), preset.instance_tokens, d.repeats)]
+    if r.subsets:
+        subsets += [{"image_dir": str(subset_dir(run.reg, s)), "class_tokens": s.class_tokens,
+                     "num_repeats": s.repeats, "is_reg": True} for s in r.subsets]
+    elif has_regularization(preset):
         subsets.append({
             "image_dir": str(reg_dir(preset, run)),
             "class_tokens": preset.subject.class_word,
-            "num_repeats": preset.regularization.repeats,
+            "num_repeats": r.repeats,
             "is_reg": True,
         })
     datasets = [_dataset_params(preset) | {"subsets": subsets}]
