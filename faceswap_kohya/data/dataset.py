@@ -22,6 +22,7 @@ from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir, valid
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.data.images import check_folder, load_rgb, resized, save_with_loss_weight, sort_folder, unreadable_reason
 from faceswap_kohya.data.photos import (
+    HELD_OUT,
     Photo,
     augmentations,
     check_identity,
@@ -37,7 +38,6 @@ from faceswap_kohya.errors import UserError
 
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
 AUTO_HOLDOUT_FROM = 6  # with dataset.holdout unset, one photo is held out from this many usable photos
-HELD_OUT = "held out"
 # Threads overlap decoding, resizing and encoding (Pillow releases the GIL); face detection runs one at a time.
 WORKERS = min(6, (os.cpu_count() or 1) + 1)
 

@@ -20,6 +20,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.data.images import decode, resized, unreadable_reason
 
+HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
 # Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
 # moved down by `dy` box heights (negative: up).

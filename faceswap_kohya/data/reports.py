@@ -16,7 +16,7 @@ from typing import Optional
 from PIL import Image
 
 from faceswap_kohya.config.layout import RunLayout
-from faceswap_kohya.data.photos import Photo
+from faceswap_kohya.data.photos import HELD_OUT, Photo
 
 # ---------------------------------------------------------------- reports
 HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
@@ -133,7 +133,7 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     items = []
     source = {name: e for e in summary.entries for name in e.outputs}
     for job in jobs:
-        held = job.kind == "held out"
+        held = job.kind == HELD_OUT
         title = job.path.name + (f" ({job.kind.upper() if held else job.kind})" if job.kind else "")
         shown = job.image if job.mask is None else overlay(job.image, job.mask)
         warning = "" if job.kind and not held else at_a_glance(source[job.path.name])
