@@ -31,16 +31,18 @@ def main() -> None:
 
     import torch
     from diffusers import StableDiffusionXLPipeline
-
-    from faceswap_kohya import generate as gen
-    from faceswap_kohya import loader
     from tiny_sdxl import save_tiny_pipeline, write_kohya_lora
+
+    from faceswap_kohya.diffusion.lora import attach_lora, fuse
+    from faceswap_kohya.diffusion.pipeline import load_pipeline
+    from faceswap_kohya.diffusion.source import Settings, Source
+    from faceswap_kohya.jobs.generate import run_generate
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     os.environ.setdefault("FACESWAP_KOHYA_HOME", str(tmp / "home"))
     folder = save_tiny_pipeline(tmp / "tiny")
     prompt, seeds = "myface woman, professional portrait, soft lighting", list(range(args.images))
-    settings = gen.Settings(steps=args.steps, cfg=6.0, width=args.size, height=args.size)
+    settings = Settings(steps=args.steps, cfg=6.0, width=args.size, height=args.size)
 
     def plain():  # what a user would write with diffusers alone
         pipe = StableDiffusionXLPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
@@ -50,8 +52,8 @@ def main() -> None:
                  generator=torch.Generator("cpu").manual_seed(s)).images[0].save(tmp / f"plain-{s}.png")
 
     def ours():
-        source = gen.Source(base_model=str(folder))
-        gen.run_generate(source, [prompt], seeds, settings, tmp / "ours", no_lora=True, device="cpu",
+        source = Source(base_model=str(folder))
+        run_generate(source, [prompt], seeds, settings, tmp / "ours", no_lora=True, device="cpu",
                          show_progress=False, echo=lambda s: None)
 
     def timed(fn):
@@ -69,11 +71,11 @@ def main() -> None:
           f"({args.size}px, {args.steps} steps): ratio {ratio:.3f} (target <= 1.05) {'OK' if ratio <= 1.05 else 'SLOW'}")
 
     # fused LoRA vs base: UNet forward time, same inputs
-    base = loader.load_pipeline(str(folder), device="cpu")
-    fused = loader.load_pipeline(str(folder), device="cpu")
+    base = load_pipeline(str(folder), device="cpu")
+    fused = load_pipeline(str(folder), device="cpu")
     write_kohya_lora(fused, tmp / "myface.safetensors", conv=True)
-    loader.attach_lora(fused, tmp / "myface.safetensors")
-    loader.fuse(fused, {"myface": 0.8})
+    attach_lora(fused, tmp / "myface.safetensors")
+    fuse(fused, {"myface": 0.8})
     lat = args.size // 8
     x = torch.randn(2, 4, lat, lat)
     ctx = torch.randn(2, 77, base.unet.config.cross_attention_dim)

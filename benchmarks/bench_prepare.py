@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from skimage import data
 
-from faceswap_kohya import dataset, presets
-from faceswap_kohya.render import RunLayout
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.data import dataset
 
 N, SIZE, TARGET_S = 10, (4000, 3000), 5.0
 

@@ -14,9 +14,9 @@ import statistics
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
-from faceswap_kohya import presets, runner
+from faceswap_kohya.config import presets
+from faceswap_kohya.jobs import train as runner
 
 QUIET = ["sampling.prompts=[]", "sampling.every_n_epochs=null"]
 

@@ -1,3 +1,3 @@
-from .cli import main
+from faceswap_kohya.cli.main import main
 
 main()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from faceswap_kohya.cli import generate  # noqa: E402
+from faceswap_kohya.cli.images import generate  # noqa: E402
 
 if __name__ == "__main__":
     generate.main(args=sys.argv[1:], prog_name="generate.py")

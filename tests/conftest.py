@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixtures for every test module)
-from faceswap_kohya.presets import PROJECT_ROOT
+
+from faceswap_kohya.config.presets import PROJECT_ROOT
 
 SD_SCRIPTS = PROJECT_ROOT / "vendor" / "sd-scripts"
 KOHYA_PYTHON = PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
@@ -39,7 +39,7 @@ def photos(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def user_home(tmp_path_factory):
     """A private FACESWAP_KOHYA_HOME (config folder, hashes, caches), reusing the real offline tokenizers."""
-    from faceswap_kohya.tokenizers import ensure_tokenizers
+    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
 
     tokenizers = ensure_tokenizers()
     home = tmp_path_factory.mktemp("home")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from face_data import ONE_PERSON
 
-from faceswap_kohya import captions
+from faceswap_kohya.data import captions
 from faceswap_kohya.errors import UserError
 
 
@@ -63,8 +63,7 @@ WORDS = ["a", "woman", "girl", "sitting", "on", "bench", "with", "dog", "photo",
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory) -> Path:
     torch = pytest.importorskip("torch")
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     folder = tmp_path_factory.mktemp("tiny-blip")
     vocab = folder / "vocab.txt"
@@ -102,8 +101,9 @@ def test_blip_model_missing_is_a_clear_error(tmp_path):
 
 def test_prepare_with_blip_captions(tmp_path, tiny_blip, face_recognition_photos):
     pytest.importorskip("dlib")
-    from faceswap_kohya import dataset, presets
-    from faceswap_kohya.render import RunLayout
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.config.layout import RunLayout
+    from faceswap_kohya.data import dataset
 
     photos = tmp_path / "photos"
     photos.mkdir()

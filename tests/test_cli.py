@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from faceswap_kohya.cli import cli
+from faceswap_kohya.cli.main import cli
 
 
 @pytest.fixture

@@ -14,10 +14,15 @@ from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya
 from face_data import ONE_PERSON, SOMEONE_ELSE
 from PIL import Image
 
-from faceswap_kohya import dataset, faces, presets
-from faceswap_kohya.cli import cli
+from faceswap_kohya.cli.main import cli
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.data.dataset import layout
+from faceswap_kohya.data.images import load_rgb
+from faceswap_kohya.data.photos import crop_box, read_photo
+from faceswap_kohya.data.reports import at_a_glance
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.render import RunLayout
+from faceswap_kohya.faces import identity as faces
 
 pytest.importorskip("dlib")
 FACE_CENTRE = (223, 127)  # the astronaut's face in skimage's 512×512 portrait
@@ -35,7 +40,7 @@ def snapshot(folder: Path) -> dict:
 def run_layout(preset, tmp_path: Path):
     run = RunLayout(tmp_path / "run")
     run.root.mkdir()
-    return dataset.layout(preset, run), run
+    return layout(preset, run), run
 
 
 # ---------------------------------------------------------------- reading every kind of photo file
@@ -75,9 +80,9 @@ def test_every_format_is_read_upright_in_rgb_and_the_crop_holds_the_face(tmp_pat
     files = write_formats(astronaut, tmp_path / "formats")
     embedder = faces.get_embedder()
     for name, path in files.items():
-        rgb = dataset.load_rgb(path)
+        rgb = load_rgb(path)
         assert rgb.mode == "RGB" and rgb.size == (512, 512), name
-        photo = dataset.read_photo(path, "face", 256, 2.0, embedder)
+        photo = read_photo(path, "face", 256, 2.0, embedder)
         assert photo.status == "kept" and len(photo.faces) == 1, (name, photo.reason)
         assert photo.crop[0] <= FACE_CENTRE[0] <= photo.crop[2] and photo.crop[1] <= FACE_CENTRE[1] <= photo.crop[3], name
         face = photo.faces[0].box
@@ -89,9 +94,9 @@ def test_every_format_is_read_upright_in_rgb_and_the_crop_holds_the_face(tmp_pat
 def test_16_bit_is_rescaled_and_alpha_goes_over_white(tmp_path, astronaut):
     files = write_formats(astronaut, tmp_path / "formats")
     grey8 = np.asarray(astronaut.convert("L"), dtype=float)
-    grey16 = np.asarray(dataset.load_rgb(files["grey16.png"]), dtype=float)[:, :, 0]
+    grey16 = np.asarray(load_rgb(files["grey16.png"]), dtype=float)[:, :, 0]
     assert abs(grey16 - grey8).max() <= 1  # not clipped to white
-    alpha = np.asarray(dataset.load_rgb(files["alpha.png"]))
+    alpha = np.asarray(load_rgb(files["alpha.png"]))
     assert (alpha[:, 460:] == 255).all()  # the transparent strip is white, not black
 
 
@@ -99,16 +104,16 @@ def test_framings_never_pad_past_the_edge_and_cap_upscaling(tmp_path, astronaut)
     embedder = faces.get_embedder()
     path = tmp_path / "small.jpg"
     astronaut.resize((200, 200)).save(path, quality=95)
-    photo = dataset.read_photo(path, "head_and_shoulders", 512, 2.0, embedder)
+    photo = read_photo(path, "head_and_shoulders", 512, 2.0, embedder)
     x0, y0, x1, y1 = photo.crop
     assert 0 <= x0 < x1 <= 200 and 0 <= y0 < y1 <= 200  # inside the photo: nothing padded
     assert photo.upscale == 2.0 and photo.image.size == ((x1 - x0) * 2, (y1 - y0) * 2)
     assert any("max_upscale" in n for n in photo.notes)
-    big = dataset.read_photo(tmp_path / "small.jpg", "as_is", 128, 2.0, embedder)
+    big = read_photo(tmp_path / "small.jpg", "as_is", 128, 2.0, embedder)
     assert big.crop == (0, 0, 200, 200) and big.image.size == (128, 128)
     # a face at the very edge: the square is shifted inside, never past the edge
-    assert dataset.crop_box((1000, 800), (0, 300, 120, 420), "face") == (0, 216, 264, 480)
-    assert dataset.crop_box((300, 200), (100, 50, 200, 150), "head_and_shoulders") == (50, 0, 250, 200)
+    assert crop_box((1000, 800), (0, 300, 120, 420), "face") == (0, 216, 264, 480)
+    assert crop_box((300, 200), (100, 50, 200, 150), "head_and_shoulders") == (50, 0, 250, 200)
 
 
 def test_unreadable_files_are_named_with_the_reason(tmp_path, astronaut):
@@ -118,7 +123,7 @@ def test_unreadable_files_are_named_with_the_reason(tmp_path, astronaut):
     (folder / "text.png").write_text("not an image")
     astronaut.save(folder / "full.jpg", quality=90)
     (folder / "truncated.jpg").write_bytes((folder / "full.jpg").read_bytes()[:5000])
-    reasons = {p.name: dataset.read_photo(p, "face", 256, 2.0, faces.get_embedder()).reason
+    reasons = {p.name: read_photo(p, "face", 256, 2.0, faces.get_embedder()).reason
                for p in folder.iterdir() if p.name != "full.jpg"}
     assert reasons["empty.jpg"] == "empty file (0 bytes)"
     assert reasons["text.png"].startswith("not a readable image")
@@ -190,7 +195,7 @@ def test_prepare_a_messy_folder(tmp_path, messy_folder):
     assert SOMEONE_ELSE not in {a["from"] for a in report["augmented"]}  # never augment a photo of someone else
 
     # the contact sheet and the markdown summary name everything a person must know
-    glance = {e.source.name: dataset.at_a_glance(e) for e in summary.entries if e.status == "kept"}
+    glance = {e.source.name: at_a_glance(e) for e in summary.entries if e.status == "kept"}
     assert glance[SOMEONE_ELSE].startswith("! someone else?") and glance["obama3.jpg"] == ""
     with Image.open(run.root / "contact_sheet.png") as sheet:
         assert sheet.width >= 5 * 256 and sheet.height >= 2 * 256

@@ -13,14 +13,24 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya import evaluate as ev
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs.evaluate import evaluate_after_training, evaluate_run, plan_lora, subject_from_lora, summary_lines
+from faceswap_kohya.scoring.scores import (
+    SAMPLER,
+    References,
+    find_checkpoints,
+    load_references,
+    rank,
+    score_embedding,
+    score_image,
+    summarize,
+)
 
 
 # ---------------------------------------------------------------- known answers on fixed embeddings
 def refs_of(vectors, metric="euclidean", files=None):
     vectors = [np.asarray(v, dtype=np.float64) for v in vectors]
-    return ev.References(Path("refs"), metric, files or [f"ref{i}.png" for i in range(len(vectors))], vectors)
+    return References(Path("refs"), metric, files or [f"ref{i}.png" for i in range(len(vectors))], vectors)
 
 
 def unit(i, n=128, length=1.0):
@@ -32,15 +42,15 @@ def unit(i, n=128, length=1.0):
 def test_score_nearest_mean_face_and_copy_gap():
     refs = refs_of([np.zeros(128), unit(0, length=0.4), unit(1, length=0.4)])
     # a copy of ref0: identical to it, 0.4/3·√2 ≈ 0.1886 from the mean face → gap +0.1886
-    s = ev.score_embedding(np.zeros(128), refs)
+    s = score_embedding(np.zeros(128), refs)
     assert s == {"score": 1.0, "nearest": "ref0.png", "centroid_score": round(1 - 0.4 * np.sqrt(2) / 3, 4),
                  "copy_gap": round(0.4 * np.sqrt(2) / 3, 4)}
     # a face at the mean: as close to the person as a whole as possible → a negative gap
-    s = ev.score_embedding(refs.centroid, refs)
+    s = score_embedding(refs.centroid, refs)
     assert s["centroid_score"] == 1.0 and s["copy_gap"] < 0 and s["score"] == round(1 - 0.4 * np.sqrt(2) / 3, 4)
     # cosine embedders: the mean of unit vectors; score = cosine to the nearest
     crefs = refs_of([unit(0), unit(1)], "cosine")
-    s = ev.score_embedding(unit(1, length=5.0), crefs)
+    s = score_embedding(unit(1, length=5.0), crefs)
     assert s["score"] == 1.0 and s["nearest"] == "ref1.png" and s["centroid_score"] == round(1 / np.sqrt(2), 4)
 
 
@@ -54,13 +64,13 @@ def image(score, nearest="a.png", gap=0.0, p=1, seed=1):
 
 
 def test_summary_counts_no_face_and_never_drops_it():
-    s = ev.summarize([image(0.5, "a.png", 0.1), image(None), image(0.7, "b.png", -0.1), image(0.6, "a.png"), image(None)])
+    s = summarize([image(0.5, "a.png", 0.1), image(None), image(0.7, "b.png", -0.1), image(0.6, "a.png"), image(None)])
     assert (s["images"], s["faces"], s["no_face"]) == (5, 3, 2)
     assert s["mean"] == 0.6 and s["std"] == round(np.std([0.5, 0.7, 0.6]), 4) == 0.0816
     assert (s["min"], s["max"]) == (0.5, 0.7)
     assert s["copy_gap_mean"] == 0.0 and s["centroid_mean"] == 0.6
     assert s["nearest_counts"] == {"a.png": 2, "b.png": 1}
-    empty = ev.summarize([image(None), image(None)])
+    empty = summarize([image(None), image(None)])
     assert (empty["faces"], empty["no_face"], empty["mean"], empty["std"]) == (0, 2, None, None)
 
 
@@ -69,7 +79,7 @@ def checkpoint(label, scores, file=True):
     for im in images:
         im["file"] = f"images/{label}-{im['seed']}.png"
     return {"label": label, "file": f"model/{label}.safetensors" if file else None, "images": images,
-            "summary": ev.summarize(images)}
+            "summary": summarize(images)}
 
 
 def test_ranking_ties_go_to_the_earlier_epoch_and_top3_is_ordered():
@@ -78,17 +88,17 @@ def test_ranking_ties_go_to_the_earlier_epoch_and_top3_is_ordered():
                checkpoint("epoch 2", [0.6, 0.4]),     # mean 0.5
                checkpoint("epoch 3", [0.5, 0.5]),     # mean 0.5: a tie → epoch 2 wins
                checkpoint("final", [0.45, 0.2])]
-    best, top = ev.rank(entries)
+    best, top = rank(entries)
     assert best["label"] == "epoch 2"
     assert [(t["checkpoint"], t["score"]) for t in top] == [("epoch 2", 0.6), ("epoch 3", 0.5), ("epoch 3", 0.5)]
     assert top[1]["file"] == "images/epoch 3-0.png"  # equal scores keep generation order
     # equal scores across checkpoints: the earlier one first
-    best, top = ev.rank([checkpoint("epoch 1", [0.7]), checkpoint("epoch 2", [0.7]), checkpoint("final", [0.9, 0.7])])
+    best, top = rank([checkpoint("epoch 1", [0.7]), checkpoint("epoch 2", [0.7]), checkpoint("final", [0.9, 0.7])])
     assert best["label"] == "final" and [t["checkpoint"] for t in top] == ["final", "epoch 1", "epoch 2"]
 
 
 def test_no_face_anywhere_means_no_best_and_no_top():
-    best, top = ev.rank([checkpoint("base", [0.4], file=False), checkpoint("epoch 1", [None, None])])
+    best, top = rank([checkpoint("base", [0.4], file=False), checkpoint("epoch 1", [None, None])])
     assert best is None and top == []
 
 
@@ -96,10 +106,10 @@ def test_checkpoints_are_found_in_training_order(tmp_path):
     for name in ["myface.safetensors", "myface-000010.safetensors", "myface-000002.safetensors",
                  "myface-000001.safetensors", "other-000001.safetensors", "myface-old.bin"]:
         (tmp_path / name).write_bytes(b"x")
-    found = ev.find_checkpoints(tmp_path, "myface")
+    found = find_checkpoints(tmp_path, "myface")
     assert [c.label for c in found] == ["epoch 1", "epoch 2", "epoch 10", "final"]
     assert [c.slug for c in found] == ["e000001", "e000002", "e000010", "final"]
-    assert ev.find_checkpoints(tmp_path / "missing", "myface") == []
+    assert find_checkpoints(tmp_path / "missing", "myface") == []
 
 
 # ---------------------------------------------------------------- real faces through the same scoring
@@ -112,7 +122,7 @@ def grace_hopper():
 @pytest.fixture(scope="module")
 def embedder():
     pytest.importorskip("dlib")
-    from faceswap_kohya.faces import get_embedder
+    from faceswap_kohya.faces.identity import get_embedder
 
     return get_embedder("dlib")
 
@@ -123,23 +133,23 @@ def test_real_faces_score_as_the_same_person_and_no_face_is_counted(astronaut, e
     astronaut.crop((0, 0, 512, 512)).save(refs_dir / "a.jpg", quality=92)
     astronaut.crop((100, 0, 400, 300)).resize((450, 450)).save(refs_dir / "b.jpg", quality=92)
     Image.new("RGB", (200, 200), "gray").save(refs_dir / "blank.png")  # no face: listed, not used
-    refs = ev.load_references(refs_dir, embedder)
+    refs = load_references(refs_dir, embedder)
     assert refs.files == ["a.jpg", "b.jpg"]
     assert {"file": "blank.png", "error": "no face"} in refs.entries
 
     generated = [ImageOps.mirror(astronaut), ImageEnhance.Brightness(astronaut).enhance(1.4),
                  astronaut.resize((400, 400)), ImageEnhance.Color(astronaut).enhance(0.0),
                  Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))]
-    scored = [ev.score_image(im, refs, embedder) for im in generated]
+    scored = [score_image(im, refs, embedder) for im in generated]
     assert all(s["score"] > 0.6 and s["nearest"] in refs.files for s in scored[:4]), scored
     assert scored[4] == {"face_box": None, "error": "no face"}
-    summary = ev.summarize(scored)
+    summary = summarize(scored)
     assert (summary["faces"], summary["no_face"]) == (4, 1) and summary["mean"] > 0.6
     # someone else scores clearly lower than every variant of the same person
-    other = ev.score_image(grace_hopper(), refs, embedder)
+    other = score_image(grace_hopper(), refs, embedder)
     assert other["score"] < min(s["score"] for s in scored[:4]) - 0.2
     # the stored embedding gives back the stored score
-    again = ev.score_embedding(np.asarray(scored[0]["embedding"]), refs)
+    again = score_embedding(np.asarray(scored[0]["embedding"]), refs)
     assert abs(again["score"] - scored[0]["score"]) < 1e-4
 
 
@@ -150,8 +160,8 @@ def test_a_copy_of_one_training_photo_shows_a_copy_gap(astronaut, embedder, tmp_
     refs_dir.mkdir()
     astronaut.save(refs_dir / "astronaut.png")
     grace_hopper().save(refs_dir / "hopper.png")
-    refs = ev.load_references(refs_dir, embedder)
-    copy = ev.score_image(astronaut, refs, embedder)
+    refs = load_references(refs_dir, embedder)
+    copy = score_image(astronaut, refs, embedder)
     assert copy["nearest"] == "astronaut.png" and copy["score"] > 0.95
     assert copy["copy_gap"] > 0.2 and copy["copy_gap"] == round(copy["score"] - copy["centroid_score"], 4)
 
@@ -160,10 +170,10 @@ def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
     (tmp_path / "refs").mkdir()
     Image.new("RGB", (200, 200), "gray").save(tmp_path / "refs" / "blank.png")
     with pytest.raises(UserError, match=r"no face found in any of its 1 photos \(blank.png \(no face\)\)"):
-        ev.load_references(tmp_path / "refs", embedder)
+        load_references(tmp_path / "refs", embedder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no photos in this folder"):
-        ev.load_references(tmp_path / "empty", embedder)
+        load_references(tmp_path / "empty", embedder)
 
 
 # ---------------------------------------------------------------- the loop, on a tiny real pipeline
@@ -172,10 +182,10 @@ def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
 def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface-000002", "myface"), **evaluate):
     """A run folder as `train` leaves it: preset.yaml, the training photos in img/, LoRAs in model/."""
     from skimage import data
-
-    from faceswap_kohya import presets
-    from faceswap_kohya.schema import Preset
     from tiny_sdxl import write_kohya_lora
+
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.config.schema import Preset
 
     run = root / "myface" / "20260101-120000"
     preset = Preset.model_validate({
@@ -197,12 +207,13 @@ def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, user_home):
-    from faceswap_kohya import loader
     from tiny_sdxl import save_tiny_pipeline
+
+    from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     root = tmp_path_factory.mktemp("tiny")
     folder = save_tiny_pipeline(root / "tiny-sdxl")
-    return folder, loader.load_pipeline(str(folder), device="cpu")
+    return folder, load_pipeline(str(folder), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +222,7 @@ def evaluated(tiny, tmp_path_factory):
     folder, pipe = tiny
     run = make_run(tmp_path_factory.mktemp("runs"), folder, pipe)
     lines = []
-    result = ev.evaluate_run(run, echo=lines.append, device="cpu")
+    result = evaluate_run(run, echo=lines.append, device="cpu")
     return run, result, lines
 
 
@@ -233,7 +244,7 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
         assert all((result.folder / im["file"]).is_file() for im in c["images"])
     assert s["best"] is None and s["top"] == [] and s["base"] == s["checkpoints"][0]["summary"]
     assert "epoch 1: no face found (2 images)" in lines
-    assert "best checkpoint: none (no face was found in any LoRA image)" in ev.summary_lines(result)
+    assert "best checkpoint: none (no face was found in any LoRA image)" in summary_lines(result)
 
 
 def test_images_carry_parameters_and_each_checkpoint_changes_them(evaluated):
@@ -249,14 +260,16 @@ def test_images_carry_parameters_and_each_checkpoint_changes_them(evaluated):
 
 def test_switching_adapters_leaves_no_trace_of_the_previous_checkpoint(evaluated, tiny):
     """The final checkpoint's images, made after three other adapter switches, equal a fresh pipeline's."""
-    from faceswap_kohya import loader
-    from faceswap_kohya.generate import generate_images, set_sampler
+    from faceswap_kohya.diffusion.images import generate_images
+    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.pipeline import load_pipeline
+    from faceswap_kohya.diffusion.prompts import set_sampler
 
     run, result, _ = evaluated
     folder, _ = tiny
-    fresh = loader.load_pipeline(str(folder), device="cpu")
-    set_sampler(fresh, ev.SAMPLER)
-    loader.attach_lora(fresh, run / "model" / "myface.safetensors")
+    fresh = load_pipeline(str(folder), device="cpu")
+    set_sampler(fresh, SAMPLER)
+    attach_lora(fresh, run / "model" / "myface.safetensors")
     (img,) = generate_images(fresh, ["myface woman, outdoors"], [7], 2, 5.0, 64, 64, "lowres, blurry, deformed")
     saved = np.asarray(Image.open(result.folder / "images" / "final-p2-s7.png"))
     assert np.array_equal(np.asarray(img), saved)
@@ -283,28 +296,28 @@ def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder
     refs_dir = tmp_path / "refs"
     refs_dir.mkdir()
     astronaut.save(refs_dir / "a.png")
-    refs = ev.load_references(refs_dir, embedder)
+    refs = load_references(refs_dir, embedder)
     variants = {"epoch 1": [astronaut.resize((400, 400)), Image.new("RGB", (64, 64), "gray")],
                 "final": [ImageOps.mirror(astronaut), ImageEnhance.Brightness(astronaut).enhance(0.7)]}
     entries = [{"label": "base", "file": None, "images": [{"file": "x", "p": 1, "prompt": "p", "seed": 1,
-                                                            **ev.score_image(grace_hopper(), refs, embedder)}]}]
+                                                            **score_image(grace_hopper(), refs, embedder)}]}]
     for label, ims in variants.items():
         entries.append({"label": label, "file": f"{label}.safetensors",
                         "images": [{"file": f"{label}-{i}.png", "p": 1, "prompt": "p", "seed": i,
-                                    **ev.score_image(im, refs, embedder)} for i, im in enumerate(ims)]})
+                                    **score_image(im, refs, embedder)} for i, im in enumerate(ims)]})
     for e in entries:
-        e["summary"] = ev.summarize(e["images"])
+        e["summary"] = summarize(e["images"])
     stored = json.loads(json.dumps({"checkpoints": entries, "references": {
         "embeddings": {f: [round(float(x), 6) for x in v] for f, v in zip(refs.files, refs.vectors)}}}))
     for e in stored["checkpoints"]:
-        assert ev.summarize(e["images"]) == e["summary"]
+        assert summarize(e["images"]) == e["summary"]
         for im in e["images"]:
             if im.get("score") is None:
                 continue
-            again = ev.score_embedding(np.asarray(im["embedding"]), refs_of(
+            again = score_embedding(np.asarray(im["embedding"]), refs_of(
                 list(stored["references"]["embeddings"].values()), files=list(stored["references"]["embeddings"])))
             assert abs(again["score"] - im["score"]) < 2e-4 and again["nearest"] == im["nearest"]
-    best, top = ev.rank(stored["checkpoints"])
+    best, top = rank(stored["checkpoints"])
     assert entries[1]["summary"]["no_face"] == 1 and best["label"] in ("epoch 1", "final")
     assert best["summary"]["mean"] == max(entries[1]["summary"]["mean"], entries[2]["summary"]["mean"])
     assert len(top) == 3 and [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
@@ -312,7 +325,7 @@ def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder
 
 
 def test_cli_writes_a_new_folder_each_time_and_names_the_report(tiny, tmp_path):
-    from faceswap_kohya.cli import cli
+    from faceswap_kohya.cli.main import cli
 
     folder, pipe = tiny
     run = make_run(tmp_path, folder, pipe, checkpoints=("myface",), prompts=["{trigger} {class}, portrait"])
@@ -329,7 +342,7 @@ def test_cli_writes_a_new_folder_each_time_and_names_the_report(tiny, tmp_path):
 
 
 def test_bad_input_is_one_clear_message(tiny, tmp_path):
-    from faceswap_kohya.cli import cli
+    from faceswap_kohya.cli.main import cli
 
     folder, pipe = tiny
     run = make_run(tmp_path, folder, pipe, checkpoints=())
@@ -351,23 +364,23 @@ def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, 
     folder, pipe = tiny
     run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="insightface")
     with pytest.raises(UserError, match="insightface"):
-        ev.evaluate_run(run)
+        evaluate_run(run)
     run = make_run(tmp_path / "b", folder, pipe, checkpoints=("myface",))
     faceless = tmp_path / "faceless"
     faceless.mkdir()
     Image.new("RGB", (120, 120), "gray").save(faceless / "x.png")
     with pytest.raises(UserError, match="no face found in any of its 1 photos"):
-        ev.evaluate_run(run, refs=faceless)
+        evaluate_run(run, refs=faceless)
     assert not (run / "eval").exists()  # nothing was generated or written
 
 
 def test_train_runs_it_only_when_enabled_and_a_failure_keeps_the_training(tiny, tmp_path):
     folder, pipe = tiny
     off = make_run(tmp_path / "off", folder, pipe, checkpoints=("myface",))
-    assert ev.evaluate_after_training(off, echo=lambda m: None) is None and not (off / "eval").exists()
+    assert evaluate_after_training(off, echo=lambda m: None) is None and not (off / "eval").exists()
     broken = make_run(tmp_path / "on", folder, pipe, checkpoints=(), enabled=True)
     lines = []
-    assert ev.evaluate_after_training(broken, echo=lines.append) is None
+    assert evaluate_after_training(broken, echo=lines.append) is None
     assert any(ln.startswith("evaluation failed:") and f"faceswap-kohya evaluate {broken}" in ln for ln in lines)
 
 
@@ -381,8 +394,8 @@ def test_a_lora_file_with_its_subject_in_the_metadata(tiny, tmp_path):
     path = tmp_path / "l.safetensors"
     write_kohya_lora(pipe, path)
     save_file(load_file(str(path)), str(path), metadata={"ss_dataset_dirs": json.dumps({"10_sks man": {"n_repeats": 10}})})
-    assert ev.subject_from_lora(path) == ("sks", "man")
+    assert subject_from_lora(path) == ("sks", "man")
     (tmp_path / "refs").mkdir()
-    plan = ev.plan_lora(path, tmp_path / "refs", str(folder), size=64)
+    plan = plan_lora(path, tmp_path / "refs", str(folder), size=64)
     assert plan.prompts[0].startswith("sks man, ") and [c.path for c in plan.checkpoints] == [path]
     assert plan.out_parent == Path.cwd() / "eval" and plan.width == 64

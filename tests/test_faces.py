@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from face_data import ONE_PERSON, SOMEONE_ELSE
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya import faces
-from faceswap_kohya.cli import cli
+from faceswap_kohya.cli.main import cli
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.detect import detect, model_file
+from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, distance, get_embedder, identity_score, median_scores, similarity
 
 pytest.importorskip("dlib")
 ASTRONAUT_FACE_CENTRE = (223, 127)  # her face in skimage's 512×512 astronaut portrait
@@ -25,11 +26,11 @@ def inside(point, box, slack=0):
 
 @pytest.fixture(scope="module")
 def embedder():
-    return faces.get_embedder("dlib")
+    return get_embedder("dlib")
 
 
 def test_finds_the_astronaut_face_with_landmarks(astronaut):
-    found = faces.detect(astronaut)
+    found = detect(astronaut)
     assert len(found) == 1
     face = found[0]
     assert inside(ASTRONAUT_FACE_CENTRE, face.box)
@@ -41,7 +42,7 @@ def test_boxes_are_in_the_pixels_of_a_large_photo(astronaut):
     """Detection runs on a ≤640 px copy; the box comes back in the 12 MP photo's pixels."""
     big = Image.new("RGB", (4000, 3000), (90, 110, 130))
     big.paste(astronaut.resize((2400, 2400)), (800, 300))
-    (face,) = faces.detect(big)
+    (face,) = detect(big)
     cx, cy = 800 + ASTRONAUT_FACE_CENTRE[0] * 2400 / 512, 300 + ASTRONAUT_FACE_CENTRE[1] * 2400 / 512
     assert inside((cx, cy), face.box)
     assert 300 < face.width < 700
@@ -49,8 +50,8 @@ def test_boxes_are_in_the_pixels_of_a_large_photo(astronaut):
 
 def test_no_face_in_noise_or_a_flat_image():
     rng = np.random.default_rng(0)
-    assert faces.detect(Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))) == []
-    assert faces.detect(Image.new("RGB", (200, 200), "gray")) == []
+    assert detect(Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))) == []
+    assert detect(Image.new("RGB", (200, 200), "gray")) == []
 
 
 def test_embedding_is_none_without_a_face(embedder):
@@ -75,37 +76,37 @@ def test_edits_of_one_photo_score_as_the_same_person(astronaut, embedder):
         "jpeg q20": _jpeg(astronaut, 20),
     }
     for name, image in variants.items():
-        score, nearest = faces.identity_score(embedder.embed(image), [ref])
+        score, nearest = identity_score(embedder.embed(image), [ref])
         assert score > 0.6 and nearest == 0, (name, score)
 
 
 def test_one_person_across_photos_and_someone_else(face_recognition_photos, embedder):
-    from faceswap_kohya.dataset import load_rgb
+    from faceswap_kohya.data.images import load_rgb
 
     vectors = {n: embedder.embed(load_rgb(face_recognition_photos / n)) for n in ONE_PERSON + [SOMEONE_ELSE]}
     assert all(v is not None for v in vectors.values())
-    same = [faces.similarity(vectors[a], vectors[b]) for a in ONE_PERSON for b in ONE_PERSON if a < b]
-    other = [faces.similarity(vectors[SOMEONE_ELSE], vectors[a]) for a in ONE_PERSON]
-    assert min(same) > faces.SAME_PERSON_SCORE > max(other)
+    same = [similarity(vectors[a], vectors[b]) for a in ONE_PERSON for b in ONE_PERSON if a < b]
+    other = [similarity(vectors[SOMEONE_ELSE], vectors[a]) for a in ONE_PERSON]
+    assert min(same) > SAME_PERSON_SCORE > max(other)
     # the odd one out in a set has the lowest median score, under the threshold; the rest are above
     names = ONE_PERSON + [SOMEONE_ELSE]
-    medians = dict(zip(names, faces.median_scores([vectors[n] for n in names])))
-    assert medians[SOMEONE_ELSE] < faces.SAME_PERSON_SCORE < min(medians[n] for n in ONE_PERSON)
+    medians = dict(zip(names, median_scores([vectors[n] for n in names])))
+    assert medians[SOMEONE_ELSE] < SAME_PERSON_SCORE < min(medians[n] for n in ONE_PERSON)
 
 
 # ---------------------------------------------------------------- scores on fixed vectors (known answers)
 def test_distance_and_score_known_answers():
     a, b, c = np.zeros(128), np.zeros(128), np.zeros(128)
     b[0], c[0] = 0.3, 2.0
-    assert faces.distance(a, b) == pytest.approx(0.3)
-    assert faces.similarity(a, b) == pytest.approx(0.7)
-    assert faces.similarity(a, c) == 0.0  # clipped, never negative
-    assert faces.identity_score(a, [c, b]) == (pytest.approx(0.7), 1)
+    assert distance(a, b) == pytest.approx(0.3)
+    assert similarity(a, b) == pytest.approx(0.7)
+    assert similarity(a, c) == 0.0  # clipped, never negative
+    assert identity_score(a, [c, b]) == (pytest.approx(0.7), 1)
     u, v = np.array([1.0, 0.0]), np.array([1.0, 1.0])
-    assert faces.distance(u, v, "cosine") == pytest.approx(1 - 2 ** -0.5)
-    assert faces.identity_score(u, [np.array([-1.0, 0.0]), v], metric="cosine") == (pytest.approx(2 ** -0.5), 1)
+    assert distance(u, v, "cosine") == pytest.approx(1 - 2 ** -0.5)
+    assert identity_score(u, [np.array([-1.0, 0.0]), v], metric="cosine") == (pytest.approx(2 ** -0.5), 1)
     with pytest.raises(ValueError):
-        faces.identity_score(a, [])
+        identity_score(a, [])
 
 
 def test_median_scores_pick_the_odd_one_out():
@@ -113,22 +114,22 @@ def test_median_scores_pick_the_odd_one_out():
     close = [base + d for d in (0.0, 0.01, 0.02, 0.015)]
     far = base.copy()
     far[0] = 0.9
-    medians = faces.median_scores(close + [far])
+    medians = median_scores(close + [far])
     assert medians[-1] == pytest.approx(1 - 0.9 + 0.01, abs=0.02) and min(medians[:-1]) > 0.8
-    assert faces.median_scores(close[:2]) == []
+    assert median_scores(close[:2]) == []
 
 
 def test_unavailable_embedders_say_what_to_do(tmp_path):
     with pytest.raises(UserError, match="unknown face embedder"):
-        faces.get_embedder("facenet")
+        get_embedder("facenet")
     with pytest.raises(UserError, match="insightface"):
-        faces.get_embedder("insightface", str(tmp_path))
+        get_embedder("insightface", str(tmp_path))
 
 
 def test_model_files_are_found_without_importing_their_package():
     import sys
 
-    assert faces.model_file("dlib_face_recognition_resnet_model_v1.dat").stat().st_size > 1_000_000
+    assert model_file("dlib_face_recognition_resnet_model_v1.dat").stat().st_size > 1_000_000
     assert "face_recognition_models" not in sys.modules
 
 
@@ -145,7 +146,7 @@ def test_identity_cli_scores_a_set_against_references(tmp_path, face_recognition
     out = json.loads(r.output)
     assert out["embedder"] == "dlib-resnet-128" and len(out["references"]) == 2
     same, other, flat = out["images"]
-    assert same["score"] > faces.SAME_PERSON_SCORE > other["score"]
+    assert same["score"] > SAME_PERSON_SCORE > other["score"]
     assert same["nearest"] in ("obama.jpg", "obama3.jpg") and len(same["face_box"]) == 4
     assert flat == {"file": str(tmp_path / "flat.png"), "error": "no face"}
 

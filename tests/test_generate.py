@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from faceswap_kohya.diffusion.prompts import a1111_to_compel, check_size, parse_tags, read_prompts_file
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.generate import a1111_to_compel, check_size, parse_tags, read_prompts_file
 
 FAST = ["--size", "64", "--steps", "2", "--cfg", "5", "-q"]
 
@@ -56,9 +56,11 @@ def test_prompts_file_and_sizes(tmp_path):
 def run_dir(tmp_path_factory):
     """A run folder as `train` leaves it: preset.yaml and model/ with the final LoRA and a checkpoint."""
     pytest.importorskip("diffusers")
-    from faceswap_kohya import loader, presets
-    from faceswap_kohya.schema import Preset
     from tiny_sdxl import save_tiny_pipeline, write_kohya_lora
+
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.config.schema import Preset
+    from faceswap_kohya.diffusion import pipeline as loader
 
     root = tmp_path_factory.mktemp("runs")
     tiny = save_tiny_pipeline(root / "tiny-sdxl")
@@ -77,7 +79,7 @@ def run_dir(tmp_path_factory):
 
 
 def cli(*args):
-    from faceswap_kohya.cli import cli as group
+    from faceswap_kohya.cli.main import cli as group
 
     result = CliRunner().invoke(group, [str(a) for a in args])
     return result
@@ -211,7 +213,7 @@ def test_standalone_script_is_the_same_command(run_dir, tmp_path):
     import subprocess
     import sys
 
-    from faceswap_kohya.presets import PROJECT_ROOT
+    from faceswap_kohya.config.presets import PROJECT_ROOT
 
     proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "generate.py"), str(run_dir), "myface woman",
                            "--seed", "3", "-o", str(tmp_path), *FAST], capture_output=True, text=True)

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from faceswap_kohya import render
-from faceswap_kohya.cli import cli
+from faceswap_kohya.cli.main import cli
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.config.presets import validate
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya_import import (
-    Refused, export_gui, import_file, import_preset, load_any, parse_cli_args, write_export,
-)
-from faceswap_kohya.presets import validate
+from faceswap_kohya.kohya.export import export_gui, write_export
+from faceswap_kohya.kohya.import_report import Refused, parse_cli_args
+from faceswap_kohya.kohya.importer import import_file, import_preset, load_any
+from faceswap_kohya.kohya.render import dataset_config, train_config
+from faceswap_kohya.kohya.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "kohya"
@@ -110,11 +112,11 @@ def kohya_ss_args(gui: dict) -> dict:
 
 def ours(preset) -> dict:
     """The rendered TOMLs flattened as sd-scripts reads them, then the command-line extra args."""
-    run = render.RunLayout(Path("/run"))
+    run = RunLayout(Path("/run"))
     args = {}
-    for section in render.train_config(preset, run, "model").values():
+    for section in train_config(preset, run, "model").values():
         args |= section
-    ds = render.dataset_config(preset, run)
+    ds = dataset_config(preset, run)
     args |= ds["general"] | {k: v for k, v in ds["datasets"][0].items() if k != "subsets"}
     args |= {k: v for k, v in ds["datasets"][0]["subsets"][0].items() if k not in ("image_dir", "class_tokens", "num_repeats")}
     args["train_batch_size"] = args.pop("batch_size")
@@ -190,7 +192,7 @@ def test_shared_sdxl_presets_import_with_complete_report(path):
     preset, report = import_preset(path)
     assert set(gui) == report.keys(), "every key of the file is in the report, and nothing else"
     assert all(e.detail for e in report.entries)
-    assert render.train_config(preset, render.RunLayout(Path("/run")), "m")["network"]["network_dim"] == int(gui["network_dim"])
+    assert train_config(preset, RunLayout(Path("/run")), "m")["network"]["network_dim"] == int(gui["network_dim"])
     assert_same_training(gui, preset)
 
 
@@ -329,7 +331,7 @@ def test_export_then_import_gives_the_same_preset(src, fmt, tmp_path):
 
 
 def test_export_of_a_shipped_preset_round_trips(tmp_path):
-    from faceswap_kohya.presets import load
+    from faceswap_kohya.config.presets import load
 
     preset, _ = load("face-24gb")
     for fmt in ("sd-scripts", "kohya-gui"):
@@ -365,7 +367,7 @@ def test_load_any_imports_kohya_files_on_the_fly():
 
 
 def test_train_refuses_lycoris_when_the_trainer_lacks_it():
-    from faceswap_kohya.kohya_import import lycoris_available
+    from faceswap_kohya.kohya.import_report import lycoris_available
 
     if lycoris_available() is not False:
         pytest.skip("needs a trainer venv without lycoris-lora")
@@ -374,7 +376,7 @@ def test_train_refuses_lycoris_when_the_trainer_lacks_it():
 
 
 # ---------------------------------------------------------------- sd-scripts' own checks
-TRAINER = render.Trainer.of(validate({"base_model": "x"}, "t"))
+TRAINER = Trainer.of(validate({"base_model": "x"}, "t"))
 needs_sd_scripts = pytest.mark.skipif(not (TRAINER.script.is_file() and TRAINER.python.is_file()),
                                       reason="needs vendor/sd-scripts and .venv-kohya")
 
@@ -383,7 +385,7 @@ needs_sd_scripts = pytest.mark.skipif(not (TRAINER.script.is_file() and TRAINER.
 @pytest.mark.parametrize("src", [DATA / "face_gui.json", DATA / "loha_gui.json", DATA / "colab_config.toml"]
                          + [p for p in SDXL_SHARED if "1 image" in p.name or "dogu_cat" in p.name], ids=lambda p: p.stem)
 def test_rendered_imports_pass_sd_scripts_checks(src):
-    from faceswap_kohya.kohya_check import check_rendered
+    from faceswap_kohya.kohya.check import check_rendered
 
     preset, _ = import_preset(src, DATA / "colab_dataset.toml" if src.name == "colab_config.toml" else None)
     result = check_rendered(preset)

@@ -9,12 +9,11 @@ import pytest
 
 pytest.importorskip("diffusers")
 import torch  # noqa: E402
-
-from faceswap_kohya import loader  # noqa: E402
-from faceswap_kohya.errors import UserError  # noqa: E402
 from tiny_sdxl import kohya_modules, save_tiny_pipeline, write_kohya_lora  # noqa: E402
 
-
+from faceswap_kohya.diffusion.lora import _all_adapters, attach_lora, fuse, read_lora_modules, set_weights
+from faceswap_kohya.diffusion.pipeline import SDXL_CONFIG, config_folder, load_pipeline, pick_dtype, resolve_base
+from faceswap_kohya.errors import UserError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pipe(tiny):
-    return loader.load_pipeline(str(tiny), device="cpu")
+    return load_pipeline(str(tiny), device="cpu")
 
 
 def image(pipe, seed=1, prompt="myface woman, portrait"):
@@ -41,7 +40,7 @@ def test_shipped_sdxl_config_is_the_real_sdxl_base():
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    folder = loader.SDXL_CONFIG
+    folder = SDXL_CONFIG
     unet = json.loads((folder / "unet" / "config.json").read_text())
     te1 = json.loads((folder / "text_encoder" / "config.json").read_text())
     te2 = json.loads((folder / "text_encoder_2" / "config.json").read_text())
@@ -55,7 +54,7 @@ def test_shipped_sdxl_config_is_the_real_sdxl_base():
 def test_config_folder_has_offline_tokenizers(user_home):
     from transformers import CLIPTokenizer
 
-    folder = loader.config_folder()
+    folder = config_folder()
     assert folder.is_relative_to(user_home)
     for sub in ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json", "vae/config.json"):
         assert (folder / sub).is_file()
@@ -68,31 +67,31 @@ def test_config_folder_has_offline_tokenizers(user_home):
 
 def test_base_model_errors(tmp_path, user_home):
     with pytest.raises(UserError, match="does not exist"):
-        loader.resolve_base(str(tmp_path / "missing.safetensors"))
+        resolve_base(str(tmp_path / "missing.safetensors"))
     with pytest.raises(UserError, match="does not exist"):
-        loader.resolve_base("./models/sdxl")  # local-looking, never sent to the hub
+        resolve_base("./models/sdxl")  # local-looking, never sent to the hub
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="not a checkpoint"):
-        loader.resolve_base(str(tmp_path / "notes.txt"))
+        resolve_base(str(tmp_path / "notes.txt"))
     with pytest.raises(UserError, match="no model_index.json"):
-        loader.resolve_base(str(tmp_path))
+        resolve_base(str(tmp_path))
     with pytest.raises(UserError, match="check-model"):
-        loader.resolve_base("builtin:pipeline-check")
-    assert loader.resolve_base("stabilityai/stable-diffusion-xl-base-1.0") == ("hub", "stabilityai/stable-diffusion-xl-base-1.0")
+        resolve_base("builtin:pipeline-check")
+    assert resolve_base("stabilityai/stable-diffusion-xl-base-1.0") == ("hub", "stabilityai/stable-diffusion-xl-base-1.0")
 
 
 def test_truncated_base_file_is_a_clear_error(tmp_path, user_home):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
     with pytest.raises(UserError, match="cannot load it as an SDXL pipeline"):
-        loader.load_pipeline(str(bad), device="cpu")
+        load_pipeline(str(bad), device="cpu")
 
 
 def test_cpu_defaults_to_fp32(pipe):
     assert pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
-    assert loader.pick_dtype("cpu", "bf16") == torch.bfloat16
+    assert pick_dtype("cpu", "bf16") == torch.bfloat16
     with pytest.raises(UserError, match="fp32, fp16, bf16"):
-        loader.pick_dtype("cpu", "int8")
+        pick_dtype("cpu", "int8")
 
 
 # ---------------------------------------------------------------- Kohya names
@@ -116,8 +115,8 @@ def test_every_module_attaches_and_changes_the_image(pipe, tmp_path, layout, con
     path = tmp_path / "myface.safetensors"
     tensors = write_kohya_lora(pipe, path, conv=conv, layout=layout)
     base = image(pipe)
-    n = loader.attach_lora(pipe, path, weight=1.0)
-    assert n == len(tensors) // 3 == len(loader.read_lora_modules(path))
+    n = attach_lora(pipe, path, weight=1.0)
+    assert n == len(tensors) // 3 == len(read_lora_modules(path))
     assert n > (250 if conv else 150)
     assert abs(image(pipe) - base).mean() > 1e-3
 
@@ -130,7 +129,7 @@ def test_per_layer_delta_is_weight_times_alpha_over_rank(pipe, tmp_path):
     x = torch.randn(2, layer.in_features)
     with torch.no_grad():
         base = layer(x)
-        loader.attach_lora(pipe, path, weight=0.7)
+        attach_lora(pipe, path, weight=0.7)
         got = pipe.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_k(x)
         delta = x @ tensors[f"{name}.lora_down.weight"].T @ tensors[f"{name}.lora_up.weight"].T
     torch.testing.assert_close(got, base + 0.7 * (2.0 / 4) * delta, rtol=1e-5, atol=1e-5)
@@ -140,9 +139,9 @@ def test_image_change_grows_with_weight(pipe, tmp_path):
     path = tmp_path / "a.safetensors"
     write_kohya_lora(pipe, path)
     base = image(pipe)
-    loader.attach_lora(pipe, path, weight=0.3)
+    attach_lora(pipe, path, weight=0.3)
     small = abs(image(pipe) - base).mean()
-    loader.set_weights(pipe, {"a": 1.0})
+    set_weights(pipe, {"a": 1.0})
     big = abs(image(pipe) - base).mean()
     assert 0 < small < big
 
@@ -151,8 +150,8 @@ def test_two_loras_combine(pipe, tmp_path):
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     ta = write_kohya_lora(pipe, a, seed=1)
     tb = write_kohya_lora(pipe, b, seed=2, text_encoders=False)
-    loader.attach_lora(pipe, a, weight=0.5)
-    loader.attach_lora(pipe, b, weight=0.8)
+    attach_lora(pipe, a, weight=0.5)
+    attach_lora(pipe, b, weight=0.8)
     assert set(pipe.fsk_loras) == {"a", "b"}
     name = "lora_unet_output_blocks_3_1_transformer_blocks_0_attn1_to_v"
     layer = pipe.unet.up_blocks[1].attentions[0].transformer_blocks[0].attn1.to_v
@@ -169,37 +168,37 @@ def test_two_loras_combine(pipe, tmp_path):
 
 def test_fused_matches_unfused_and_weight_zero_is_near_the_base(tiny, tmp_path):
     path = tmp_path / "myface.safetensors"
-    p1 = loader.load_pipeline(str(tiny), device="cpu")
+    p1 = load_pipeline(str(tiny), device="cpu")
     write_kohya_lora(p1, path, conv=True)
     base = image(p1)
-    loader.attach_lora(p1, path, weight=0.8)
+    attach_lora(p1, path, weight=0.8)
     unfused = image(p1)
-    p2 = loader.load_pipeline(str(tiny), device="cpu")
-    loader.attach_lora(p2, path)
-    loader.fuse(p2, {"myface": 0.8})
-    assert not loader._all_adapters(p2)  # merged into the weights, no adapter layers left
+    p2 = load_pipeline(str(tiny), device="cpu")
+    attach_lora(p2, path)
+    fuse(p2, {"myface": 0.8})
+    assert not _all_adapters(p2)  # merged into the weights, no adapter layers left
     fused = image(p2)
     assert abs(fused - unfused).max() < 1e-4 and abs(fused - base).mean() > 1e-3
-    p3 = loader.load_pipeline(str(tiny), device="cpu")
-    loader.attach_lora(p3, path)
-    loader.fuse(p3, {"myface": 0.0})
+    p3 = load_pipeline(str(tiny), device="cpu")
+    attach_lora(p3, path)
+    fuse(p3, {"myface": 0.0})
     assert abs(image(p3) - base).max() < 1e-4  # not bit-exact once peft has wrapped the layers (~1e-6)
 
 
 def test_adapter_name_reuse_is_refused(pipe, tmp_path):
     path = tmp_path / "a.safetensors"
     write_kohya_lora(pipe, path)
-    loader.attach_lora(pipe, path, adapter_name="face")
+    attach_lora(pipe, path, adapter_name="face")
     with pytest.raises(UserError, match="already loaded"):
-        loader.attach_lora(pipe, path, adapter_name="face")
-    assert loader.attach_lora(pipe, path) > 0  # the same file again gets a fresh name
+        attach_lora(pipe, path, adapter_name="face")
+    assert attach_lora(pipe, path) > 0  # the same file again gets a fresh name
     assert set(pipe.fsk_loras) == {"face", "a"}
 
 
 # ---------------------------------------------------------------- bad LoRA files
 def test_missing_lora_is_not_treated_as_a_hub_id(pipe, tmp_path):
     with pytest.raises(UserError, match="no such file"):
-        loader.attach_lora(pipe, tmp_path / "user/repo")
+        attach_lora(pipe, tmp_path / "user/repo")
 
 
 def test_non_lora_file(pipe, tmp_path):
@@ -208,7 +207,7 @@ def test_non_lora_file(pipe, tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({"model.diffusion_model.conv_in.weight": torch.zeros(4, 4)}, str(path))
     with pytest.raises(UserError, match="not a LoRA.*full model"):
-        loader.attach_lora(pipe, path)
+        attach_lora(pipe, path)
 
 
 def test_truncated_lora(pipe, tmp_path):
@@ -218,11 +217,11 @@ def test_truncated_lora(pipe, tmp_path):
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="truncated or corrupt"):
-        loader.attach_lora(pipe, cut)
+        attach_lora(pipe, cut)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file at all")
     with pytest.raises(UserError, match="truncated or corrupt"):
-        loader.attach_lora(pipe, junk)
+        attach_lora(pipe, junk)
 
 
 def test_sd15_lora(pipe, tmp_path):
@@ -236,7 +235,7 @@ def test_sd15_lora(pipe, tmp_path):
     path = tmp_path / "sd15.safetensors"
     save_file(t, str(path))
     with pytest.raises(UserError, match="SD 1.x"):
-        loader.attach_lora(pipe, path)
+        attach_lora(pipe, path)
 
 
 def test_mixed_key_layouts(pipe, tmp_path):
@@ -248,7 +247,7 @@ def test_mixed_key_layouts(pipe, tmp_path):
     path = tmp_path / "mixed.safetensors"
     save_file(orig | diff, str(path))
     with pytest.raises(UserError, match="mixes two UNet key layouts"):
-        loader.attach_lora(pipe, path)
+        attach_lora(pipe, path)
 
 
 def test_modules_the_model_lacks_are_named(pipe, tmp_path):
@@ -263,8 +262,8 @@ def test_modules_the_model_lacks_are_named(pipe, tmp_path):
     save_file(tensors, str(path))
     n = len(tensors) // 3
     with pytest.raises(UserError, match=f"only {n - 1} of {n} modules attached.*{ghost}"):
-        loader.attach_lora(pipe, path)
-    assert not loader._all_adapters(pipe)  # the partial adapter was removed again
+        attach_lora(pipe, path)
+    assert not _all_adapters(pipe)  # the partial adapter was removed again
 
 
 def test_wrong_shapes_are_refused(pipe, tmp_path):
@@ -275,4 +274,4 @@ def test_wrong_shapes_are_refused(pipe, tmp_path):
     save_file({f"{name}.lora_down.weight": torch.zeros(4, 2048), f"{name}.lora_up.weight": torch.zeros(640, 4),
                f"{name}.alpha": torch.tensor(4.0)}, str(path))
     with pytest.raises(UserError, match="cannot load it"):
-        loader.attach_lora(pipe, path)
+        attach_lora(pipe, path)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from faceswap_kohya.progress import Epoch, Finished, LineSplitter, Saved, Step, diagnose, parse_line
-from faceswap_kohya.render import RunLayout
-from faceswap_kohya.runner import judge
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.kohya.launch import judge
+from faceswap_kohya.kohya.progress import Epoch, Finished, LineSplitter, Saved, Step, diagnose, parse_line
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_kohya
 from PIL import Image
 from safetensors import safe_open
 
-from conftest import needs_kohya
-from faceswap_kohya import loader, presets, runner
-from faceswap_kohya.generate import generate_images
+from faceswap_kohya.config import presets
+from faceswap_kohya.diffusion.images import generate_images
+from faceswap_kohya.diffusion.lora import attach_lora, attached_names, read_lora_modules
+from faceswap_kohya.diffusion.pipeline import free_memory, load_pipeline
+from faceswap_kohya.jobs import train as runner
 
 pytestmark = [pytest.mark.trainer, needs_kohya]
 
@@ -29,17 +32,17 @@ def test_real_lora_attaches_fully_and_changes_the_images(tmp_path, photos):
         prefixes = {k.split("_")[1] for k in f.keys()}
     assert prefixes == {"unet", "te1", "te2"}
 
-    pipe = loader.load_pipeline("builtin:pipeline-check", device="cpu", dtype="fp32")
+    pipe = load_pipeline("builtin:pipeline-check", device="cpu", dtype="fp32")
     try:
         base = generate_images(pipe, ["myface woman, portrait"], [3], steps=2, cfg=5.0, width=64, height=64)[0]
-        modules = loader.read_lora_modules(result.final)
+        modules = read_lora_modules(result.final)
         assert len(modules) > 900
-        assert loader.attach_lora(pipe, result.final, weight=1.0) == len(modules)
-        attached = loader.attached_names(pipe, next(iter(pipe.fsk_loras)))
+        assert attach_lora(pipe, result.final, weight=1.0) == len(modules)
+        attached = attached_names(pipe, next(iter(pipe.fsk_loras)))
         assert set(modules) <= attached
         with_lora = generate_images(pipe, ["myface woman, portrait"], [3], steps=2, cfg=5.0, width=64, height=64)[0]
     finally:
         del pipe
-        loader.free_memory()  # the trainer tests after this one need the memory
+        free_memory()  # the trainer tests after this one need the memory
     assert isinstance(with_lora, Image.Image) and with_lora.size == (64, 64)
     assert np.abs(np.asarray(with_lora, dtype=int) - np.asarray(base, dtype=int)).max() > 0

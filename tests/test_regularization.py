@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
-
 from conftest import needs_kohya
-from faceswap_kohya import loader, presets, regularization, runner
-from faceswap_kohya.errors import UserError
-from faceswap_kohya.render import RunLayout
+from PIL import Image
 from tiny_sdxl import save_tiny_pipeline
+
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.data import regularization
+from faceswap_kohya.diffusion import pipeline as loader
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs import train as runner
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +115,7 @@ def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos, mo
     process, gives its memory back, and sd-scripts trains with them as regularization images."""
     import re
 
-    from faceswap_kohya.home import home
+    from faceswap_kohya.config.paths import home
 
     real = home()
     private = tmp_path / "home"  # an empty image cache, the real check model and tokenizers

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import needs_kohya
-from faceswap_kohya import presets, render
-from faceswap_kohya.kohya_check import check_files
-from faceswap_kohya.render import RunLayout, Trainer
+
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.kohya import render
+from faceswap_kohya.kohya.check import check_files
+from faceswap_kohya.kohya.trainer import Trainer
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("FACESWAP_KOHYA_UPDATE_GOLDEN") == "1"  # refresh on purpose: FACESWAP_KOHYA_UPDATE_GOLDEN=1 pytest

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from faceswap_kohya import presets
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.schema import Preset
 
 
 def test_defaults_are_a_face_lora():

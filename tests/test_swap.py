@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from faceswap_kohya import swap
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs import swap
 
 pytest.importorskip("dlib")
 ASTRONAUT_FACE_CENTRE = (223, 127)  # her face in skimage's 512×512 astronaut portrait
@@ -79,8 +79,8 @@ def run_dir(tmp_path_factory, astronaut):
     pytest.importorskip("diffusers")
     from tiny_sdxl import build_tiny_pipeline, write_kohya_lora
 
-    from faceswap_kohya import presets
-    from faceswap_kohya.schema import Preset
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.config.schema import Preset
 
     root = tmp_path_factory.mktemp("runs")
     pipe = build_tiny_pipeline()
@@ -114,7 +114,7 @@ def photos(tmp_path_factory, astronaut):
 
 
 def cli(*args):
-    from faceswap_kohya.cli import cli as group
+    from faceswap_kohya.cli.main import cli as group
 
     return CliRunner().invoke(group, [str(a) for a in args])
 
@@ -177,7 +177,7 @@ def test_a_second_swap_writes_a_new_file_and_the_lora_weight_matters(first_swap,
 
 
 def test_a_sideways_jpeg_is_swapped_upright_at_its_shown_size(run_dir, photos, tmp_path):
-    from faceswap_kohya.dataset import load_rgb
+    from faceswap_kohya.data.images import load_rgb
 
     src = photos / "sideways.jpg"
     original = src.read_bytes()
@@ -209,7 +209,7 @@ def test_bad_photos_and_options_are_clear_errors(run_dir, photos, tmp_path):
     assert "must be a multiple of 8" in fails("--photo", photos / "astronaut.png", "--size", "100")
     assert "--strength 1.5" in fails("--photo", photos / "astronaut.png", "--strength", "1.5")
     assert list(tmp_path.iterdir()) == []  # nothing written
-    from faceswap_kohya.generate import Settings, resolve_source
+    from faceswap_kohya.diffusion.source import Settings, resolve_source
 
     with pytest.raises(UserError, match="runs no denoising step"):
         swap.run_swap(resolve_source(str(run_dir)), photos / "astronaut.png", Settings(steps=1), tmp_path, strength=0.5)

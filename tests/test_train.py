@@ -15,13 +15,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import needs_kohya
 from safetensors import safe_open
 
-from conftest import needs_kohya
-from faceswap_kohya import presets, runner
-from faceswap_kohya.cli import cli
+from faceswap_kohya.cli.main import cli
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import new_run
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.progress import Finished, Saved, Step
+from faceswap_kohya.jobs.train import preflight, resume, train
+from faceswap_kohya.kohya.launch import latest_state
+from faceswap_kohya.kohya.progress import Finished, Saved, Step
+from faceswap_kohya.kohya.trainer import Trainer
 
 
 def cpu_check(tmp_path: Path, photos: Path, *extra: str):
@@ -46,13 +50,13 @@ def test_empty_photo_folder(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("not a photo")
     preset, _ = presets.load("cpu-check", [f"dataset.images={tmp_path / 'empty'}"])
     with pytest.raises(UserError, match="dataset.images: .*empty has no photos"):
-        runner.preflight(preset, runner.Trainer.of(preset))
+        preflight(preset, Trainer.of(preset))
 
 
 def test_unset_photo_folder():
     preset, _ = presets.load("face-8gb")
     with pytest.raises(UserError, match=r"dataset.images is not set.*dataset.images=~/photos"):
-        runner.preflight(preset, runner.Trainer.of(preset))
+        preflight(preset, Trainer.of(preset))
 
 
 def test_run_folders_never_reuse_a_name(tmp_path):
@@ -60,7 +64,7 @@ def test_run_folders_never_reuse_a_name(tmp_path):
     import datetime as dt
 
     now = dt.datetime(2026, 1, 2, 3, 4, 5)
-    a, b = runner.new_run(preset, now), runner.new_run(preset, now)
+    a, b = new_run(preset, now), new_run(preset, now)
     assert a.root != b.root and a.root.name == "20260102-030405" and b.root.name == "20260102-030405-2"
 
 
@@ -70,7 +74,7 @@ def test_real_training_end_to_end(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos)
     events = []
     photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
-    result = runner.train(preset, path, on_event=events.append, echo=lambda s: None)
+    result = train(preset, path, on_event=events.append, echo=lambda s: None)
     assert result.ok, result.diagnosis
     assert result.returncode == 0
     assert result.final == result.run.model / "myface-check.safetensors"
@@ -93,7 +97,7 @@ def test_real_training_end_to_end(tmp_path, photos):
 
     # a second run gets its own folder and leaves the first untouched
     first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
-    second = runner.train(preset, path, echo=lambda s: None)
+    second = train(preset, path, echo=lambda s: None)
     assert second.ok and second.run.root != result.run.root
     assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
 
@@ -128,14 +132,14 @@ def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
 def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
     preset, path = cpu_check(tmp_path, photos, "training.save_state=true", "sampling.prompts=[]",
                              "sampling.every_n_epochs=null")
-    first = runner.train(preset, path, echo=lambda s: None)
+    first = train(preset, path, echo=lambda s: None)
     assert first.ok, first.diagnosis
-    state = runner.latest_state(first.run)
+    state = latest_state(first.run)
     assert state is not None and (state / "train_state.json").is_file()
     before = {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()}
 
     events = []
-    second = runner.resume(first.run.root, ["training.max_steps=3"], on_event=events.append, echo=lambda s: None)
+    second = resume(first.run.root, ["training.max_steps=3"], on_event=events.append, echo=lambda s: None)
     assert second.ok, second.diagnosis
     assert second.run.root != first.run.root
     log = second.run.log.read_text()
@@ -147,7 +151,7 @@ def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
 
 
 def test_resume_needs_a_saved_state(tmp_path):
-    from faceswap_kohya.render import RunLayout
+    from faceswap_kohya.config.layout import RunLayout
 
     run = RunLayout(tmp_path / "run")
     run.root.mkdir()
@@ -155,6 +159,6 @@ def test_resume_needs_a_saved_state(tmp_path):
     run.preset.write_text(presets.dump(preset))
     run.config_toml.write_text("")
     with pytest.raises(UserError, match="no saved training state.*save_state: false"):
-        runner.resume(run.root)
+        resume(run.root)
     with pytest.raises(UserError, match="not a run folder"):
-        runner.resume(tmp_path)
+        resume(tmp_path)

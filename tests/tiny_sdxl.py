@@ -21,8 +21,8 @@ def build_tiny_pipeline(seed: int = 0):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from faceswap_kohya.loader import SDXL_CONFIG
-    from faceswap_kohya.tokenizers import ensure_tokenizers
+    from faceswap_kohya.diffusion.pipeline import SDXL_CONFIG
+    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -64,7 +64,7 @@ def save_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
 
 def kohya_modules(pipe, conv: bool = False, text_encoders: bool = True, layout: str = "original") -> dict:
     """{kohya module name: torch module} for what sd-scripts' networks.lora would train on this pipeline."""
-    from faceswap_kohya.loader import sgm_name
+    from faceswap_kohya.diffusion.lora import sgm_name
 
     out = {}
     unet = pipe.unet

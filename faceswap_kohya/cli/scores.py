@@ -1,0 +1,72 @@
+"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.errors import UserError
+
+
+@cli.command()
+@click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of reference photos of the person.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--embedder", type=click.Choice(["dlib", "insightface"]), default="dlib", show_default=True,
+              help="Face embedder (insightface needs its model files in --insightface-root).")
+@click.option("--insightface-root", type=click.Path(path_type=Path), help="Folder holding models/<pack>/*.onnx.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def identity(refs, images, embedder, insightface_root, as_json):
+    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike."""
+    from faceswap_kohya.faces.identity import get_embedder, score_files
+
+    result = score_files(refs, images, get_embedder(embedder, str(insightface_root) if insightface_root else None))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    refs_ok = [r for r in result["references"] if "face_box" in r]
+    skipped = [f"{Path(r['file']).name} ({r['error']})" for r in result["references"] if "error" in r]
+    click.echo(f"{result['embedder']}: {len(refs_ok)} reference faces from {refs}"
+               + (f"; not used: {', '.join(skipped)}" if skipped else ""))
+    click.echo(f"{'SCORE':>5}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
+    for r in result["images"]:
+        if "score" in r:
+            click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
+        else:
+            click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
+    click.echo("(a similarity, not a yes/no: with dlib, photos of one person usually score above 0.4)")
+
+
+# ---------------------------------------------------------------- scoring a run
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--lora", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Evaluate one LoRA file (instead of every checkpoint of RUN_DIR).")
+@click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Reference photos of the person (default: the run's training photos).")
+@click.option("--base", help="Base model (default: the run's preset).")
+@click.option("--trigger", help="Trigger word, for a LoRA file outside a run folder.")
+@click.option("--class", "class_word", help="Class word (woman, man, ...), for a LoRA file outside a run folder.")
+@click.option("--size", type=int, help="Image size (default: the preset's training resolution).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Parent of the new report folder (default: RUN/eval).")
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: bf16/fp16 on GPUs, fp32 on CPU.")
+@click.option("--offload", type=click.Choice(["model", "sequential"]), help="CPU offload for small GPUs.")
+@friendly
+def evaluate(run_dir, lora, refs, base, trigger, class_word, size, out_dir, device, dtype, offload):
+    """Score identity per checkpoint vs the base model; pick the best checkpoint and the top-3 images."""
+    from faceswap_kohya.jobs import evaluate as ev
+
+    if bool(run_dir) == bool(lora):
+        raise UserError("give a run folder (evaluate RUN_DIR) or one LoRA file (evaluate --lora FILE --refs PHOTOS)")
+    if run_dir:
+        plan = ev.plan_run(run_dir, refs, base, size, out_dir)
+    else:
+        plan = ev.plan_lora(lora, refs, base, trigger, class_word, size, out_dir)
+    result = ev.evaluate(plan, echo=lambda m: click.echo(m, err=True), device=device, dtype=dtype, offload=offload)
+    for line in ev.summary_lines(result):
+        click.echo(line)

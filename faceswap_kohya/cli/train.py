@@ -1,0 +1,223 @@
+"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.config import presets as preset_files
+from faceswap_kohya.config.layout import RunLayout, instance_dir
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.render import base_model_arg, shell_command, trainer_argv, write_all
+from faceswap_kohya.kohya.trainer import Trainer
+
+
+# ---------------------------------------------------------------- checking and rendering
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@click.option("--kohya", "with_kohya", is_flag=True, help="Also check the rendered files with sd-scripts' own parser.")
+@friendly
+def validate(preset, overrides, with_kohya):
+    """Check a preset; print "valid" or every error."""
+    p, path = preset_files.load(preset, overrides)
+    if with_kohya:
+        from faceswap_kohya.kohya.check import check_rendered
+
+        result = check_rendered(p)
+        if not result["ok"]:
+            raise UserError(f"{path}: sd-scripts rejects the rendered files:\n  " + "\n  ".join(result["errors"]))
+    click.echo(f"{path}: valid")
+
+
+@cli.command("render")
+@click.argument("preset")
+@overrides_arg
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the TOML files.")
+@friendly
+def render_cmd(preset, overrides, out_dir):
+    """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
+    p, _ = preset_files.load(preset, overrides)
+    run = RunLayout(out_dir.absolute())
+    from faceswap_kohya.kohya.trainer import tokenizer_cache
+
+    write_all(p, run, base_model_arg(p), tokenizer_cache(p))
+    trainer = Trainer.of(p)
+    click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
+    if p.sampling.prompts:
+        click.echo(f"wrote {run.sample_prompts}")
+    click.echo("the photos go to " + str(instance_dir(p, run)) + " (faceswap-kohya prepare lays them out)")
+    click.echo("\n" + shell_command(trainer_argv(p, trainer, run), trainer.sd_scripts))
+
+
+@cli.command()
+def schema():
+    """Print the JSON schema of a preset."""
+    from faceswap_kohya.config.schema import Preset
+
+    click.echo(json.dumps(Preset.model_json_schema(), indent=2))
+
+
+# ---------------------------------------------------------------- training
+def _progress_printer():
+    """A live bar for the trainer's steps; checkpoints and epochs printed above it."""
+    from tqdm import tqdm
+
+    from faceswap_kohya.kohya.progress import Epoch, Finished, Saved, Step
+
+    state = {"bar": None, "epoch": "", "done": False}
+
+    def on_event(event):
+        bar = state["bar"]
+        if isinstance(event, Step) and not state["done"]:
+            if bar is None or bar.total != event.total:
+                if bar:
+                    bar.close()
+                bar = state["bar"] = tqdm(total=event.total, unit="step", dynamic_ncols=True, file=sys.stderr)
+            bar.n = event.step
+            post = {}
+            if state["epoch"]:
+                post["epoch"] = state["epoch"]
+            if event.loss is not None:
+                post["loss"] = f"{event.loss:.4f}"
+            if event.sec_per_it is not None:
+                post["s/step"] = f"{event.sec_per_it:.1f}"
+            post["eta"] = event.eta
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+        elif isinstance(event, Epoch):
+            state["epoch"] = f"{event.epoch}/{event.total}"
+        elif isinstance(event, Saved):
+            (bar.write if bar else click.echo)(f"checkpoint: {event.path}")
+        elif isinstance(event, Finished):
+            state["done"] = True
+            if bar:
+                bar.close()
+                state["bar"] = None
+
+    def close():
+        if state["bar"]:
+            state["bar"].close()
+
+    return on_event, close
+
+
+def _report(result) -> None:
+    if result.interrupted:
+        saved = ", ".join(p.name for p in result.loras) or "nothing"
+        click.secho(f"interrupted: the trainer was stopped; kept {saved} in {result.run.model}", fg="yellow", err=True)
+        sys.exit(130)
+    if result.diagnosis:
+        d = result.diagnosis
+        click.secho(f"training failed: {d.reason} (exit code {result.returncode})", fg="red", err=True)
+        for line in d.lines:
+            click.echo(f"  | {line[:200]}", err=True)
+        click.echo(f"hint: {d.hint}\nfull log: {result.run.log}", err=True)
+        sys.exit(1)
+    click.secho(f"done in {result.seconds / 60:.1f} min: {result.final}", fg="green")
+    for lora in result.loras:
+        if lora != result.final:
+            click.echo(f"  checkpoint {lora.name} ({lora.stat().st_size / 1e6:.1f} MB)")
+    samples = sorted(result.run.samples.glob("*.png")) if result.run.samples.is_dir() else []
+    if samples:
+        click.echo(f"  {len(samples)} sample images in {result.run.samples}")
+    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"<trigger> <class>, portrait photo\"")
+
+
+@cli.command()
+@click.argument("preset", required=False)
+@overrides_arg
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue RUN_DIR from its last saved state, in a new run folder (PRESET is then omitted).")
+@click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
+@click.option("-y", "--yes", is_flag=True, help="Go ahead with long steps (e.g. generating many class images on a CPU).")
+@friendly
+def train(preset, overrides, resume_dir, verbose, yes):
+    """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
+    from faceswap_kohya.jobs import train as runner
+
+    on_event, close = _progress_printer()
+    on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
+    try:
+        if resume_dir:
+            extra = ((preset,) if preset else ()) + tuple(overrides)
+            if bad := [x for x in extra if "=" not in x]:
+                raise UserError(f"--resume uses the run's own preset; give only key=value overrides (got {bad[0]!r})")
+            result = runner.resume(resume_dir, extra, on_event, on_line, echo=click.echo)
+        else:
+            if not preset:
+                raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
+            from faceswap_kohya.kohya.importer import load_any
+
+            p, path, imported = load_any(preset, overrides)
+            if imported:
+                click.echo(imported.text(), err=True)
+            result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes)
+    finally:
+        close()
+    _report(result)
+    if result.ok:  # scores every checkpoint when the run's preset has evaluate.enabled: true
+        from faceswap_kohya.jobs.evaluate import evaluate_after_training
+        evaluate_after_training(result.run.root, echo=click.echo)
+
+
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@click.option("-y", "--yes", is_flag=True, help="Go ahead even when it will take long on this machine.")
+@friendly
+def regularize(preset, overrides, yes):
+    """Generate the preset's class images with the base model into the cache (reused by `train`)."""
+    from tqdm import tqdm
+
+    from faceswap_kohya.data.regularization import cache_dir, check_cost, ensure_cached
+
+    p, _ = preset_files.load(preset, overrides)
+    if not p.regularization.generate:
+        raise UserError("regularization.generate is 0: set how many class images to make, e.g. regularization.generate=100")
+    check_cost(p, yes, click.echo)
+    with tqdm(total=None, unit="image", file=sys.stderr, disable=None) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        files, made = ensure_cached(p, echo=click.echo, progress=progress)
+    click.echo(f"{len(files)} class images ready ({made} generated, {len(files) - made} from the cache) in {cache_dir()}")
+
+
+@cli.command("check-model")
+@click.option("--force", is_flag=True, help="Rebuild even if it exists.")
+@friendly
+def check_model(force):
+    """Build the pipeline-check base model (random SDXL weights: noise, for checking an install)."""
+    from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+    from faceswap_kohya.kohya.checkmodel import build_check_model
+
+    trainer = Trainer.of(Preset(base_model=CHECK_MODEL))
+    click.echo(str(build_check_model(trainer, force=force, echo=click.echo)))
+
+
+# ---------------------------------------------------------------- photos and faces
+@cli.command()
+@click.argument("preset")
+@overrides_arg
+@friendly
+def prepare(preset, overrides):
+    """Check, crop and caption the photos into a new run folder, to look at before training."""
+    from faceswap_kohya.config.layout import new_run
+    from faceswap_kohya.data.dataset import layout
+
+    p, _ = preset_files.load(preset, overrides)
+    run = new_run(p)
+    try:
+        summary = layout(p, run, echo=click.echo)
+    except UserError:
+        shutil.rmtree(run.root, ignore_errors=True)  # only what this command just made
+        raise
+    for line in summary.brief(run.root):
+        click.echo(line)

@@ -1,0 +1,84 @@
+"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
+
+Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
+writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya.config.paths import new_folder
+from faceswap_kohya.config.schema import Preset
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where everything of one run lives, inside its run folder."""
+
+    root: Path
+
+    @property
+    def img(self) -> Path:
+        return self.root / "img"
+
+    @property
+    def reg(self) -> Path:
+        return self.root / "reg"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def samples(self) -> Path:
+        return self.model / "sample"
+
+    @property
+    def dataset_toml(self) -> Path:
+        return self.root / "dataset.toml"
+
+    @property
+    def config_toml(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def sample_prompts(self) -> Path:
+        return self.root / "sample_prompts.txt"
+
+    @property
+    def command(self) -> Path:
+        return self.root / "command.sh"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def preset(self) -> Path:
+        return self.root / "preset.yaml"
+
+
+def instance_dir(preset: Preset, run: RunLayout) -> Path:
+    """`img/10_myface woman`: Kohya reads repeats and class tokens from this name."""
+    return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
+
+
+def reg_dir(preset: Preset, run: RunLayout) -> Path:
+    return run.reg / f"{preset.regularization.repeats}_{preset.subject.class_word}"
+
+
+def has_regularization(preset: Preset) -> bool:
+    return bool(preset.regularization.images or preset.regularization.generate)
+
+
+def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
+    """`<output.dir>/<name>/<timestamp>/`, never an existing folder."""
+    return RunLayout(new_folder(Path(preset.output.dir) / preset.output.name, "output.dir", now))

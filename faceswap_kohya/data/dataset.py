@@ -1,0 +1,181 @@
+"""Photos → a checked Kohya dataset in the run folder.
+
+`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
+(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
+kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
+(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir
+from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.data.images import check_folder, load_rgb, resized, sort_folder, unreadable_reason
+from faceswap_kohya.data.photos import Photo, augmentations, check_identity, mark_duplicates, output_name, read_photo
+from faceswap_kohya.data.regularization import balance_advice
+from faceswap_kohya.data.reports import LayoutSummary, write_reports
+from faceswap_kohya.errors import UserError
+
+MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
+# Threads overlap decoding, resizing and encoding (Pillow releases the GIL); face detection runs one at a time.
+WORKERS = min(6, (os.cpu_count() or 1) + 1)
+
+
+try:  # phones write HEIC
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    pass
+
+
+def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], str]:
+    """Photo → caption, per `dataset.captions.mode`; photos without their own caption file go into `missing`."""
+    from faceswap_kohya.data import captions
+
+    c, s = preset.dataset.captions, preset.subject
+    if c.mode == "blip":
+        echo(f"captions: loading BLIP {c.blip_model}")
+        blip = captions.BlipCaptioner(c.blip_model)
+        return lambda p: captions.with_trigger(blip(p.image), s.trigger, s.class_word)
+    template = captions.template_caption(c.template, s.trigger, s.class_word)
+    if c.mode == "template":
+        return lambda p: template
+
+    def from_file(p: Photo) -> str:
+        own = captions.own_caption(p.source)
+        if own is None:
+            missing.append(p.source.name)
+            return template
+        return captions.with_trigger(own, s.trigger, s.class_word)
+
+    return from_file
+
+
+def save_image(image: Image.Image, path: Path, caption: str) -> None:
+    image.save(path, compress_level=1)
+    path.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+
+
+def count_warnings(preset: Preset, n: int) -> list[str]:
+    d, c = preset.dataset, preset.dataset.captions
+    out = []
+    if n < FEW_PHOTOS:
+        out.append(f"only {n} usable photos: 5-10 varied photos (angles, light, expressions) give a better likeness")
+    if n > MANY_PHOTOS:
+        out.append(f"{n} photos: more than {MANY_PHOTOS} rarely helps a face LoRA and makes epochs long; "
+                   "consider picking the best, or lowering dataset.repeats")
+    if c.shuffle and c.keep_tokens < 1:
+        out.append("captions.shuffle is on with keep_tokens 0: the trigger may be moved away from the front; set keep_tokens: 1")
+    if d.flip_aug and d.augment.mirror:
+        out.append("flip_aug is on, so no mirrored copies were made (Kohya flips images at random)")
+    return out
+
+
+def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None) -> LayoutSummary:
+    """Check, crop, augment and caption the photos into the run folder; write the contact sheet and summary.
+
+    Raises UserError when fewer than 3 photos are usable (naming each photo not used and why).
+    """
+    from faceswap_kohya.faces import identity as faces
+
+    start = time.monotonic()
+    d = preset.dataset
+    source = check_folder(d.images, "dataset.images")
+    paths, other = sort_folder(source)
+    summary = LayoutSummary(instance_dir(preset, run), source=source, other_files=other)
+
+    embedder = None
+    try:
+        embedder = faces.get_embedder("dlib")
+        summary.embedder = embedder.name
+    except UserError as e:
+        if d.framing != "as_is":
+            raise UserError(f"dataset.framing {d.framing} needs face detection: {e} (or set dataset.framing=as_is)") from None
+        summary.warnings.append(f"face checks skipped: {e}")
+
+    no_caption: list[str] = []
+    caption = captioner(preset, echo, no_caption)  # first: a missing BLIP model fails before any work
+    echo(f"reading {len(paths)} photos from {source}")
+    with ThreadPoolExecutor(WORKERS) as pool:
+        photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder), paths))
+    summary.entries = photos
+    mark_duplicates(photos)
+    if embedder is not None:
+        check_identity(photos, embedder)
+    kept = [p for p in photos if p.status == "kept"]
+    summary.skipped = [(p.source, p.reason) for p in photos if p.status == "dropped"]
+    if len(kept) < MIN_PHOTOS:
+        why = "".join(f"\n  {src.name}: {reason}" for src, reason in summary.skipped)
+        raise UserError(f"dataset.images: only {len(kept)} usable photo{'s' if len(kept) != 1 else ''} in {source} "
+                        f"(at least {MIN_PHOTOS} needed, 5-10 recommended){why}")
+    summary.warnings += count_warnings(preset, len(kept))
+    small = [f"{p.source.name} {p.size[0]}×{p.size[1]}" for p in kept if min(p.size) < d.resolution]
+    if small:
+        summary.warnings.append(f"smaller than the training resolution {d.resolution} px: " + ", ".join(small))
+
+    out_dir = summary.instance_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for i, p in enumerate(kept, start=1):
+        p.caption = caption(p)
+        name = output_name(i, p.source) + ".png"
+        p.outputs.append(name)
+        jobs.append((p.image, out_dir / name, p.caption))
+    if no_caption:
+        summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    for i, kind, image in augmentations(kept, d):
+        p = kept[i]
+        name = output_name(i + 1, p.source, kind) + ".png"
+        p.outputs.append(name)
+        summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
+        jobs.append((image, out_dir / name, p.caption))
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda job: save_image(*job), jobs))
+    summary.photos = [path for _, path, _ in jobs]
+
+    if preset.regularization.images:
+        layout_regularization(preset, run, summary, len(kept) + len(summary.augmented))
+    summary.seconds = time.monotonic() - start
+    write_reports(summary, run, jobs)
+    return summary
+
+
+def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary, n_train: int) -> None:
+    """Class images → `reg/<repeats>_<class>/` with class-only captions, and a balance check."""
+    r, d = preset.regularization, preset.dataset
+    folder = check_folder(r.images, "regularization.images")
+    paths, _ = sort_folder(folder)
+    summary.reg_dir = reg_dir(preset, run)
+    summary.reg_dir.mkdir(parents=True, exist_ok=True)
+    skipped = []
+
+    def one(item):
+        i, path = item
+        try:
+            rgb = load_rgb(path)
+        except Exception as e:  # noqa: BLE001
+            skipped.append({"file": path.name, "reason": unreadable_reason(path, e)})
+            return 0
+        scale = min(1.0, d.resolution / min(rgb.size))
+        image = resized(rgb, (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
+        save_image(image, summary.reg_dir / (output_name(i, path) + ".png"), preset.subject.class_word)
+        return 1
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        summary.reg_images = sum(pool.map(one, enumerate(paths, start=1)))
+    summary.skipped += [(folder / s["file"], "regularization image: " + s["reason"]) for s in skipped]
+    train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
+    advice = balance_advice(preset, n_train, summary.reg_images)
+    if advice:
+        summary.warnings.append(advice)
+    summary.regularization = {"folder": str(folder), "images": summary.reg_images, "repeats": r.repeats,
+                              "skipped": skipped, "balance": {"training": train_steps, "regularization": reg_steps}}

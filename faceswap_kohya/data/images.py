@@ -1,0 +1,106 @@
+"""Photos → a checked Kohya dataset in the run folder.
+
+`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
+(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
+kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
+(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from faceswap_kohya.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
+CAPTION_SUFFIXES = {".txt", ".caption"}
+
+
+# ---------------------------------------------------------------- reading photos
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def check_folder(folder: str | None, field_name: str) -> Path:
+    """The folder exists and holds at least one image, else a UserError naming the field."""
+    from faceswap_kohya.data.samples import resolve_images
+
+    folder = resolve_images(folder)
+    if not folder:
+        raise UserError(f"{field_name} is not set: give the folder of photos, e.g. `{field_name}=~/photos`")
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{field_name}: folder {path} does not exist")
+    if not list_images(path):
+        raise UserError(f"{field_name}: {path} has no photos ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return path
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: 16/32-bit greyscale rescaled (not clipped), alpha over white,
+    CMYK, palette and greyscale converted."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if im.mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "P" and "transparency" in im.info or im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def decode(data: bytes) -> Image.Image:
+    """A photo as the person sees it: EXIF orientation applied, 8-bit RGB. Raises on unreadable data."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return to_rgb(ImageOps.exif_transpose(im))  # a new image: the file is closed after this
+
+
+def load_rgb(path: Path) -> Image.Image:
+    return decode(path.read_bytes())
+
+
+def unreadable_reason(path: Path, err: Exception) -> str:
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    text = str(err)
+    if "truncated" in text.lower() or isinstance(err, (EOFError, SyntaxError)):
+        return f"truncated or damaged ({text or type(err).__name__})"
+    if isinstance(err, Image.DecompressionBombError):
+        return "too many pixels (over Pillow's safety limit)"
+    return f"not a readable image ({type(err).__name__}: {text[:120]})"
+
+
+def sort_folder(folder: Path) -> tuple[list[Path], list[dict]]:
+    """(photos, other files with why they are not photos). Caption files beside photos are recognised."""
+    photos, other = [], []
+    entries = sorted(folder.iterdir())
+    stems = {p.stem for p in entries if p.suffix.lower() in IMAGE_SUFFIXES}
+    for p in entries:
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            other.append({"file": p.name, "why": "a folder (sub-folders are not read)"})
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            photos.append(p)
+        elif p.suffix.lower() in CAPTION_SUFFIXES and p.stem in stems:
+            other.append({"file": p.name, "why": "caption of a photo"})
+        else:
+            other.append({"file": p.name, "why": "not a photo (unknown file type)"})
+    return photos, other
+
+
+def resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    factor = min(image.width // size[0], image.height // size[1])
+    if factor >= 2:  # cheap integer shrink first, LANCZOS for the last step
+        image = image.reduce(factor)
+    return image.resize(size, Image.LANCZOS)

@@ -1,0 +1,178 @@
+"""Photos → a checked Kohya dataset in the run folder.
+
+`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
+(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
+kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
+(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from PIL import Image
+
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.data.photos import Photo
+
+
+# ---------------------------------------------------------------- reports
+def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
+    """A grid of (image, title, warning, caption): title, the warning in red (if any) and the wrapped caption under each thumbnail."""
+    from PIL import ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow without FreeType
+        font = ImageFont.load_default()
+    line_h, lines_per_cell = 16, 5
+    cols = max(1, min(columns, len(items)))
+    rows = -(-len(items) // cols)
+    cell_w, cell_h = thumb + 12, thumb + 12 + line_h * lines_per_cell
+    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
+    for k, (image, title, warning, text) in enumerate(items):
+        x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
+        scale = thumb / max(image.size)  # small training images (e.g. 64 px) are shown enlarged too
+        im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                          Image.LANCZOS if scale < 1 else Image.NEAREST)
+        sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
+        lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
+        lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
+        for j, (kind, line) in enumerate(lines[:lines_per_cell]):
+            draw.text((x, y + thumb + 4 + j * line_h), line, fill=colours[kind], font=font)
+    return sheet
+
+
+def wrap(text: str, draw, font, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if draw.textlength(trial, font=font) <= width or not line:
+            line = trial
+        else:
+            lines.append(line)
+            line = word
+    return lines + ([line] if line else [])
+
+
+def markdown(summary: LayoutSummary, data: dict) -> str:
+    c = data["counts"]
+    out = [f"# Dataset: {c['used']} of {c['photos']} photos used",
+           "",
+           f"- input: `{data['input']}` (read only)",
+           f"- training images: {c['training_images']} in `{data['instance_dir']}` "
+           f"({c['used']} photos + {c['augmented']} augmented copies)"]
+    if data["reg_dir"]:
+        out.append(f"- regularization: {c['regularization_images']} images in `{data['reg_dir']}`")
+    if summary.embedder:
+        out.append(f"- faces: dlib ({summary.embedder}); identity score = similarity to the other photos, 0-1")
+    out.append(f"- time: {data['seconds']} s; contact sheet: `contact_sheet.png`")
+    if data["warnings"]:
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
+    if summary.skipped:
+        out += ["", "## Not used", ""] + [f"- `{src.name}`: {why}" for src, why in summary.skipped]
+    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption |", "|---|---|---|---|---|---|---|"]
+    for e in summary.entries:
+        if e.status != "kept":
+            continue
+        crop = f"{e.crop[2] - e.crop[0]} px ×{e.upscale:.2f}" if e.crop else ""
+        ident = f"{e.identity:.2f}" if e.identity is not None else ""
+        out.append(f"| `{e.source.name}` | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
+                   f"| {', '.join(e.outputs)} | {e.caption} |")
+    notes = [(e.source.name, n) for e in summary.entries if e.status == "kept" for n in e.notes]
+    if notes:
+        out += ["", "## Notes", ""] + [f"- `{name}`: {n}" for name, n in notes]
+    if summary.augmented:
+        out += ["", "## Augmented", ""] + [f"- `{a['file']}`: {a['kind']} of `{a['from']}`" for a in summary.augmented]
+    if summary.other_files:
+        out += ["", "## Other files in the folder (not photos)", ""] + [f"- `{o['file']}`: {o['why']}" for o in summary.other_files]
+    return "\n".join(out) + "\n"
+
+
+def at_a_glance(photo: Photo) -> str:
+    """The problems of a photo in a few words, for the contact sheet."""
+    from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
+
+    out = []
+    if photo.identity is not None and photo.identity < SAME_PERSON_SCORE:
+        out.append(f"someone else? (identity {photo.identity:.2f})")
+    if len(photo.faces) > 1:
+        out.append(f"{len(photo.faces)} faces")
+    if any("max_upscale" in n for n in photo.notes):
+        out.append(f"low resolution (enlarged x{photo.upscale:g})")
+    return "! " + ", ".join(out) if out else ""
+
+
+def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
+    items = []
+    augmented = {a["file"]: a for a in summary.augmented}
+    source = {name: e for e in summary.entries for name in e.outputs}
+    for image, path, caption in jobs:
+        tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
+        items.append((image, path.name + tag, "" if tag else at_a_glance(source[path.name]), caption))
+    summary.contact_sheet = run.root / "contact_sheet.png"
+    contact_sheet(items).save(summary.contact_sheet, compress_level=1)
+    data = summary.to_dict(run.root)
+    summary.report_json = run.root / "dataset.json"
+    summary.report_json.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    summary.report_md = run.root / "dataset.md"
+    summary.report_md.write_text(markdown(summary, data), encoding="utf-8")
+
+
+# ---------------------------------------------------------------- the whole folder
+@dataclass
+class LayoutSummary:
+    instance_dir: Path
+    photos: list[Path] = field(default_factory=list)  # training images written (augmented copies included)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # input photos not used, and why
+    reg_dir: Optional[Path] = None
+    reg_images: int = 0
+    source: Optional[Path] = None
+    entries: list[Photo] = field(default_factory=list)
+    augmented: list[dict] = field(default_factory=list)
+    other_files: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    regularization: dict = field(default_factory=dict)
+    embedder: str = ""
+    seconds: float = 0.0
+    contact_sheet: Optional[Path] = None
+    report_md: Optional[Path] = None
+    report_json: Optional[Path] = None
+
+    def brief(self, root: Path) -> list[str]:
+        """What a person should read in the terminal: counts, warnings, photos not used, where to look."""
+        kept = sum(e.status == "kept" for e in self.entries)
+        lines = [f"run folder: {root}",
+                 f"dataset: {kept} of {len(self.entries)} photos used, {len(self.augmented)} augmented copies "
+                 f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
+        if self.reg_dir:
+            lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
+        lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
+        lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
+        return lines
+
+    def to_dict(self, root: Path) -> dict:
+        rel = lambda p: str(p.relative_to(root)) if p else None  # noqa: E731
+        kept = [e for e in self.entries if e.status == "kept"]
+        return {
+            "input": str(self.source),
+            "instance_dir": rel(self.instance_dir),
+            "reg_dir": rel(self.reg_dir),
+            "counts": {"photos": len(self.entries), "used": len(kept), "dropped": len(self.entries) - len(kept),
+                       "augmented": len(self.augmented), "training_images": len(self.photos),
+                       "regularization_images": self.reg_images},
+            "face_embedder": self.embedder,
+            "warnings": self.warnings,
+            "photos": [e.to_dict() for e in self.entries],
+            "augmented": self.augmented,
+            "not_photos": self.other_files,
+            "regularization": self.regularization,
+            "seconds": round(self.seconds, 2),
+        }

@@ -1,0 +1,173 @@
+"""Load an SDXL pipeline (hub id, diffusers folder, single file) and Kohya LoRAs into it.
+
+Every LoRA is checked after loading: each module named in the file must have attached to the model,
+because diffusers drops some keys silently (mixed key layouts, blocks the model lacks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya.config.paths import home
+from faceswap_kohya.config.schema import CHECK_MODEL
+from faceswap_kohya.errors import UserError
+
+SDXL_CONFIG = Path(__file__).parent / "sdxl_config"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".sft")
+DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
+          "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+# ---------------------------------------------------------------- device and dtype
+def pick_device(device: Optional[str] = None) -> str:
+    import torch
+
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str, dtype=None):
+    """CUDA: bf16 where supported, else fp16; MPS fp16; CPU fp32 (CPUs round bf16 LoRA deltas away)."""
+    import torch
+
+    if dtype is not None and not isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, str):
+        if dtype.lower() not in DTYPES:
+            raise UserError(f"dtype {dtype!r}: use one of fp32, fp16, bf16")
+        return getattr(torch, DTYPES[dtype.lower()])
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+# ---------------------------------------------------------------- base model
+def config_folder() -> Path:
+    """SDXL-base configs (shipped) plus offline CLIP tokenizers, for loading single files with no hub."""
+    from faceswap_kohya.kohya.tokenizers import find_bpe, vocab_and_merges, write_tokenizer
+
+    dest = home() / "sdxl-config"
+    shutil.copytree(SDXL_CONFIG, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    tokenizers = [dest / "tokenizer", dest / "tokenizer_2"]
+    if not all((t / "vocab.json").is_file() and (t / "merges.txt").is_file() for t in tokenizers):
+        vocab, merges = vocab_and_merges(find_bpe())
+        for folder, pad in zip(tokenizers, ("<|endoftext|>", "!")):
+            write_tokenizer(folder, vocab, merges, pad)
+    return dest
+
+
+def _looks_local(path: str) -> bool:
+    return (path.endswith(SINGLE_FILE_SUFFIXES) or path.startswith((".", "/", "~")) or path.count("/") != 1
+            or os.sep in path.replace("/", "") or Path(path).drive != "")
+
+
+def resolve_base(base_model: str) -> tuple[str, str]:
+    """(kind, location): kind is "file", "folder" or "hub"."""
+    if not base_model or not str(base_model).strip():
+        raise UserError("base model: empty (give a hub id, a diffusers folder or a .safetensors file)")
+    base_model = str(base_model)
+    if base_model == CHECK_MODEL:
+        from faceswap_kohya.kohya.checkmodel import check_model_path
+
+        path = check_model_path()
+        if not path.is_file():
+            raise UserError(f"{CHECK_MODEL}: {path} does not exist yet; build it with `faceswap-kohya check-model`")
+        return "file", str(path)
+    path = os.path.expanduser(base_model)
+    if os.path.isfile(path):
+        if not path.endswith(SINGLE_FILE_SUFFIXES):
+            raise UserError(f"base model {path}: not a checkpoint file (expected .safetensors or .ckpt)")
+        return "file", path
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise UserError(f"base model {path}: a folder but not a diffusers pipeline (no model_index.json)")
+        return "folder", path
+    if _looks_local(base_model):
+        raise UserError(f"base model {base_model}: does not exist (a .safetensors file, a diffusers folder or a hub id)")
+    return "hub", base_model
+
+
+def model_label(base_model: str) -> str:
+    """A short model name for image metadata: file stem, folder name or hub id."""
+    if base_model == CHECK_MODEL:
+        return "pipeline-check"
+    p = Path(os.path.expanduser(base_model))
+    return p.stem if p.suffix in SINGLE_FILE_SUFFIXES else (p.name if p.exists() else base_model)
+
+
+def free_memory() -> None:
+    """Give a dropped pipeline's memory back to the system (call once no reference is left), so that a
+    process started next — the trainer — can have it: a collected SDXL otherwise stays ~6 GB in glibc's heap."""
+    import ctypes
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+def quiet_libraries() -> None:
+    """diffusers/transformers log notes meant for their developers (torchvision backends, dtype casts,
+    text encoders without LoRA keys); keep warnings that matter to users only."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[str] = None):
+    """An SDXL pipeline from a hub id, a local diffusers folder, a single file, or builtin:pipeline-check.
+
+    offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
+    """
+    quiet_libraries()
+    from diffusers import StableDiffusionXLPipeline
+
+    kind, where = resolve_base(base_model)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype)
+    try:
+        if kind == "file":
+            pipe = StableDiffusionXLPipeline.from_single_file(where, config=str(config_folder()), torch_dtype=torch_dtype,
+                                                              local_files_only=True)
+        elif kind == "folder":
+            pipe = StableDiffusionXLPipeline.from_pretrained(where, torch_dtype=torch_dtype, local_files_only=True)
+        else:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            pipe = StableDiffusionXLPipeline.from_pretrained(where, torch_dtype=torch_dtype, local_files_only=offline)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - diffusers/safetensors raise many types for a bad or partial file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"base model {base_model}: cannot load it as an SDXL pipeline ({first[:300]})") from None
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload:
+        raise UserError(f"offload {offload!r}: use 'model' or 'sequential'")
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.fsk_base = {"model": base_model, "path": where if kind != "hub" else None, "label": model_label(base_model)}
+    pipe.fsk_loras = {}
+    return pipe

@@ -1,0 +1,107 @@
+"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
+before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from faceswap_kohya.errors import UserError
+
+TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.I)
+COMPEL_SYNTAX = re.compile(r"[()]|\w[+-]+(?=[\s,]|$)|\.(?:and|blend)\(")
+SAMPLERS = {  # our name: (diffusers scheduler class, extra config, A1111 name)
+    "euler": ("EulerDiscreteScheduler", {}, "Euler"),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}, "Euler a"),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}, "DPM++ 2M"),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
+    "ddim": ("DDIMScheduler", {}, "DDIM"),
+}
+
+
+# ---------------------------------------------------------------- prompts
+def parse_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+    """Strip `<lora:NAME:WEIGHT>` tags (A1111): the cleaned prompt and [(name, weight)] (weight 1 when omitted)."""
+    tags = []
+    for m in TAG.finditer(prompt):
+        name, raw = m.group(1).strip(), (m.group(2) or "").strip()
+        try:
+            weight = float(raw) if raw else 1.0
+        except ValueError:
+            raise UserError(f"prompt tag {m.group(0)!r}: the weight must be a number, e.g. <lora:{name}:0.8>") from None
+        tags.append((name, weight))
+    clean = TAG.sub("", prompt)
+    clean = re.sub(r"\s*,\s*(,\s*)+", ", ", clean)
+    clean = re.sub(r"\s{2,}", " ", clean).strip().strip(",").strip()
+    return clean, tags
+
+
+def a1111_to_compel(prompt: str) -> str:
+    """A1111's `(word:1.2)` → compel's `(word)1.2`, nested groups too; compel syntax passes through."""
+    out: list[str] = []
+    opened: list[int] = []
+    for ch in prompt:
+        if ch == "(":
+            opened.append(len(out))
+        elif ch == ")" and opened:
+            start = opened.pop()
+            m = re.fullmatch(r"(.*):\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*", "".join(out[start + 1:]), re.S)
+            if m:
+                out[start + 1:] = list(f"{m.group(1)}){float(m.group(2)):g}")
+                continue
+        out.append(ch)
+    return "".join(out)
+
+
+def read_prompts_file(path: Path) -> list[str]:
+    """One prompt a line; blank lines and `#` comments skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"prompts file {path}: cannot read it ({e})") from None
+    prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise UserError(f"prompts file {path}: no prompts in it (one a line)")
+    return prompts
+
+
+def check_size(width: int, height: int) -> None:
+    for label, v in (("width", width), ("height", height)):
+        if v < 64 or v % 8:
+            raise UserError(f"{label} {v}: must be a multiple of 8 and at least 64 (e.g. {max(64, round(v / 8) * 8)})")
+
+
+# ---------------------------------------------------------------- encoding and sampling
+def set_sampler(pipe, sampler: str) -> str:
+    """Switch the scheduler; returns the A1111 name for metadata."""
+    import diffusers
+
+    if sampler not in SAMPLERS:
+        raise UserError(f"sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    cls_name, extra, label = SAMPLERS[sampler]
+    if type(pipe.scheduler).__name__ != cls_name or extra:
+        pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
+    return label
+
+
+def _n_tokens(pipe, text: str) -> int:
+    return len(pipe.tokenizer(text, truncation=False, add_special_tokens=False).input_ids)
+
+
+def prompt_conditioning(pipe, prompt: str, negative: str) -> dict:
+    """Pipeline text arguments: plain strings when diffusers handles them as is, else compel embeddings
+    (weighted terms, prompts over 75 tokens)."""
+    prompt, negative = a1111_to_compel(prompt), a1111_to_compel(negative or "")
+    long = max(_n_tokens(pipe, prompt), _n_tokens(pipe, negative)) > pipe.tokenizer.model_max_length - 2
+    if not long and not COMPEL_SYNTAX.search(prompt) and not COMPEL_SYNTAX.search(negative):
+        return {"prompt": prompt, "negative_prompt": negative or None}
+    import torch
+    from compel import CompelForSDXL
+
+    with torch.no_grad():
+        cond = CompelForSDXL(pipe, device=str(pipe._execution_device))(prompt, negative_prompt=negative or "")
+    neg, neg_pooled = cond.negative_embeds, cond.negative_pooled_embeds
+    if not negative and pipe.config.force_zeros_for_empty_prompt:  # as diffusers does for an empty negative prompt
+        neg, neg_pooled = torch.zeros_like(cond.embeds), torch.zeros_like(cond.pooled_embeds)
+    return {"prompt_embeds": cond.embeds, "pooled_prompt_embeds": cond.pooled_embeds,
+            "negative_prompt_embeds": neg, "negative_pooled_prompt_embeds": neg_pooled}

@@ -1,0 +1,120 @@
+"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
+before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from faceswap_kohya.errors import UserError
+
+
+# ---------------------------------------------------------------- what to generate with
+@dataclass
+class Source:
+    """The base model and the LoRAs a `generate` / `compare` call can use."""
+
+    base_model: str
+    lora: Optional[Path] = None  # the default LoRA (the run's final one, or the file given)
+    lora_dirs: list = field(default_factory=list)  # where `<lora:NAME:w>` tags look for NAME.safetensors
+    run_dir: Optional[Path] = None
+    trigger: Optional[str] = None
+    class_word: Optional[str] = None
+
+    def find_lora(self, name: str) -> Path:
+        if self.lora is not None and name in (self.lora.stem, self.lora.name):
+            return self.lora
+        for d in self.lora_dirs:
+            candidate = Path(d) / (name if name.endswith(".safetensors") else f"{name}.safetensors")
+            if candidate.is_file():
+                return candidate
+        known = sorted({p.stem for d in self.lora_dirs if Path(d).is_dir() for p in Path(d).glob("*.safetensors")})
+        where = ", ".join(str(d) for d in self.lora_dirs) or "(no LoRA folder: give --lora-dir)"
+        raise UserError(f"<lora:{name}:..>: no {name}.safetensors in {where}" +
+                        (f"; available: {', '.join(known)}" if known else ""))
+
+    def fill(self, prompt: str) -> str:
+        if self.trigger:
+            prompt = prompt.replace("{trigger}", self.trigger)
+        if self.class_word:
+            prompt = prompt.replace("{class}", self.class_word)
+        return prompt
+
+
+def run_preset(run_dir: Path):
+    from faceswap_kohya.config import presets
+
+    path = run_dir / "preset.yaml"
+    return presets.validate(presets.read_yaml(path), str(path))
+
+
+def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Optional[int] = None,
+                   lora_dirs: Sequence[str] = (), no_lora: bool = False) -> Source:
+    """A run folder (its model/ LoRAs and preset.yaml), a LoRA file, or nothing (--base with --no-lora)."""
+    preset, run_dir, lora = None, None, None
+    if target:
+        t = Path(target).expanduser()
+        if t.is_dir():
+            if not (t / "preset.yaml").is_file():
+                raise UserError(f"{t}: not a run folder (no preset.yaml); give a run folder or a .safetensors LoRA")
+            run_dir, preset = t, run_preset(t)
+            model_dir, name = t / "model", preset.output.name
+            if epoch is not None:
+                lora = model_dir / f"{name}-{epoch:06d}.safetensors"
+            else:
+                lora = model_dir / f"{name}.safetensors"
+            if not lora.is_file() and not no_lora:
+                saved = sorted(p.name for p in model_dir.glob("*.safetensors")) if model_dir.is_dir() else []
+                hint = f"saved: {', '.join(saved)} (pick one with --epoch N)" if saved else "the run saved no LoRA yet"
+                raise UserError(f"{t}: no {lora.name} in {model_dir}; {hint}")
+        elif t.is_file():
+            if t.suffix != ".safetensors":
+                raise UserError(f"{t}: not a LoRA file (expected .safetensors) or a run folder")
+            lora = t
+            maybe_run = t.parent.parent
+            if t.parent.name == "model" and (maybe_run / "preset.yaml").is_file():
+                run_dir, preset = maybe_run, run_preset(maybe_run)
+        else:
+            raise UserError(f"{target}: no such run folder or LoRA file")
+    base_model = base or (preset.base_model.path if preset else None)
+    if not base_model:
+        raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
+    dirs = [Path(d).expanduser() for d in lora_dirs]
+    if lora is not None:
+        dirs.insert(0, lora.parent)
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"LoRA folder {d}: does not exist")
+    return Source(base_model=base_model, lora=None if no_lora else lora, lora_dirs=dirs, run_dir=run_dir,
+                  trigger=preset.subject.trigger if preset else None,
+                  class_word=preset.subject.class_word if preset else None)
+
+
+# ---------------------------------------------------------------- the commands
+@dataclass
+class Settings:
+    steps: int = 30
+    cfg: float = 6.0
+    width: int = 1024
+    height: int = 1024
+    negative_prompt: str = ""
+    sampler: str = "euler"
+
+
+def check_lora_files(paths) -> None:
+    """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
+    from faceswap_kohya.diffusion.lora import read_lora_modules
+
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"LoRA {p}: no such file")
+        read_lora_modules(Path(p))
+
+
+def default_out_dir(source: Source, kind: str) -> Path:
+    """`<run>/images` (or `<run>/compare`) for a run; else `./generated`."""
+    if source.run_dir is not None:
+        return source.run_dir / ("images" if kind == "generate" else "compare")
+    return Path(os.getcwd()) / "generated"

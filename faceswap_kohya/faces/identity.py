@@ -1,0 +1,224 @@
+"""Faces, offline: detect, align and embed with dlib (the `dlib-bin` wheel) and the model files of
+`face_recognition_models` — nothing is downloaded at run time.
+
+- `detect(image)`: faces, largest first, boxes in the image's own pixels. Detection runs on a copy
+  at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and the
+  boxes are mapped back.
+- `get_embedder()`: dlib's 128-d ResNet face embedder (or InsightFace's ArcFace when the user has
+  its model files), aligned with 5 landmarks.
+- `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.detect import _DLIB, Face, _dlib, _model, _rgb_array, detect, model_file
+
+EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
+SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (see identity_score)
+
+
+# ---------------------------------------------------------------- embedding
+class Embedder:
+    """Face → embedding vector. `name` says which model produced the numbers; `metric` how to compare them."""
+
+    name = "embedder"
+    metric: Literal["euclidean", "cosine"] = "euclidean"
+
+    def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def score(self, embedding: np.ndarray, references: Sequence[np.ndarray]) -> tuple[float, int]:
+        return identity_score(embedding, references, metric=self.metric)
+
+
+class DlibEmbedder(Embedder):
+    """dlib's ResNet (128-d, 99.38 % on LFW); the face is aligned on its 5 landmarks first."""
+
+    name = "dlib-resnet-128"
+    metric = "euclidean"
+
+    def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
+        dlib = _dlib()
+        if face is None:
+            faces = detect(image)
+            if not faces:
+                return None
+            face = faces[0]
+        # Work on a crop around the face, resampled so the face is ~EMBED_FACE_PX wide: fast on
+        # 12 MP photos and the same detail for small and large faces.
+        left, top, right, bottom = face.box
+        margin = max(face.width, face.height)
+        region = (max(0, left - margin), max(0, top - margin),
+                  min(image.width, right + margin), min(image.height, bottom + margin))
+        k = EMBED_FACE_PX / max(1, face.width)
+        crop = image.crop(region)
+        crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BILINEAR)
+        arr = _rgb_array(crop)
+        rect = dlib.rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
+                              round((right - region[0]) * k), round((bottom - region[1]) * k))
+        with _DLIB:
+            shape = _model("landmarks")(arr, rect)
+            chip = dlib.get_face_chip(arr, shape, size=150, padding=0.25)
+            return np.asarray(_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
+
+
+class InsightFaceEmbedder(Embedder):
+    """InsightFace ArcFace (512-d, unit length) from a local model folder; compared by cosine."""
+
+    metric = "cosine"
+
+    def __init__(self, root: Path, pack: str):
+        from insightface.app import FaceAnalysis
+
+        self.name = f"insightface-{pack}"
+        self.app = FaceAnalysis(name=pack, root=str(root), providers=["CPUExecutionProvider"],
+                                allowed_modules=["detection", "recognition"])
+        self.app.prepare(ctx_id=-1, det_size=(640, 640))
+
+    def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
+        bgr = _rgb_array(image)[:, :, ::-1].copy()
+        found = self.app.get(bgr)
+        if not found:
+            return None
+        if face is None:
+            chosen = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
+        else:  # the detection that overlaps the given face the most
+            chosen = max(found, key=lambda f: overlap(face.box, tuple(f.bbox)))
+        return np.asarray(chosen.normed_embedding, dtype=np.float64)
+
+
+def overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
+
+
+@functools.lru_cache(maxsize=4)
+def get_embedder(kind: str = "dlib", insightface_root: Optional[str] = None) -> Embedder:
+    """`dlib` (always available with the faces extra) or `insightface` (needs the `insightface`
+    package and a local model folder: `insightface_root/models/<pack>/` with its .onnx files)."""
+    if kind == "dlib":
+        for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
+            model_file(name)
+        _dlib()
+        return DlibEmbedder()
+    if kind != "insightface":
+        raise UserError(f"unknown face embedder {kind!r}: use dlib or insightface")
+    if importlib.util.find_spec("insightface") is None:
+        raise UserError("embedder insightface needs the insightface package (pip install insightface onnxruntime) "
+                        "and its model files; or use the built-in embedder: dlib")
+    if not insightface_root:
+        raise UserError("embedder insightface needs insightface_root: the folder holding models/<pack>/*.onnx "
+                        "(e.g. ~/.insightface); nothing is downloaded")
+    root = Path(insightface_root).expanduser()
+    packs = sorted(p for p in (root / "models").glob("*") if p.is_dir() and any(p.glob("*.onnx")))
+    if not packs:
+        raise UserError(f"insightface_root {root}: no model folder with .onnx files under {root / 'models'} "
+                        "(unpack e.g. buffalo_l there), or use embedder dlib")
+    return InsightFaceEmbedder(root, packs[0].name)
+
+
+# ---------------------------------------------------------------- comparing
+def distance(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float:
+    """Euclidean distance (dlib: < 0.6 is usually the same person), or cosine distance 1 - cos."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if metric == "cosine":
+        return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return float(np.linalg.norm(a - b))
+
+
+def similarity(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float:
+    """The identity score of one pair: 1 - distance, clipped to [0, 1] (for cosine: cos, clipped)."""
+    return float(min(1.0, max(0.0, 1.0 - distance(a, b, metric))))
+
+
+def identity_score(embedding: np.ndarray, references: Sequence[np.ndarray],
+                   metric: str = "euclidean") -> tuple[float, int]:
+    """How much a face looks like the nearest reference face: (score, index of that reference).
+
+    The score is a similarity in [0, 1], higher = more alike; it is a measurement, not a yes/no.
+    With dlib's embedder it is `1 - euclidean distance`, clipped: dlib's "same person" rule of
+    thumb (distance < 0.6) is a score above 0.4. Measured with dlib: edits of one photo score
+    0.76-0.95, different photos of one person 0.56-0.98, different people 0.10-0.37. With
+    InsightFace (cosine) it is the cosine similarity, clipped at 0.
+    """
+    if not len(references):
+        raise ValueError("no reference embeddings")
+    scores = [similarity(embedding, r, metric) for r in references]
+    best = int(np.argmax(scores))
+    return scores[best], best
+
+
+def median_scores(embeddings: Sequence[np.ndarray], metric: str = "euclidean") -> list[float]:
+    """Each face's median identity score against all the others (for finding a photo of someone
+    else in a set: its median is low). Empty when there are fewer than 3 faces (none can be the odd one out)."""
+    n = len(embeddings)
+    if n < 3:
+        return []
+    return [float(np.median([similarity(embeddings[i], embeddings[j], metric) for j in range(n) if j != i]))
+            for i in range(n)]
+
+
+# ---------------------------------------------------------------- files
+def _image_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders as the images in them."""
+    from faceswap_kohya.data.images import list_images
+
+    out = []
+    for p in map(Path, paths):
+        found = list_images(p) if p.is_dir() else [p]
+        if not found:
+            raise UserError(f"{p}: no images in this folder")
+        out += found
+    return out
+
+
+def face_of(path: Path, embedder: Embedder) -> dict:
+    """{"file", "face_box", "faces", "embedding"} or {"file", "error"} for one image file."""
+    from faceswap_kohya.data.images import load_rgb, unreadable_reason
+
+    try:
+        image = load_rgb(path)
+    except Exception as e:  # noqa: BLE001 - any decoder error
+        return {"file": str(path), "error": unreadable_reason(path, e)}
+    found = detect(image)
+    if not found:
+        return {"file": str(path), "error": "no face"}
+    return {"file": str(path), "face_box": list(found[0].box), "faces": len(found),
+            "embedding": embedder.embed(image, found[0])}
+
+
+def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
+    """Identity scores of `images` (files or folders) against the faces in the photos of `refs`.
+
+    Returns {"embedder", "references": [...], "images": [{"file", "score", "face_box", "nearest"} or
+    {"file", "error": "no face" / why unreadable}]}. UserError when no reference photo has a face.
+    """
+    from faceswap_kohya.data.images import list_images
+
+    ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
+    if not ref_files:
+        raise UserError(f"--refs {refs}: no photos in this folder")
+    references = [face_of(p, embedder) for p in ref_files]
+    usable = [r for r in references if "embedding" in r]
+    if not usable:
+        raise UserError(f"--refs {refs}: no face found in any of its {len(ref_files)} photos; "
+                        "give clear photos of the person's face")
+    vectors = [r.pop("embedding") for r in usable]
+    results = []
+    for path in _image_files(images):
+        r = face_of(path, embedder)
+        if "embedding" in r:
+            score, nearest = embedder.score(r.pop("embedding"), vectors)
+            r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}
+        results.append(r)
+    return {"embedder": embedder.name, "references": references, "images": results}

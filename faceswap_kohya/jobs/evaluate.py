@@ -1,0 +1,308 @@
+"""Evaluate a run: how much the generated person looks like the photos, per checkpoint, against the base model.
+
+The base pipeline is loaded once. The base model (no LoRA) and then every checkpoint of the run
+(`model/<name>-000001.safetensors` ..., the final `model/<name>.safetensors`), each attached in turn
+as an adapter, render the same evaluation set (`preset.evaluate.prompts` × `preset.evaluate.seeds`).
+Each image is scored against the reference photos (the run's training photos) with `faces`:
+
+- `score`: the identity score of its face vs the nearest reference (as `faceswap-kohya identity`);
+- `centroid_score`: its similarity to the mean embedding of all references;
+- `copy_gap = score - centroid_score`: large when a face matches one training photo much better than
+  the person as a whole (a copy of one photo is not success); around zero or below for a face that
+  resembles the person across photos.
+
+Images with no face are counted and reported ("no face"), never dropped. Per checkpoint: mean and
+spread of the scores over the faces found, faces found / images. The best checkpoint has the highest
+mean (ties go to the earlier one); the top-3 images are the highest-scoring LoRA images. Everything
+goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
+report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
+`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.scoring.report import _diff, write_chart, write_report
+from faceswap_kohya.scoring.scores import (
+    BASE,
+    LORA_WEIGHT,
+    SAMPLER,
+    SCHEMA_VERSION,
+    Checkpoint,
+    find_checkpoints,
+    load_references,
+    rank,
+    score_image,
+    summarize,
+)
+
+
+# ---------------------------------------------------------------- what to evaluate
+@dataclass
+class Plan:
+    """Everything one evaluation needs."""
+
+    preset: object  # schema.Preset: subject, evaluate settings, resolution, negative prompt
+    base_model: str
+    checkpoints: list[Checkpoint]
+    refs: Path
+    out_parent: Path
+    run_dir: Optional[Path] = None
+    width: int = 1024
+    height: int = 1024
+
+    @property
+    def prompts(self) -> list[str]:
+        from faceswap_kohya.kohya.render import fill
+
+        return [fill(p, self.preset) for p in self.preset.evaluate.prompts]
+
+
+def _read_run_preset(run_dir: Path):
+    from faceswap_kohya.config import presets
+
+    path = run_dir / "preset.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
+    return presets.validate(presets.read_yaml(path), str(path))
+
+
+def run_refs(run_dir: Path, preset) -> Path:
+    from faceswap_kohya.config.layout import RunLayout, instance_dir
+
+    folder = instance_dir(preset, RunLayout(run_dir))
+    if folder.is_dir():
+        return folder
+    others = sorted(p for p in (run_dir / "img").glob("*_*") if p.is_dir()) if (run_dir / "img").is_dir() else []
+    if len(others) == 1:
+        return others[0]
+    raise UserError(f"{run_dir}: no training photos in {folder} to compare with; give --refs PHOTOS_DIR")
+
+
+def subject_from_lora(path: Path) -> Optional[tuple[str, str]]:
+    """(trigger, class) from the dataset folder name sd-scripts records in a LoRA (`ss_dataset_dirs`: `10_myface woman`)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            dirs = json.loads((f.metadata() or {}).get("ss_dataset_dirs", "{}"))
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return None
+    for name in dirs:
+        m = re.fullmatch(r"\d+_([A-Za-z0-9]+) ([A-Za-z]+(?: [A-Za-z]+)?)", str(name))
+        if m:
+            return m.group(1), m.group(2)
+    return None
+
+
+def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = None, size: Optional[int] = None,
+             out: Optional[Path] = None) -> Plan:
+    """The base model and every checkpoint of a run folder, against its training photos (or `refs`)."""
+    run_dir = Path(run_dir).expanduser().absolute()
+    preset = _read_run_preset(run_dir)
+    checkpoints = find_checkpoints(run_dir / "model", preset.output.name)
+    if not checkpoints:
+        raise UserError(f"{run_dir}: no LoRA checkpoints in {run_dir / 'model'} ({preset.output.name}*.safetensors); "
+                        "has the run saved one yet?")
+    side = size or preset.dataset.resolution
+    return Plan(preset, base or preset.base_model.path, checkpoints, Path(refs) if refs else run_refs(run_dir, preset),
+                Path(out) if out else run_dir / "eval", run_dir, side, side)
+
+
+def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = None, trigger: Optional[str] = None,
+              class_word: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None) -> Plan:
+    """One LoRA file (and the base model). Inside a run's model/ folder the run's preset fills the gaps."""
+    from faceswap_kohya.config import presets
+
+    lora = Path(lora).expanduser().absolute()
+    if not lora.is_file() or lora.suffix != ".safetensors":
+        raise UserError(f"--lora {lora}: no such .safetensors file")
+    run_dir = lora.parent.parent if lora.parent.name == "model" and (lora.parent.parent / "preset.yaml").is_file() else None
+    if run_dir is not None:
+        data = _read_run_preset(run_dir).model_dump()
+    else:
+        if not base:
+            raise UserError(f"--lora {lora.name}: not inside a run folder, so give --base (the model it was trained on)")
+        if not refs:
+            raise UserError(f"--lora {lora.name}: not inside a run folder, so give --refs (photos of the person)")
+        found = subject_from_lora(lora)
+        if not found and not (trigger and class_word):
+            raise UserError(f"--lora {lora.name}: its trigger word and class are unknown (no run folder, not in the "
+                            "file's metadata); give --trigger WORD --class WORD (e.g. --trigger myface --class woman)")
+        data = {"base_model": base, "subject": {"trigger": found[0], "class_word": found[1]} if found else {}}
+    if trigger:
+        data["subject"]["trigger"] = trigger
+    if class_word:
+        data["subject"]["class_word"] = class_word
+    if base:
+        data["base_model"] = {"path": base}
+    preset = presets.validate(data, f"--lora {lora.name}")
+    side = size or preset.dataset.resolution
+    parent = Path(out) if out else (run_dir / "eval" if run_dir else Path.cwd() / "eval")
+    return Plan(preset, preset.base_model.path, [Checkpoint(lora.stem, lora)],
+                Path(refs) if refs else run_refs(run_dir, preset), parent, run_dir, side, side)
+
+
+# ---------------------------------------------------------------- the loop
+@dataclass
+class Result:
+    folder: Path
+    scores: dict
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def chart(self) -> Path:
+        return self.folder / "identity.png"
+
+    @property
+    def scores_json(self) -> Path:
+        return self.folder / "scores.json"
+
+    @property
+    def best(self) -> Optional[dict]:
+        return self.scores["best"]
+
+
+def _line(label: str, s: dict) -> str:
+    faces = f"{s['faces']}/{s['images']} faces"
+    if s["mean"] is None:
+        return f"{label}: no face found ({s['images']} image{'s' if s['images'] != 1 else ''})"
+    return f"{label}: identity {s['mean']:.3f} ± {s['std']:.3f} ({faces}), copy gap {s['copy_gap_mean']:+.3f}"
+
+
+def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype=None, offload=None) -> Result:
+    """Generate the evaluation set with the base model and each checkpoint, score it, write the report."""
+    from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
+    from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
+    from faceswap_kohya.diffusion.pipeline import load_pipeline
+    from faceswap_kohya.diffusion.prompts import check_size, set_sampler
+    from faceswap_kohya.faces.identity import get_embedder
+
+    ev = plan.preset.evaluate
+    start = time.monotonic()
+    check_size(plan.width, plan.height)
+    prompts, seeds = plan.prompts, [int(s) for s in ev.seeds]
+    if not prompts or not seeds:
+        raise UserError("evaluate.prompts and evaluate.seeds must each have at least one entry")
+    embedder = get_embedder(ev.embedder, ev.insightface_root)
+    refs = load_references(plan.refs, embedder)
+    echo(f"{embedder.name}: {len(refs.vectors)} reference faces from {plan.refs}"
+         + (f" ({len(refs.entries) - len(refs.vectors)} photos without a usable face)" if len(refs.entries) > len(refs.vectors) else ""))
+    for c in plan.checkpoints:  # refuse broken files before the slow base model load
+        read_lora_modules(c.path)
+
+    pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload)
+    sampler_label = set_sampler(pipe, SAMPLER)
+    base_info = pipe.fsk_base
+    model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
+    from faceswap_kohya.config.paths import new_folder
+
+    folder = new_folder(plan.out_parent)
+    images_dir = folder / "images"
+    images_dir.mkdir()
+    negative = plan.preset.sampling.negative_prompt
+    entries = []
+    for ckpt in [BASE] + list(plan.checkpoints):
+        loras, adapter = [], None
+        if ckpt.path is not None:
+            modules = attach_lora(pipe, ckpt.path, weight=LORA_WEIGHT)
+            adapter = next(n for n, info in pipe.fsk_loras.items() if info.path == Path(ckpt.path))
+            loras = [{"name": ckpt.path.stem, "adapter": adapter, "path": str(ckpt.path), "weight": LORA_WEIGHT,
+                      "sha256": file_sha256(ckpt.path), "modules": modules}]
+        try:
+            pictures = generate_images(pipe, prompts, seeds, ev.steps, ev.cfg, plan.width, plan.height, negative)
+        finally:
+            if adapter is not None:  # switch adapters: the base weights stay loaded
+                pipe.delete_adapters(adapter)
+                del pipe.fsk_loras[adapter]
+        scored = []
+        for k, image in enumerate(pictures):
+            pi, si = divmod(k, len(seeds))
+            name = f"{ckpt.slug}-p{pi + 1}-s{seeds[si]}.png"
+            info = ImageInfo(prompt=prompts[pi], negative_prompt=negative, seed=seeds[si], steps=ev.steps, cfg=ev.cfg,
+                             width=plan.width, height=plan.height, sampler=sampler_label, model=base_info["label"],
+                             model_hash=model_hash, loras=loras)
+            save_image(image, images_dir / name, info)
+            scored.append({"file": f"images/{name}", "p": pi + 1, "prompt": prompts[pi], "seed": seeds[si],
+                           **score_image(image, refs, embedder)})
+        entry = {"label": ckpt.label, "file": str(ckpt.path) if ckpt.path else None, "epoch": ckpt.epoch,
+                 "step": ckpt.step, "images": scored, "summary": summarize(scored)}
+        entries.append(entry)
+        echo(_line(ckpt.label, entry["summary"]))
+
+    best, top = rank(entries)
+    scores = {
+        "version": SCHEMA_VERSION,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "run": str(plan.run_dir) if plan.run_dir else None,
+        "embedder": embedder.name, "metric": refs.metric,
+        "score": "identity: similarity of the generated face to the nearest reference face (faces.identity_score); "
+                 "centroid_score: to the mean reference embedding; copy_gap = score - centroid_score",
+        "settings": {"base_model": plan.base_model, "prompts": prompts, "seeds": seeds, "steps": ev.steps, "cfg": ev.cfg,
+                     "width": plan.width, "height": plan.height, "sampler": SAMPLER, "negative_prompt": negative,
+                     "lora_weight": LORA_WEIGHT},
+        "references": {"folder": str(plan.refs), "photos": refs.entries,
+                       "embeddings": {f: [round(float(x), 6) for x in v] for f, v in zip(refs.files, refs.vectors)}},
+        "base": entries[0]["summary"],
+        "checkpoints": entries,
+        "best": None if best is None else {"label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
+                                           "above_base": _diff(best["summary"]["mean"], entries[0]["summary"]["mean"])},
+        "top": top,
+        "seconds": round(time.monotonic() - start, 1),
+    }
+    (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    write_chart(scores, folder / "identity.png")
+    write_report(scores, folder)
+    return Result(folder, scores)
+
+
+# ---------------------------------------------------------------- entry points
+def evaluate_run(run_dir: Path, echo: Callable[[str], None] = print, refs: Optional[Path] = None,
+                 base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
+                 device=None, dtype=None, offload=None) -> Result:
+    """Evaluate every checkpoint of a run folder; returns where the report went and the scores."""
+    return evaluate(plan_run(run_dir, refs, base, size, out), echo, device, dtype, offload)
+
+
+def evaluate_after_training(run_dir: Path, echo: Callable[[str], None] = print) -> Optional[Result]:
+    """`train`'s last step when the run's preset has `evaluate.enabled: true`. A failed evaluation does not
+    fail the finished training: it is reported with the command to run it again."""
+    run_dir = Path(run_dir)
+    try:
+        if not _read_run_preset(run_dir).evaluate.enabled:
+            return None
+        echo("evaluating the checkpoints (evaluate.enabled)")
+        result = evaluate_run(run_dir, echo=echo)
+    except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
+        why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        echo(f"evaluation failed: {why}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")
+        return None
+    for line in summary_lines(result):
+        echo(line)
+    return result
+
+
+def summary_lines(result: Result) -> list[str]:
+    s = result.scores
+    lines = []
+    if s["best"]:
+        b = s["best"]
+        vs = f" ({b['above_base']:+.3f} vs base model)" if b["above_base"] is not None else ""
+        lines.append(f"best checkpoint: {b['label']}  identity {b['mean']:.3f}{vs}  {b['file']}")
+    else:
+        lines.append("best checkpoint: none (no face was found in any LoRA image)")
+    for i, t in enumerate(s["top"], 1):
+        lines.append(f"top {i}: {t['score']:.3f}  {result.folder / t['file']}")
+    lines.append(f"report: {result.report}")
+    return lines

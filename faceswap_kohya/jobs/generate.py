@@ -1,0 +1,108 @@
+"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
+before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from faceswap_kohya.config.paths import new_folder
+from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
+from faceswap_kohya.diffusion.prompts import check_size, parse_tags, set_sampler
+from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
+from faceswap_kohya.errors import UserError
+
+
+def plan_prompts(prompts: Sequence[str], source: Source, weight: float, no_lora: bool):
+    """Per prompt: (clean prompt, {lora path: weight}); the default LoRA at `weight`, tags add or override."""
+    plans = []
+    for i, raw in enumerate(prompts):
+        if not raw or not raw.strip():
+            raise UserError(f"prompt {i + 1} is empty")
+        clean, tags = parse_tags(source.fill(raw))
+        if not clean:
+            raise UserError(f"prompt {i + 1} ({raw!r}) is empty once its <lora:..> tags are removed")
+        loras = {}
+        if not no_lora:
+            if source.lora is not None:
+                loras[source.lora] = weight
+            for name, w in tags:
+                loras[source.find_lora(name)] = w
+        plans.append((clean, loras))
+    return plans
+
+
+def _progress_bar(total: int, show: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="image", file=sys.stderr, disable=not show, dynamic_ncols=True)
+
+    def update(done, _total):
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def _load(source: Source, paths: list[Path], device, dtype, offload):
+    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.pipeline import load_pipeline
+
+    pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
+    names = {}
+    for path in paths:
+        before = set(pipe.fsk_loras)
+        attach_lora(pipe, path, weight=0.0)
+        names[path] = (set(pipe.fsk_loras) - before).pop()
+    return pipe, names
+
+
+def _info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:
+    base = pipe.fsk_base
+    model_hash = file_sha256(Path(base["path"])) if base.get("path") and Path(base["path"]).is_file() else None
+    return ImageInfo(prompt=prompt, negative_prompt=s.negative_prompt, seed=int(seed), steps=s.steps, cfg=s.cfg,
+                     width=s.width, height=s.height, sampler=sampler_label, model=base["label"], model_hash=model_hash,
+                     loras=[{"name": p.stem, "adapter": names[p], "path": str(p), "weight": w, "sha256": file_sha256(p)}
+                            for p, w in loras.items()])
+
+
+def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], settings: Settings, out_dir: Path,
+                 weight: float = 1.0, no_lora: bool = False, device=None, dtype=None, offload=None,
+                 show_progress: bool = True, echo=print) -> list[Path]:
+    """Generate every (prompt, seed) into a new folder under out_dir; returns the PNG paths.
+
+    One LoRA set at one weight for all images is fused (base-model speed); otherwise adapters switch per prompt."""
+    check_size(settings.width, settings.height)
+    plans = plan_prompts(prompts, source, weight, no_lora)
+    paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
+    check_lora_files(paths)
+    if all(w == 0 for _, loras in plans for w in loras.values()):
+        paths = []  # weight 0 everywhere: the plain base model (attaching and disabling is only ~1e-6 close)
+    pipe, names = _load(source, paths, device, dtype, offload)
+    sampler_label = set_sampler(pipe, settings.sampler)
+    for path, name in names.items():
+        echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
+    names = {p: names.get(p, p.stem) for _, loras in plans for p in loras}
+    distinct = {tuple(sorted((names[p], w) for p, w in loras.items())) for _, loras in plans}
+    fused = len(distinct) == 1 and paths
+    if fused:
+        from faceswap_kohya.diffusion.lora import fuse
+
+        fuse(pipe, dict(next(iter(distinct))))
+    folder = new_folder(out_dir)
+    bar, update = _progress_bar(len(plans) * len(seeds), show_progress)
+    written = []
+    try:
+        for pi, (prompt, loras) in enumerate(plans):
+            weights = None if fused or not paths else {names[p]: w for p, w in loras.items()} | {
+                n: 0.0 for n in names.values() if n not in {names[p] for p in loras}}
+            images = generate_images(pipe, [prompt], seeds, settings.steps, settings.cfg, settings.width, settings.height,
+                                     settings.negative_prompt, lora_weights=[weights],
+                                     progress=lambda d, t, base=len(written): update(base + d, None))
+            for seed, image in zip(seeds, images):
+                info = _info(pipe, prompt, seed, settings, sampler_label, loras, names)
+                written.append(save_image(image, folder / f"{len(written) + 1:04d}-p{pi + 1}-s{seed}.png", info))
+    finally:
+        bar.close()
+    return written

@@ -1,0 +1,243 @@
+"""Kohya presets in and out: kohya_ss GUI JSON, flat sd-scripts TOML, sectioned kohya-colab TOML.
+
+Import runs in two steps. A kohya_ss GUI preset is first turned into the sd-scripts arguments
+kohya_ss itself would write (`gui_to_sd_args`, following `train_model` in bmaltais/kohya_ss
+kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops ""/False/None/0, the
+`LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in common_gui.py
+(percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split on
+spaces, appended to the command line)). sd-scripts arguments, from that step or from a TOML (whose
+sections sd-scripts flattens, names ignored), then become preset fields (`sd_args_to_preset`).
+Every key of the input ends in the report: mapped, transformed (from → to), ignored (with the
+reason) or unsupported. Settings the schema has no field for go to network.args, optimizer.args or
+kohya.extra_args (passed to the trainer's command line, which wins over its TOML).
+
+Export writes the reverse: a flat sd-scripts config TOML (+ its dataset TOML) or a kohya_ss JSON.
+No torch here: this module only reads and writes text.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+
+from faceswap_kohya.errors import UserError
+
+DEFAULT_BASE_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+KOHYA_SUFFIXES = (".json", ".toml")
+
+
+# ---------------------------------------------------------------- report
+@dataclass
+class Entry:
+    key: str
+    status: str  # mapped | transformed | ignored | unsupported
+    detail: str
+
+
+@dataclass
+class Report:
+    source: str
+    kind: str  # "kohya_ss GUI JSON", "sd-scripts TOML", ...
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, key: str, status: str, detail: str) -> None:
+        self.entries.append(Entry(key, status, detail))
+
+    def keys(self) -> set[str]:
+        return {e.key for e in self.entries}
+
+    def by_key(self, key: str) -> list[Entry]:
+        return [e for e in self.entries if e.key == key]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("mapped", "transformed", "ignored", "unsupported")}
+        for e in self.entries:
+            out[e.status] += 1
+        return out
+
+    def text(self) -> str:
+        c = self.counts()
+        lines = [f"imported {self.source} ({self.kind}): " + ", ".join(f"{n} {s}" for s, n in c.items())]
+        for status in ("mapped", "transformed", "unsupported", "ignored"):
+            group = [e for e in self.entries if e.status == status]
+            if group:
+                lines.append(f"{status}:")
+                lines += [f"  {e.key}: {e.detail}" for e in group]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- value helpers
+def _num(v):
+    """Loose GUI numbers: "1e-4" → 0.0001, "" / None → None, bools kept."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return v
+    s = str(v).strip()
+    if s == "":
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        try:
+            return float(s)
+        except ValueError:
+            return s
+
+
+def _int(v, default=None):
+    v = _num(v)
+    if v is None or isinstance(v, str):
+        return default
+    return int(v)
+
+
+def _float(v, default=None):
+    v = _num(v)
+    if v is None or isinstance(v, str):
+        return default
+    return float(v)
+
+
+def _unset(v) -> bool:
+    """kohya_ss drops these (`value not in ["", False, None]`, and 0 == False)."""
+    if isinstance(v, list):
+        return not v
+    return v is None or v == "" or v is False or (not isinstance(v, str) and v == 0)
+
+
+def _fmt(v) -> str:
+    return json.dumps(v) if isinstance(v, (str, list)) else str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def split_args(text) -> list[str]:
+    """kohya_ss' way with optimizer_args/network_args/additional_parameters: drop quotes, split on spaces."""
+    if isinstance(text, list):
+        return [str(x) for x in text]
+    return str(text or "").replace('"', "").split()
+
+
+def parse_cli_args(tokens: list[str]) -> dict:
+    """`--key=v`, `--key v1 v2`, `--flag` → {key: value}; lists for several values."""
+    out: dict = {}
+    key = None
+    for tok in tokens:
+        if tok.startswith("--"):
+            name, eq, val = tok[2:].partition("=")
+            key = name
+            out[key] = _num(val) if eq else True
+            if eq:
+                key = None  # `--k=v` takes no more values
+        elif key is not None:
+            prev = out[key]
+            v = _num(tok)
+            out[key] = v if prev is True else (prev if isinstance(prev, list) else [prev]) + [v]
+        else:
+            out.setdefault("", []).append(tok)
+    return out
+
+
+def to_cli_args(key: str, value) -> list[str]:
+    if value is True:
+        return [f"--{key}"]
+    if isinstance(value, list):
+        return [f"--{key}", *(str(v) for v in value)]
+    return [f"--{key}={_fmt(value) if not isinstance(value, str) else value}"]
+
+
+# ---------------------------------------------------------------- families
+class Refused(UserError):
+    """The file targets a model family this tool does not train."""
+
+
+_FAMILY_CHECKBOXES = {"flux1_checkbox": "Flux.1", "sd3_checkbox": "SD3", "hunyuan_image_checkbox": "HunyuanImage-2.1",
+                      "anima_checkbox": "Anima", "lumina_checkbox": "Lumina Image 2.0"}
+_FAMILY_LORA_TYPES = {"Flux1": "Flux.1", "Flux1 OFT": "Flux.1", "HunyuanImage-2.1": "HunyuanImage-2.1",
+                      "Anima": "Anima", "Lumina": "Lumina Image 2.0"}
+_FAMILY_MODULES = {"networks.lora_flux": "Flux.1", "networks.oft_flux": "Flux.1", "networks.lora_sd3": "SD3",
+                   "networks.lora_hunyuan_image": "HunyuanImage-2.1", "networks.lora_anima": "Anima",
+                   "networks.lora_lumina": "Lumina Image 2.0"}
+_FAMILY_KEYS = {"t5xxl": "Flux.1 or SD3", "ae": "Flux.1", "clip_g": "SD3", "guidance_scale": "Flux.1",
+                "discrete_flow_shift": "Flux.1", "timestep_sampling": "Flux.1", "apply_t5_attn_mask": "Flux.1"}
+
+
+def _refuse(source: str, family: str, why: str):
+    raise Refused(f"{source}: this preset targets {family} ({why}); faceswap-kohya trains SDXL LoRAs only. "
+                  "Use an SDXL preset, or start from a shipped one (`faceswap-kohya presets ls`).")
+
+
+def check_family_gui(gui: dict, source: str) -> None:
+    for key, family in _FAMILY_CHECKBOXES.items():
+        if gui.get(key) is True:
+            _refuse(source, family, f"{key} is true")
+    if gui.get("LoRA_type") in _FAMILY_LORA_TYPES:
+        _refuse(source, _FAMILY_LORA_TYPES[gui["LoRA_type"]], f"LoRA_type {gui['LoRA_type']!r}")
+    if gui.get("v2") is True:
+        _refuse(source, "SD 2.x", "v2 is true")
+    if gui.get("sdxl") is not True:
+        _refuse(source, "SD 1.5", "sdxl is " + ("missing" if "sdxl" not in gui else json.dumps(gui["sdxl"])))
+
+
+def check_family_sd(args: dict, source: str) -> None:
+    module = str(args.get("network_module", ""))
+    if module in _FAMILY_MODULES:
+        _refuse(source, _FAMILY_MODULES[module], f"network_module {module}")
+    for key, family in _FAMILY_KEYS.items():
+        if not _unset(args.get(key)):
+            _refuse(source, family, f"it sets {key}")
+    if args.get("v2") is True:
+        _refuse(source, "SD 2.x", "v2 is true")
+    model = str(args.get("pretrained_model_name_or_path", "")).lower()
+    for pat, family in (("flux", "Flux.1"), ("sd3", "SD3"), ("stable-diffusion-3", "SD3"), ("v1-5", "SD 1.5"),
+                        ("sd15", "SD 1.5"), ("sd-1-5", "SD 1.5"), ("stable-diffusion-v1", "SD 1.5")):
+        if pat in model and "xl" not in model:
+            _refuse(source, family, f"its base model is {args['pretrained_model_name_or_path']}")
+
+
+def _fmt_arg(v) -> str:
+    """A GUI value as kohya_ss' f-string writes it into network_args (Python str())."""
+    return str(v)
+
+
+_PATH_KEYS = {"train_data_dir", "reg_data_dir", "output_dir", "logging_dir", "dataset_config", "resume",
+              "lora_network_weights", "network_weights", "log_tracker_config", "sample_prompts", "output_config",
+              "config_file"}
+
+
+@dataclass
+class SdArgs:
+    """sd-scripts arguments with, for each, the source key it came from and how (for the report)."""
+
+    values: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)  # sd key → (source key, note or "")
+
+    def set(self, key, value, source, note=""):
+        self.values[key] = value
+        self.origin[key] = (source, note)
+
+
+# ---------------------------------------------------------------- LyCORIS in the trainer's venv
+def lycoris_available(preset=None):
+    """True/False when the trainer's python answers; None when there is no trainer venv."""
+    from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+    from faceswap_kohya.kohya.trainer import Trainer
+
+    trainer = Trainer.of(preset or Preset(base_model=CHECK_MODEL))
+    if not trainer.python.is_file():
+        return None
+    proc = subprocess.run([str(trainer.python), "-c", "import importlib.util as u; print(u.find_spec('lycoris') is not None)"],
+                          capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() == "True"
+
+
+def lycoris_status(preset=None) -> str:
+    ok = lycoris_available(preset)
+    if ok:
+        return "LyCORIS network: lycoris-lora is installed in the trainer's venv"
+    if ok is None:
+        return "LyCORIS network: the trainer's venv is missing (run scripts/setup.sh), then install lycoris-lora in it"
+    return ("LyCORIS network: lycoris-lora is NOT installed in the trainer's venv; "
+            "install it with `.venv-kohya/bin/pip install lycoris-lora` before training")

@@ -1,0 +1,97 @@
+"""Kohya presets in and out: kohya_ss GUI JSON, flat sd-scripts TOML, sectioned kohya-colab TOML.
+
+Import runs in two steps. A kohya_ss GUI preset is first turned into the sd-scripts arguments
+kohya_ss itself would write (`gui_to_sd_args`, following `train_model` in bmaltais/kohya_ss
+kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops ""/False/None/0, the
+`LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in common_gui.py
+(percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split on
+spaces, appended to the command line)). sd-scripts arguments, from that step or from a TOML (whose
+sections sd-scripts flattens, names ignored), then become preset fields (`sd_args_to_preset`).
+Every key of the input ends in the report: mapped, transformed (from → to), ignored (with the
+reason) or unsupported. Settings the schema has no field for go to network.args, optimizer.args or
+kohya.extra_args (passed to the trainer's command line, which wins over its TOML).
+
+Export writes the reverse: a flat sd-scripts config TOML (+ its dataset TOML) or a kohya_ss JSON.
+No torch here: this module only reads and writes text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.gui_format import gui_to_sd_args
+from faceswap_kohya.kohya.import_report import KOHYA_SUFFIXES, Report, check_family_gui, lycoris_available, lycoris_status
+from faceswap_kohya.kohya.sd_args import sd_args_to_preset
+from faceswap_kohya.kohya.sd_toml import _find_dataset_toml, _read, dataset_toml_to_preset, is_dataset_toml, toml_to_sd_args
+
+
+def import_file(path, dataset=None) -> tuple[dict, Report]:
+    """A Kohya preset file (+ optional dataset TOML) → (preset dict, report). Not yet validated."""
+    path = Path(path)
+    raw = _read(path)
+    if path.suffix.lower() == ".json":
+        report = Report(str(path), "kohya_ss GUI JSON")
+        check_family_gui(raw, str(path))
+        sd = gui_to_sd_args(raw, report)
+        data = sd_args_to_preset(sd, report, from_gui=True)
+    else:
+        if is_dataset_toml(raw):
+            raise UserError(f"{path}: this is a dataset TOML ([[datasets]]); import the training config TOML and "
+                            "give this one with --dataset")
+        sectioned = any(isinstance(v, dict) for v in raw.values())
+        report = Report(str(path), "kohya-colab sectioned TOML" if sectioned else "sd-scripts TOML")
+        sd = toml_to_sd_args(raw, report)
+        data = sd_args_to_preset(sd, report, from_gui=False)
+        ds_path = Path(dataset) if dataset else _find_dataset_toml(path, raw)
+        if ds_path:
+            ds = _read(ds_path)
+            if not is_dataset_toml(ds) and "general" not in ds:
+                raise UserError(f"{ds_path}: not a dataset TOML (expected [general] and [[datasets]])")
+            dataset_toml_to_preset(ds, data, report, prefix=ds_path.name)
+            report.kind += f" + dataset {ds_path.name}"
+    if dataset and path.suffix.lower() == ".json":
+        ds = _read(Path(dataset))
+        dataset_toml_to_preset(ds, data, report, prefix=Path(dataset).name)
+    return data, report
+
+
+def import_preset(path, dataset=None):
+    """Import and validate: (Preset, report)."""
+    from faceswap_kohya.config.presets import validate
+
+    data, report = import_file(path, dataset)
+    return validate(data, f"{path} (imported)"), report
+
+
+def to_yaml(preset, report: Report) -> str:
+    from faceswap_kohya.config.presets import dump
+
+    head = [f"# {Path(report.source).stem}: imported from {Path(report.source).name} ({report.kind})",
+            "# VRAM: ?",
+            "# Run: faceswap-kohya train THIS.yaml dataset.images=~/photos subject.trigger=myface subject.class_word=woman"]
+    head += [f"# {status}: {n}" for status, n in report.counts().items()]
+    return "\n".join(head) + "\n" + dump(preset)
+
+
+def is_kohya_file(path) -> bool:
+    p = Path(path)
+    return p.suffix.lower() in KOHYA_SUFFIXES and p.is_file()
+
+
+def load_any(name_or_path: str, overrides=()):
+    """A preset name/YAML, or a Kohya file imported on the fly: (Preset, Path, report or None)."""
+    from faceswap_kohya.config.presets import apply_overrides, load, validate
+
+    if is_kohya_file(name_or_path):
+        data, report = import_file(name_or_path)
+        preset = validate(apply_overrides(data, list(overrides)), f"{name_or_path} (imported)")
+        path = Path(name_or_path)
+    else:
+        preset, path = load(name_or_path, overrides)
+        report = None
+    if preset.network.module == "lycoris.kohya" and not lycoris_available(preset):
+        raise UserError(f"{path}: network.module is lycoris.kohya but {lycoris_status(preset)}")
+    return preset, path, report
+
+

@@ -1,0 +1,140 @@
+"""Run sd-scripts: a new run folder, checks before launch, the subprocess in its own process group,
+live progress, failure detection (also when the trainer exits 0), interrupt and resume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.kohya import render
+from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
+
+
+@dataclass
+class RunResult:
+    run: RunLayout
+    returncode: int
+    loras: list[Path] = field(default_factory=list)
+    final: Optional[Path] = None
+    diagnosis: Optional[Diagnosis] = None
+    interrupted: bool = False
+    seconds: float = 0.0
+    last_loss: Optional[float] = None
+    steps: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.diagnosis is None and not self.interrupted
+
+
+def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
+           on_line: Callable[[str], None] = lambda s: None) -> tuple[int, bool]:
+    """Run the trainer in its own process group, log everything, report events.
+
+    Ctrl-C / SIGTERM stop the whole group (SIGINT, then SIGTERM, then SIGKILL) and leave no orphans.
+    Returns (exit code, interrupted).
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
+               COLUMNS="200")  # rich wraps log lines at the terminal width
+    env.pop("PYTHONPATH", None)
+    interrupted = False
+    with open(log_path, "ab") as log:
+        log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+
+        def stop(signum, _frame):
+            nonlocal interrupted
+            interrupted = True
+            _stop_group(proc)
+
+        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            splitter = LineSplitter()
+            while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
+                log.write(chunk)
+                log.flush()
+                for line in splitter.feed(chunk.decode("utf-8", "replace")):
+                    on_line(line)
+                    if (event := parse_line(line)) is not None:
+                        on_event(event)
+            for line in splitter.flush():
+                on_line(line)
+                if (event := parse_line(line)) is not None:
+                    on_event(event)
+            code = proc.wait()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if proc.poll() is None:
+                _stop_group(proc)
+        _reap_group(proc.pid)
+    return code, interrupted
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(proc.pid):
+                return
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _reap_group(pgid: int) -> None:
+    """Children left behind by the trainer (dataloader workers, accelerate) are stopped too."""
+    if _group_alive(pgid):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            time.sleep(1.0)
+
+
+def collect_loras(run: RunLayout, name: str) -> tuple[list[Path], Optional[Path]]:
+    files = sorted(run.model.glob(f"{name}*.safetensors")) if run.model.is_dir() else []
+    final = run.model / f"{name}.safetensors"
+    return files, final if final.is_file() else None
+
+
+def judge(run: RunLayout, name: str, code: int, interrupted: bool) -> RunResult:
+    """A run failed if it exited non-zero, said "No data found", or wrote no final LoRA."""
+    loras, final = collect_loras(run, name)
+    log_text = run.log.read_text(encoding="utf-8", errors="replace") if run.log.is_file() else ""
+    result = RunResult(run, code, loras, final, interrupted=interrupted)
+    if interrupted:
+        return result
+    if code != 0 or final is None or re.search(r"No data found|avr_loss=nan", log_text):
+        d = diagnose(log_text)
+        if code == 0 and d.reason == "the trainer failed":
+            d = Diagnosis("the trainer exited without writing a LoRA", "read train.log in the run folder", d.lines)
+        result.diagnosis = d
+    return result
+
+
+def latest_state(run: RunLayout) -> Optional[Path]:
+    states = [p for p in run.model.glob("*-state") if p.is_dir()] if run.model.is_dir() else []
+    return max(states, key=lambda p: p.stat().st_mtime) if states else None

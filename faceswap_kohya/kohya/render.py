@@ -1,0 +1,214 @@
+"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
+
+Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
+writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import tomli_w
+
+from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir
+from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.kohya.trainer import Trainer
+
+
+def fill(text: str, preset: Preset) -> str:
+    return text.format(trigger=preset.subject.trigger, **{"class": preset.subject.class_word})
+
+
+def dataset_config(preset: Preset, run: RunLayout) -> dict:
+    """The dataset TOML: one dataset, the instance subset and, when given, the `is_reg` subset."""
+    d, c = preset.dataset, preset.dataset.captions
+    general = {
+        "caption_extension": ".txt",
+        "shuffle_caption": c.shuffle,
+        "keep_tokens": c.keep_tokens,
+    }
+    dataset = {
+        "resolution": d.resolution,
+        "batch_size": preset.training.batch_size,
+        "enable_bucket": d.enable_bucket,
+    }
+    if d.enable_bucket:
+        dataset |= {
+            "min_bucket_reso": d.min_bucket_reso,
+            "max_bucket_reso": d.max_bucket_reso,
+            "bucket_reso_steps": d.bucket_reso_steps,
+            "bucket_no_upscale": d.bucket_no_upscale,
+        }
+    instance = {
+        "image_dir": str(instance_dir(preset, run)),
+        "class_tokens": preset.instance_tokens,
+        "num_repeats": d.repeats,
+        "flip_aug": d.flip_aug,
+        "color_aug": d.color_aug,
+        "random_crop": d.random_crop,
+    }
+    if d.face_crop_aug_range:
+        instance["face_crop_aug_range"] = list(d.face_crop_aug_range)
+    if c.dropout_rate:
+        instance["caption_dropout_rate"] = c.dropout_rate
+    subsets = [instance]
+    if has_regularization(preset):
+        subsets.append({
+            "image_dir": str(reg_dir(preset, run)),
+            "class_tokens": preset.subject.class_word,
+            "num_repeats": preset.regularization.repeats,
+            "is_reg": True,
+        })
+    dataset["subsets"] = subsets
+    return {"general": general, "datasets": [dataset]}
+
+
+def _text_encoder_lr(preset: Preset) -> list[float]:
+    lr = preset.optimizer.text_encoder_lr
+    return list(lr) if isinstance(lr, tuple) else [lr, lr]
+
+
+def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cache: str | None = None) -> dict:
+    """The config TOML, in readable sections (sd-scripts flattens them; names are ignored)."""
+    n, o, t, s = preset.network, preset.optimizer, preset.training, preset.sampling
+    res = preset.dataset.resolution
+
+    model = {"pretrained_model_name_or_path": base_model}
+    if preset.base_model.vae:
+        model["vae"] = preset.base_model.vae
+    if tokenizer_cache:
+        model["tokenizer_cache_dir"] = tokenizer_cache
+
+    network_args = []
+    if n.conv_dim is not None:
+        network_args += [f"conv_dim={n.conv_dim}", f"conv_alpha={n.conv_alpha if n.conv_alpha is not None else n.conv_dim}"]
+    network_args += n.args
+    network = {"network_module": n.module, "network_dim": n.dim, "network_alpha": float(n.alpha)}
+    if network_args:
+        network["network_args"] = network_args
+    if n.dropout is not None:
+        network["network_dropout"] = n.dropout
+    if o.unet_only:
+        network["network_train_unet_only"] = True
+
+    optimizer = {
+        "optimizer_type": o.type,
+        "learning_rate": o.unet_lr,
+        "unet_lr": o.unet_lr,
+        "lr_scheduler": o.scheduler,
+        "lr_warmup_steps": o.warmup_steps,
+        "max_grad_norm": o.max_grad_norm,
+    }
+    if not o.unet_only:
+        optimizer["text_encoder_lr"] = _text_encoder_lr(preset)
+    if o.args:
+        optimizer["optimizer_args"] = list(o.args)
+    if o.scheduler == "cosine_with_restarts":
+        optimizer["lr_scheduler_num_cycles"] = o.num_cycles
+
+    training = {"resolution": f"{res},{res}"}
+    if t.max_steps:
+        training["max_train_steps"] = t.max_steps
+    else:
+        training["max_train_epochs"] = t.epochs
+    training |= {
+        "gradient_accumulation_steps": t.gradient_accumulation,
+        "mixed_precision": t.mixed_precision,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "cache_latents": t.cache_latents,
+        "cache_latents_to_disk": t.cache_latents_to_disk,
+        "cache_text_encoder_outputs": t.cache_text_encoder_outputs,
+        "no_half_vae": t.no_half_vae,
+        "seed": t.seed,
+        "max_data_loader_n_workers": t.max_data_loader_workers,
+    }
+    if t.attention != "none":
+        training[t.attention] = True
+    for flag in ("full_bf16", "fp8_base", "lowram"):
+        if getattr(t, flag):
+            training[flag] = True
+    if t.noise_offset:
+        training["noise_offset"] = t.noise_offset
+    if t.min_snr_gamma is not None:
+        training["min_snr_gamma"] = t.min_snr_gamma
+    if t.max_token_length != 75:
+        training["max_token_length"] = t.max_token_length
+
+    saving = {
+        "output_dir": str(run.model),
+        "output_name": preset.output.name,
+        "save_model_as": "safetensors",
+        "save_precision": t.save_precision,
+        "logging_dir": str(run.logs),
+    }
+    if t.save_every_n_epochs:
+        saving["save_every_n_epochs"] = t.save_every_n_epochs
+    if t.save_every_n_steps:
+        saving["save_every_n_steps"] = t.save_every_n_steps
+    if t.save_state:
+        saving["save_state"] = True
+        saving["save_last_n_epochs_state"] = 1
+
+    config = {"model": model, "network": network, "optimizer": optimizer, "training": training, "saving": saving}
+    if s.prompts:
+        sampling = {"sample_prompts": str(run.sample_prompts), "sample_sampler": s.sampler}
+        if s.every_n_epochs:
+            sampling["sample_every_n_epochs"] = s.every_n_epochs
+        if s.every_n_steps:
+            sampling["sample_every_n_steps"] = s.every_n_steps
+        config["sampling"] = sampling
+    return config
+
+
+def sample_prompts(preset: Preset) -> str:
+    """sd-scripts' prompt-file lines: `prompt --n neg --w W --h H --s steps --d seed --l cfg`."""
+    s = preset.sampling
+    size = s.size or preset.dataset.resolution
+    lines = []
+    for i, prompt in enumerate(s.prompts):
+        line = f"{fill(prompt, preset)} --n {s.negative_prompt} --w {size} --h {size} --s {s.steps} --d {s.seed + i} --l {s.cfg:g}"
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def trainer_argv(preset: Preset, trainer: Trainer, run: RunLayout, extra: list[str] = ()) -> list[str]:
+    """The exact command: `accelerate launch ... sdxl_train_network.py --config_file ... --dataset_config ...`."""
+    k = preset.kohya
+    if k.launcher == "accelerate":
+        mp = preset.training.mixed_precision
+        head = [str(trainer.python), "-m", "accelerate.commands.launch",
+                "--num_processes", str(k.num_processes), "--num_machines", "1",
+                "--num_cpu_threads_per_process", str(k.num_cpu_threads_per_process),
+                "--mixed_precision", mp, "--dynamo_backend", "no"]
+    else:
+        head = [str(trainer.python)]
+    return head + [str(trainer.script), "--config_file", str(run.config_toml),
+                   "--dataset_config", str(run.dataset_toml), *k.extra_args, *extra]
+
+
+def shell_command(argv: list[str], cwd: Path) -> str:
+    return f"cd {shlex.quote(str(cwd))} && " + shlex.join(argv)
+
+
+def base_model_arg(preset: Preset) -> str:
+    """What sd-scripts gets as pretrained_model_name_or_path (the built-in check model resolved)."""
+    if preset.base_model.path == CHECK_MODEL:
+        from faceswap_kohya.kohya.checkmodel import check_model_path
+
+        return str(check_model_path())
+    p = Path(preset.base_model.path)
+    return str(p.absolute()) if p.exists() else preset.base_model.path
+
+
+def write_toml(path: Path, data: dict) -> None:
+    path.write_bytes(tomli_w.dumps(data).encode("utf-8"))
+
+
+def write_all(preset: Preset, run: RunLayout, base_model: str, tokenizer_cache: str | None) -> None:
+    """Write dataset.toml, config.toml and (when sampling) the prompt file into the run folder."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_toml(run.dataset_toml, dataset_config(preset, run))
+    write_toml(run.config_toml, train_config(preset, run, base_model, tokenizer_cache))
+    if preset.sampling.prompts:
+        run.sample_prompts.write_text(sample_prompts(preset), encoding="utf-8")

@@ -1,0 +1,354 @@
+"""Kohya presets in and out: kohya_ss GUI JSON, flat sd-scripts TOML, sectioned kohya-colab TOML.
+
+Import runs in two steps. A kohya_ss GUI preset is first turned into the sd-scripts arguments
+kohya_ss itself would write (`gui_to_sd_args`, following `train_model` in bmaltais/kohya_ss
+kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops ""/False/None/0, the
+`LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in common_gui.py
+(percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split on
+spaces, appended to the command line)). sd-scripts arguments, from that step or from a TOML (whose
+sections sd-scripts flattens, names ignored), then become preset fields (`sd_args_to_preset`).
+Every key of the input ends in the report: mapped, transformed (from → to), ignored (with the
+reason) or unsupported. Settings the schema has no field for go to network.args, optimizer.args or
+kohya.extra_args (passed to the trainer's command line, which wins over its TOML).
+
+Export writes the reverse: a flat sd-scripts config TOML (+ its dataset TOML) or a kohya_ss JSON.
+No torch here: this module only reads and writes text.
+"""
+
+from __future__ import annotations
+
+import math
+
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.import_report import (
+    _PATH_KEYS,
+    DEFAULT_BASE_MODEL,
+    Report,
+    SdArgs,
+    _float,
+    _fmt,
+    _int,
+    _num,
+    _unset,
+    check_family_sd,
+    lycoris_status,
+    split_args,
+    to_cli_args,
+)
+
+# ---------------------------------------------------------------- sd-scripts arguments → preset
+# sd-scripts options without a preset field that change training: kept as kohya.extra_args.
+EXTRA_OPTIONS = {
+    "adaptive_noise_scale", "noise_offset_random_strength", "multires_noise_iterations", "multires_noise_discount",
+    "min_timestep", "max_timestep", "scale_weight_norms", "prior_loss_weight", "debiased_estimation_loss",
+    "ip_noise_gamma", "ip_noise_gamma_random_strength", "caption_dropout_every_n_epochs", "full_fp16",
+    "v_pred_like_loss", "scale_v_pred_loss_like_noise_pred", "v_parameterization", "zero_terminal_snr",
+    "vae_batch_size", "persistent_data_loader_workers", "weighted_captions", "mem_eff_attn", "highvram",
+    "lr_scheduler_power", "lr_scheduler_args", "lr_scheduler_type", "save_every_n_steps", "save_last_n_steps",
+    "save_last_n_steps_state", "save_last_n_epochs", "save_last_n_epochs_state", "save_state_on_train_end",
+    "loss_type", "huber_c", "huber_schedule", "huber_scale", "masked_loss", "no_token_padding",
+    "network_train_text_encoder_only",
+}
+# Defaults of sd-scripts: a value equal to these changes nothing.
+SD_DEFAULTS = {"prior_loss_weight": 1.0, "min_timestep": 0, "max_timestep": 1000, "loss_type": "l2",
+               "huber_c": 0.1, "huber_schedule": "snr", "huber_scale": 1.0, "lr_scheduler_type": "",
+               "max_grad_norm": 1.0, "clip_skip": None}
+_SD_IGNORED = {
+    "output_dir": "the run folder is made per run", "logging_dir": "the run folder is made per run",
+    "log_prefix": "logging only", "log_with": "logging only", "wandb_api_key": "logging only",
+    "wandb_run_name": "logging only", "training_comment": "metadata text only", "save_model_as": "always safetensors",
+    "caption_extension": "the dataset step writes .txt captions", "clip_skip": "sd-scripts ignores clip_skip for SDXL (it only warns)",
+    "epoch": "not an sd-scripts option (kohya_ss writes it for information)",
+    "sample_prompts": "sampling prompts live in the preset's sampling section",
+    "sample_sampler": "sampling prompts live in the preset's sampling section",
+    "sample_every_n_epochs": "sampling prompts live in the preset's sampling section",
+    "sample_every_n_steps": "sampling prompts live in the preset's sampling section",
+    "noise_offset_type": "kohya_ss GUI selector, not an sd-scripts option",
+    "metadata_title": "metadata only", "metadata_author": "metadata only", "metadata_description": "metadata only",
+    "metadata_license": "metadata only", "metadata_tags": "metadata only", "log_config": "logging only",
+    "sdxl": "selects SDXL", "dynamo_backend": "accelerate setting", "skip_cache_check": "cache bookkeeping only",
+    "seed": None,
+}
+# sd-scripts key → preset field (same meaning, maybe another name).
+_DIRECT = {
+    "network_dim": ("network", "dim", int), "network_alpha": ("network", "alpha", float),
+    "network_dropout": ("network", "dropout", float), "optimizer_type": ("optimizer", "type", str),
+    "lr_scheduler": ("optimizer", "scheduler", str), "max_grad_norm": ("optimizer", "max_grad_norm", float),
+    "lr_scheduler_num_cycles": ("optimizer", "num_cycles", int),
+    "train_batch_size": ("training", "batch_size", int), "gradient_accumulation_steps": ("training", "gradient_accumulation", int),
+    "mixed_precision": ("training", "mixed_precision", str), "save_precision": ("training", "save_precision", str),
+    "full_bf16": ("training", "full_bf16", bool), "fp8_base": ("training", "fp8_base", bool),
+    "gradient_checkpointing": ("training", "gradient_checkpointing", bool),
+    "cache_latents": ("training", "cache_latents", bool), "cache_latents_to_disk": ("training", "cache_latents_to_disk", bool),
+    "cache_text_encoder_outputs": ("training", "cache_text_encoder_outputs", bool),
+    "no_half_vae": ("training", "no_half_vae", bool), "noise_offset": ("training", "noise_offset", float),
+    "min_snr_gamma": ("training", "min_snr_gamma", float), "save_every_n_epochs": ("training", "save_every_n_epochs", int),
+    "save_state": ("training", "save_state", bool), "max_token_length": ("training", "max_token_length", int),
+    "lowram": ("training", "lowram", bool), "max_data_loader_n_workers": ("training", "max_data_loader_workers", int),
+    "max_train_epochs": ("training", "epochs", int), "max_train_steps": ("training", "max_steps", int),
+    "enable_bucket": ("dataset", "enable_bucket", bool), "min_bucket_reso": ("dataset", "min_bucket_reso", int),
+    "max_bucket_reso": ("dataset", "max_bucket_reso", int), "bucket_reso_steps": ("dataset", "bucket_reso_steps", int),
+    "bucket_no_upscale": ("dataset", "bucket_no_upscale", bool), "flip_aug": ("dataset", "flip_aug", bool),
+    "color_aug": ("dataset", "color_aug", bool), "random_crop": ("dataset", "random_crop", bool),
+    "shuffle_caption": ("dataset.captions", "shuffle", bool), "keep_tokens": ("dataset.captions", "keep_tokens", int),
+    "caption_dropout_rate": ("dataset.captions", "dropout_rate", float),
+    "pretrained_model_name_or_path": ("base_model", "path", str), "vae": ("base_model", "vae", str),
+    "output_name": ("output", "name", str),
+}
+
+
+def _put(data: dict, section: str, key: str, value) -> None:
+    node = data
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = value
+
+
+def _get(data: dict, section: str, key: str, default=None):
+    node = data
+    for part in section.split("."):
+        node = node.get(part, {})
+    return node.get(key, default)
+
+
+def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
+    """sd-scripts arguments → a preset dict (validated by the caller)."""
+    v = dict(sd.values)
+    data: dict = {}
+    extra: list[str] = []
+
+    def label(key):
+        return sd.origin.get(key, (key, ""))[0]
+
+    def note(key, text):
+        how = sd.origin.get(key, (key, ""))[1]
+        return f"{text} ({how})" if how else text
+
+    def mapped(key, target, value):
+        src = label(key)
+        renamed = src != key or bool(sd.origin.get(key, ("", ""))[1])
+        status = "transformed" if renamed else "mapped"
+        report.add(src, status, note(key, f"{target} = {_fmt(value)}"))
+
+    # model family switches that slipped through (TOML)
+    check_family_sd(v, report.source)
+    # network
+    module = v.pop("network_module", "networks.lora")
+    if "network_module" in sd.origin or not from_gui:
+        if module not in ("networks.lora", "lycoris.kohya"):
+            raise UserError(f"{report.source}: network module {module!r} ({label('network_module')}) is not supported; "
+                            "use LoRA_type Standard, Kohya LoCon or a LyCORIS type")
+        _put(data, "network", "module", module)
+        if "network_module" in sd.origin:
+            mapped("network_module", "network.module", module)
+    net_args = [str(a) for a in v.pop("network_args", [])]
+    conv = {}
+    rest = []
+    for a in net_args:
+        k, _, val = a.partition("=")
+        if k in ("conv_dim", "conv_alpha") and _num(val) is not None and not isinstance(_num(val), str):
+            conv[k] = _num(val)
+        else:
+            rest.append(a)
+    if conv.get("conv_dim"):
+        _put(data, "network", "conv_dim", int(conv["conv_dim"]))
+        if "conv_alpha" in conv:
+            _put(data, "network", "conv_alpha", float(conv["conv_alpha"]))
+    elif conv:
+        rest += [f"{k}={val}" for k, val in conv.items()]
+    if rest:
+        _put(data, "network", "args", rest)
+    if net_args:
+        mapped("network_args", "network.args/conv_dim", net_args)
+    if module == "lycoris.kohya":
+        report.warnings.append(lycoris_status())
+    # learning rates → unet_lr / text_encoder_lr, as sd-scripts resolves them
+    lr = _float(v.pop("learning_rate", None))
+    unet = _float(v.pop("unet_lr", None))
+    te = v.pop("text_encoder_lr", None)
+    unet_only = bool(v.pop("network_train_unet_only", False))
+    if not unet_only and "network_train_unet_only" in sd.origin:
+        report.add(label("network_train_unet_only"), "ignored", "false: the text encoders train too")
+    te_only = bool(v.get("network_train_text_encoder_only", False))
+    te_vals = [float(x) for x in (te if isinstance(te, list) else [te] if te is not None else [])]
+    eff_unet = unet if unet else lr
+    if te_only:
+        v.pop("network_train_text_encoder_only")
+        raise UserError(f"{report.source}: trains the text encoders only (unet_lr is 0 / network_train_text_encoder_only); "
+                        "a face LoRA needs the UNet: set a unet_lr")
+    if not eff_unet:
+        raise UserError(f"{report.source}: no learning rate is set (learning_rate, unet_lr): set unet_lr")
+    _put(data, "optimizer", "unet_lr", eff_unet)
+    if "unet_lr" in sd.origin and unet:
+        mapped("unet_lr", "optimizer.unet_lr", eff_unet)
+    if "learning_rate" in sd.origin:
+        if unet:
+            if unet_only or te_vals:
+                report.add(label("learning_rate"), "ignored" if lr != unet else "mapped",
+                           f"{_fmt(lr)}: " + ("same as unet_lr" if lr == unet else "unet_lr and text_encoder_lr are set, so it has no effect"))
+            else:
+                report.add(label("learning_rate"), "transformed", f"{_fmt(lr)} → optimizer.text_encoder_lr (text_encoder_lr unset)")
+        else:
+            report.add(label("learning_rate"), "transformed", note("learning_rate", f"optimizer.unet_lr = {_fmt(lr)} (unet_lr unset)"))
+    if unet_only:
+        te_value = 0.0
+        src = label("network_train_unet_only")
+        report.add(src, "transformed", note("network_train_unet_only", "optimizer.text_encoder_lr = 0 (UNet only)"))
+        if te_vals and label("text_encoder_lr") != src:
+            report.add(label("text_encoder_lr"), "ignored", f"{_fmt(te_vals[0])}: network_train_unet_only, so the text encoders are not trained")
+    elif te_vals:
+        te_value = te_vals[0] if len(te_vals) == 1 or len(set(te_vals)) == 1 else (te_vals[0], te_vals[1])
+        mapped("text_encoder_lr", "optimizer.text_encoder_lr", te_value if not isinstance(te_value, tuple) else list(te_value))
+    else:
+        te_value = lr if lr else eff_unet  # sd-scripts trains the text encoders at learning_rate
+    _put(data, "optimizer", "text_encoder_lr", list(te_value) if isinstance(te_value, tuple) else te_value)
+    opt_args = v.pop("optimizer_args", None)
+    if opt_args:
+        _put(data, "optimizer", "args", split_args(opt_args))
+        mapped("optimizer_args", "optimizer.args", split_args(opt_args))
+    # warmup
+    if "lr_warmup_steps" in v:
+        w = _num(v.pop("lr_warmup_steps"))
+        _put(data, "optimizer", "warmup_steps", w)
+        mapped("lr_warmup_steps", "optimizer.warmup_steps", w)
+    # epochs vs steps: max_train_epochs wins in sd-scripts; neither → 1600 steps
+    mte, mts = _int(v.pop("max_train_epochs", None)), _int(v.pop("max_train_steps", None))
+    if mte:
+        _put(data, "training", "epochs", mte)
+        mapped("max_train_epochs", "training.epochs", mte)
+        if mts:
+            report.add(label("max_train_steps"), "ignored", f"{mts}: max_train_epochs overrides it in sd-scripts")
+    elif mts:
+        _put(data, "training", "max_steps", mts)
+        mapped("max_train_steps", "training.max_steps", mts)
+    else:
+        _put(data, "training", "max_steps", 1600)
+        report.warnings.append("neither max_train_epochs nor max_train_steps is set: sd-scripts trains 1600 steps "
+                               "(training.max_steps=1600); set training.epochs instead if you prefer")
+    # resolution "W,H"
+    if "resolution" in v:
+        raw = v.pop("resolution")
+        parts = [int(float(x)) for x in (raw if isinstance(raw, list) else str(raw).replace("x", ",").split(","))]
+        w, h = (parts * 2)[:2]
+        side = w if w == h else max(64, round(math.sqrt(w * h) / 64) * 64)
+        if w == h and w % 64 == 0:
+            _put(data, "dataset", "resolution", w)
+            mapped("resolution", "dataset.resolution", w)
+        else:
+            _put(data, "dataset", "resolution", side)
+            report.add(label("resolution"), "transformed",
+                       f"{_fmt(raw)} → dataset.resolution = {side} (square, a multiple of 64, about the same area)")
+    # attention
+    flags = {k: v.pop(k) for k in ("sdpa", "xformers") if k in v}
+    attention = "sdpa" if flags.get("sdpa") else "xformers" if flags.get("xformers") else None
+    for k, on in flags.items():
+        if k != attention and k in sd.origin and label(k) != label(attention or ""):
+            report.add(label(k), "ignored", f"{_fmt(on)}" + (f": {attention} is used" if attention else ""))
+    if attention:
+        _put(data, "training", "attention", attention)
+        src_key = "sdpa" if "sdpa" in sd.origin else "xformers"
+        mapped(src_key, "training.attention", attention)
+    elif from_gui and v.pop("_attention_none", False) or (not from_gui and "sdpa" not in sd.origin and "xformers" not in sd.origin):
+        _put(data, "training", "attention", "none")
+        if not from_gui:
+            report.warnings.append("no sdpa/xformers option: sd-scripts uses its plain attention (training.attention=none)")
+    if from_gui:
+        for k in ("no_half_vae", "cache_latents", "cache_latents_to_disk", "gradient_checkpointing",
+                  "cache_text_encoder_outputs", "bucket_no_upscale", "enable_bucket", "shuffle_caption"):
+            # the GUI leaves false out, so its absence means false for sd-scripts
+            if k not in v:
+                field_ = _DIRECT[k]
+                _put(data, field_[0], field_[1], False)
+        v.pop("_no_half_vae_off", None)
+        if "keep_tokens" not in v:
+            _put(data, "dataset.captions", "keep_tokens", 0)
+        for k in ("num_cpu_threads_per_process", "num_processes"):
+            val = v.pop(f"_accelerate_{k}", None)
+            if val is not None:
+                _put(data, "kohya", k, max(1, val))
+                report.add(k, "mapped", f"kohya.{k} = {val}")
+    else:
+        for k in ("cache_latents", "gradient_checkpointing", "no_half_vae", "enable_bucket", "bucket_no_upscale"):
+            if k not in v:
+                field_ = _DIRECT[k]
+                _put(data, field_[0], field_[1], False)
+        if "keep_tokens" not in v:
+            _put(data, "dataset.captions", "keep_tokens", 0)
+    # seed: unset means random in sd-scripts; a preset always fixes one
+    if "seed" in v:
+        s = _int(v.pop("seed"))
+        _put(data, "training", "seed", s)
+        mapped("seed", "training.seed", s)
+    elif from_gui and "seed" not in sd.origin:
+        pass
+    # bucket steps: SDXL needs multiples of 32
+    if "bucket_reso_steps" in v:
+        b = _int(v["bucket_reso_steps"])
+        if b is None or b % 32:
+            v.pop("bucket_reso_steps")
+            report.add(label("bucket_reso_steps"), "unsupported",
+                       f"{_fmt(b)}: sd-scripts rejects SDXL bucket steps that are not a multiple of 32; kept 64")
+    if "max_token_length" in v and _int(v["max_token_length"]) not in (75, 150, 225):
+        bad = v.pop("max_token_length")
+        report.add(label("max_token_length"), "unsupported", f"{_fmt(bad)}: sd-scripts accepts only 75, 150 or 225; kept 75")
+    # direct fields
+    for key in list(v):
+        if key in _DIRECT:
+            section, name, typ = _DIRECT[key]
+            raw = v.pop(key)
+            if _unset(raw) and typ is not bool and key not in ("max_data_loader_n_workers", "max_grad_norm"):
+                report.add(label(key), "ignored", f"unset ({_fmt(raw)})")
+                continue
+            value = bool(raw) if typ is bool else typ(_num(raw)) if typ in (int, float) else str(raw)
+            if key == "min_snr_gamma" and not value:
+                continue
+            _put(data, section, name, value)
+            mapped(key, f"{section}.{name}", value)
+    # options kept for the command line
+    for key in list(v):
+        if key in EXTRA_OPTIONS:
+            raw = v.pop(key)
+            if _unset(raw) or SD_DEFAULTS.get(key, object()) == _num(raw):
+                report.add(label(key), "ignored", f"{_fmt(raw)}: sd-scripts' default")
+                continue
+            value = _int(raw) if key == "persistent_data_loader_workers" else raw
+            if key == "persistent_data_loader_workers":
+                value = True
+            args = to_cli_args(key, value)
+            extra += args
+            report.add(label(key), "transformed", note(key, f"kohya.extra_args += {' '.join(args)}"))
+    for key in list(v):
+        raw = v.pop(key)
+        if key.startswith("_"):
+            continue
+        src = label(key)
+        if key in _SD_IGNORED and _SD_IGNORED[key]:
+            report.add(src, "ignored", _SD_IGNORED[key])
+        elif key in _PATH_KEYS or key in ("train_data_dir", "reg_data_dir"):
+            report.add(src, "ignored", "a path on the machine that wrote the preset")
+        elif key == "" and raw:
+            report.add(src, "unsupported", f"{raw}: stray values without an option name; not applied")
+        elif _unset(raw):
+            report.add(src, "ignored", f"unset ({_fmt(raw)})")
+        else:
+            report.add(src, "unsupported", f"{_fmt(raw)}: not a setting this importer knows; not applied")
+    if extra:
+        _put(data, "kohya", "extra_args", extra)
+    data.setdefault("base_model", {}).setdefault("path", DEFAULT_BASE_MODEL)
+    if _get(data, "base_model", "path") == DEFAULT_BASE_MODEL and "pretrained_model_name_or_path" not in sd.origin:
+        report.warnings.append(f"no base model in the file: using {DEFAULT_BASE_MODEL} (override with base_model.path=...)")
+    _fix_cross_rules(data, report)
+    return data
+
+
+def _fix_cross_rules(data: dict, report: Report) -> None:
+    """Keep what sd-scripts would accept; say what changed."""
+    t, d = data.get("training", {}), data.get("dataset", {})
+    if t.get("cache_latents", True) and (d.get("color_aug") or d.get("random_crop")):
+        t["cache_latents"] = False
+        t["cache_latents_to_disk"] = False
+        report.warnings.append("color_aug/random_crop change images every step, so sd-scripts cannot cache latents: "
+                               "training.cache_latents set to false")
+    if t.get("full_bf16") and t.get("mixed_precision") != "bf16":
+        t["full_bf16"] = False
+        report.warnings.append("full_bf16 needs mixed_precision bf16: training.full_bf16 set to false")

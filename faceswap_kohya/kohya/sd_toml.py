@@ -1,0 +1,166 @@
+"""Kohya presets in and out: kohya_ss GUI JSON, flat sd-scripts TOML, sectioned kohya-colab TOML.
+
+Import runs in two steps. A kohya_ss GUI preset is first turned into the sd-scripts arguments
+kohya_ss itself would write (`gui_to_sd_args`, following `train_model` in bmaltais/kohya_ss
+kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops ""/False/None/0, the
+`LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in common_gui.py
+(percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split on
+spaces, appended to the command line)). sd-scripts arguments, from that step or from a TOML (whose
+sections sd-scripts flattens, names ignored), then become preset fields (`sd_args_to_preset`).
+Every key of the input ends in the report: mapped, transformed (from → to), ignored (with the
+reason) or unsupported. Settings the schema has no field for go to network.args, optimizer.args or
+kohya.extra_args (passed to the trainer's command line, which wins over its TOML).
+
+Export writes the reverse: a flat sd-scripts config TOML (+ its dataset TOML) or a kohya_ss JSON.
+No torch here: this module only reads and writes text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from faceswap_kohya.config.presets import read_text
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.import_report import Report, SdArgs, _fmt, _unset
+from faceswap_kohya.kohya.sd_args import _DIRECT, _put
+
+try:  # Python 3.11+
+    import tomllib
+except ImportError:  # pragma: no cover
+    import tomli as tomllib
+
+
+# ---------------------------------------------------------------- TOML (flat / sectioned) + dataset TOML
+COLAB_SECTIONS = ("network_arguments", "optimizer_arguments", "training_arguments", "saving_arguments",
+                  "model_arguments", "dataset_arguments", "sample_prompt_arguments", "logging_arguments")
+
+
+def toml_to_sd_args(config: dict, report: Report) -> SdArgs:
+    """sd-scripts flattens sections (names ignored); the report names `section.key`."""
+    out = SdArgs()
+    for name, value in config.items():
+        if isinstance(value, dict):
+            for key, v in value.items():
+                out.set(key, v, f"{name}.{key}")
+        else:
+            out.set(name, value, name)
+    if "dataset_config" in out.values:
+        out.values.pop("dataset_config")
+        report.add(out.origin.pop("dataset_config")[0], "ignored", "read as the dataset TOML when it exists")
+    return out
+
+
+def is_dataset_toml(data: dict) -> bool:
+    return "datasets" in data and isinstance(data.get("datasets"), list)
+
+
+def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "dataset TOML") -> None:
+    """[general] + first [[datasets]] + its subsets → dataset/regularization/subject fields."""
+    general = ds.get("general", {}) or {}
+    datasets = ds.get("datasets", []) or []
+    first = datasets[0] if datasets else {}
+    for i, extra_ds in enumerate(datasets[1:], 2):
+        report.add(f"{prefix}: datasets[{i}]", "unsupported", "only one dataset is trained; this one is not applied")
+    layers = [("general", general), ("datasets[1]", {k: v for k, v in first.items() if k != "subsets"})]
+    subsets = first.get("subsets", []) or []
+    inst = [s for s in subsets if not s.get("is_reg")]
+    reg = [s for s in subsets if s.get("is_reg")]
+    if inst:
+        layers.append(("subsets[instance]", inst[0]))
+    for s in inst[1:]:
+        report.add(f"{prefix}: subsets[{s.get('image_dir', '?')}]", "unsupported", "one instance subset is trained; not applied")
+    for where, layer in layers:
+        for key, value in layer.items():
+            src = f"{prefix}: {where}.{key}"
+            if key in ("resolution",):
+                parts = value if isinstance(value, list) else [value, value]
+                w, h = int(parts[0]), int(parts[-1])
+                side = w if w == h and w % 64 == 0 else max(64, round(math.sqrt(w * h) / 64) * 64)
+                _put(data, "dataset", "resolution", side)
+                report.add(src, "mapped" if side == w == h else "transformed", f"dataset.resolution = {side}")
+            elif key == "batch_size":
+                _put(data, "training", "batch_size", int(value))
+                report.add(src, "transformed", f"training.batch_size = {value}")
+            elif key == "num_repeats":
+                _put(data, "dataset", "repeats", int(value))
+                report.add(src, "transformed", f"dataset.repeats = {value}")
+            elif key == "image_dir":
+                if Path(str(value)).expanduser().is_dir():
+                    _put(data, "dataset", "images", str(value))
+                    report.add(src, "transformed", f"dataset.images = {value}")
+                else:
+                    report.add(src, "ignored", "a folder that does not exist here; set dataset.images=...")
+            elif key == "class_tokens":
+                words = str(value).split()
+                if len(words) >= 2 and re.fullmatch(r"[A-Za-z0-9]+", words[0]):
+                    _put(data, "subject", "trigger", words[0])
+                    _put(data, "subject", "class_word", " ".join(words[1:]))
+                    report.add(src, "transformed", f"subject.trigger = {words[0]}, subject.class_word = {' '.join(words[1:])}")
+                else:
+                    report.add(src, "unsupported", f"{value!r}: expected 'trigger class', e.g. 'myface woman'")
+            elif key == "face_crop_aug_range":
+                _put(data, "dataset", "face_crop_aug_range", list(value))
+                report.add(src, "mapped", f"dataset.face_crop_aug_range = {value}")
+            elif key in _DIRECT and _DIRECT[key][0].startswith("dataset"):
+                section, name, typ = _DIRECT[key]
+                bad = key == "bucket_reso_steps" and int(value) % 32
+                if bad:
+                    report.add(src, "unsupported", f"{value}: SDXL bucket steps must be a multiple of 32; kept 64")
+                    continue
+                _put(data, section, name, bool(value) if typ is bool else typ(value))
+                report.add(src, "mapped", f"{section}.{name} = {_fmt(value)}")
+            elif key == "caption_extension":
+                report.add(src, "ignored", "the dataset step writes .txt captions")
+            elif key in ("is_reg",):
+                continue
+            elif _unset(value):
+                report.add(src, "ignored", f"unset ({_fmt(value)})")
+            else:
+                report.add(src, "unsupported", f"{_fmt(value)}: not applied")
+    for s in reg[:1]:
+        if Path(str(s.get("image_dir", ""))).expanduser().is_dir():
+            _put(data, "regularization", "images", str(s["image_dir"]))
+            report.add(f"{prefix}: subsets[reg].image_dir", "transformed", f"regularization.images = {s['image_dir']}")
+        else:
+            report.add(f"{prefix}: subsets[reg].image_dir", "ignored", "a folder that does not exist here; set regularization.images=...")
+        if "num_repeats" in s:
+            _put(data, "regularization", "repeats", int(s["num_repeats"]))
+            report.add(f"{prefix}: subsets[reg].num_repeats", "transformed", f"regularization.repeats = {s['num_repeats']}")
+        for key in set(s) - {"image_dir", "num_repeats", "is_reg"}:
+            report.add(f"{prefix}: subsets[reg].{key}", "ignored", "the class word names the regularization folder")
+
+
+# ---------------------------------------------------------------- entry points
+def _read(path: Path):
+    text = read_text(path, "a kohya_ss .json or sd-scripts .toml")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{path}: invalid TOML: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected one object of settings, got a {type(data).__name__}")
+    return data
+
+
+def _find_dataset_toml(path: Path, config: dict) -> Path | None:
+    flat = {k: v for sec in config.values() if isinstance(sec, dict) for k, v in sec.items()} | config
+    named = flat.get("dataset_config")
+    if isinstance(named, str) and named:
+        p = Path(named).expanduser()
+        p = p if p.is_absolute() else path.parent / p
+        if p.is_file():
+            return p
+    for name in (f"{path.stem}.dataset.toml", "dataset_config.toml", "dataset.toml"):
+        p = path.parent / name
+        if p.is_file() and p != path:
+            return p
+    return None

@@ -1,0 +1,91 @@
+"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
+
+Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
+writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya.config.presets import PROJECT_ROOT
+from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.errors import UserError
+
+TRAIN_SCRIPT = "sdxl_train_network.py"
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """The trainer's python and sd-scripts folder (a kohya_ss install works too)."""
+
+    python: Path
+    sd_scripts: Path
+
+    @classmethod
+    def of(cls, preset: Preset) -> "Trainer":
+        k = preset.kohya
+        sd = Path(k.sd_scripts) if k.sd_scripts else PROJECT_ROOT / "vendor" / "sd-scripts"
+        py = Path(k.python) if k.python else PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
+        return cls(py.absolute(), sd.absolute())
+
+    @property
+    def script(self) -> Path:
+        return self.sd_scripts / TRAIN_SCRIPT
+
+
+MIN_FREE_BYTES = 2 * 1024**3
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_base_model(preset: Preset) -> None:
+    path = preset.base_model.path
+    if path == CHECK_MODEL:
+        return
+    p = Path(path)
+    looks_local = p.suffix in (".safetensors", ".ckpt") or path.startswith((".", "/", "~")) or path.count("/") != 1
+    if p.exists():
+        return
+    if looks_local:
+        raise UserError(f"base_model.path: {path} does not exist (a .safetensors file, a diffusers folder or a hub id)")
+    if not _hub_reachable():
+        raise UserError(f"base_model.path: {path} is a hub id but the Hugging Face hub can't be reached; "
+                        "download the model and point base_model.path at the local .safetensors file")
+
+
+def check_trainer(trainer: Trainer) -> None:
+    if not trainer.script.is_file():
+        raise UserError(f"kohya.sd_scripts: {trainer.sd_scripts} has no {TRAIN_SCRIPT}; "
+                        "run scripts/setup.sh (it fetches vendor/sd-scripts) or point kohya.sd_scripts at a kohya_ss checkout")
+    if not trainer.python.is_file():
+        raise UserError(f"kohya.python: {trainer.python} does not exist; run scripts/setup.sh, "
+                        "or point kohya.python at the python of an existing kohya_ss venv")
+
+
+def check_disk(folder: Path, need: int = MIN_FREE_BYTES) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"output.dir: only {free / 1024**3:.1f} GB free in {folder}; a run needs at least {need / 1024**3:.0f} GB")
+
+
+def tokenizer_cache(preset: Preset) -> Optional[str]:
+    setting = preset.kohya.tokenizer_cache
+    if setting is None:
+        return None
+    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
+
+    return str(ensure_tokenizers(None if setting == "auto" else Path(setting)).absolute())
