@@ -64,7 +64,7 @@ GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
                 {"train": 130, "generate": 50})
 DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 3000.0,
                 {"setup": 60, "environment": 180, "model": 900, "train": 600, "generate": 900, "swap": 600}, {},
-                ("dataset.enable_bucket=false", "training.mixed_precision=no", "training.full_bf16=false"))
+                ("dataset.enable_bucket=false", "training.mixed_precision='no'", "training.full_bf16=false"))
 
 
 class PartFailed(Exception):
@@ -90,6 +90,7 @@ class Check:
     def __init__(self, args, plan: Plan):
         self.args, self.plan, self.out = args, plan, Path(args.out).absolute()
         self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-")).absolute()
+        self.work.mkdir(parents=True, exist_ok=True)
         self.t0 = time.monotonic()
         self.results = {"mode": "dry-run (CPU, toy sizes)" if args.dry_run else "gpu", "started": dt.datetime.now().isoformat(timespec="seconds"),
                         "budget_s": plan.budget_s, "plan": asdict(plan), "notes": [], "environment": {}, "parts": {},
@@ -188,13 +189,13 @@ class Check:
         except (PartFailed, TimeoutError, ValueError) as e:
             env["adamw8bit"] = {"error": str(e)[:300]}
             self.overrides.append("optimizer.type=AdamW")
-            self.results["notes"].append("bitsandbytes' AdamW8bit did not run here: the presets trained with AdamW "
-                                         "(more optimizer memory than their AdamW8bit)")
+            self.results["notes"].append("bitsandbytes' AdamW8bit did not run here: the presets train with AdamW "
+                                         "instead (more optimizer memory than with AdamW8bit)")
 
     def build_model(self, limit: float) -> None:
-        from faceswap_kohya.checkmodel import build_check_model
-        from faceswap_kohya.render import Trainer
-        from faceswap_kohya.tokenizers import ensure_tokenizers
+        from faceswap_kohya.kohya.checkmodel import build_check_model
+        from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
+        from faceswap_kohya.kohya.trainer import Trainer
 
         trainer = Trainer(self.trainer_python, self.sd_scripts)
         start = time.monotonic()
@@ -209,7 +210,7 @@ class Check:
         """The sample photos, each resized to a square of the training resolution (one bucket, full size)."""
         from PIL import Image
 
-        from faceswap_kohya.samples import sample_photos
+        from faceswap_kohya.data.samples import sample_photos
 
         folder = self.work / "photos"
         folder.mkdir(exist_ok=True)
@@ -220,14 +221,19 @@ class Check:
 
     def run_preset(self, name: str, photos: Path, round_no: int, hand_first: bool) -> None:
         import gpu_check_train as tr
-        from faceswap_kohya import presets, runner
+        from faceswap_kohya.config import presets
+        from faceswap_kohya.config.layout import new_run
+        from faceswap_kohya.jobs.train import prepare_run
 
         p = self.plan
         overrides = [f"dataset.images={photos}", "dataset.framing=as_is", f"dataset.resolution={p.resolution}",
                      f"training.max_steps={p.steps}", "sampling.prompts=[]", "sampling.every_n_epochs=null",
                      "sampling.every_n_steps=null", f"output.dir={self.work / 'runs'}", "base_model=builtin:pipeline-check",
                      f"kohya.python={self.trainer_python}", f"kohya.sd_scripts={self.sd_scripts}", *self.overrides]
-        preset, path = presets.load(name, overrides)
+        loaded = self.part(f"train {name} preset", "train", lambda limit: presets.load(name, overrides))
+        if loaded is None:
+            return
+        preset, path = loaded
         entry = self.results["train"].setdefault(name, {
             "budget": presets.describe(path).vram, "optimizer": preset.optimizer.type, "resolution": p.resolution,
             "steps": p.steps, "batch_size": preset.training.batch_size, "overrides": overrides[3:], "runs": []})
@@ -245,8 +251,8 @@ class Check:
         def by_hand(limit):
             nonlocal run
             if run is None:  # by hand first: lay out a run folder the wrapper's way, without training
-                run = runner.new_run(preset)
-                runner.prepare_run(preset, path, run, echo=lambda s: None)
+                run = new_run(preset)
+                prepare_run(preset, path, run, echo=lambda s: None)
             return self._add_run(entry, tr.run_by_hand(run, preset.output.name, limit, p.warmup, peaks / "hand"), round_no)
 
         for how, fn in ((("by hand", by_hand), ("wrapper", wrapper)) if hand_first else (("wrapper", wrapper), ("by hand", by_hand))):
@@ -302,7 +308,10 @@ class Check:
         self.save()
         print(report.markdown(self.results))
         print(f"[gpu-check] {self.out / 'gpu_check.json'}, {self.out / 'gpu_check.md'}")
-        return 0
+        not_ok = [name for name, part in self.results["parts"].items() if part["status"] != "ok"]
+        if not_ok:
+            print(f"[gpu-check] not ok: {', '.join(not_ok)}")
+        return 1 if not_ok else 0
 
 
 def main(argv=None) -> int:

@@ -93,14 +93,15 @@ def _peak_mib():
 def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int, images: int, out: Path) -> dict:
     import torch
 
-    from faceswap_kohya import generate as gen
-    from faceswap_kohya import loader
+    from faceswap_kohya.diffusion.images import generate_images
+    from faceswap_kohya.diffusion.lora import attach_lora, fuse
+    from faceswap_kohya.diffusion.pipeline import free_memory, load_pipeline, pick_device
 
-    device = loader.pick_device()
+    device = pick_device()
     results = {"device": device}
 
     def image_s(pipe, n_steps: int, seed: int) -> float:
-        return _timed(lambda: gen.generate_images(pipe, [PROMPT], [seed], n_steps, 6.0, size, size))
+        return _timed(lambda: generate_images(pipe, [PROMPT], [seed], n_steps, 6.0, size, size))
 
     def per_image(pipe) -> float:
         image_s(pipe, min(steps, 3), 99)  # warm-up: kernels, autotuning, the adapters' first call
@@ -112,7 +113,7 @@ def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int,
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            pipe = loader.load_pipeline(model, device=device, dtype=dtype)
+            pipe = load_pipeline(model, device=device, dtype=dtype)
             entry["load_s"] = time.perf_counter() - start
             entry["base_s"] = per_image(pipe)
             _save(results, out)
@@ -122,11 +123,11 @@ def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int,
                 write_kohya_lora(pipe, lora, rank=64, alpha=32.0)
                 results["lora"] = "random, rank 64, UNet and both text encoders"
             results.setdefault("lora", str(lora))
-            entry["lora_load_s"] = _timed(lambda: loader.attach_lora(pipe, lora, weight=1.0))
+            entry["lora_load_s"] = _timed(lambda: attach_lora(pipe, lora, weight=1.0))
             entry["lora_modules"] = next(iter(pipe.fsk_loras.values())).modules
             entry["unfused_s"] = per_image(pipe)
             _save(results, out)
-            entry["fuse_s"] = _timed(lambda: loader.fuse(pipe, {name: 1.0 for name in pipe.fsk_loras}))
+            entry["fuse_s"] = _timed(lambda: fuse(pipe, {name: 1.0 for name in pipe.fsk_loras}))
             entry["fused_s"] = per_image(pipe)
             entry["unfused_ratio"] = entry["unfused_s"] / entry["base_s"]
             entry["fused_ratio"] = entry["fused_s"] / entry["base_s"]
@@ -135,7 +136,7 @@ def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int,
             entry["error"] = f"{type(e).__name__}: {str(e)[:400]}"
         finally:
             pipe = None
-            loader.free_memory()
+            free_memory()
         _save(results, out)
     return results
 
@@ -148,9 +149,9 @@ def swap(model: str, lora: Path, size: int, steps: int, work: Path, out: Path) -
     from PIL import Image
     from skimage import data
 
-    from faceswap_kohya import generate as gen
-    from faceswap_kohya import swap as sw
-    from faceswap_kohya.faces import Face
+    from faceswap_kohya.diffusion.source import Settings, Source
+    from faceswap_kohya.faces.detect import Face
+    from faceswap_kohya.jobs import swap as sw
 
     scale = max(1.0, size / ((1 + 2 * sw.PADDING) * (ASTRONAUT_FACE[2] - ASTRONAUT_FACE[0])))
     side = round(512 * scale)
@@ -160,8 +161,8 @@ def swap(model: str, lora: Path, size: int, steps: int, work: Path, out: Path) -
     sw.pick_face = lambda image, index, name: (face, [face])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    source = gen.Source(base_model=model, lora=lora)
-    result = sw.run_swap(source, photo, gen.Settings(steps=steps), work / "swaps", prompt="myface woman, photo",
+    source = Source(base_model=model, lora=lora)
+    result = sw.run_swap(source, photo, Settings(steps=steps), work / "swaps", prompt="myface woman, photo",
                          size=size, show_progress=False, echo=lambda s: None)
     info = {"size": size, "steps": steps, "strength": sw.STRENGTH, "photo_px": side, "face_box": list(face.box),
             "crop_px": result.region.side, "seconds": result.seconds, "torch_peak_allocated_mib": _peak_mib(),

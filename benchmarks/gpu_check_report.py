@@ -61,7 +61,7 @@ def parts_table(parts: dict) -> list[str]:
 
 def markdown(results: dict) -> str:
     env = results.get("environment", {})
-    lines = [f"# GPU check ({results.get('mode')})", "",
+    lines = [f"# GPU check: {results.get('mode')}", "",
              f"{env.get('gpu', 'no GPU')}; torch {env.get('torch', '?')} (CUDA {env.get('cuda', '–')}); "
              f"started {results.get('started')}; {results.get('elapsed_s', 0):.0f} s of {results.get('budget_s')} s.", ""]
     if results.get("notes"):

@@ -1,4 +1,4 @@
-"""The GPU check's training part: one preset run through the wrapper (`runner.train`) and through its
+"""The GPU check's training part: one preset run through the wrapper (`jobs.train.train`) and through its
 rendered command.sh by hand, with step times, torch's peak memory inside the trainer's processes and
 nvidia-smi's peak sampled alongside."""
 
@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya import runner
-from faceswap_kohya.progress import LineSplitter, Step, parse_line
-from faceswap_kohya.render import RunLayout
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.jobs.train import train
+from faceswap_kohya.kohya.progress import LineSplitter, Step, parse_line
 
 
 # ---------------------------------------------------------------- measurements
@@ -110,7 +110,19 @@ def _peak_dir(folder: Path):
             os.environ["GPU_CHECK_PEAK_DIR"] = old
 
 
-def _measured(record: dict, steps: list, warmup: int, peaks: Path, smi: SmiPeak) -> dict:
+def log_tail(path: Path, n: int = 12) -> list[str]:
+    """The last lines of a trainer log, progress-bar redraws dropped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip() and "steps:" not in ln]
+    return [ln[-300:] for ln in lines[-n:]]
+
+
+def _measured(record: dict, steps: list, warmup: int, peaks: Path, smi: SmiPeak, log: Path) -> dict:
+    if record.get("status") != "ok":
+        record["log_tail"] = log_tail(log)
     record["steps_seen"] = max((s for s, _ in steps), default=0)
     record["s_per_it"] = sec_per_it(steps, warmup)
     p = read_peaks(peaks)
@@ -123,7 +135,7 @@ def _measured(record: dict, steps: list, warmup: int, peaks: Path, smi: SmiPeak)
 
 
 def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: Path) -> tuple[dict, Optional[RunLayout]]:
-    """`runner.train` as the CLI calls it; at the limit it gets SIGINT, the wrapper's own Ctrl-C path."""
+    """`train` as the CLI calls it; at the limit it gets SIGINT, the wrapper's own Ctrl-C path."""
     steps: list[tuple[int, float]] = []
     record: dict = {"how": "wrapper"}
 
@@ -137,7 +149,7 @@ def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: P
     with _peak_dir(peaks), SmiPeak() as smi:
         timer.start()
         try:
-            result = runner.train(preset, preset_path, on_event=on_event, echo=lambda s: None, confirmed=True)
+            result = train(preset, preset_path, on_event=on_event, echo=lambda s: None, confirmed=True)
         except KeyboardInterrupt:
             pass
         finally:
@@ -150,7 +162,8 @@ def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: P
         record["wall_s"] = result.seconds
         record["prepare_s"] = record["total_s"] - result.seconds
         record["lora"] = str(result.final) if result.final else None
-    return _measured(record, steps, warmup, peaks, smi), (result.run if result else None)
+    run = result.run if result else None
+    return _measured(record, steps, warmup, peaks, smi, run.log if run else Path("/nonexistent")), run
 
 
 def run_by_hand(run: RunLayout, name: str, limit_s: float, warmup: int, peaks: Path) -> dict:
@@ -161,7 +174,7 @@ def run_by_hand(run: RunLayout, name: str, limit_s: float, warmup: int, peaks: P
     fired: list[bool] = []
     with _peak_dir(peaks), SmiPeak() as smi, open(run.root / "by_hand.log", "wb") as log:
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
-                   COLUMNS="200")  # what runner.launch gives the trainer
+                   COLUMNS="200")  # what kohya.launch gives the trainer
         env.pop("PYTHONPATH", None)
         start = time.monotonic()
         proc = subprocess.Popen(["sh", str(run.command)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -179,7 +192,7 @@ def run_by_hand(run: RunLayout, name: str, limit_s: float, warmup: int, peaks: P
         record["wall_s"] = time.monotonic() - start
     lora = run.model / f"{name}.safetensors"
     record["status"] = "timeout" if fired else ("ok" if code == 0 and lora.is_file() else f"failed: exit {code}")
-    return _measured(record, steps, warmup, peaks, smi)
+    return _measured(record, steps, warmup, peaks, smi, run.root / "by_hand.log")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

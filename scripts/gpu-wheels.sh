@@ -27,7 +27,7 @@ TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --platform
 say() { printf '\033[1m[gpu-wheels]\033[0m %s\n' "$*"; }
 die() { printf 'gpu-wheels: %s\n' "$*" >&2; exit 1; }
 # pip, quiet; drops the notices some pip configurations print for every package.
-pipq() { "$PY" -m pip "$@" -q --disable-pip-version-check --root-user-action=ignore 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+pipq() { "$PY" -m pip "$@" -q --disable-pip-version-check 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 download() { local dest=$1; shift; mkdir -p "$dest"; pipq download --no-deps "${TARGET[@]}" -d "$dest" "$@"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 size_of() { du -sb "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
@@ -58,7 +58,7 @@ download "$DIR/trainer" "${tok:-tokenizers}"
 say "generation set (this package's needs) → $DIR/generate"
 download "$DIR/generate" "$(ours diffusers)" "$(ours compel)" "$(ours pydantic)" "$(ours pydantic_core)" \
   "$(ours annotated-types)" "$(ours typing-inspection)" "$(ours typing_extensions)" "$(ours tomli_w)" \
-  "$(ours open_clip_torch)"  # open_clip: only its BPE vocabulary file, for the offline CLIP tokenizers
+  "$(ours imagehash)" "$(ours open_clip_torch)"  # open_clip: only its BPE vocabulary file (offline CLIP tokenizers)
 
 say "sd-scripts files → $DIR/sd-scripts.tar.gz"
 tar -czf "$DIR/sd-scripts.tar.gz" --exclude=.git --exclude=__pycache__ -C "$(dirname "$SD_SCRIPTS")" "$(basename "$SD_SCRIPTS")"
@@ -100,7 +100,7 @@ fi
 
 say "checking that each set installs on Python 3.12 / x86-64 (one version of each package)"
 for set in trainer generate; do
-  pipq install --no-index --no-deps "${TARGET[@]}" --target "$tmp/$set" "$DIR/$set"/*.whl \
+  pipq install --root-user-action=ignore --no-index --no-deps "${TARGET[@]}" --target "$tmp/$set" "$DIR/$set"/*.whl \
     || die "the $set set does not install"
 done
 
