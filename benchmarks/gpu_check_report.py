@@ -16,6 +16,11 @@ def _num(value, digits: int = 2, unit: str = "") -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+def _cell(text, limit: int) -> str:
+    """Text that keeps a table row intact: one line, no '|', at most `limit` characters."""
+    return str(text).replace("|", "/").replace("\n", " ")[:limit]
+
+
 def _mib_as_gib(value) -> str:
     return "–" if value is None else f"{value / 1024:.1f} GiB"
 
@@ -41,10 +46,11 @@ def generation_table(generate: dict) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for dtype, g in generate.items():
         if not isinstance(g, dict) or "error" in g and "base_s" not in g:
-            rows.append(f"| {dtype} | failed: {str((g or {}).get('error', '?'))[:80]} |" + " |" * 9)
+            rows.append(f"| {dtype} | failed: {_cell((g or {}).get('error', '?'), 80)} |" + " |" * 9)
             continue
+        label = f"{dtype} (then: {_cell(g['error'], 60)})" if "error" in g else dtype
         rows.append(
-            f"| {dtype} | {g.get('size')}, {g.get('steps')} | {_num(g.get('base_s'))} | {_num(g.get('unfused_s'))} "
+            f"| {label} | {g.get('size')}, {g.get('steps')} | {_num(g.get('base_s'))} | {_num(g.get('unfused_s'))} "
             f"| {_num(g.get('fused_s'))} | {_num(g.get('unfused_ratio'), 3)} | {_num(g.get('fused_ratio'), 3)} "
             f"| {_num(g.get('lora_load_s'))} | {_num(g.get('fuse_s'))} | {_num(g.get('load_s'), 1)} "
             f"| {_mib_as_gib(g.get('torch_peak_allocated_mib'))} |")
@@ -54,7 +60,7 @@ def generation_table(generate: dict) -> list[str]:
 def parts_table(parts: dict) -> list[str]:
     rows = ["| part | status | seconds | limit s | note |", "|---|---|---|---|---|"]
     for name, p in parts.items():
-        note = str(p.get("error") or p.get("note") or "").replace("|", "/").replace("\n", " ")[:160]
+        note = _cell(p.get("error") or p.get("note") or "", 160)
         rows.append(f"| {name} | {p.get('status')} | {_num(p.get('seconds'), 1)} | {_num(p.get('limit_s'), 0)} | {note} |")
     return rows
 

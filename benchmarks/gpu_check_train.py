@@ -167,8 +167,11 @@ def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: P
 
 
 def run_by_hand(run: RunLayout, name: str, limit_s: float, warmup: int, peaks: Path) -> dict:
-    """`sh command.sh` from the run folder, in the environment the wrapper gives the trainer."""
+    """`sh command.sh` from the run folder, in the environment the wrapper gives the trainer. The LoRA
+    and the latents cached to disk by an earlier run in this folder are removed first (same work both ways)."""
     shutil.rmtree(run.model, ignore_errors=True)
+    for cached in run.root.rglob("*.npz"):
+        cached.unlink()
     steps: list[tuple[int, float]] = []
     record: dict = {"how": "by hand", "command": str(run.command)}
     fired: list[bool] = []
