@@ -247,8 +247,8 @@ class Check:
         def wrapper(limit):
             nonlocal run
             record, run = tr.run_wrapper(preset, path, limit, p.warmup, peaks / "wrapper")
-            if record.get("lora") and (self.lora is None or name == "face-24gb"):
-                self.lora = Path(record["lora"])
+            if record.get("lora") and (self.lora is None or name == "face-24gb"):  # the largest LoRA is preferred
+                self.keep_lora(Path(record["lora"]), name)
             return self._add_run(entry, record, round_no)
 
         def by_hand(limit):
@@ -268,27 +268,27 @@ class Check:
         entry["runs"].append(record)
         return record
 
+    def keep_lora(self, lora: Path, preset_name: str) -> None:
+        """A copy of a run's LoRA to generate with: outside its run folder, where a later run can't remove it."""
+        self.lora = self.work / "lora" / "myface.safetensors"
+        self.lora.parent.mkdir(exist_ok=True)
+        shutil.copyfile(lora, self.lora)
+        self.results["generate_lora"] = f"{preset_name}'s, trained here"
+
     def child_part(self, kind: str, limit: float, extra: list) -> dict:
         out = self.work / f"{kind}.json"
-        lora = self.lora_copy()
+        lora = self.lora or self.work / "lora" / "myface.safetensors"  # missing: the child makes a random one
         try:
             run_limited([sys.executable, CHILD, kind, self.model, lora, out, *extra], limit)
         finally:  # what the child measured before a failure or the limit
             data = json.loads(out.read_text()) if out.is_file() else {}
             if kind == "generate":
                 self.results["generate"] = {k: v for k, v in data.items() if isinstance(v, dict)}
-                self.results["generate_lora"] = data.get("lora")
+                if self.lora is None and data.get("lora"):
+                    self.results["generate_lora"] = data["lora"]
             else:
                 self.results["swap"] = data or None
         return data
-
-    def lora_copy(self) -> Path:
-        """The LoRA to generate with, outside its run folder; a missing one is made up by the child."""
-        dest = self.work / "lora" / "myface.safetensors"
-        dest.parent.mkdir(exist_ok=True)
-        if self.lora is not None and self.lora.is_file() and not dest.is_file():
-            shutil.copyfile(self.lora, dest)
-        return dest
 
     def run(self) -> int:
         p = self.plan
@@ -303,7 +303,6 @@ class Check:
             for r in range(p.rounds):
                 for i, name in enumerate(PRESETS):
                     self.run_preset(name, photos, r, hand_first=(i + r) % 2 == 1)
-            self.results["generate_source"] = str(self.lora) if self.lora else "a random LoRA (no run wrote one)"
             gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", "fp16,bf16"]
             self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
             swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]

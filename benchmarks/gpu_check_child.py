@@ -120,6 +120,7 @@ def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int,
             if not lora.is_file():  # no training run wrote one: a random LoRA of the same shape as face-24gb's
                 from tiny_sdxl import write_kohya_lora
 
+                lora.parent.mkdir(parents=True, exist_ok=True)
                 write_kohya_lora(pipe, lora, rank=64, alpha=32.0)
                 results["lora"] = "random, rank 64, UNet and both text encoders"
             results.setdefault("lora", str(lora))

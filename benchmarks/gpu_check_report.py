@@ -77,7 +77,8 @@ def markdown(results: dict) -> str:
     lines += ["s/it: after the first steps (warm-up), from the step times read off the trainer's progress bar. "
               "Within budget: nvidia-smi's peak, less what was in use before the run, against the preset's VRAM "
               "(torch's peak reserved memory where nvidia-smi is not there).", ""]
-    lines += ["## Generation (diffusers, one image per timing, the trained LoRA at weight 1)", ""]
+    lines += ["## Generation (diffusers, median of the timed images, the LoRA at weight 1)", "",
+              f"LoRA: {results.get('generate_lora') or '–'}.", ""]
     lines += generation_table(results.get("generate", {})) + [""]
     swap = results.get("swap")
     if swap:
