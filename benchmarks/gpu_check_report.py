@@ -84,7 +84,7 @@ def markdown(results: dict) -> str:
     if swap:
         lines += ["## Swap", "",
                   f"one face at {swap.get('size')} px, {swap.get('steps')} steps × strength {swap.get('strength')}: "
-                  f"{_num(swap.get('seconds'), 1)} s in all (pipeline load {_num(swap.get('load_s'), 1)} s included), "
+                  f"{_num(swap.get('seconds'), 1)} s in all (loading the pipeline and the LoRA included), "
                   f"torch peak allocated {_mib_as_gib(swap.get('torch_peak_allocated_mib'))}; {swap.get('note', '')}", ""]
     lines += ["## Parts", ""] + parts_table(results.get("parts", {})) + [""]
     return "\n".join(lines)
