@@ -54,7 +54,7 @@ def main() -> None:
     def ours():
         source = Source(base_model=str(folder))
         run_generate(source, [prompt], seeds, settings, tmp / "ours", no_lora=True, device="cpu",
-                         show_progress=False, echo=lambda s: None)
+                         on_event=lambda e: None)
 
     def timed(fn):
         t = time.perf_counter()

@@ -31,7 +31,7 @@ def main() -> None:
         preset, path = presets.load("cpu-check", [f"dataset.images={args.photos}", f"output.dir={tmp}", *QUIET])
         for _ in range(args.rounds):
             start = time.monotonic()
-            result = runner.train(preset, path, echo=lambda s: None)
+            result = runner.train(preset, path)
             assert result.ok, result.diagnosis
             wrapped.append(result.seconds)
             prep.append(time.monotonic() - start - result.seconds)

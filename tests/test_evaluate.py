@@ -222,7 +222,7 @@ def evaluated(tiny, tmp_path_factory):
     folder, pipe = tiny
     run = make_run(tmp_path_factory.mktemp("runs"), folder, pipe)
     lines = []
-    result = evaluate_run(run, echo=lines.append, device="cpu")
+    result = evaluate_run(run, lambda e: lines.append(e.text) if hasattr(e, 'text') else None, device="cpu")
     return run, result, lines
 
 
@@ -377,10 +377,10 @@ def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, 
 def test_train_runs_it_only_when_enabled_and_a_failure_keeps_the_training(tiny, tmp_path):
     folder, pipe = tiny
     off = make_run(tmp_path / "off", folder, pipe, checkpoints=("myface",))
-    assert evaluate_after_training(off, echo=lambda m: None) is None and not (off / "eval").exists()
+    assert evaluate_after_training(off) is None and not (off / "eval").exists()
     broken = make_run(tmp_path / "on", folder, pipe, checkpoints=(), enabled=True)
     lines = []
-    assert evaluate_after_training(broken, echo=lines.append) is None
+    assert evaluate_after_training(broken, lambda e: lines.append(e.text) if hasattr(e, 'text') else None) is None
     assert any(ln.startswith("evaluation failed:") and f"faceswap-kohya evaluate {broken}" in ln for ln in lines)
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 
 from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.events import CheckpointWritten as Saved
+from faceswap_kohya.events import Epoch, Step
+from faceswap_kohya.events import ModelSaved as Finished
 from faceswap_kohya.kohya.launch import judge
-from faceswap_kohya.kohya.progress import Epoch, Finished, LineSplitter, Saved, Step, diagnose, parse_line
+from faceswap_kohya.kohya.progress import LineSplitter, diagnose, parse_line
 
 DATA = Path(__file__).parent / "data"
 

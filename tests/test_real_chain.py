@@ -26,7 +26,7 @@ def test_real_lora_attaches_fully_and_changes_the_images(tmp_path, photos):
     preset, path = presets.load("cpu-check", [
         f"dataset.images={photos}", f"output.dir={tmp_path}", "optimizer.text_encoder_lr=1e-5", "network.conv_dim=2",
         "sampling.prompts=[]", "sampling.every_n_epochs=null", "optimizer.unet_lr=0.01"])
-    result = runner.train(preset, path, echo=lambda s: None)
+    result = runner.train(preset, path)
     assert result.ok, result.diagnosis
     with safe_open(result.final, "pt") as f:
         prefixes = {k.split("_")[1] for k in f.keys()}

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.errors import UserError
 
 
@@ -100,7 +101,7 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
     first = _seed(seed)
     paths = run_generate(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                              out_dir or default_out_dir(source, "generate"), weight=weight, no_lora=no_lora,
-                             device=device, dtype=dtype, offload=offload, show_progress=not quiet, echo=lambda m: click.echo(m, err=True))
+                             device=device, dtype=dtype, offload=offload, on_event=Printer(err=True, bar=not quiet))
     for p in paths:
         click.echo(str(p))
     click.echo(f"{len(paths)} image{'s' if len(paths) != 1 else ''} in {paths[0].parent}" if paths else "no images")
@@ -128,7 +129,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
     first = _seed(seed)
     grids = run_compare(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                             out_dir or default_out_dir(source, "compare"), weights=ws, device=device, dtype=dtype,
-                            offload=offload, show_progress=not quiet, echo=lambda m: click.echo(m, err=True))
+                            offload=offload, on_event=Printer(err=True, bar=not quiet))
     for g in grids:
         click.echo(str(g))
     if grids:
@@ -169,8 +170,7 @@ def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight
     settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=sampler)
     result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
                          strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,
-                         device=device, dtype=dtype, offload=offload, show_progress=not quiet,
-                         echo=lambda m: click.echo(m, err=True))
+                         device=device, dtype=dtype, offload=offload, on_event=Printer(err=True, bar=not quiet))
     click.echo(str(result.path))
     for line in result.lines():
         click.echo(line)

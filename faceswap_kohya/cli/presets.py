@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.errors import UserError
 
@@ -57,15 +58,11 @@ def presets_show(name):
 @friendly
 def presets_import(file, out, dataset):
     """Import a kohya_ss GUI JSON or sd-scripts/kohya-colab TOML; print what was kept."""
-    from faceswap_kohya.kohya.importer import import_preset, to_yaml
+    from faceswap_kohya.jobs.kohya_presets import import_kohya
 
-    p, report = import_preset(file, dataset)
+    text, report = import_kohya(file, dataset, out)
     click.echo(report.text(), err=bool(not out))
-    text = to_yaml(p, report)
     if out:
-        if out.exists():
-            raise UserError(f"{out} already exists; choose another name (nothing was overwritten)")
-        out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
     else:
         click.echo(text, nl=False)
@@ -79,8 +76,6 @@ def presets_import(file, out, dataset):
 @friendly
 def presets_export(preset, overrides, fmt, out):
     """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON."""
-    from faceswap_kohya.kohya.export import write_export
+    from faceswap_kohya.jobs.kohya_presets import export_kohya
 
-    p, _ = preset_files.load(preset, overrides)
-    for line in write_export(p, fmt, out):
-        click.echo(line)
+    export_kohya(preset, overrides, fmt, out, on_event=Printer())

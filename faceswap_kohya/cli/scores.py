@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.errors import UserError
 
 
@@ -22,9 +23,9 @@ from faceswap_kohya.errors import UserError
 @friendly
 def identity(refs, images, embedder, insightface_root, as_json):
     """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike."""
-    from faceswap_kohya.faces.identity import get_embedder, score_files
+    from faceswap_kohya.jobs.identity import identity as run_identity
 
-    result = score_files(refs, images, get_embedder(embedder, str(insightface_root) if insightface_root else None))
+    result = run_identity(refs, images, embedder, insightface_root)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -67,6 +68,6 @@ def evaluate(run_dir, lora, refs, base, trigger, class_word, size, out_dir, devi
         plan = ev.plan_run(run_dir, refs, base, size, out_dir)
     else:
         plan = ev.plan_lora(lora, refs, base, trigger, class_word, size, out_dir)
-    result = ev.evaluate(plan, echo=lambda m: click.echo(m, err=True), device=device, dtype=dtype, offload=offload)
+    result = ev.evaluate(plan, Printer(err=True), device=device, dtype=dtype, offload=offload)
     for line in ev.summary_lines(result):
         click.echo(line)

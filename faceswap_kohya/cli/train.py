@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
 from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.config.layout import RunLayout, instance_dir
 from faceswap_kohya.errors import UserError
@@ -42,10 +42,13 @@ def validate(preset, overrides, with_kohya):
 @friendly
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
-    p, _ = preset_files.load(preset, overrides)
-    run = RunLayout(out_dir.absolute())
+    from faceswap_kohya.data.kohya_folders import resolve
     from faceswap_kohya.kohya.trainer import tokenizer_cache
 
+    resolved = resolve(preset_files.load(preset, overrides)[0], preset_files.override_keys(overrides))
+    p, run = resolved.preset, RunLayout(out_dir.absolute())
+    for note in resolved.notes:
+        click.echo(f"note: {note}")
     write_all(p, run, base_model_arg(p), tokenizer_cache(p))
     trainer = Trainer.of(p)
     click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
@@ -64,49 +67,6 @@ def schema():
 
 
 # ---------------------------------------------------------------- training
-def _progress_printer():
-    """A live bar for the trainer's steps; checkpoints and epochs printed above it."""
-    from tqdm import tqdm
-
-    from faceswap_kohya.kohya.progress import Epoch, Finished, Saved, Step
-
-    state = {"bar": None, "epoch": "", "done": False}
-
-    def on_event(event):
-        bar = state["bar"]
-        if isinstance(event, Step) and not state["done"]:
-            if bar is None or bar.total != event.total:
-                if bar:
-                    bar.close()
-                bar = state["bar"] = tqdm(total=event.total, unit="step", dynamic_ncols=True, file=sys.stderr)
-            bar.n = event.step
-            post = {}
-            if state["epoch"]:
-                post["epoch"] = state["epoch"]
-            if event.loss is not None:
-                post["loss"] = f"{event.loss:.4f}"
-            if event.sec_per_it is not None:
-                post["s/step"] = f"{event.sec_per_it:.1f}"
-            post["eta"] = event.eta
-            bar.set_postfix(post, refresh=False)
-            bar.refresh()
-        elif isinstance(event, Epoch):
-            state["epoch"] = f"{event.epoch}/{event.total}"
-        elif isinstance(event, Saved):
-            (bar.write if bar else click.echo)(f"checkpoint: {event.path}")
-        elif isinstance(event, Finished):
-            state["done"] = True
-            if bar:
-                bar.close()
-                state["bar"] = None
-
-    def close():
-        if state["bar"]:
-            state["bar"].close()
-
-    return on_event, close
-
-
 def _report(result) -> None:
     if result.interrupted:
         saved = ", ".join(p.name for p in result.loras) or "nothing"
@@ -141,14 +101,14 @@ def train(preset, overrides, resume_dir, verbose, yes):
     """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
     from faceswap_kohya.jobs import train as runner
 
-    on_event, close = _progress_printer()
+    printer = Printer()
     on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
     try:
         if resume_dir:
             extra = ((preset,) if preset else ()) + tuple(overrides)
             if bad := [x for x in extra if "=" not in x]:
                 raise UserError(f"--resume uses the run's own preset; give only key=value overrides (got {bad[0]!r})")
-            result = runner.resume(resume_dir, extra, on_event, on_line, echo=click.echo)
+            result = runner.resume(resume_dir, extra, printer, on_line)
         else:
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
@@ -157,13 +117,10 @@ def train(preset, overrides, resume_dir, verbose, yes):
             p, path, imported = load_any(preset, overrides)
             if imported:
                 click.echo(imported.text(), err=True)
-            result = runner.train(p, path, on_event, on_line, echo=click.echo, confirmed=yes)
+            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides)
     finally:
-        close()
+        printer.close()
     _report(result)
-    if result.ok:  # scores every checkpoint when the run's preset has evaluate.enabled: true
-        from faceswap_kohya.jobs.evaluate import evaluate_after_training
-        evaluate_after_training(result.run.root, echo=click.echo)
 
 
 @cli.command()
@@ -173,21 +130,14 @@ def train(preset, overrides, resume_dir, verbose, yes):
 @friendly
 def regularize(preset, overrides, yes):
     """Generate the preset's class images with the base model into the cache (reused by `train`)."""
-    from tqdm import tqdm
-
-    from faceswap_kohya.data.regularization import cache_dir, check_cost, ensure_cached
+    from faceswap_kohya.jobs.regularize import regularize as run_regularize
 
     p, _ = preset_files.load(preset, overrides)
-    if not p.regularization.generate:
-        raise UserError("regularization.generate is 0: set how many class images to make, e.g. regularization.generate=100")
-    check_cost(p, yes, click.echo)
-    with tqdm(total=None, unit="image", file=sys.stderr, disable=None) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
-        files, made = ensure_cached(p, echo=click.echo, progress=progress)
-    click.echo(f"{len(files)} class images ready ({made} generated, {len(files) - made} from the cache) in {cache_dir()}")
+    printer = Printer()
+    try:
+        run_regularize(p, printer, confirmed=yes)
+    finally:
+        printer.close()
 
 
 @cli.command("check-model")
@@ -206,18 +156,17 @@ def check_model(force):
 @cli.command()
 @click.argument("preset")
 @overrides_arg
+@click.option("--dry-run", is_flag=True, help="Only show what would be trained on (Kohya folders: beside how "
+              "sd-scripts would read them); no run folder is made.")
 @friendly
-def prepare(preset, overrides):
+def prepare(preset, overrides, dry_run):
     """Check, crop and caption the photos into a new run folder, to look at before training."""
-    from faceswap_kohya.config.layout import new_run
-    from faceswap_kohya.data.dataset import layout
+    from faceswap_kohya.jobs.prepare import dry_run as show
+    from faceswap_kohya.jobs.prepare import prepare as run_prepare
 
     p, _ = preset_files.load(preset, overrides)
-    run = new_run(p)
-    try:
-        summary = layout(p, run, echo=click.echo)
-    except UserError:
-        shutil.rmtree(run.root, ignore_errors=True)  # only what this command just made
-        raise
-    for line in summary.brief(run.root):
-        click.echo(line)
+    if dry_run:
+        for line in show(p, overrides):
+            click.echo(line)
+        return
+    run_prepare(p, Printer(bar=False), overrides)

@@ -1,1 +1,16 @@
-"""jobs"""
+"""One function per user job, shared by the CLI, the web app and sweeps.
+
+Each takes typed inputs (a Preset or plain values) and reports through `on_event` (faceswap_kohya.events);
+none prints. Heavy libraries (torch, diffusers) load inside the job that needs them.
+
+| job | function |
+|---|---|
+| prepare | `jobs.prepare.prepare` |
+| regularize | `jobs.regularize.regularize` |
+| train, resume | `jobs.train.train`, `jobs.train.resume` |
+| generate, compare | `jobs.generate.run_generate`, `jobs.compare.run_compare` |
+| evaluate | `jobs.evaluate.evaluate` (`plan_run`/`plan_lora` make its plan) |
+| swap | `jobs.swap.run_swap` |
+| identity | `jobs.identity.identity` |
+| Kohya import/export | `jobs.kohya_presets.import_kohya`, `jobs.kohya_presets.export_kohya` |
+"""

@@ -11,14 +11,15 @@ from faceswap_kohya.diffusion.images import generate_images, make_grid, save_ima
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.jobs.generate import _info, _load, _progress_bar, plan_prompts
+from faceswap_kohya.events import Finished, ImageWritten, OnEvent, echo_to, ignore
+from faceswap_kohya.jobs.generate import _info, _load, image_progress, plan_prompts
 
 DEFAULT_WEIGHTS = (0.0, 0.7, 1.0)
 
 
 def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], settings: Settings, out_dir: Path,
                 weights: Sequence[float] = DEFAULT_WEIGHTS, device=None, dtype=None, offload=None,
-                show_progress: bool = True, echo=print) -> list[Path]:
+                on_event: OnEvent = ignore) -> list[Path]:
     """Per prompt: the base model and the LoRA at each weight, same seeds → every image plus one grid
     (columns: weights, rows: seeds). Returns the grid paths.
 
@@ -26,7 +27,9 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     `generate --no-lora`); other `<lora:..>` tags in a prompt apply to the non-zero columns."""
     from PIL.PngImagePlugin import PngInfo
 
-    from faceswap_kohya.diffusion.lora import attach_lora
+    echo = echo_to(on_event)
+
+    from faceswap_kohya.diffusion.lora import attach_loras
 
     if source.lora is None:
         raise UserError("compare needs a LoRA: give a run folder or a .safetensors file")
@@ -40,7 +43,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     pipe, names = _load(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     folder = new_folder(out_dir)
-    bar, update = _progress_bar(len(plans) * len(weights) * len(seeds), show_progress)
+    update = image_progress(len(plans) * len(weights) * len(seeds), on_event)
     results: dict = {}
     done = 0
 
@@ -51,23 +54,18 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
                                          progress=lambda d, t, base=done: update(base + d, None))
         done += len(seeds)
 
-    try:
-        if 0.0 in weights:
-            for pi, (prompt, _) in enumerate(plans):
-                render(pi, 0.0, prompt, None)
-        if any(w != 0 for w in weights):
-            for p in paths:
-                attach_lora(pipe, p, weight=0.0)
-                names[p] = next(n for n, info in pipe.fsk_loras.items() if info.path == p)
-            main = names[source.lora]
-            echo(f"LoRA {source.lora.name}: all {pipe.fsk_loras[main].modules} modules attached")
-            for w in weights:
-                if w == 0:
-                    continue
-                for pi, (prompt, loras) in enumerate(plans):
-                    render(pi, w, prompt, {names[p]: pw for p, pw in loras.items() if p != source.lora} | {main: w})
-    finally:
-        bar.close()
+    if 0.0 in weights:
+        for pi, (prompt, _) in enumerate(plans):
+            render(pi, 0.0, prompt, None)
+    if any(w != 0 for w in weights):
+        names.update(attach_loras(pipe, paths))
+        main = names[source.lora]
+        echo(f"LoRA {source.lora.name}: all {pipe.fsk_loras[main].modules} modules attached")
+        for w in weights:
+            if w == 0:
+                continue
+            for pi, (prompt, loras) in enumerate(plans):
+                render(pi, w, prompt, {names[p]: pw for p, pw in loras.items() if p != source.lora} | {main: w})
     grids = []
     for pi, (prompt, loras) in enumerate(plans):
         for w in weights:
@@ -86,4 +84,6 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         path = folder / f"grid-p{pi + 1}.png"
         grid.save(path, pnginfo=meta)
         grids.append(path)
+        on_event(ImageWritten(str(path), "grid"))
+    on_event(Finished(f"{len(grids)} grids and their images in {folder}", [str(g) for g in grids]))
     return grids

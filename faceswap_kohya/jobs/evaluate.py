@@ -27,9 +27,11 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.scoring.report import _diff, write_chart, write_report
 from faceswap_kohya.scoring.scores import (
     BASE,
@@ -67,12 +69,9 @@ class Plan:
 
 
 def _read_run_preset(run_dir: Path):
-    from faceswap_kohya.config import presets
-
-    path = run_dir / "preset.yaml"
-    if not path.is_file():
+    if not (Path(run_dir) / "preset.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
-    return presets.validate(presets.read_yaml(path), str(path))
+    return read_run_preset(run_dir)
 
 
 def run_refs(run_dir: Path, preset) -> Path:
@@ -181,8 +180,9 @@ def _line(label: str, s: dict) -> str:
     return f"{label}: identity {s['mean']:.3f} ± {s['std']:.3f} ({faces}), copy gap {s['copy_gap_mean']:+.3f}"
 
 
-def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype=None, offload=None) -> Result:
+def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, offload=None) -> Result:
     """Generate the evaluation set with the base model and each checkpoint, score it, write the report."""
+    echo = echo_to(on_event)
     from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
     from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
     from faceswap_kohya.diffusion.pipeline import load_pipeline
@@ -262,28 +262,29 @@ def evaluate(plan: Plan, echo: Callable[[str], None] = print, device=None, dtype
         "seconds": round(time.monotonic() - start, 1),
     }
     (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
-    write_chart(scores, folder / "identity.png")
-    write_report(scores, folder)
+    on_event(ImageWritten(str(write_chart(scores, folder / "identity.png")), "chart"))
+    on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
 
 
 # ---------------------------------------------------------------- entry points
-def evaluate_run(run_dir: Path, echo: Callable[[str], None] = print, refs: Optional[Path] = None,
+def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path] = None,
                  base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
                  device=None, dtype=None, offload=None) -> Result:
     """Evaluate every checkpoint of a run folder; returns where the report went and the scores."""
-    return evaluate(plan_run(run_dir, refs, base, size, out), echo, device, dtype, offload)
+    return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 
-def evaluate_after_training(run_dir: Path, echo: Callable[[str], None] = print) -> Optional[Result]:
+def evaluate_after_training(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result]:
     """`train`'s last step when the run's preset has `evaluate.enabled: true`. A failed evaluation does not
     fail the finished training: it is reported with the command to run it again."""
     run_dir = Path(run_dir)
+    echo = echo_to(on_event)
     try:
         if not _read_run_preset(run_dir).evaluate.enabled:
             return None
         echo("evaluating the checkpoints (evaluate.enabled)")
-        result = evaluate_run(run_dir, echo=echo)
+        result = evaluate_run(run_dir, on_event)
     except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
         why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         echo(f"evaluation failed: {why}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")

@@ -3,7 +3,7 @@ before/after grids, and PNGs that carry their generation parameters (A1111 `para
 
 from __future__ import annotations
 
-import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +12,7 @@ from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_ima
 from faceswap_kohya.diffusion.prompts import check_size, parse_tags, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import Finished, ImageWritten, OnEvent, Step, echo_to, ignore
 
 
 def plan_prompts(prompts: Sequence[str], source: Source, weight: float, no_lora: bool):
@@ -33,29 +34,25 @@ def plan_prompts(prompts: Sequence[str], source: Source, weight: float, no_lora:
     return plans
 
 
-def _progress_bar(total: int, show: bool):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="image", file=sys.stderr, disable=not show, dynamic_ncols=True)
+def image_progress(total: int, on_event: OnEvent):
+    """`update(done, _)` for generate_images' progress callback: a Step event (unit image) for each image."""
+    started = time.monotonic()
 
     def update(done, _total):
-        bar.n = done
-        bar.refresh()
+        spent = time.monotonic() - started
+        rate = spent / done if done else None
+        eta = f"{int(rate * (total - done))}s" if rate else "?"
+        on_event(Step(done, total, f"{int(spent)}s", eta, rate, unit="image"))
 
-    return bar, update
+    return update
 
 
 def _load(source: Source, paths: list[Path], device, dtype, offload):
-    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.lora import attach_loras
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
-    names = {}
-    for path in paths:
-        before = set(pipe.fsk_loras)
-        attach_lora(pipe, path, weight=0.0)
-        names[path] = (set(pipe.fsk_loras) - before).pop()
-    return pipe, names
+    return pipe, attach_loras(pipe, paths)
 
 
 def _info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:
@@ -69,10 +66,11 @@ def _info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: 
 
 def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], settings: Settings, out_dir: Path,
                  weight: float = 1.0, no_lora: bool = False, device=None, dtype=None, offload=None,
-                 show_progress: bool = True, echo=print) -> list[Path]:
+                 on_event: OnEvent = ignore) -> list[Path]:
     """Generate every (prompt, seed) into a new folder under out_dir; returns the PNG paths.
 
     One LoRA set at one weight for all images is fused (base-model speed); otherwise adapters switch per prompt."""
+    echo = echo_to(on_event)
     check_size(settings.width, settings.height)
     plans = plan_prompts(prompts, source, weight, no_lora)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
@@ -91,18 +89,17 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
 
         fuse(pipe, dict(next(iter(distinct))))
     folder = new_folder(out_dir)
-    bar, update = _progress_bar(len(plans) * len(seeds), show_progress)
+    update = image_progress(len(plans) * len(seeds), on_event)
     written = []
-    try:
-        for pi, (prompt, loras) in enumerate(plans):
-            weights = None if fused or not paths else {names[p]: w for p, w in loras.items()} | {
-                n: 0.0 for n in names.values() if n not in {names[p] for p in loras}}
-            images = generate_images(pipe, [prompt], seeds, settings.steps, settings.cfg, settings.width, settings.height,
-                                     settings.negative_prompt, lora_weights=[weights],
-                                     progress=lambda d, t, base=len(written): update(base + d, None))
-            for seed, image in zip(seeds, images):
-                info = _info(pipe, prompt, seed, settings, sampler_label, loras, names)
-                written.append(save_image(image, folder / f"{len(written) + 1:04d}-p{pi + 1}-s{seed}.png", info))
-    finally:
-        bar.close()
+    for pi, (prompt, loras) in enumerate(plans):
+        weights = None if fused or not paths else {names[p]: w for p, w in loras.items()} | {
+            n: 0.0 for n in names.values() if n not in {names[p] for p in loras}}
+        images = generate_images(pipe, [prompt], seeds, settings.steps, settings.cfg, settings.width, settings.height,
+                                 settings.negative_prompt, lora_weights=[weights],
+                                 progress=lambda d, t, base=len(written): update(base + d, None))
+        for seed, image in zip(seeds, images):
+            info = _info(pipe, prompt, seed, settings, sampler_label, loras, names)
+            written.append(save_image(image, folder / f"{len(written) + 1:04d}-p{pi + 1}-s{seed}.png", info))
+            on_event(ImageWritten(str(written[-1])))
+    on_event(Finished(f"{len(written)} images in {folder}", [str(p) for p in written]))
     return written

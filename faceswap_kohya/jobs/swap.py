@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,7 @@ from PIL import Image
 from faceswap_kohya.diffusion.images import ImageInfo
 from faceswap_kohya.diffusion.source import Settings, Source
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 
 FACE_PROMPT = "{trigger} {class}, photo"
 STRENGTH = 0.75
@@ -276,11 +277,11 @@ def _prompt(source: Source, prompt: Optional[str]) -> str:
     return text
 
 
-def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, show_progress: bool, echo):
+def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo):
     """StableDiffusionXLInpaintPipeline sharing the loaded SDXL's modules, the LoRAs fused in at their weights."""
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    from faceswap_kohya.diffusion.lora import attach_lora, fuse
+    from faceswap_kohya.diffusion.lora import attach_loras, fuse
     from faceswap_kohya.diffusion.pipeline import load_pipeline, pick_device, pick_dtype
 
     if offload not in (None, "model", "sequential"):
@@ -288,12 +289,9 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, show_
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
     pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype)
-    names = {}
-    for path in loras:
-        before = set(pipe.fsk_loras)
-        attach_lora(pipe, path, weight=0.0)
-        names[path] = (set(pipe.fsk_loras) - before).pop()
-        echo(f"LoRA {path.name}: all {pipe.fsk_loras[names[path]].modules} modules attached")
+    names = attach_loras(pipe, loras)
+    for path, name in names.items():
+        echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
     if names:
         fuse(pipe, {names[p]: w for p, w in loras.items()})
     inpaint = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False, add_watermarker=False,
@@ -302,7 +300,7 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, show_
         inpaint.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
         inpaint.enable_sequential_cpu_offload(device=device)
-    inpaint.set_progress_bar_config(disable=not show_progress)
+    inpaint.set_progress_bar_config(disable=True)
     inpaint.fsk_base = pipe.fsk_base
     return inpaint, names
 
@@ -310,12 +308,14 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, show_
 def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path, *, prompt: Optional[str] = None,
              seed: int = 0, strength: float = STRENGTH, weight: float = 1.0, face: int = 1, padding: float = PADDING,
              size: Optional[int] = None, refs: Optional[Path] = None, device=None, dtype=None, offload=None,
-             show_progress: bool = True, echo: Callable[[str], None] = print) -> SwapResult:
+             on_event: OnEvent = ignore) -> SwapResult:
     """Swap face number `face` (1 = the largest) of the photo for the LoRA's person; write a new PNG into out_dir.
 
     `settings.width/height` are ignored: the working size is `size` (default: the run's training
     resolution). Everything cheap is checked before the base model is loaded."""
     import torch
+
+    echo = echo_to(on_event)
 
     from faceswap_kohya.diffusion.images import file_sha256, save_image
     from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
@@ -350,7 +350,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {out_dir}: cannot create it ({e.strerror})") from None
-    pipe, names = _inpaint_pipeline(source, loras, device, dtype, offload, show_progress, echo)
+    pipe, names = _inpaint_pipeline(source, loras, device, dtype, offload, echo)
     sampler = set_sampler(pipe, settings.sampler)
     crop = photo.crop(region.crop_box).resize((size, size), Image.LANCZOS)
     hard = region.mask.point(lambda v: 255 if v else 0).resize((size, size), Image.BILINEAR)
@@ -373,6 +373,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
                     crop_box=list(region.crop_box), mask_box=list(region.mask_box),
                     identity={"after": identity, "before": before} if references is not None else None)
     path = save_image(result, output_path(out_dir, photo_path, int(seed)), info)
+    on_event(ImageWritten(str(path), "swap"))
     return SwapResult(path, region, len(found), identity, before, refs_note, time.monotonic() - started)
 
 

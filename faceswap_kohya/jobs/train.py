@@ -1,18 +1,25 @@
-"""Run sd-scripts: a new run folder, checks before launch, the subprocess in its own process group,
-live progress, failure detection (also when the trainer exits 0), interrupt and resume.
+"""The `train` job: checks before anything is made, a new run folder (dataset, TOMLs, command), sd-scripts in
+its own process group with live events, failure detection, evaluation when enabled; and `resume`.
+
+The run folder records every event (events.jsonl) and its state (status.json) as it goes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from faceswap_kohya.config import presets
 from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
 from faceswap_kohya.kohya import render
 from faceswap_kohya.kohya.launch import RunResult, judge, latest_state, launch
 from faceswap_kohya.kohya.trainer import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
@@ -22,8 +29,9 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
     """Everything that can be checked before a run folder is made: one UserError for the first problem."""
     from faceswap_kohya.data.images import check_folder
 
-    check_folder(preset.dataset.images, "dataset.images")
-    if preset.regularization.images:
+    if not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
+        check_folder(preset.dataset.images, "dataset.images")
+    if preset.regularization.images and not preset.regularization.subsets:
         check_folder(preset.regularization.images, "regularization.images")
     check_trainer(trainer)
     check_base_model(preset)
@@ -49,8 +57,8 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
     return argv
 
 
-def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -> tuple[list[str], Trainer]:
-    """Lay out the dataset and write preset, TOMLs and command into the run folder."""
+def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=()) -> tuple[list[str], Trainer]:
+    """Lay out the dataset and write preset, TOMLs and command into the run folder (`notes`: kohya_folders.resolve's)."""
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
@@ -58,7 +66,7 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
         from faceswap_kohya.kohya.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run, echo=echo)
+    summary = dataset.layout(preset, run, echo=echo, notes=notes)
     for line in summary.brief(run.root)[1:]:  # the run folder was named already
         echo(line)
     if preset.regularization.generate:
@@ -70,25 +78,110 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
     return write_run_files(preset, f"resolved from {preset_path}", run, trainer), trainer
 
 
-def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Trainer, on_event, on_line) -> RunResult:
+def scheduled_lr(preset: Preset, step: int, total: int) -> Optional[float]:
+    """The UNet learning rate the scheduler gives at `step` (sd-scripts does not print it); None when unknown."""
+    o = preset.optimizer
+    warmup = o.warmup_steps * total if 0 < o.warmup_steps < 1 else o.warmup_steps
+    if step < warmup:
+        return o.unet_lr * step / warmup
+    done = (step - warmup) / max(1.0, total - warmup)
+    if o.scheduler in ("constant", "constant_with_warmup"):
+        return o.unet_lr
+    if o.scheduler in ("linear", "polynomial"):
+        return o.unet_lr * (1 - done)
+    if o.scheduler == "cosine":
+        return o.unet_lr * 0.5 * (1 + math.cos(math.pi * done))
+    if o.scheduler == "cosine_with_restarts":
+        return o.unet_lr * 0.5 * (1 + math.cos(math.pi * ((o.num_cycles * done) % 1.0))) if done < 1 else 0.0
+    return None
+
+
+def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Trainer, emit: OnEvent,
+                 on_line: Callable[[str], None], recorder: RunRecorder) -> RunResult:
+    def with_lr(event):
+        if isinstance(event, Step) and event.lr is None:
+            event = dataclasses.replace(event, lr=scheduled_lr(preset, event.step, event.total))
+        emit(event)
+
+    recorder.set(state="training")
+    emit(StageStarted("training"))
     start = time.monotonic()
-    code, interrupted = launch(argv, trainer.sd_scripts, run.log, on_event, on_line)
+    code, interrupted = launch(argv, trainer.sd_scripts, run.log, with_lr, on_line,
+                               on_start=lambda pid: recorder.set(trainer_pid=pid))
     result = judge(run, preset.output.name, code, interrupted)
     result.seconds = time.monotonic() - start
+    emit(StageFinished("training", result.seconds))
     return result
 
 
-def train(preset: Preset, preset_path: Path, on_event=lambda e: None, on_line=lambda s: None, echo=print,
-          confirmed: bool = False) -> RunResult:
+def _finish(preset: Preset, result: RunResult, emit: OnEvent, recorder: RunRecorder) -> RunResult:
+    """Evaluate when the preset asks for it, then record how the run ended."""
+    loras = [str(p) for p in result.loras]
+    if result.interrupted:
+        recorder.set(state="interrupted", loras=loras)
+    elif result.diagnosis:
+        recorder.set(state="failed", loras=loras, error=result.diagnosis.reason)
+        emit(Error(f"training failed: {result.diagnosis.reason}"))
+    else:
+        if preset.evaluate.enabled:
+            from faceswap_kohya.jobs.evaluate import evaluate_after_training
+
+            recorder.set(state="evaluating")
+            emit(StageStarted("evaluating"))
+            t = time.monotonic()
+            result.evaluation = evaluate_after_training(result.run.root, emit)
+            emit(StageFinished("evaluating", time.monotonic() - t))
+        recorder.set(state="finished", loras=loras)
+        emit(Finished(f"LoRA written: {result.final}", [str(result.final)] + [p for p in loras if p != str(result.final)]))
+    return result
+
+
+def _recorded(preset: Preset, run: RunLayout, on_event: OnEvent, work) -> RunResult:
+    """Run `work(emit, recorder)` with every event recorded in the run folder; the status says how it ended."""
+    recorder = RunRecorder(run.root, preset.output.name)
+    emit = recorder.wrap(on_event)
+    try:
+        result = work(emit, recorder)
+        return _finish(preset, result, emit, recorder)
+    except UserError as e:
+        recorder.set(state="failed", error=str(e))
+        emit(Error(str(e)))
+        raise
+    except KeyboardInterrupt:
+        recorder.set(state="interrupted")
+        raise
+    except BaseException as e:
+        recorder.set(state="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        recorder.close()
+
+
+def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None,
+          confirmed: bool = False, overrides=()) -> RunResult:
+    """Train a LoRA in a new run folder; returns the result (failed and interrupted runs included).
+
+    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names)."""
+    from faceswap_kohya.data.kohya_folders import resolve
+
+    resolved = resolve(preset, presets.override_keys(overrides))
+    preset = resolved.preset
     trainer = Trainer.of(preset)
-    preflight(preset, trainer, confirmed, echo)
+    preflight(preset, trainer, confirmed, echo_to(on_event))
     run = new_run(preset)
-    echo(f"run folder: {run.root}")
-    argv, trainer = prepare_run(preset, preset_path, run, echo=echo)
-    return _run_trainer(preset, run, argv, trainer, on_event, on_line)
+
+    def work(emit, recorder):
+        emit(StageStarted("preparing"))
+        emit(Message(f"run folder: {run.root}"))
+        t = time.monotonic()
+        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes)
+        emit(StageFinished("preparing", time.monotonic() - t))
+        return _run_trainer(preset, run, argv, trained_by, emit, on_line, recorder)
+
+    return _recorded(preset, run, on_event, work)
 
 
-def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda s: None, echo=print) -> RunResult:
+def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None) -> RunResult:
     """Continue a run from its last saved state (needs training.save_state: true), in a new run folder.
 
     The earlier run is left as it is; its dataset folders are copied and `--resume <state>` is passed.
@@ -97,7 +190,7 @@ def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda 
     old = RunLayout(Path(run_dir).absolute())
     if not old.preset.is_file() or not old.config_toml.is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml / config.toml)")
-    preset = presets.validate(presets.apply_overrides(presets.read_yaml(old.preset), overrides), str(old.preset))
+    preset = presets.read_run_preset(old.root, overrides)
     state = latest_state(old)
     if state is None:
         hint = "" if preset.training.save_state else " (the run had training.save_state: false)"
@@ -106,11 +199,15 @@ def resume(run_dir: Path, overrides=(), on_event=lambda e: None, on_line=lambda 
     check_trainer(trainer)
     check_base_model(preset)
     run = new_run(preset)
-    echo(f"resuming {old.root.name} from {state.name} in {run.root}")
-    for folder in (old.img, old.reg):
-        if folder.is_dir():
-            shutil.copytree(folder, run.root / folder.name)
-    # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
-    argv = write_run_files(preset, f"resumed from {state}", run, trainer,
-                           ["--resume", str(state), "--skip_until_initial_step"])
-    return _run_trainer(preset, run, argv, trainer, on_event, on_line)
+
+    def work(emit, recorder):
+        emit(Message(f"resuming {old.root.name} from {state.name} in {run.root}"))
+        for folder in (old.img, old.reg):
+            if folder.is_dir():
+                shutil.copytree(folder, run.root / folder.name)
+        # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
+        argv = write_run_files(preset, f"resumed from {state}", run, trainer,
+                               ["--resume", str(state), "--skip_until_initial_step"])
+        return _run_trainer(preset, run, argv, trainer, emit, on_line, recorder)
+
+    return _recorded(preset, run, on_event, work)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
+
+from faceswap_kohya.events import CheckpointWritten, Epoch, Event, ModelSaved, Step, ValidationLoss
 
 _STEP = re.compile(
     r"steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)"
@@ -12,35 +14,7 @@ _STEP = re.compile(
 _EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
 _SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
 _FINAL = re.compile(r"\bmodel saved\.")
-
-
-@dataclass(frozen=True)
-class Step:
-    step: int
-    total: int
-    elapsed: str
-    eta: str
-    sec_per_it: Optional[float]
-    loss: Optional[float]
-
-
-@dataclass(frozen=True)
-class Epoch:
-    epoch: int
-    total: int
-
-
-@dataclass(frozen=True)
-class Saved:
-    path: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    pass
-
-
-Event = Union[Step, Epoch, Saved, Finished]
+_VAL = re.compile(r"validation steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+).*?val_avg_loss=(?P<loss>[-+\w.]+)")
 
 
 def _float(text: Optional[str]) -> Optional[float]:
@@ -52,17 +26,20 @@ def _float(text: Optional[str]) -> Optional[float]:
 
 def parse_line(line: str) -> Optional[Event]:
     """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None."""
+    if m := _VAL.search(line):  # before _STEP: "validation steps:" contains "steps:"
+        loss = _float(m["loss"])
+        return ValidationLoss(None, loss) if loss is not None and m["step"] == m["total"] else None
     if m := _STEP.search(line):
         rate = _float(m["rate"])
         if rate and m["unit"] == "it/s":
             rate = 1.0 / rate
         return Step(int(m["step"]), int(m["total"]), m["elapsed"], m["eta"], rate, _float(m["loss"]))
     if m := _SAVED.search(line):
-        return Saved(m["path"].strip())
+        return CheckpointWritten(m["path"].strip())
     if m := _EPOCH.search(line):
         return Epoch(int(m["epoch"]), int(m["total"]))
     if _FINAL.search(line):
-        return Finished()
+        return ModelSaved()
     return None
 
 

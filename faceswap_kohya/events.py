@@ -1,0 +1,116 @@
+"""What a job reports while it works: small typed records, the same for the CLI, the web app and sweeps.
+
+Every job takes `on_event(event)`; nothing in a job prints. `to_dict`/`from_dict` give the JSON form used
+in a run folder's `events.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+
+@dataclass(frozen=True)
+class Message:
+    """A line of information (what the CLI prints as is)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Warning:  # noqa: A001 - the event's name is the word users see
+    text: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """The one-line message a failed job ends with (the CLI's `error: ...`)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    stage: str  # preparing / training / evaluating / generating / swapping / ...
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    stage: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Step:
+    """Step `step` of `total`; loss, lr (the scheduler's value at this step), ETA as the trainer shows it."""
+
+    step: int
+    total: int
+    elapsed: str = ""
+    eta: str = ""
+    sec_per_it: Optional[float] = None
+    loss: Optional[float] = None
+    lr: Optional[float] = None
+    unit: str = "step"  # "step" for training, "image" for generation
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ValidationLoss:
+    step: Optional[int]
+    loss: float
+
+
+@dataclass(frozen=True)
+class ImageWritten:
+    path: str
+    kind: str = "image"  # image / sample / grid / swap / contact_sheet / chart / report
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    path: str
+
+
+@dataclass(frozen=True)
+class ModelSaved:
+    """The trainer said `model saved.` (its last line on success)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    summary: str
+    paths: list = field(default_factory=list)
+
+
+Event = Union[Message, Warning, Error, StageStarted, StageFinished, Step, Epoch, ValidationLoss, ImageWritten,
+              CheckpointWritten, ModelSaved, Finished]
+EVENT_TYPES = {cls.__name__: cls for cls in Event.__args__}
+OnEvent = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """The default callback: report nothing."""
+
+
+def to_dict(event: Event, at: Optional[float] = None) -> dict:
+    return {"type": type(event).__name__, "time": round(time.time() if at is None else at, 3), **dataclasses.asdict(event)}
+
+
+def from_dict(data: dict) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    data.pop("time", None)
+    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+def echo_to(on_event: OnEvent) -> Callable[[str], None]:
+    """An `echo(text)` for lower layers that report plain lines: each line becomes a Message."""
+    return lambda text: on_event(Message(str(text)))
