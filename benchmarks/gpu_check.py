@@ -138,7 +138,7 @@ class Check:
         deadline = time.monotonic() + limit
         a = self.args
         if a.dry_run:
-            base_python = Path(a.trainer_python or ROOT / ".venv-kohya" / "bin" / "python")
+            base_python = Path(a.trainer_python or os.environ.get("FACESWAP_KOHYA_PYTHON") or ROOT / ".venv-kohya" / "bin" / "python")
             site = None
         else:
             base_python = Path(a.trainer_python or sys.executable)
@@ -164,7 +164,7 @@ class Check:
         self.results["environment"]["trainer_python"] = str(base_python)
 
     def _sd_scripts(self) -> Path:
-        for candidate in filter(None, [self.args.sd_scripts, ROOT / "vendor" / "sd-scripts"]):
+        for candidate in filter(None, [self.args.sd_scripts, os.environ.get("FACESWAP_KOHYA_SD_SCRIPTS"), ROOT / "vendor" / "sd-scripts"]):
             if (Path(candidate) / "sdxl_train_network.py").is_file():
                 return Path(candidate).absolute()
         packed = Path(self.args.wheels) / "sd-scripts.tar.gz"
@@ -322,8 +322,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "output" / "gpu-check" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")))
     ap.add_argument("--wheels", default=str(ROOT / ".gpu-wheels"), help="made by scripts/gpu-wheels.sh")
     ap.add_argument("--work", help="scratch folder (check model, runs); default: a new temporary one, removed at the end")
-    ap.add_argument("--sd-scripts", help="default: vendor/sd-scripts, else the packed copy in the wheels folder")
-    ap.add_argument("--trainer-python", help="default: .venv-kohya's (dry run), this python (GPU)")
+    ap.add_argument("--sd-scripts", help="default: FACESWAP_KOHYA_SD_SCRIPTS, vendor/sd-scripts, the wheels folder's packed copy")
+    ap.add_argument("--trainer-python", help="default: FACESWAP_KOHYA_PYTHON or .venv-kohya's (dry run), this python (GPU)")
     ap.add_argument("--budget-s", type=float, help="the whole check's time budget")
     args = ap.parse_args(argv)
     plan = DRY_PLAN if args.dry_run else GPU_PLAN

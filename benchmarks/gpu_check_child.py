@@ -164,7 +164,7 @@ def swap(model: str, lora: Path, size: int, steps: int, work: Path, out: Path) -
         torch.cuda.reset_peak_memory_stats()
     source = Source(base_model=model, lora=lora)
     result = sw.run_swap(source, photo, Settings(steps=steps), work / "swaps", prompt="myface woman, photo",
-                         size=size, show_progress=False, echo=lambda s: None)
+                         size=size)
     info = {"size": size, "steps": steps, "strength": sw.STRENGTH, "photo_px": side, "face_box": list(face.box),
             "crop_px": result.region.side, "seconds": result.seconds, "torch_peak_allocated_mib": _peak_mib(),
             "note": "face box given (no dlib detection); no identity score (no reference photos)"}

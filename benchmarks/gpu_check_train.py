@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.events import Step
 from faceswap_kohya.jobs.train import train
-from faceswap_kohya.kohya.progress import LineSplitter, Step, parse_line
+from faceswap_kohya.kohya.progress import LineSplitter, parse_line
 
 
 # ---------------------------------------------------------------- measurements
@@ -149,7 +150,7 @@ def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: P
     with _peak_dir(peaks), SmiPeak() as smi:
         timer.start()
         try:
-            result = train(preset, preset_path, on_event=on_event, echo=lambda s: None, confirmed=True)
+            result = train(preset, preset_path, on_event=on_event, confirmed=True)
         except KeyboardInterrupt:
             pass
         finally:

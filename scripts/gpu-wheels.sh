@@ -13,11 +13,11 @@
 # for other CUDA versions and ROCm), and dropped, with a note, if the total would not fit.
 #
 # Usage: scripts/gpu-wheels.sh [DIR]          (default .gpu-wheels)
-# Env: SD_SCRIPTS (default vendor/sd-scripts), PYTHON (runs pip), BNB_CUDA (default 130), BUDGET_MIB (64)
+# Env: SD_SCRIPTS (default FACESWAP_KOHYA_SD_SCRIPTS, else vendor/sd-scripts), PYTHON (runs pip), BNB_CUDA (default 130), BUDGET_MIB (64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-.gpu-wheels}
-SD_SCRIPTS=${SD_SCRIPTS:-vendor/sd-scripts}
+SD_SCRIPTS=${SD_SCRIPTS:-${FACESWAP_KOHYA_SD_SCRIPTS:-vendor/sd-scripts}}
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || command -v python3 )}
 BNB_CUDA=${BNB_CUDA:-130}
 BUDGET=$(( ${BUDGET_MIB:-64} * 1024 * 1024 ))
