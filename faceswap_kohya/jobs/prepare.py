@@ -14,6 +14,7 @@ def prepare(preset: Preset, on_event: OnEvent = ignore):
     """A new run folder with the Kohya dataset, contact sheet and summary; nothing is left behind on failure.
 
     Returns (run layout, layout summary)."""
+    from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
 
@@ -22,6 +23,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore):
     recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
     emit = recorder.wrap(on_event)
     try:
+        run.preset.write_text("# the preset these photos were prepared with (train --prepared checks it)\n" + dump(preset),
+                              encoding="utf-8")
         summary = layout(preset, run, echo=echo_to(emit))
         for line in summary.brief(run.root):
             emit(Message(line))
