@@ -258,6 +258,10 @@ def test_browser_photos_page(tmp_path, page_of):
         wait_text(page, "train-check", "valid")
         pick(page, "train-preset", "cpu-check — none (CPU)")
         wait_text(page, "train-check", "cpu-check.yaml")
+        fill(page, "train-trigger", "my face")  # the preset's own message, before anything starts
+        wait_text(page, "train-check", "subject.trigger: must be one word of letters and digits")
+        fill(page, "train-trigger", "myface")
+        wait_text(page, "train-check", "valid")
         open_tab(page, "1 · Photos")
         sneaky = {"name": "../x.jpg", "mimeType": "image/jpeg", "buffer": (samples / "astronaut_portrait.jpg").read_bytes()}
         received = upload_photos(page, samples, [sneaky])
