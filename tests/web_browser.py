@@ -72,6 +72,16 @@ class App:
         raise RuntimeError(f"the app did not answer within {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
+        """Stop the app, and any training it started that is still going (as the Stop button does)."""
+        from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive
+        from faceswap_kohya.web.follow import stop_run
+
+        for root, status in list_runs(self.output) if self.output.is_dir() else []:
+            if status.get("state") in ACTIVE:
+                stop_run(root)
+                deadline = time.monotonic() + 120
+                while pid_alive(status.get("pid")) and time.monotonic() < deadline:
+                    time.sleep(1)
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:

@@ -68,6 +68,24 @@ class NoRemoteFiles:
         await self.app(scope, receive, send)
 
 
+def patient_url_check(url: str, wait: float = 90.0) -> bool:
+    """Gradio's start-up check that the local page answers, with patience for a busy machine (its own gives up
+    after one 3 s timeout) and without proxies from the environment."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if httpx.head(url, timeout=10, verify=False, trust_env=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def build(ws: Workspace):
     """The gr.Blocks of the whole app."""
     import gradio as gr
@@ -117,6 +135,9 @@ def serve(output: Path, host: str = "127.0.0.1", port: int = 7860, auth: Optiona
     import gradio as gr
     from starlette.middleware import Middleware
 
+    from gradio import networking
+
+    networking.url_ok = patient_url_check
     demo = build(ws)
     theme = gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO)
     demo.queue(default_concurrency_limit=4)

@@ -156,7 +156,7 @@ class RunView:
                 parts.append(f"ETA {s.eta}")
             if s.sec_per_it:
                 parts.append(f"{s.sec_per_it:.1f} s/step")
-        elif self.active and self.stage:
+        elif self.active and self.stage and self.stage != self.state:
             parts.append(self.stage)
         if self.epoch:
             parts.append(f"epoch {self.epoch}")

@@ -192,7 +192,7 @@ def build(shared) -> Page:
         samples = gr.Gallery(label="Samples", columns=3, height=260, elem_id="train-samples")
     log = gr.Textbox(label="Log (tail of train.log)", lines=10, max_lines=10, elem_id="train-log")
     loras = gr.File(label="LoRA files", file_count="multiple", interactive=False, elem_id="train-loras")
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(2.0, active=False)  # ticks only while a followed run is going
     seen = gr.State(())
     return Page(knobs, check, start_btn, stop_btn, resume_btn, message, headline, loss, samples, log, loras, timer, seen)
 
@@ -240,27 +240,28 @@ def wire(page: Page, shared) -> None:
     page.start.click(on_start, inputs, [shared.followed, page.message])
     page.stop.click(on_stop, [shared.followed], [page.message])
     page.resume.click(on_resume, [shared.followed], [shared.followed, page.message])
-    outputs = [page.headline, page.loss, page.samples, page.log, page.loras, page.seen]
+    outputs = [page.headline, page.loss, page.samples, page.log, page.loras, page.seen, page.timer]
     page.timer.tick(lambda run, seen: tick(run, seen), [shared.followed, page.seen], outputs, show_progress="hidden")
     shared.followed.change(lambda run: tick(run, ()), [shared.followed], outputs, show_progress="hidden")
 
 
 def tick(run: str, seen: tuple):
-    """The followed run's progress; unchanged parts are skipped (files are not sent again)."""
+    """The followed run's progress; unchanged parts are skipped (files are not sent again). The timer stops once the
+    run has ended and its last state is shown."""
     import gradio as gr
 
     if not run:
-        return [gr.skip()] * 6
+        return [gr.skip()] * 6 + [gr.Timer(active=False)]
     view = follow.view_of(Path(run))
     pictures, files = follow.samples(view.root), follow.loras(view.root)
     log = follow.log_tail(view.root)
     step = view.step.step if view.step else 0
     now = (run, view.state, step, len(view.losses), len(view.val_losses), tuple(pictures), tuple(files), log)
     if now == tuple(seen):
-        return [gr.skip()] * 6
+        return [gr.skip()] * 6 + [gr.skip() if view.active else gr.Timer(active=False)]
     old = dict(zip(("run", "state", "step", "n", "nv", "pictures", "files", "log"), seen or (None,) * 8))
     return [view.headline(),
             loss_frame(view) if (step, len(view.losses), len(view.val_losses)) != (old["step"], old["n"], old["nv"])
             or run != old["run"] else gr.skip(),
             pictures if tuple(pictures) != old["pictures"] or run != old["run"] else gr.skip(),
-            log, files if tuple(files) != old["files"] or run != old["run"] else gr.skip(), now]
+            log, files if tuple(files) != old["files"] or run != old["run"] else gr.skip(), now, gr.Timer(active=True)]
