@@ -151,6 +151,20 @@ def test_train_knobs_are_cli_overrides(tmp_path):
     assert "dataset.resolution: must be a multiple of 64" in str(err.value)
 
 
+def test_an_imported_kohya_preset_shows_its_report(tmp_path):
+    from conftest import SHARED_PRESETS
+
+    from faceswap_kohya.web.train import Knobs, check_text, knob_values
+
+    kohya_json = SHARED_PRESETS / "SDXL - LoRA face dogu_cat v1.0.json"
+    if not kohya_json.is_file():
+        pytest.skip(f"no Kohya preset files here ({SHARED_PRESETS})")
+    values = knob_values("face-12gb", str(kohya_json))
+    assert values[4:7] == [92, 46, 1e-4]  # rank, alpha, learning rate as the kohya_ss preset sets them
+    text = check_text(Knobs("face-12gb", str(kohya_json), *values), Workspace(tmp_path / "ws").make(), str(tmp_path), "")
+    assert "**valid**" in text and "imported" in text and "kohya_ss" in text.lower()
+
+
 def test_follow_a_run_folder_and_stop_it(tmp_path):
     """Progress comes from events.jsonl (read incrementally), state from status.json; Stop is SIGINT to the run's
     process; a reloaded page finds the running training."""
