@@ -149,6 +149,8 @@ def test_train_knobs_are_cli_overrides(tmp_path):
         load(bad, ws)
     assert "subject.trigger: must be one word" in str(err.value)
     assert "dataset.resolution: must be a multiple of 64" in str(err.value)
+    with pytest.raises(UserError, match=r"Rank: give a number \(got None\)"):
+        load(Knobs("cpu-check", None, "bob", "woman", "steps", 7, None, 4, 1e-4, 512, False), ws)
 
 
 def test_an_imported_kohya_preset_shows_its_report(tmp_path):

@@ -32,8 +32,18 @@ class Knobs:
     resolution: float
     save_state: bool
 
+    def numbers(self) -> None:
+        """Every number field holds a number (an emptied field is refused by name)."""
+        for label, name in (("Steps / epochs", "length"), ("Rank", "rank"), ("Alpha", "alpha"),
+                            ("Learning rate", "lr"), ("Resolution", "resolution")):
+            try:
+                setattr(self, name, float(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise UserError(f"{label}: give a number (got {getattr(self, name)!r})") from None
+
     def overrides(self, ws: Workspace) -> list[str]:
         """The `key=value` overrides these knobs mean (runs go to the app's workspace)."""
+        self.numbers()
         out = [f"subject.trigger={self.trigger.strip()}", f"subject.class_word={self.class_word.strip()}"]
         if self.length_kind == "epochs":
             out += [f"training.epochs={int(self.length)}", "training.max_steps=null"]
