@@ -16,6 +16,7 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 
     `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     Returns (run layout, layout summary)."""
+    from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
     from faceswap_kohya.data.kohya_folders import resolve
@@ -28,6 +29,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
     recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
     emit = recorder.wrap(on_event)
     try:
+        run.preset.write_text("# the preset these photos were prepared with (train --prepared checks it)\n" + dump(preset),
+                              encoding="utf-8")
         summary = layout(preset, run, echo=echo_to(emit), notes=resolved.notes)
         for line in summary.brief(run.root):
             emit(Message(line))
