@@ -21,10 +21,12 @@ from safetensors import safe_open
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.config.layout import new_run
+from faceswap_kohya.config.runs import read_events, read_status
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import CheckpointWritten as Saved
+from faceswap_kohya.events import Finished as Finished_
 from faceswap_kohya.events import ModelSaved as Finished
-from faceswap_kohya.events import Step
+from faceswap_kohya.events import StageStarted, Step
 from faceswap_kohya.jobs.train import preflight, resume, train
 from faceswap_kohya.kohya.launch import latest_state
 from faceswap_kohya.kohya.trainer import Trainer
@@ -96,6 +98,15 @@ def test_real_training_end_to_end(tmp_path, photos):
         assert (result.run.root / name).is_file()
     assert sorted(p.name for p in (result.run.root / "img" / "1_myface woman").glob("*.txt"))
     assert {p: p.read_bytes() for p in photos.iterdir()} == photo_bytes, "the user's photos are untouched"
+    # the run folder tells its own story: every event, step events up to N/N, and how it ended
+    recorded, _ = read_events(result.run.root)
+    recorded_steps = [e for e in recorded if isinstance(e, Step)]
+    assert recorded_steps[-1].step == recorded_steps[-1].total == 2 and recorded_steps[-1].lr is not None
+    assert [type(e).__name__ for e in recorded if isinstance(e, (StageStarted, Finished_))][:2] == ["StageStarted"] * 2
+    assert isinstance(recorded[-1], Finished_) and recorded[-1].paths[0] == str(result.final)
+    status = read_status(result.run.root)
+    assert (status["state"], status["step"], status["total"]) == ("finished", 2, 2)
+    assert status["trainer_pid"] and status["ended"] and str(result.final) in status["loras"]
 
     # a second run gets its own folder and leaves the first untouched
     first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
@@ -164,3 +175,34 @@ def test_resume_needs_a_saved_state(tmp_path):
         resume(run.root)
     with pytest.raises(UserError, match="not a run folder"):
         resume(tmp_path)
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_a_killed_wrapper_leaves_an_interrupted_run_and_no_trainer(tmp_path, photos):
+    """SIGKILL of `faceswap-kohya train` mid-training: its status reads `interrupted`, and the watchdog stops
+    the trainer it left behind."""
+    env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))
+    proc = subprocess.Popen([sys.executable, "-m", "faceswap_kohya", "train", "cpu-check", f"dataset.images={photos}",
+                             f"output.dir={tmp_path}", "training.max_steps=50"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    run = None
+    while time.monotonic() < deadline and run is None:
+        for status_file in tmp_path.rglob("status.json"):
+            status = read_status(status_file.parent)
+            if status["state"] == "training" and status["step"] >= 1:
+                run = status_file.parent
+        time.sleep(1)
+    assert run is not None, "training never reached its first step"
+    assert read_status(run)["state"] == "training"
+    proc.kill()
+    proc.wait()
+    assert read_status(run)["state"] == "interrupted"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", str(run / "config.toml")], capture_output=True, text=True).stdout.strip()
+        if not left:
+            break
+        time.sleep(1)
+    assert not left, f"trainer processes left: {left}"

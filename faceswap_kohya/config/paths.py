@@ -1,4 +1,7 @@
-"""The user's cache folder (check model, tokenizers, regularization images): FACESWAP_KOHYA_HOME."""
+"""Where things are: the checkout, the presets, sd-scripts and its python, the user's cache folder
+(FACESWAP_KOHYA_HOME: check model, tokenizers, regularization images), and new never-reused folders."""
+
+from __future__ import annotations
 
 import datetime as dt
 import os
@@ -6,6 +9,26 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
+
+
+def presets_dir() -> Path:
+    """FACESWAP_KOHYA_PRESETS, else the checkout's presets/, else the presets installed with the package."""
+    if env := os.environ.get("FACESWAP_KOHYA_PRESETS"):
+        return Path(env).expanduser()
+    checkout = PROJECT_ROOT / "presets"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "presets"
+
+
+def default_sd_scripts() -> Path:
+    """FACESWAP_KOHYA_SD_SCRIPTS, else the checkout's vendor/sd-scripts (the preset's kohya.sd_scripts wins over both)."""
+    return Path(os.environ.get("FACESWAP_KOHYA_SD_SCRIPTS") or PROJECT_ROOT / "vendor" / "sd-scripts").expanduser()
+
+
+def default_trainer_python() -> Path:
+    """FACESWAP_KOHYA_PYTHON, else the checkout's .venv-kohya (the preset's kohya.python wins over both)."""
+    return Path(os.environ.get("FACESWAP_KOHYA_PYTHON") or PROJECT_ROOT / ".venv-kohya" / "bin" / "python").expanduser()
 
 
 def home() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from faceswap_kohya.config.paths import PROJECT_ROOT, presets_dir  # noqa: F401  (PROJECT_ROOT: re-exported)
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError, format_validation_error
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PRESETS_DIR = Path(os.environ.get("FACESWAP_KOHYA_PRESETS", PROJECT_ROOT / "presets"))
+PRESETS_DIR = presets_dir()
 
 
 @dataclass(frozen=True)
@@ -134,3 +133,11 @@ def load(name_or_path: str, overrides=()) -> tuple[Preset, Path]:
 def dump(preset: Preset) -> str:
     """The resolved preset as YAML (defaults included), for the run folder."""
     return yaml.safe_dump(preset.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def read_run_preset(run_dir: Path, overrides=()) -> Preset:
+    """A run folder's own resolved preset (`preset.yaml`), with optional `key=value` overrides on top."""
+    path = Path(run_dir) / "preset.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no preset.yaml)")
+    return validate(apply_overrides(read_yaml(path), overrides), str(path))

@@ -188,6 +188,16 @@ def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = N
     return len(modules)
 
 
+def attach_loras(pipe, paths, weight: float = 0.0) -> dict:
+    """Attach each LoRA file (see attach_lora); returns {path: its adapter name}."""
+    names = {}
+    for path in paths:
+        before = set(getattr(pipe, "fsk_loras", {}))
+        attach_lora(pipe, path, weight=weight)
+        names[path] = (set(pipe.fsk_loras) - before).pop()
+    return names
+
+
 def _all_adapters(pipe) -> set[str]:
     try:
         return {a for names in pipe.get_list_adapters().values() for a in names}

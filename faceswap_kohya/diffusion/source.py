@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.errors import UserError
 
 
@@ -44,10 +45,7 @@ class Source:
 
 
 def run_preset(run_dir: Path):
-    from faceswap_kohya.config import presets
-
-    path = run_dir / "preset.yaml"
-    return presets.validate(presets.read_yaml(path), str(path))
+    return read_run_preset(run_dir)
 
 
 def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Optional[int] = None,

@@ -11,7 +11,7 @@ from faceswap_kohya.diffusion.images import generate_images, make_grid, save_ima
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.events import OnEvent, echo_to, ignore
+from faceswap_kohya.events import Finished, ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.jobs.generate import _info, _load, image_progress, plan_prompts
 
 DEFAULT_WEIGHTS = (0.0, 0.7, 1.0)
@@ -29,7 +29,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
 
     echo = echo_to(on_event)
 
-    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.lora import attach_loras
 
     if source.lora is None:
         raise UserError("compare needs a LoRA: give a run folder or a .safetensors file")
@@ -58,9 +58,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         for pi, (prompt, _) in enumerate(plans):
             render(pi, 0.0, prompt, None)
     if any(w != 0 for w in weights):
-        for p in paths:
-            attach_lora(pipe, p, weight=0.0)
-            names[p] = next(n for n, info in pipe.fsk_loras.items() if info.path == p)
+        names.update(attach_loras(pipe, paths))
         main = names[source.lora]
         echo(f"LoRA {source.lora.name}: all {pipe.fsk_loras[main].modules} modules attached")
         for w in weights:
@@ -86,4 +84,6 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         path = folder / f"grid-p{pi + 1}.png"
         grid.save(path, pnginfo=meta)
         grids.append(path)
+        on_event(ImageWritten(str(path), "grid"))
+    on_event(Finished(f"{len(grids)} grids and their images in {folder}", [str(g) for g in grids]))
     return grids

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.scoring.report import _diff, write_chart, write_report
@@ -68,12 +69,9 @@ class Plan:
 
 
 def _read_run_preset(run_dir: Path):
-    from faceswap_kohya.config import presets
-
-    path = run_dir / "preset.yaml"
-    if not path.is_file():
+    if not (Path(run_dir) / "preset.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
-    return presets.validate(presets.read_yaml(path), str(path))
+    return read_run_preset(run_dir)
 
 
 def run_refs(run_dir: Path, preset) -> Path:

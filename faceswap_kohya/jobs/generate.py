@@ -48,16 +48,11 @@ def image_progress(total: int, on_event: OnEvent):
 
 
 def _load(source: Source, paths: list[Path], device, dtype, offload):
-    from faceswap_kohya.diffusion.lora import attach_lora
+    from faceswap_kohya.diffusion.lora import attach_loras
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
-    names = {}
-    for path in paths:
-        before = set(pipe.fsk_loras)
-        attach_lora(pipe, path, weight=0.0)
-        names[path] = (set(pipe.fsk_loras) - before).pop()
-    return pipe, names
+    return pipe, attach_loras(pipe, paths)
 
 
 def _info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:

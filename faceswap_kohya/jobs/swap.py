@@ -281,7 +281,7 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
     """StableDiffusionXLInpaintPipeline sharing the loaded SDXL's modules, the LoRAs fused in at their weights."""
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    from faceswap_kohya.diffusion.lora import attach_lora, fuse
+    from faceswap_kohya.diffusion.lora import attach_loras, fuse
     from faceswap_kohya.diffusion.pipeline import load_pipeline, pick_device, pick_dtype
 
     if offload not in (None, "model", "sequential"):
@@ -289,12 +289,9 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
     pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype)
-    names = {}
-    for path in loras:
-        before = set(pipe.fsk_loras)
-        attach_lora(pipe, path, weight=0.0)
-        names[path] = (set(pipe.fsk_loras) - before).pop()
-        echo(f"LoRA {path.name}: all {pipe.fsk_loras[names[path]].modules} modules attached")
+    names = attach_loras(pipe, loras)
+    for path, name in names.items():
+        echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
     if names:
         fuse(pipe, {names[p]: w for p, w in loras.items()})
     inpaint = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False, add_watermarker=False,

@@ -183,7 +183,7 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
     old = RunLayout(Path(run_dir).absolute())
     if not old.preset.is_file() or not old.config_toml.is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml / config.toml)")
-    preset = presets.validate(presets.apply_overrides(presets.read_yaml(old.preset), overrides), str(old.preset))
+    preset = presets.read_run_preset(old.root, overrides)
     state = latest_state(old)
     if state is None:
         hint = "" if preset.training.save_state else " (the run had training.save_state: false)"

@@ -83,6 +83,7 @@ def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
 
 def export_gui(preset) -> tuple[dict, list[str]]:
     """A kohya_ss GUI preset (the keys train_model reads for an SDXL LoRA)."""
+    # long: one line per kohya_ss GUI key, the mirror of gui_to_sd_args
     n, o, t, d = preset.network, preset.optimizer, preset.training, preset.dataset
     extra = _extra_dict(preset)
     args = dict(a.split("=", 1) for a in n.args)

@@ -110,6 +110,7 @@ _GUI_IGNORED = {
 
 def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     """What kohya_ss' train_model writes for an SDXL LoRA (config TOML + additional_parameters)."""
+    # long: one line per kohya_ss GUI key (a table in code); each key's rule sits where it is read
     g = dict(GUI_DEFAULTS)
     g.update(gui)
     out = SdArgs()

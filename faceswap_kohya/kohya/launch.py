@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+        watchdog = _watch_over(proc.pid)
         on_start(proc.pid)
 
         def stop(signum, _frame):
@@ -59,7 +62,8 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
             interrupted = True
             _stop_group(proc)
 
-        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
+        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
         try:
             splitter = LineSplitter()
             while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
@@ -80,7 +84,45 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
             if proc.poll() is None:
                 _stop_group(proc)
         _reap_group(proc.pid)
+        try:
+            watchdog.wait(timeout=5)  # it ends within a second once the group is gone
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
     return code, interrupted
+
+
+# Stops the trainer's group when the process that launched it dies without cleaning up (SIGKILL, OOM killer):
+# argv = [our pid, the trainer's group]. It ignores Ctrl-C (the launcher handles that) and ends with the group.
+_WATCHDOG = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid, kill=os.kill):
+    try:
+        kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+while alive(group, os.killpg):
+    if not alive(parent):
+        for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            end = time.monotonic() + wait
+            while time.monotonic() < end and alive(group, os.killpg):
+                time.sleep(0.5)
+        break
+    time.sleep(1)
+"""
+
+
+def _watch_over(pgid: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pgid)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:

@@ -71,6 +71,7 @@ def _text_encoder_lr(preset: Preset) -> list[float]:
 
 def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cache: str | None = None) -> dict:
     """The config TOML, in readable sections (sd-scripts flattens them; names are ignored)."""
+    # long: one block per config.toml section, in sd-scripts' order; splitting it would scatter the mapping
     n, o, t, s = preset.network, preset.optimizer, preset.training, preset.sampling
     res = preset.dataset.resolution
 

@@ -113,6 +113,7 @@ def _get(data: dict, section: str, key: str, default=None):
 
 def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
     """sd-scripts arguments → a preset dict (validated by the caller)."""
+    # long: one rule per sd-scripts argument, grouped by preset section; a table in code
     v = dict(sd.values)
     data: dict = {}
     extra: list[str] = []

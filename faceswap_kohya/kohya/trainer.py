@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.config.presets import PROJECT_ROOT
+from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
 
@@ -30,8 +30,8 @@ class Trainer:
     @classmethod
     def of(cls, preset: Preset) -> "Trainer":
         k = preset.kohya
-        sd = Path(k.sd_scripts) if k.sd_scripts else PROJECT_ROOT / "vendor" / "sd-scripts"
-        py = Path(k.python) if k.python else PROJECT_ROOT / ".venv-kohya" / "bin" / "python"
+        sd = Path(k.sd_scripts).expanduser() if k.sd_scripts else default_sd_scripts()
+        py = Path(k.python).expanduser() if k.python else default_trainer_python()
         return cls(py.absolute(), sd.absolute())
 
     @property
