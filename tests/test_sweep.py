@@ -18,14 +18,25 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_kohya
+from sweep_data import (  # noqa: F401
+    VARIANTS,
+    alive_with,
+    fake_kohya,
+    fake_plan,
+    fake_row,
+    fake_scores,
+    fast_settings,
+    make_subjects,
+    real_settings,
+)
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.grid import combinations, parse_args, read_variants, split_values
-from faceswap_kohya.sweeps.plan import SweepPlan, plan_batch, plan_sweep, read_plan
-from faceswap_kohya.sweeps.runner import GiB, Cluster, fit, trial_resources
+from faceswap_kohya.sweeps.plan import plan_batch, plan_sweep, read_plan
+from faceswap_kohya.sweeps.runner import Cluster, GiB, fit, trial_resources
 from faceswap_kohya.sweeps.trials import score_summary
 
 # ---------------------------------------------------------------- grid
@@ -102,19 +113,8 @@ def test_relative_paths_become_absolute(tmp_path, photos, monkeypatch):
     assert plan.folder == (photos.parent / "out" / "sweeps" / "cpu-check")
 
 
-def _subjects(root: Path, photos: Path, **subject_files) -> Path:
-    import shutil
-
-    for name in ("alice", "bob"):
-        shutil.copytree(photos, root / name)
-        if name in subject_files:
-            (root / name / "subject.yaml").write_text(subject_files[name])
-    (root / "empty").mkdir()
-    return root
-
-
 def test_batch_has_one_trial_per_subject_folder(tmp_path, photos):
-    subjects = _subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
+    subjects = make_subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
     plan = plan_batch("cpu-check", subjects, [f"output.dir={tmp_path / 'out'}"])
     assert [t.label for t in plan.trials] == ["alice", "bob"], "a folder without photos is no subject"
     alice, bob = (plan.trial_preset(t) for t in plan.trials)
@@ -155,46 +155,21 @@ def test_resources_come_from_the_preset():
 # ---------------------------------------------------------------- leaderboard
 
 
-def _scores(mean, held=None, bleed=None, overtrained=False, basis="mean"):
-    """A scores.json as the evaluation writes it (held-out identity and bleed only when given)."""
-    best = None if mean is None else {"label": "myface", "file": "/runs/x/model/myface.safetensors", "mean": mean,
-                                      "above_base": round(mean - 0.2, 4)}
-    if best and held is not None:
-        best |= {"held_out_mean": held, "bleed": bleed, "bleed_rise": 0.05, "reason": "highest held-out identity"}
-    summary = {"faces": 2 if mean is not None else 0, "images": 2, "mean": mean}
-    return {"embedder": "dlib", "identity_basis": basis, "base": {"mean": 0.2, "held_out_mean": 0.1},
-            "checkpoints": [{"label": "base", "file": None, "summary": summary},
-                            {"label": "myface", "file": "/m.safetensors", "summary": summary, "overtrained": overtrained}],
-            "best": best}
-
-
-def _plan(tmp_path, n, kind="sweep"):
-    from faceswap_kohya.sweeps.grid import Trial
-
-    trials = [Trial(f"t{i}", f"network.dim={2 ** i}", {"network.dim": 2 ** i}, {}) for i in range(n)]
-    return SweepPlan(kind, "demo", tmp_path / "demo", tmp_path / "p.yaml", trials)
-
-
-def _row(trial, state="finished", **scores):
-    return {"id": trial, "state": state, "run": f"/runs/{trial}", "seconds": 90.0,
-            **(score_summary(_scores(**scores)) if scores else {})}
-
-
 def test_old_and_new_scores_give_the_same_fields():
     old = score_summary({"embedder": "dlib", "base": {"mean": 0.3}, "best": {"label": "a", "file": "f", "mean": 0.5,
                                                                             "above_base": 0.2},
                          "checkpoints": [{"label": "a", "file": "f", "summary": {"faces": 3, "images": 4}}]})
     assert old["identity"] == 0.5 and old["held_out"] is None and old["basis"] == "identity" and old["faces"] == "3/4"
-    new = score_summary(_scores(0.6, held=0.55, bleed=0.3, basis="held_out_mean"))
+    new = score_summary(fake_scores(0.6, held=0.55, bleed=0.3, basis="held_out_mean"))
     assert (new["held_out"], new["bleed"], new["basis"], new["base_identity"]) == (0.55, 0.3, "held_out", 0.1)
-    none = score_summary(_scores(None))
+    none = score_summary(fake_scores(None))
     assert none["identity"] is None and none["faces"] == "0/2" and "no face" in none["why"]
 
 
 def test_ranking_by_identity_failed_and_faceless_rows_last(tmp_path):
-    plan = _plan(tmp_path, 5)
-    summaries = {"t0": _row("t0", mean=0.40), "t1": _row("t1", mean=0.55), "t2": _row("t2", state="failed"),
-                 "t3": _row("t3", mean=None), "t4": _row("t4", mean=0.55)}
+    plan = fake_plan(tmp_path, 5)
+    summaries = {"t0": fake_row("t0", mean=0.40), "t1": fake_row("t1", mean=0.55), "t2": fake_row("t2", state="failed"),
+                 "t3": fake_row("t3", mean=None), "t4": fake_row("t4", mean=0.55)}
     summaries["t2"]["error"] = "base_model.path: /nonexistent.safetensors does not exist"
     doc = leaderboard.build(plan, summaries)
     assert [r["id"] for r in doc["rows"]] == ["t1", "t4", "t0", "t2", "t3"], "a tie goes to the earlier trial"
@@ -205,25 +180,25 @@ def test_ranking_by_identity_failed_and_faceless_rows_last(tmp_path):
 
 
 def test_held_out_identity_ranks_when_every_trial_has_it_and_overtrained_goes_last(tmp_path):
-    plan = _plan(tmp_path, 3)
-    summaries = {"t0": _row("t0", mean=0.7, held=0.30, bleed=0.2), "t1": _row("t1", mean=0.5, held=0.45, bleed=0.2),
-                 "t2": _row("t2", mean=0.9, held=0.60, bleed=0.8, overtrained=True)}
+    plan = fake_plan(tmp_path, 3)
+    summaries = {"t0": fake_row("t0", mean=0.7, held=0.30, bleed=0.2), "t1": fake_row("t1", mean=0.5, held=0.45, bleed=0.2),
+                 "t2": fake_row("t2", mean=0.9, held=0.60, bleed=0.8, overtrained=True)}
     doc = leaderboard.build(plan, summaries)
     assert doc["basis"] == "held_out" and [r["id"] for r in doc["rows"]] == ["t1", "t0", "t2"]
-    summaries["t1"] = _row("t1", mean=0.5)  # no held-out photos in one trial: rank all by identity
+    summaries["t1"] = fake_row("t1", mean=0.5)  # no held-out photos in one trial: rank all by identity
     assert leaderboard.build(plan, summaries)["basis"] == "identity"
 
 
 def test_leaderboard_files_and_a_batch_is_not_ranked(tmp_path):
-    plan = _plan(tmp_path, 3)
-    doc = leaderboard.write(plan, {"t0": _row("t0", mean=0.4), "t1": _row("t1", state="failed")})
+    plan = fake_plan(tmp_path, 3)
+    doc = leaderboard.write(plan, {"t0": fake_row("t0", mean=0.4), "t1": fake_row("t1", state="failed")})
     for name in (leaderboard.JSON, leaderboard.HTML, leaderboard.CHART):
         assert (plan.folder / name).stat().st_size > 200
     assert leaderboard.read(plan.folder) == json.loads(json.dumps(doc))
     page = (plan.folder / leaderboard.HTML).read_text()
     assert "Winner: network.dim=1" in page and "data:image/png;base64," in page and page.count("<tr") == 4
     assert [r["state"] for r in doc["rows"]] == ["finished", "failed", "waiting"]
-    batch = leaderboard.build(_plan(tmp_path, 2, "batch"), {"t0": _row("t0", mean=0.4), "t1": _row("t1", mean=0.6)})
+    batch = leaderboard.build(fake_plan(tmp_path, 2, "batch"), {"t0": fake_row("t0", mean=0.4), "t1": fake_row("t1", mean=0.6)})
     assert batch["winner"] is None and [r["id"] for r in batch["rows"]] == ["t0", "t1"]
     assert all(r["rank"] is None for r in batch["rows"])
 
@@ -245,53 +220,9 @@ def test_trial_board_prints_a_line_when_a_trial_changes_state():
 
 # ---------------------------------------------------------------- Ray, with a stand-in trainer
 
-FAKE_TRAINER = '''"""Stands in for sdxl_train_network.py: prints steps as it does, then writes a LoRA for the tiny SDXL."""
-import shutil, sys, time, tomllib
-from pathlib import Path
-
-args = sys.argv[1:]
-sections = tomllib.loads(Path(args[args.index("--config_file") + 1]).read_text())
-config = {k: v for part in sections.values() if isinstance(part, dict) for k, v in part.items()}  # sections are flattened
-steps = int(config.get("max_train_steps") or 2)
-print("loading model", flush=True)
-for i in range(1, steps + 1):
-    time.sleep(0.3)
-    print(f"steps: {100 * i // steps}%|#| {i}/{steps} [00:01<00:00, 3.00it/s, avr_loss=0.{i}]", flush=True)
-out = Path(config["output_dir"])
-out.mkdir(parents=True, exist_ok=True)
-shutil.copy(Path(__file__).with_name("lora.safetensors"), out / (config["output_name"] + ".safetensors"))
-print("model saved.", flush=True)
-'''
 
 
-@pytest.fixture(scope="module")
-def fake_kohya(tmp_path_factory):
-    """(sd-scripts stand-in folder, tiny SDXL folder): trials train in seconds and evaluate on the tiny model."""
-    pytest.importorskip("ray", reason="sweeps need Ray: pip install 'faceswap_kohya[sweep]'")
-    pytest.importorskip("dlib", reason="the evaluation needs the faces extra")
-    from tiny_sdxl import build_tiny_pipeline, save_tiny_pipeline, write_kohya_lora
-
-    root = tmp_path_factory.mktemp("fake")
-    tiny = save_tiny_pipeline(root / "tiny-sdxl")
-    scripts = root / "sd-scripts"
-    scripts.mkdir()
-    write_kohya_lora(build_tiny_pipeline(), scripts / "lora.safetensors")
-    (scripts / "sdxl_train_network.py").write_text(FAKE_TRAINER)
-    return scripts, tiny
-
-
-def fast_settings(fake, photos: Path, out: Path, *extra: str) -> list[str]:
-    scripts, tiny = fake
-    return [f"base_model.path={tiny}", f"kohya.sd_scripts={scripts}", f"kohya.python={sys.executable}",
-            "kohya.launcher=python", "kohya.tokenizer_cache=null", f"dataset.images={photos}", f"output.dir={out}",
-            "sampling.prompts=[]", "sampling.every_n_epochs=null", "evaluate.prompts=['{trigger} {class}, portrait']",
-            "evaluate.seeds=[1]", "evaluate.steps=2", "resources.cpus=1", "resources.memory_gb=1", *extra]
-
-
-VARIANTS = "- {network.dim: 2}\n- {network.dim: 4}\n- {network.dim: 4, base_model.path: /nonexistent.safetensors}\n"
-
-
-def test_sweep_on_local_ray_failed_trial_reported_rerun_skips(fake_kohya, photos, tmp_path):
+def test_sweep_on_local_ray_failed_trial_reported_rerun_skips(fake_kohya, photos, tmp_path):  # noqa: F811
     from faceswap_kohya.jobs.sweep import sweep
 
     variants = tmp_path / "variants.yaml"
@@ -327,10 +258,10 @@ def test_sweep_on_local_ray_failed_trial_reported_rerun_skips(fake_kohya, photos
     print(f"rerun: {time.monotonic() - start:.1f} s")
 
 
-def test_batch_trains_one_lora_per_subject(fake_kohya, photos, tmp_path):
+def test_batch_trains_one_lora_per_subject(fake_kohya, photos, tmp_path):  # noqa: F811
     from faceswap_kohya.jobs.batch import batch
 
-    subjects = _subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
+    subjects = make_subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
     result = batch("cpu-check", subjects, fast_settings(fake_kohya, photos, tmp_path / "out"), evaluate=False)
     assert [r["state"] for r in result.rows] == ["finished", "finished"]
     loras = sorted(Path(r["lora"]).name for r in result.rows)
@@ -339,11 +270,7 @@ def test_batch_trains_one_lora_per_subject(fake_kohya, photos, tmp_path):
     assert "ohwx man" in (Path(bob["run"]) / "dataset.toml").read_text() or (Path(bob["run"]) / "img" / "1_ohwx man").is_dir()
 
 
-def _alive_with(text: str) -> str:
-    return subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout.strip()
-
-
-def test_ctrl_c_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_path):
+def test_ctrl_c_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_path):  # noqa: F811
     """SIGINT to the command's process group (a terminal's Ctrl-C) while two trials train."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "faceswap_kohya", "sweep", "cpu-check", "network.dim=2,4",
@@ -362,7 +289,7 @@ def test_ctrl_c_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, output
     assert "interrupted" in output
-    assert _alive_with(str(folder)) == "", "no trainer may be left running"
+    assert alive_with(str(folder)) == "", "no trainer may be left running"
     rows = leaderboard.read(folder)["rows"]
     assert [r["state"] for r in rows] == ["interrupted", "interrupted"], rows
     for status in training:
@@ -371,12 +298,6 @@ def test_ctrl_c_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_
 
 
 # ---------------------------------------------------------------- Ray, with the real trainer (~22 GB a trial)
-
-
-def real_settings(photos: Path, out: Path) -> list[str]:
-    """cpu-check with the evaluation kept tiny: one prompt, one seed, two steps at the training size (64 px)."""
-    return [f"dataset.images={photos}", f"output.dir={out}", "sampling.prompts=[]", "sampling.every_n_epochs=null",
-            "evaluate.prompts=['{trigger} {class}, portrait']", "evaluate.seeds=[1]", "evaluate.steps=2"]
 
 
 @pytest.mark.trainer
@@ -406,8 +327,8 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     output, _ = proc.communicate(timeout=300)
     stop_s = time.monotonic() - start
     assert proc.returncode == 130, output
-    assert "sdxl_train_network" not in _alive_with(str(log.parent)), "the trainer must be stopped"
-    assert _alive_with(str(folder)) == ""
+    assert "sdxl_train_network" not in alive_with(str(log.parent)), "the trainer must be stopped"
+    assert alive_with(str(folder)) == ""
     assert json.loads((log.parent / "status.json").read_text())["state"] == "interrupted"
     assert {r["state"] for r in leaderboard.read(folder)["rows"]} == {"interrupted"}
 
@@ -451,7 +372,7 @@ def test_real_batch_writes_one_lora_per_subject(photos, tmp_path):
 
     from faceswap_kohya.jobs.batch import batch
 
-    subjects = _subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
+    subjects = make_subjects(tmp_path / "people", photos, bob="trigger: ohwx\nclass_word: man\n")
     start = time.monotonic()
     result = batch("cpu-check", subjects, [f"output.dir={tmp_path / 'out'}", "sampling.prompts=[]",
                                            "sampling.every_n_epochs=null"], evaluate=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -83,6 +84,16 @@ def _report(result) -> None:
         sys.exit(1)
 
 
+@contextlib.contextmanager
+def _stopped_cleanly():
+    """Ctrl-C before the trials run (while Ray starts): no traceback, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.secho("interrupted before any trial started", fg="yellow", err=True)
+        sys.exit(130)
+
+
 ray_option = click.option("--ray-address", envvar="RAY_ADDRESS",
                           help="Ray cluster to run on (host:port of its head; default: RAY_ADDRESS, else a local Ray instance).")
 name_option = click.option("--name", help="Folder name under <output.dir>/sweeps (batches) (default: the preset's / folder's name).")
@@ -106,7 +117,8 @@ def sweep(preset, settings, variants, name, out_dir, ray_address, yes):
     from faceswap_kohya.jobs.sweep import sweep as run_sweep
 
     board = TrialBoard()
-    result = run_sweep(preset, settings, variants, name, out_dir, ray_address, yes, on_event=board)
+    with _stopped_cleanly():
+        result = run_sweep(preset, settings, variants, name, out_dir, ray_address, yes, on_event=board)
     _report(result)
 
 
@@ -125,5 +137,6 @@ def batch(preset, subjects_dir, overrides, no_evaluate, name, out_dir, ray_addre
     from faceswap_kohya.jobs.batch import batch as run_batch
 
     board = TrialBoard()
-    result = run_batch(preset, subjects_dir, overrides, name, out_dir, ray_address, not no_evaluate, yes, on_event=board)
+    with _stopped_cleanly():
+        result = run_batch(preset, subjects_dir, overrides, name, out_dir, ray_address, not no_evaluate, yes, on_event=board)
     _report(result)

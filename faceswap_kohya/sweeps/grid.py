@@ -190,9 +190,9 @@ def absolute_paths(data: dict, cwd: Path) -> None:
     """Relative paths that exist here become absolute (workers may start elsewhere); others are left as written."""
     for key in PATH_KEYS:
         value = _get(data, key)
-        if isinstance(value, str) and value and ":" not in value.split("/")[0] and not Path(value).is_absolute():
-            if (cwd / value).exists():
-                set_key(data, key, str((cwd / value).resolve()))
+        local = isinstance(value, str) and value and ":" not in value.split("/")[0]  # not builtin:..., not a URL
+        if local and not Path(value).is_absolute() and (cwd / value).exists():
+            set_key(data, key, str((cwd / value).resolve()))
 
 
 def stable_id(data: dict) -> str:

@@ -141,11 +141,11 @@ def _link(path: Optional[str], folder: Path, text: str) -> str:
 def page(doc: dict, chart_png: bytes) -> str:
     e = html.escape
     folder = Path(doc["folder"])
-    basis = doc["basis"]
     w = doc.get("winner")
     if w:
         verdict = (f"<p><b>Winner: {e(w['label'])}</b> (trial {e(w['id'])}) — {e(doc['basis_name'])} {w['score']:.3f}<br>"
-                   f"LoRA: <code>{e(str(w['lora']))}</code> — {_link(w.get('report'), folder, 'its evaluation report')}</p>")
+                   f"LoRA: <code>{e(str(w['lora']))}</code>"
+                   + (f" — {_link(w['report'], folder, 'its evaluation report')}" if w.get("report") else "") + "</p>")
     elif doc["kind"] == "sweep":
         verdict = "<p class='note'>No winner yet: no finished trial has an identity score.</p>"
     else:
@@ -181,5 +181,5 @@ def page(doc: dict, chart_png: bytes) -> str:
 <p class="note">{ranked}; face model: {e(doc.get('embedder') or '–')}. Identity: similarity (0–1, higher = more alike) of
 generated faces to the person's photos; held-out identity: to photos the LoRA never saw; bleed: how much faces in prompts
 without the trigger look like the person (lower is better); vs base: the best checkpoint's score minus the base model's.
-Each trial's report holds every image and number ({basis} is the ranking basis).</p>
+Each trial's report holds every image and number.</p>
 </body></html>"""
