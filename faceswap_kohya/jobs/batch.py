@@ -16,5 +16,6 @@ def batch(preset: str, subjects_dir: Path, overrides: Sequence[str] = (), name: 
           confirmed: bool = False, on_event: OnEvent = ignore) -> SweepResult:
     """Train (and evaluate, unless `evaluate` is False) one LoRA per subject; reruns skip finished subjects."""
     plan = plan_batch(preset, subjects_dir, overrides, name, out, evaluate=evaluate, confirmed=confirmed)
-    on_event(Message(f"batch {plan.name}: {len(plan.trials)} subjects in {plan.folder}"))
+    n = len(plan.trials)
+    on_event(Message(f"batch {plan.name}: {n} subject{'s' if n != 1 else ''} in {plan.folder}"))
     return run_plan(plan, ray_address, on_event)

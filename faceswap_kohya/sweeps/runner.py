@@ -183,7 +183,7 @@ def _stop(ray, pending: dict, cluster: Cluster, on_event: ev.OnEvent, on_summary
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 spec, watch = pending.pop(ref)
-                on_summary(spec, {**_outcome(ray, ref, spec, watch), "state": "interrupted"})
+                on_summary(spec, _outcome(ray, ref, spec, watch))  # a trial may have finished meanwhile
     except KeyboardInterrupt:
         on_event(ev.Warning("forcing every trial to stop"))
     for ref, (spec, watch) in list(pending.items()):
