@@ -257,6 +257,15 @@ def test_sweep_on_local_ray_failed_trial_reported_rerun_skips(fake_kohya, photos
     assert [r["state"] for r in again.rows].count("failed") == 1, "the failed trial is tried again, and fails again"
     print(f"rerun: {time.monotonic() - start:.1f} s")
 
+    # a finished trial whose evaluation is gone is evaluated again, not trained again
+    import shutil
+
+    dim4 = rows["network.dim=4"]
+    shutil.rmtree(Path(dim4["scores"]).parent.parent)
+    third = {r["id"]: r for r in sweep("cpu-check", settings, variants).rows}[dim4["id"]]
+    assert third["state"] == "finished" and not third.get("skipped") and third["run"] == dim4["run"]
+    assert Path(third["scores"]).is_file()
+
 
 def test_batch_trains_one_lora_per_subject(fake_kohya, photos, tmp_path):  # noqa: F811
     from faceswap_kohya.jobs.batch import batch
