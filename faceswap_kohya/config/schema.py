@@ -97,6 +97,27 @@ class Augment(Section):
     relight: int = Field(1, ge=0, description="add a brightness/contrast/warmth variant of this many photos")
 
 
+class Subset(Section):
+    """One Kohya image folder (`N_<tokens>`), trained as one sd-scripts subset."""
+
+    folder: str = Field(description="the folder its photos are read from (never modified)")
+    repeats: int = Field(ge=1, le=1000, description="num_repeats (the N of `N_<tokens>`)")
+    class_tokens: str = Field(description="the folder's tokens: the caption of a photo without a caption file")
+
+    _expand_paths = field_validator("folder", mode="before")(_expand)
+
+    @field_validator("class_tokens")
+    @classmethod
+    def check_tokens(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[/\\\n]", v):
+            raise ValueError("must be words for a folder name, e.g. 'ohwx man'")
+        return v
+
+
+SUBSETS_HELP = ("Kohya folders (`N_<tokens>`), one sd-scripts subset each; filled in from `images` "
+                "when it is a Kohya folder, and recorded in each run's preset.yaml")
+
+
 class Dataset(Section):
     images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
     repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
@@ -115,6 +136,7 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -156,6 +178,7 @@ class Regularization(Section):
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
     scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -392,6 +415,6 @@ class Preset(Section):
     @model_validator(mode="after")
     def check_regularization(self):
         r = self.regularization
-        if r.images and r.generate:
+        if (r.images or r.subsets) and r.generate:
             raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
         return self

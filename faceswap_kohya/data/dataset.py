@@ -80,18 +80,25 @@ def count_warnings(preset: Preset, n: int) -> list[str]:
     return out
 
 
-def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None) -> LayoutSummary:
+def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None, notes=()) -> LayoutSummary:
     """Check, crop, augment and caption the photos into the run folder; write the contact sheet and summary.
 
-    Raises UserError when fewer than 3 photos are usable (naming each photo not used and why).
+    Kohya folders (`dataset.subsets`, see kohya_folders.resolve) keep their subsets and captions; `notes`
+    (from resolve) go into the summary. Raises UserError when fewer than 3 photos are usable (naming each
+    photo not used and why).
     """
+    from faceswap_kohya.data import kohya_layout
     from faceswap_kohya.faces import identity as faces
 
     start = time.monotonic()
     d = preset.dataset
-    source = check_folder(d.images, "dataset.images")
-    paths, other = sort_folder(source)
-    summary = LayoutSummary(instance_dir(preset, run), source=source, other_files=other)
+    kohya = kohya_layout.plan(preset, run, notes)
+    if kohya:
+        source, paths, other = kohya.root, kohya.photos, kohya.other
+    else:
+        source = check_folder(d.images, "dataset.images")
+        paths, other = sort_folder(source)
+    summary = LayoutSummary(kohya.instance_dir if kohya else instance_dir(preset, run), source=source, other_files=other)
 
     embedder = None
     try:
@@ -103,7 +110,7 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         summary.warnings.append(f"face checks skipped: {e}")
 
     no_caption: list[str] = []
-    caption = captioner(preset, echo, no_caption)  # first: a missing BLIP model fails before any work
+    caption = kohya.caption if kohya else captioner(preset, echo, no_caption)  # first: a missing BLIP model fails early
     echo(f"reading {len(paths)} photos from {source}")
     with ThreadPoolExecutor(WORKERS) as pool:
         photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder), paths))
@@ -125,11 +132,12 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     out_dir = summary.instance_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = []
+    dest = kohya.out_dir if kohya else lambda p: out_dir
     for i, p in enumerate(kept, start=1):
         p.caption = caption(p)
         name = output_name(i, p.source) + ".png"
         p.outputs.append(name)
-        jobs.append((p.image, out_dir / name, p.caption))
+        jobs.append((p.image, dest(p) / name, p.caption))
     if no_caption:
         summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
     for i, kind, image in augmentations(kept, d):
@@ -137,45 +145,62 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         name = output_name(i + 1, p.source, kind) + ".png"
         p.outputs.append(name)
         summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
-        jobs.append((image, out_dir / name, p.caption))
+        jobs.append((image, dest(p) / name, p.caption))
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda job: save_image(*job), jobs))
     summary.photos = [path for _, path, _ in jobs]
 
-    if preset.regularization.images:
+    if preset.regularization.images or preset.regularization.subsets:
         layout_regularization(preset, run, summary, len(kept) + len(summary.augmented))
+    if kohya:
+        kohya.finish(summary)
     summary.seconds = time.monotonic() - start
     write_reports(summary, run, jobs)
     return summary
 
 
 def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary, n_train: int) -> None:
-    """Class images → `reg/<repeats>_<class>/` with class-only captions, and a balance check."""
+    """Class images → `reg/<repeats>_<class>/` with class-only captions (Kohya folders: one copy each, with
+    their own captions), and a balance check."""
     r, d = preset.regularization, preset.dataset
-    folder = check_folder(r.images, "regularization.images")
-    paths, _ = sort_folder(folder)
-    summary.reg_dir = reg_dir(preset, run)
-    summary.reg_dir.mkdir(parents=True, exist_ok=True)
+    if r.subsets:
+        from faceswap_kohya.data.kohya_layout import reg_groups
+
+        groups = reg_groups(preset, run)
+    else:
+        folder = check_folder(r.images, "regularization.images")
+        groups = [(folder, reg_dir(preset, run), r.repeats, lambda path: preset.subject.class_word)]
+    summary.reg_dir = groups[0][1] if len(groups) == 1 else run.reg
     skipped = []
 
     def one(item):
-        i, path = item
+        i, path, dest, caption_of = item
         try:
             rgb = load_rgb(path)
         except Exception as e:  # noqa: BLE001
-            skipped.append({"file": path.name, "reason": unreadable_reason(path, e)})
+            skipped.append({"file": path.name, "reason": unreadable_reason(path, e), "path": path})
             return 0
         scale = min(1.0, d.resolution / min(rgb.size))
         image = resized(rgb, (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))))
-        save_image(image, summary.reg_dir / (output_name(i, path) + ".png"), preset.subject.class_word)
+        save_image(image, dest / (output_name(i, path) + ".png"), caption_of(path))
         return 1
 
+    items = []
+    for folder, dest, _, caption_of in groups:
+        dest.mkdir(parents=True, exist_ok=True)
+        items += [(path, dest, caption_of) for path in sort_folder(folder)[0]]
     with ThreadPoolExecutor(WORKERS) as pool:
-        summary.reg_images = sum(pool.map(one, enumerate(paths, start=1)))
-    summary.skipped += [(folder / s["file"], "regularization image: " + s["reason"]) for s in skipped]
-    train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
-    advice = balance_advice(preset, n_train, summary.reg_images)
+        summary.reg_images = sum(pool.map(one, [(i, *item) for i, item in enumerate(items, start=1)]))
+    summary.skipped += [(s.pop("path"), "regularization image: " + s["reason"]) for s in skipped]
+    if r.subsets:
+        from faceswap_kohya.data.kohya_layout import image_steps
+
+        (train_steps, reg_steps), advice = image_steps(preset, run), None  # kohya_layout notes the balance
+    else:
+        train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats
+        advice = balance_advice(preset, n_train, summary.reg_images)
     if advice:
         summary.warnings.append(advice)
-    summary.regularization = {"folder": str(folder), "images": summary.reg_images, "repeats": r.repeats,
+    summary.regularization = {"folder": str(groups[0][0]) if len(groups) == 1 else str(groups[0][0].parent),
+                              "images": summary.reg_images, "repeats": [g[2] for g in groups] if r.subsets else r.repeats,
                               "skipped": skipped, "balance": {"training": train_steps, "regularization": reg_steps}}

@@ -91,6 +91,10 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
         out += ["", "## Augmented", ""] + [f"- `{a['file']}`: {a['kind']} of `{a['from']}`" for a in summary.augmented]
     if summary.other_files:
         out += ["", "## Other files in the folder (not photos)", ""] + [f"- `{o['file']}`: {o['why']}" for o in summary.other_files]
+    if summary.kohya:
+        from faceswap_kohya.data.kohya_layout import markdown_lines
+
+        out += markdown_lines(summary.kohya)
     return "\n".join(out) + "\n"
 
 
@@ -138,6 +142,7 @@ class LayoutSummary:
     other_files: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     regularization: dict = field(default_factory=dict)
+    kohya: dict = field(default_factory=dict)  # Kohya folders: sd-scripts' reading vs ours (kohya_layout)
     embedder: str = ""
     seconds: float = 0.0
     contact_sheet: Optional[Path] = None
@@ -155,6 +160,10 @@ class LayoutSummary:
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
+        if self.kohya:
+            from faceswap_kohya.data.kohya_layout import text_lines
+
+            lines += text_lines(self.kohya)
         lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
         return lines
 
@@ -174,5 +183,6 @@ class LayoutSummary:
             "augmented": self.augmented,
             "not_photos": self.other_files,
             "regularization": self.regularization,
+            "kohya": self.kohya,
             "seconds": round(self.seconds, 2),
         }

@@ -29,8 +29,9 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
     """Everything that can be checked before a run folder is made: one UserError for the first problem."""
     from faceswap_kohya.data.images import check_folder
 
-    check_folder(preset.dataset.images, "dataset.images")
-    if preset.regularization.images:
+    if not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
+        check_folder(preset.dataset.images, "dataset.images")
+    if preset.regularization.images and not preset.regularization.subsets:
         check_folder(preset.regularization.images, "regularization.images")
     check_trainer(trainer)
     check_base_model(preset)
@@ -56,8 +57,8 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
     return argv
 
 
-def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -> tuple[list[str], Trainer]:
-    """Lay out the dataset and write preset, TOMLs and command into the run folder."""
+def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=()) -> tuple[list[str], Trainer]:
+    """Lay out the dataset and write preset, TOMLs and command into the run folder (`notes`: kohya_folders.resolve's)."""
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
@@ -65,7 +66,7 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print) -
         from faceswap_kohya.kohya.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run, echo=echo)
+    summary = dataset.layout(preset, run, echo=echo, notes=notes)
     for line in summary.brief(run.root)[1:]:  # the run folder was named already
         echo(line)
     if preset.regularization.generate:
@@ -157,8 +158,14 @@ def _recorded(preset: Preset, run: RunLayout, on_event: OnEvent, work) -> RunRes
 
 
 def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None,
-          confirmed: bool = False) -> RunResult:
-    """Train a LoRA in a new run folder; returns the result (failed and interrupted runs included)."""
+          confirmed: bool = False, overrides=()) -> RunResult:
+    """Train a LoRA in a new run folder; returns the result (failed and interrupted runs included).
+
+    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names)."""
+    from faceswap_kohya.data.kohya_folders import resolve
+
+    resolved = resolve(preset, presets.override_keys(overrides))
+    preset = resolved.preset
     trainer = Trainer.of(preset)
     preflight(preset, trainer, confirmed, echo_to(on_event))
     run = new_run(preset)
@@ -167,7 +174,7 @@ def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line
         emit(StageStarted("preparing"))
         emit(Message(f"run folder: {run.root}"))
         t = time.monotonic()
-        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit))
+        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes)
         emit(StageFinished("preparing", time.monotonic() - t))
         return _run_trainer(preset, run, argv, trained_by, emit, on_line, recorder)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tomli_w
 
-from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir
+from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.kohya.trainer import Trainer
 
@@ -21,8 +21,8 @@ def fill(text: str, preset: Preset) -> str:
 
 
 def dataset_config(preset: Preset, run: RunLayout) -> dict:
-    """The dataset TOML: one dataset, the instance subset and, when given, the `is_reg` subset."""
-    d, c = preset.dataset, preset.dataset.captions
+    """The dataset TOML: one dataset; the instance subset (one per Kohya folder) and, when given, the `is_reg` ones."""
+    d, c, r = preset.dataset, preset.dataset.captions, preset.regularization
     general = {
         "caption_extension": ".txt",
         "shuffle_caption": c.shuffle,
@@ -40,24 +40,34 @@ def dataset_config(preset: Preset, run: RunLayout) -> dict:
             "bucket_reso_steps": d.bucket_reso_steps,
             "bucket_no_upscale": d.bucket_no_upscale,
         }
-    instance = {
-        "image_dir": str(instance_dir(preset, run)),
-        "class_tokens": preset.instance_tokens,
-        "num_repeats": d.repeats,
-        "flip_aug": d.flip_aug,
-        "color_aug": d.color_aug,
-        "random_crop": d.random_crop,
-    }
-    if d.face_crop_aug_range:
-        instance["face_crop_aug_range"] = list(d.face_crop_aug_range)
-    if c.dropout_rate:
-        instance["caption_dropout_rate"] = c.dropout_rate
-    subsets = [instance]
-    if has_regularization(preset):
+
+    def instance(image_dir: Path, class_tokens: str, repeats: int) -> dict:
+        subset = {
+            "image_dir": str(image_dir),
+            "class_tokens": class_tokens,
+            "num_repeats": repeats,
+            "flip_aug": d.flip_aug,
+            "color_aug": d.color_aug,
+            "random_crop": d.random_crop,
+        }
+        if d.face_crop_aug_range:
+            subset["face_crop_aug_range"] = list(d.face_crop_aug_range)
+        if c.dropout_rate:
+            subset["caption_dropout_rate"] = c.dropout_rate
+        return subset
+
+    if d.subsets:
+        subsets = [instance(subset_dir(run.img, s), s.class_tokens, s.repeats) for s in d.subsets]
+    else:
+        subsets = [instance(instance_dir(preset, run), preset.instance_tokens, d.repeats)]
+    if r.subsets:
+        subsets += [{"image_dir": str(subset_dir(run.reg, s)), "class_tokens": s.class_tokens,
+                     "num_repeats": s.repeats, "is_reg": True} for s in r.subsets]
+    elif has_regularization(preset):
         subsets.append({
             "image_dir": str(reg_dir(preset, run)),
             "class_tokens": preset.subject.class_word,
-            "num_repeats": preset.regularization.repeats,
+            "num_repeats": r.repeats,
             "is_reg": True,
         })
     dataset["subsets"] = subsets
