@@ -329,6 +329,15 @@ class Kohya(Section):
     _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
 
 
+class Resources(Section):
+    """What one trial of `sweep` / `batch` asks the Ray scheduler for; unset: worked out from the preset."""
+
+    gpus: Optional[float] = Field(None, ge=0, description="GPUs per trial; unset: kohya.num_processes when the cluster has GPUs, else 0")
+    cpus: Optional[float] = Field(None, gt=0, description="CPU cores per trial; unset: kohya.num_cpu_threads_per_process x num_processes")
+    memory_gb: Optional[float] = Field(
+        None, gt=0, description="host RAM per trial in GiB; unset: 20 on a CPU (SDXL training there peaks near it), 16 with a GPU")
+
+
 class Preset(Section):
     """One training recipe: what to train on, how, and where to write it."""
 
@@ -343,6 +352,7 @@ class Preset(Section):
     output: Output = Field(default_factory=Output)
     kohya: Kohya = Field(default_factory=Kohya)
     evaluate: Evaluation = Field(default_factory=Evaluation)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("base_model", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from faceswap_kohya.data.kohya_folders import (
 )
 from faceswap_kohya.errors import UserError
 
+
 # ---------------------------------------------------------------- preparing the photos (data/dataset.py)
 @dataclass
 class LayoutPlan:

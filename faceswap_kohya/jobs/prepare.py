@@ -50,8 +50,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 def dry_run(preset: Preset, overrides=()) -> list[str]:
     """What would be trained on, with no run folder made: for Kohya folders, beside how sd-scripts reads them."""
     from faceswap_kohya.data.images import check_folder, sort_folder
-    from faceswap_kohya.data.kohya_layout import compare, text_lines
     from faceswap_kohya.data.kohya_folders import resolve
+    from faceswap_kohya.data.kohya_layout import compare, text_lines
 
     resolved = resolve(preset, override_keys(overrides))
     p = resolved.preset
