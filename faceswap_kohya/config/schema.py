@@ -12,6 +12,7 @@ from typing import Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from faceswap_kohya.config.evaluation import Evaluation
+from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.sections import Section, _expand
 
 CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
@@ -327,15 +328,6 @@ class Kohya(Section):
     extra_args: list[str] = Field(default_factory=list, description="passed to sdxl_train_network.py verbatim")
 
     _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
-
-
-class Resources(Section):
-    """What one trial of `sweep` / `batch` asks the Ray scheduler for; unset: worked out from the preset."""
-
-    gpus: Optional[float] = Field(None, ge=0, description="GPUs per trial; unset: kohya.num_processes when the cluster has GPUs, else 0")
-    cpus: Optional[float] = Field(None, gt=0, description="CPU cores per trial; unset: kohya.num_cpu_threads_per_process x num_processes")
-    memory_gb: Optional[float] = Field(
-        None, gt=0, description="host RAM per trial in GiB; unset: 20 on a CPU (SDXL training there peaks near it), 16 with a GPU")
 
 
 class Preset(Section):
