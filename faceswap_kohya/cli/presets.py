@@ -40,6 +40,8 @@ def presets_cp(name, dest):
     target = dest / src.name if dest.is_dir() else dest
     if target.exists():
         raise UserError(f"{target} already exists; choose another name (nothing was overwritten)")
+    if not target.parent.is_dir():
+        raise UserError(f"{target}: the folder {target.parent} does not exist")
     shutil.copyfile(src, target)
     click.echo(f"copied {src.name} → {target}")
 

@@ -103,16 +103,20 @@ def _instance_tokens(run) -> str:
 @overrides_arg
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue RUN_DIR from its last saved state, in a new run folder (PRESET is then omitted).")
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path),
+              help="Train on the photos a `prepare` run folder laid out (captions as edited there).")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
 @click.option("-y", "--yes", is_flag=True, help="Go ahead with long steps (e.g. generating many class images on a CPU).")
 @friendly
-def train(preset, overrides, resume_dir, verbose, yes):
+def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
     """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
     from faceswap_kohya.jobs import train as runner
 
     printer = Printer()
     on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
     try:
+        if resume_dir and prepared_dir:
+            raise UserError("give --resume RUN_DIR or --prepared RUN_DIR, not both")
         if resume_dir:
             extra = ((preset,) if preset else ()) + tuple(overrides)
             if bad := [x for x in extra if "=" not in x]:
@@ -122,7 +126,7 @@ def train(preset, overrides, resume_dir, verbose, yes):
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
             p, path = load_preset(preset, overrides, for_training=True)
-            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides)
+            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides, prepared=prepared_dir)
     finally:
         printer.close()
     _report(result)

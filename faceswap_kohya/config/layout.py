@@ -31,6 +31,11 @@ class RunLayout:
         return self.root / "reg"
 
     @property
+    def val(self) -> Path:
+        """Held-out photos: sd-scripts computes the validation loss on them; evaluate scores likeness to them."""
+        return self.root / "val"
+
+    @property
     def model(self) -> Path:
         return self.root / "model"
 
@@ -77,6 +82,11 @@ def instance_dir(preset: Preset, run: RunLayout) -> Path:
     if preset.dataset.subsets:
         return subset_dir(run.img, preset.dataset.subsets[0])
     return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
+
+
+def validation_dir(preset: Preset, run: RunLayout) -> Path:
+    """`val/1_myface woman`: the held-out photos, captioned like the training photos."""
+    return run.val / f"1_{preset.instance_tokens}"
 
 
 def reg_dir(preset: Preset, run: RunLayout) -> Path:

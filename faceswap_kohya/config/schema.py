@@ -7,12 +7,14 @@ Cross-field rules live in ``Preset.check_*`` validators and say what to change.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from faceswap_kohya.config.evaluation import Evaluation
+from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.samplers import SAMPLERS, SD_SCRIPTS_SAMPLERS
+from faceswap_kohya.config.sections import Section, _expand
 from faceswap_kohya.config.texts import (
     KeyValue,
     PromptLine,
@@ -39,14 +41,6 @@ SCHEDULERS = (
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
 )
 NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _expand(value):
-    return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
 
 
 class BaseModelSection(Section):
@@ -128,6 +122,13 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    mask: Literal["none", "face", "head", "person"] = Field(
+        "none", description="weight the training loss by a soft mask around the face (face), head and hair (head) "
+                            "or head and body (person), stored as each image's alpha; none: every pixel counts the same")
+    mask_floor: float = Field(0.1, ge=0, le=1, description="loss weight outside the mask (the background is still learned a little)")
+    holdout: Optional[int] = Field(
+        None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
+                                        "unset: 1 when at least 6 photos are usable, else 0")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
@@ -170,6 +171,9 @@ class Regularization(Section):
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
     scheduler: Literal[tuple(SAMPLERS)] = Field("euler", description="sampler for the class images")  # type: ignore[valid-type]
+    prior_loss_weight: Optional[float] = Field(
+        None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
+                                       "images' mean mask weight (sd-scripts does not rescale masked losses)")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
@@ -257,6 +261,9 @@ class Training(Section):
     max_token_length: Literal[75, 150, 225] = 75
     lowram: bool = False
     max_data_loader_workers: int = Field(0, ge=0)
+    validate_every_n_epochs: Optional[int] = Field(
+        None, ge=1, description="validation loss on the held-out photos every N epochs (unset: every epoch)")
+    validate_every_n_steps: Optional[int] = Field(None, ge=1, description="also every N steps")
 
 
 class Sampling(Section):
@@ -314,21 +321,6 @@ class Kohya(Section):
     _check_extra_args = field_validator("extra_args")(check_extra_args)
 
 
-class Evaluation(Section):
-    enabled: bool = Field(False, description="score every checkpoint against the photos at the end of `train`")
-    prompts: list[PromptTemplate] = Field(
-        default_factory=lambda: [
-            "{trigger} {class}, professional portrait photo, soft light",
-            "{trigger} {class}, close-up photo, outdoors",
-            "{trigger} {class}, smiling, photo in a cafe",
-        ], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
-    steps: int = Field(25, ge=1, le=200)
-    cfg: float = Field(6.0, ge=0)
-    embedder: Literal["dlib", "insightface"] = "dlib"
-    insightface_root: Optional[str] = None
-
-
 class Preset(Section):
     """One training recipe: what to train on, how, and where to write it."""
 
@@ -343,6 +335,7 @@ class Preset(Section):
     output: Output = Field(default_factory=Output)
     kohya: Kohya = Field(default_factory=Kohya)
     evaluate: Evaluation = Field(default_factory=Evaluation)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -392,6 +385,15 @@ class Preset(Section):
         s = self.sampling
         if (s.every_n_epochs or s.every_n_steps) and not s.prompts:
             raise ValueError("sampling.every_n_epochs/every_n_steps is set but sampling.prompts is empty: add a prompt")
+        return self
+
+    @model_validator(mode="after")
+    def check_bleed_without_trigger(self):
+        trigger = self.subject.trigger.lower()
+        for prompt in self.evaluate.bleed_prompts:
+            if trigger in re.findall(r"[a-z0-9]+", prompt.lower()):
+                raise ValueError(f"evaluate.bleed_prompts: {prompt!r} contains the trigger {self.subject.trigger!r}; "
+                                 "bleed prompts test faces the LoRA should leave alone")
         return self
 
     @model_validator(mode="after")

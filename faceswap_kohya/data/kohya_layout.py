@@ -63,7 +63,6 @@ class LayoutPlan:
 
     def finish(self, summary) -> None:
         """Caption warnings, the reg balance and the side-by-side table into the summary."""
-        trigger = self.preset.subject.trigger
         kept = [e for e in summary.entries if e.status == "kept"]
         for origin, text in (("empty file", "empty caption file, so the class tokens were used (sd-scripts would stop "
                                             "on an empty file, or train with an empty caption)"),

@@ -113,6 +113,30 @@ class Settings:
             raise UserError(f"steps {self.steps}: must be at least 1")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise UserError(f"--size {text!r}: give one number (1024) or WIDTHxHEIGHT (832x1216)") from None
+    return w, h
+
+
+def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], sampler: str, source: Source) -> Settings:
+    """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024)."""
+    from faceswap_kohya.config.samplers import check_sampler
+    from faceswap_kohya.diffusion.prompts import check_size
+
+    if size is None:
+        size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
+    w, h = parse_size(size)
+    check_size(w, h)
+    sampler = check_sampler(sampler, "--sampler")
+    if steps < 1:
+        raise UserError(f"--steps {steps}: must be at least 1")
+    return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
+
+
 def check_lora_files(paths) -> None:
     """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
     from faceswap_kohya.diffusion.lora import read_lora_modules

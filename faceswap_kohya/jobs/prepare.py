@@ -14,6 +14,7 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 
     `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     Returns (run layout, layout summary)."""
+    from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
     from faceswap_kohya.data.kohya_folders import resolve
@@ -27,6 +28,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
     recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
     emit = recorder.wrap(on_event)
     try:
+        run.preset.write_text("# the preset these photos were prepared with (train --prepared checks it)\n" + dump(preset),
+                              encoding="utf-8")
         summary = layout(preset, run, echo=echo_to(emit), notes=resolved.notes)
         for line in summary.brief(run.root):
             emit(Message(line))
@@ -46,8 +49,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 def dry_run(preset: Preset, overrides=()) -> list[str]:
     """What would be trained on, with no run folder made: for Kohya folders, beside how sd-scripts reads them."""
     from faceswap_kohya.data.images import check_folder, sort_folder
-    from faceswap_kohya.data.kohya_layout import compare, text_lines
     from faceswap_kohya.data.kohya_folders import resolve
+    from faceswap_kohya.data.kohya_layout import compare, text_lines
 
     resolved = resolve(preset, override_keys(overrides))
     p = resolved.preset

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
+from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
 
 
 @dataclass
@@ -95,14 +95,14 @@ def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optiona
     """Copy the trainer's output to the log and the callbacks until it ends; returns its last line when it
     printed nothing for `stall_seconds` (None when it ended by itself)."""
     fd = proc.stdout.fileno()
-    splitter = LineSplitter()
+    splitter, output = LineSplitter(), TrainerOutput()
     last_line, last_output = "(no output at all)", time.monotonic()
 
     def handle(line: str) -> None:
         nonlocal last_line
         last_line = line.strip()
         on_line(line)
-        if (event := parse_line(line)) is not None:
+        for event in output.feed(line):
             on_event(event)
 
     while True:
@@ -111,6 +111,8 @@ def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optiona
             if proc.poll() is not None:  # the trainer ended; a child it left behind may hold the pipe open
                 break
             if stall_seconds and time.monotonic() - last_output > stall_seconds:
+                for event in output.flush():
+                    on_event(event)
                 return splitter.pending().strip() or last_line
             continue
         chunk = os.read(fd, 65536)  # whatever is there, without waiting for more
@@ -123,6 +125,8 @@ def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optiona
             handle(line)
     for line in splitter.flush():
         handle(line)
+    for event in output.flush():
+        on_event(event)
     return None
 
 
