@@ -34,7 +34,7 @@ def _json(path: Path, data: dict) -> None:
 
 
 def _photos(folder: Path, names) -> Path:
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name in names:
         shutil.copy(FACES / name, folder / name)
     return folder
@@ -84,6 +84,8 @@ def world(tmp_path_factory) -> Path:
     Image.new("RGB", (300, 300), "gray").save(w / "grey.png")
     (w / "notimage.jpg").write_text("not an image\n")
     (w / "prompts_empty.txt").write_text("# nothing but comments\n\n")
+    _photos(w / "subjects" / "alice", ["obama.jpg", "obama2.jpg", "obama3.jpg"])  # batch: a broken subject.yaml
+    (w / "subjects" / "alice" / "subject.yaml").write_text("trigger: [x\n")
     # models and LoRAs
     (w / "no_index").mkdir()
     (w / "text.safetensors").write_text("not a model at all, just text\n")
@@ -259,6 +261,15 @@ CASES = [
     ("swap-face-number", "swap @w/run --photo @w/face.jpg --face 3 -o @out", ["--face 3", "has 1 face"]),
     ("swap-strength", "swap @w/run --photo @w/face.jpg --strength 0 -o @out", ["--strength 0"]),
     ("swap-padding", "swap @w/run --photo @w/face.jpg --padding -1 -o @out", ["--padding -1"]),
+    # sweeps, batches and the web app
+    ("sweep-one-trial", "sweep face-8gb network.dim=16 -o @out", ["a sweep needs at least two trials"]),
+    ("sweep-bad-value", "sweep face-8gb network.dim=16,many -o @out", ["1 of 2 trials would have an invalid preset",
+                                                                        "network.dim", "(got 'many')"]),
+    ("sweep-kohya-file", "sweep @w/sched_args.json network.dim=8,16 -o @out", ["sched_args.json: lr_scheduler_args"]),
+    ("batch-no-subjects", "batch face-8gb @w/empty -o @out", ["SUBJECTS_DIR", "no subfolder with photos"]),
+    ("batch-bad-subject-file", "batch face-8gb @w/subjects -o @out", ["alice/subject.yaml: invalid YAML"]),
+    ("ui-bad-auth", "ui --auth nopassword -o @out", ["--auth: expected USER:PASSWORD"]),
+    ("ui-bad-port", "ui --port 99999 -o @out", ["'--port'", "99999"]),
     # identity references
     ("refs-missing", "identity --refs @w/nowhere @w/face.jpg", ["'--refs'", "nowhere"]),
     ("refs-faceless", "identity --refs @w/faceless @w/face.jpg", ["faceless: no face found in any of its 1 photos"]),
@@ -272,7 +283,7 @@ def test_the_matrix_covers_every_command_and_kind_of_input():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
     commands = {c[1].split()[0] if c[1].split()[0] != "presets" else " ".join(c[1].split()[:2]) for c in CASES}
     assert commands >= {"validate", "render", "prepare", "train", "regularize", "generate", "compare", "swap", "identity",
-                        "evaluate", "presets import", "presets export", "presets show", "presets cp"}
+                        "evaluate", "presets import", "presets export", "presets show", "presets cp", "sweep", "batch", "ui"}
     kinds = {c[0].split("-")[0] for c in CASES}
     assert kinds >= {"preset", "template", "override", "kohya", "photos", "base", "lora", "tag", "run", "prompt", "size",
                      "sampler", "swap", "refs"}
@@ -284,6 +295,8 @@ def guarded(monkeypatch):
     from faceswap_kohya.diffusion import pipeline
     from faceswap_kohya.jobs import train
     from faceswap_kohya.kohya import checkmodel, launch
+    from faceswap_kohya.sweeps import runner
+    from faceswap_kohya.web import app
 
     calls = []
 
@@ -297,6 +310,8 @@ def guarded(monkeypatch):
     monkeypatch.setattr(train, "launch", forbidden("launch"))
     monkeypatch.setattr(launch, "launch", forbidden("launch"))
     monkeypatch.setattr(checkmodel, "build_check_model", forbidden("build_check_model"))
+    monkeypatch.setattr(runner, "run_specs", forbidden("run_specs"))  # Ray trials of sweep and batch
+    monkeypatch.setattr(app, "serve", forbidden("serve"))  # the web app
     return calls
 
 

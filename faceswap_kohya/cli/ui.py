@@ -14,7 +14,7 @@ from faceswap_kohya.errors import UserError
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any other than loopback needs --auth.")
-@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option("--auth", envvar="FACESWAP_KOHYA_UI_AUTH", metavar="USER:PASSWORD",
               help="Require this login (env FACESWAP_KOHYA_UI_AUTH keeps it out of the process list).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("output"),

@@ -80,9 +80,14 @@ def read_plan(folder: Path) -> Optional[dict]:
 
 def _base_data(preset: str, fixed: dict) -> tuple[dict, Path]:
     from faceswap_kohya.config import presets
+    from faceswap_kohya.kohya.importer import import_file, is_kohya_file
 
-    path = presets.resolve(str(preset))
-    data = presets.load_data(path)
+    if is_kohya_file(preset):  # a kohya_ss JSON or sd-scripts TOML works as the base preset too
+        path = Path(preset)
+        data, _ = import_file(path)
+    else:
+        path = presets.resolve(str(preset))
+        data = presets.load_data(path)
     for key, value in fixed.items():
         set_key(data, key, value)
     return data, path
