@@ -182,7 +182,8 @@ def test_prepare_a_messy_folder(tmp_path, messy_folder):
     # Kohya layout: `10_myface man`, one caption per image, trigger first, class words rewritten
     assert summary.instance_dir == run.img / "10_myface man"
     images = sorted(summary.instance_dir.glob("*.png"))
-    assert len(images) == len(summary.photos) == 6 + 3  # mirror 2 + relight 1 by default
+    assert len(images) == len(summary.photos) == 5 + 3  # one held out; mirror 2 + relight 1 by default
+    assert len(summary.held_out) == 1 and report["counts"]["held_out"] == 1
     assert [a["kind"] for a in report["augmented"]] == ["mirror", "mirror", "brighter"]
     for image in images:
         caption = image.with_suffix(".txt").read_text(encoding="utf-8")
@@ -255,10 +256,12 @@ def test_prepare_command_writes_a_run_folder(tmp_path, face_recognition_photos):
         shutil.copy(face_recognition_photos / name, photos / name)
     r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}"])
     assert r.exit_code == 0, r.output
-    assert "dataset: 4 of 4 photos used" in r.output and "warning: only 4 usable photos" in r.output
+    assert "dataset: 4 of 4 photos used (3 trained on, 1 held out)" in r.output
+    assert "warning: only 3 photos to train on" in r.output
     (root,) = (tmp_path / "out" / "myface-check").iterdir()
     assert (root / "contact_sheet.png").is_file() and (root / "dataset.md").is_file()
-    assert len(list((root / "img" / "1_myface woman").glob("*.png"))) == 4 + 3
+    assert len(list((root / "img" / "1_myface woman").glob("*.png"))) == 3 + 3
+    assert len(list((root / "val" / "1_myface woman").glob("*.png"))) == 1
 
     (photos / "obama.jpg").unlink()
     (photos / "obama2.jpg").unlink()
@@ -286,4 +289,83 @@ def test_sd_scripts_reads_the_layout(tmp_path, face_recognition_photos):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (subset,) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert subset["num_repeats"] == 10 and subset["class_tokens"] == "myface woman"
-    assert subset["images"] == len(summary.photos) == 7 and not subset["is_reg"]
+    assert subset["images"] == len(summary.photos) == 6 and not subset["is_reg"]  # 3 photos + 3 copies; 1 held out
+
+
+# ---------------------------------------------------------------- loss masks and held-out photos
+FACES = Path(__file__).parent / "data" / "faces"
+
+
+@pytest.mark.parametrize("setting,usable,expected", [
+    (None, 5, (0, False)), (None, 6, (1, False)), (1, 4, (1, False)), (1, 3, (0, True)), (3, 5, (2, True)), (0, 9, (0, False))])
+def test_how_many_photos_are_held_out(setting, usable, expected):
+    from faceswap_kohya.data.dataset import holdout_count
+
+    n, warning = holdout_count(setting, usable)
+    assert (n, warning is not None) == expected
+    assert usable - n >= 3 or n == 0  # never fewer than 3 left to train on
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory):
+    """The repository's six real photos (five of one person, one of another) prepared with head masks,
+    the hold-out left to its default, at 256 px."""
+    tmp = tmp_path_factory.mktemp("masked")
+    preset = preset_for(FACES, tmp, "subject.class_word=man", "dataset.mask=head", "dataset.holdout=null")
+    summary, run = run_layout(preset, tmp)
+    return preset, summary, run
+
+
+def _alpha(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.mode == "RGBA" and im.info.get("alpha") == "loss weight", path.name
+        return np.asarray(im.getchannel("A"), dtype=np.float64) / 255
+
+
+def test_every_training_image_carries_its_mask_as_alpha(masked_run):
+    from faceswap_kohya.faces.detect import detect
+    from faceswap_kohya.faces.masks import landmarks68
+
+    preset, summary, run = masked_run
+    report = json.loads((run.root / "dataset.json").read_text())
+    augmented = {a["file"]: a for a in report["augmented"]}
+    originals = [p for p in summary.photos if p.name not in augmented]
+    assert originals and report["mask"]["kind"] == "head" and 0.1 < report["mask"]["mean_weight"] < 0.9
+    for path in originals:
+        alpha, rgb = _alpha(path), load_rgb(path)
+        with Image.open(path) as im:  # the colours are kept as they are under every alpha value
+            assert np.array_equal(np.asarray(rgb), np.asarray(im.convert("RGB")))
+        faces_found = detect(rgb)
+        points = landmarks68(rgb, faces_found[0].box)  # found again on the training image itself
+        cols = np.clip(np.round(points[:, 0]).astype(int), 0, alpha.shape[1] - 1)
+        rows = np.clip(np.round(points[:, 1]).astype(int), 0, alpha.shape[0] - 1)
+        assert alpha[rows, cols].min() >= 0.9, path.name
+        if "partial" in path.name:  # cut off at the photo's edge: the head reaches a corner
+            continue
+        for corner in (alpha[0, 0], alpha[0, -1], alpha[-1, 0], alpha[-1, -1]):
+            assert abs(corner - preset.dataset.mask_floor) <= 2 / 255, path.name
+    for name, aug in augmented.items():  # a mirrored copy has the mirrored mask, a relit one the same
+        source = next(p for p in summary.photos if p.name == name.rsplit("-", 1)[0] + ".png")
+        expected = _alpha(source)[:, ::-1] if aug["kind"] == "mirror" else _alpha(source)
+        assert np.array_equal(_alpha(run.root / "img" / "10_myface man" / name), expected), name
+
+
+def test_one_photo_is_held_out_of_training_and_shown_on_the_sheet(masked_run):
+    from faceswap_kohya.data.reports import HELD_OUT_FRAME
+
+    _, summary, run = masked_run
+    report = json.loads((run.root / "dataset.json").read_text())
+    held = [p for p in report["photos"] if p.get("held_out")]
+    assert len(held) == 1 and report["counts"]["held_out"] == 1  # six usable photos: one held out by default
+    assert held[0]["file"] != SOMEONE_ELSE and held[0]["file"] not in {a["from"] for a in report["augmented"]}
+    (val,) = summary.held_out
+    assert val.parent == run.root / "val" / "1_myface man" and report["validation_dir"] == "val/1_myface man"
+    assert val.with_suffix(".txt").read_text().startswith("myface man") and _alpha(val).max() == 1.0
+    trained = {p.name for p in (run.root / "img" / "10_myface man").glob("*.png")}
+    assert val.name not in trained and not any(n.startswith(val.stem) for n in trained)
+    assert len(trained) == len(summary.photos) == 5 + 3
+    with Image.open(run.root / "contact_sheet.png") as sheet:
+        frame = np.all(np.asarray(sheet.convert("RGB")) == HELD_OUT_FRAME, axis=-1)
+    assert frame.sum() > 4 * 200  # a frame around one thumbnail
+    md = (run.root / "dataset.md").read_text()
+    assert f"`{held[0]['file']}` (held out)" in md and "loss mask: head" in md

@@ -51,6 +51,13 @@ BAD = [
     ({"network": {"conv_alpha": 4}}, "network", "set conv_dim"),
     ({"dataset": {"captions": {"template": "{name} photo"}}}, "dataset.captions.template", "{trigger}"),
     ({"sampling": {"every_n_epochs": 1}}, "(top level)", "sampling.prompts is empty"),
+    ({"dataset": {"mask": "body"}}, "dataset.mask", "'none', 'face', 'head' or 'person'"),
+    ({"dataset": {"mask_floor": 1.5}}, "dataset.mask_floor", "less than or equal to 1"),
+    ({"dataset": {"holdout": -1}}, "dataset.holdout", "greater than or equal to 0"),
+    ({"evaluate": {"bleed_prompts": ["{trigger} {class} at a cafe"]}}, "evaluate.bleed_prompts", "must not contain {trigger}"),
+    ({"evaluate": {"bleed_prompts": ["photo of myface"]}}, "(top level)", "contains the trigger 'myface'"),
+    ({"evaluate": {"embedder": "insightface"}}, "evaluate", "now embedder: arcface"),
+    ({"evaluate": {"insightface_root": "~/.insightface"}}, "evaluate", "replaced by arcface_models"),
 ]
 
 
@@ -121,3 +128,18 @@ def test_union_fields_give_one_line_without_type_names():
     assert msg.startswith("p.yaml: 2 errors")
     assert ".float" not in msg and ".int" not in msg and ".tuple" not in msg
     assert "  optimizer.text_encoder_lr: Input should be a valid number" in msg and msg.count("(got 'abc')") == 1
+
+
+def test_likeness_defaults_and_face_presets():
+    p = Preset(base_model="m.safetensors")
+    assert (p.dataset.mask, p.dataset.mask_floor, p.dataset.holdout) == ("none", 0.1, None)  # holdout: decided from the photos
+    assert p.evaluate.embedder == "dlib" and all("{trigger}" not in b for b in p.evaluate.bleed_prompts)
+    assert p.evaluate.bleed_prompts and all("{class}" in b for b in p.evaluate.bleed_prompts)
+    for name in ("face-24gb", "face-12gb", "face-8gb", "cpu-check"):
+        preset, _ = presets.load(name)
+        assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1), name
+
+
+def test_run_folders_written_before_the_arcface_option_still_load():
+    p = presets.validate({"base_model": "m", "evaluate": {"embedder": "dlib", "insightface_root": None}}, "old run")
+    assert p.evaluate.embedder == "dlib" and p.evaluate.arcface_models is None

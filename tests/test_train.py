@@ -117,6 +117,32 @@ def test_real_training_end_to_end(tmp_path, photos):
 
 @pytest.mark.trainer
 @needs_kohya
+def test_masked_training_with_a_held_out_photo(tmp_path):
+    """cpu-check on its six built-in sample photos, with head masks and one photo held out: sd-scripts says
+    masked loss is on, computes the validation loss on the held-out photo (one event, recorded in the run
+    folder) and writes the LoRA."""
+    from faceswap_kohya.config.runs import read_events, read_status
+    from faceswap_kohya.events import ValidationLoss
+
+    preset, path = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}"])
+    assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1)
+    events = []
+    result = train(preset, path, on_event=events.append)
+    assert result.ok, result.diagnosis
+    assert result.final == result.run.model / "myface-check.safetensors" and result.final.stat().st_size > 10_000
+    log = result.run.log.read_text()
+    assert log.count("alpha_mask: True") == 2  # the training subset and the held-out one: masked loss is on
+    assert "num validation images * repeats / 学習画像の数×繰り返し回数: 1" in log
+    (held,) = (result.run.val / "1_myface woman").glob("*.png")
+    assert not (result.run.img / "1_myface woman" / held.name).exists()
+    (val,) = [e for e in events if isinstance(e, ValidationLoss)]
+    assert val.kind == "epoch" and val.epoch == 1 and val.step == 2 and 0 < val.loss < 10
+    recorded, _ = read_events(result.run.root)
+    assert val in recorded and read_status(result.run.root)["val_loss"] == val.loss
+
+
+@pytest.mark.trainer
+@needs_kohya
 def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
     """SIGINT to `faceswap-kohya train` stops sd-scripts and its accelerate launcher; nothing is left running."""
     env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))

@@ -42,10 +42,13 @@ def validate(preset, overrides, with_kohya):
 @friendly
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
-    p, _ = preset_files.load(preset, overrides)
-    run = RunLayout(out_dir.absolute())
+    from faceswap_kohya.data.kohya_folders import resolve
     from faceswap_kohya.kohya.trainer import tokenizer_cache
 
+    resolved = resolve(preset_files.load(preset, overrides)[0], preset_files.override_keys(overrides))
+    p, run = resolved.preset, RunLayout(out_dir.absolute())
+    for note in resolved.notes:
+        click.echo(f"note: {note}")
     write_all(p, run, base_model_arg(p), tokenizer_cache(p))
     trainer = Trainer.of(p)
     click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
@@ -118,7 +121,7 @@ def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
             p, path, imported = load_any(preset, overrides)
             if imported:
                 click.echo(imported.text(), err=True)
-            result = runner.train(p, path, printer, on_line, confirmed=yes, prepared=prepared_dir)
+            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides, prepared=prepared_dir)
     finally:
         printer.close()
     _report(result)
@@ -157,10 +160,17 @@ def check_model(force):
 @cli.command()
 @click.argument("preset")
 @overrides_arg
+@click.option("--dry-run", is_flag=True, help="Only show what would be trained on (Kohya folders: beside how "
+              "sd-scripts would read them); no run folder is made.")
 @friendly
-def prepare(preset, overrides):
+def prepare(preset, overrides, dry_run):
     """Check, crop and caption the photos into a new run folder, to look at before training."""
+    from faceswap_kohya.jobs.prepare import dry_run as show
     from faceswap_kohya.jobs.prepare import prepare as run_prepare
 
     p, _ = preset_files.load(preset, overrides)
-    run_prepare(p, Printer(bar=False))
+    if dry_run:
+        for line in show(p, overrides):
+            click.echo(line)
+        return
+    run_prepare(p, Printer(bar=False), overrides)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config.paths import new_folder
-from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.config.schema import Preset, Subset
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class RunLayout:
     @property
     def reg(self) -> Path:
         return self.root / "reg"
+
+    @property
+    def val(self) -> Path:
+        """Held-out photos: sd-scripts computes the validation loss on them; evaluate scores likeness to them."""
+        return self.root / "val"
 
     @property
     def model(self) -> Path:
@@ -66,17 +71,32 @@ class RunLayout:
         return self.root / "preset.yaml"
 
 
+def subset_dir(parent: Path, subset: Subset) -> Path:
+    """`<parent>/<repeats>_<class tokens>`: a Kohya folder's copy in the run folder."""
+    return parent / f"{subset.repeats}_{subset.class_tokens}"
+
+
 def instance_dir(preset: Preset, run: RunLayout) -> Path:
-    """`img/10_myface woman`: Kohya reads repeats and class tokens from this name."""
+    """`img/10_myface woman`: Kohya reads repeats and class tokens from this name (the first Kohya subset's)."""
+    if preset.dataset.subsets:
+        return subset_dir(run.img, preset.dataset.subsets[0])
     return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
 
 
+def validation_dir(preset: Preset, run: RunLayout) -> Path:
+    """`val/1_myface woman`: the held-out photos, captioned like the training photos."""
+    return run.val / f"1_{preset.instance_tokens}"
+
+
 def reg_dir(preset: Preset, run: RunLayout) -> Path:
+    if preset.regularization.subsets:
+        return subset_dir(run.reg, preset.regularization.subsets[0])
     return run.reg / f"{preset.regularization.repeats}_{preset.subject.class_word}"
 
 
 def has_regularization(preset: Preset) -> bool:
-    return bool(preset.regularization.images or preset.regularization.generate)
+    r = preset.regularization
+    return bool(r.images or r.generate or r.subsets)
 
 
 def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:

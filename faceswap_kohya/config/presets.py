@@ -109,6 +109,11 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return data
 
 
+def override_keys(overrides) -> set[str]:
+    """The dotted keys of `key=value` overrides (what the command line set)."""
+    return {item.partition("=")[0] for item in overrides if "=" in item}
+
+
 def load_data(path: Path, overrides=()) -> dict:
     data = read_yaml(path)
     if isinstance(data.get("base_model"), str):  # the `base_model: PATH` shorthand, so base_model.vae=... works

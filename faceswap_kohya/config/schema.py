@@ -7,10 +7,13 @@ Cross-field rules live in ``Preset.check_*`` validators and say what to change.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from faceswap_kohya.config.evaluation import Evaluation
+from faceswap_kohya.config.resources import Resources
+from faceswap_kohya.config.sections import Section, _expand
 
 CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
 
@@ -29,14 +32,6 @@ SAMPLERS = (
     "dpmsolver++", "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a",
 )
 NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _expand(value):
-    return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
 
 
 class BaseModelSection(Section):
@@ -97,6 +92,27 @@ class Augment(Section):
     relight: int = Field(1, ge=0, description="add a brightness/contrast/warmth variant of this many photos")
 
 
+class Subset(Section):
+    """One Kohya image folder (`N_<tokens>`), trained as one sd-scripts subset."""
+
+    folder: str = Field(description="the folder its photos are read from (never modified)")
+    repeats: int = Field(ge=1, le=1000, description="num_repeats (the N of `N_<tokens>`)")
+    class_tokens: str = Field(description="the folder's tokens: the caption of a photo without a caption file")
+
+    _expand_paths = field_validator("folder", mode="before")(_expand)
+
+    @field_validator("class_tokens")
+    @classmethod
+    def check_tokens(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[/\\\n]", v):
+            raise ValueError("must be words for a folder name, e.g. 'ohwx man'")
+        return v
+
+
+SUBSETS_HELP = ("Kohya folders (`N_<tokens>`), one sd-scripts subset each; filled in from `images` "
+                "when it is a Kohya folder, and recorded in each run's preset.yaml")
+
+
 class Dataset(Section):
     images: Optional[str] = Field(None, description="folder with 5-10 photos of the person (required to train)")
     repeats: int = Field(10, ge=1, le=1000, description="times each photo is seen per epoch (the 10 in `10_myface woman`)")
@@ -115,6 +131,14 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    mask: Literal["none", "face", "head", "person"] = Field(
+        "none", description="weight the training loss by a soft mask around the face (face), head and hair (head) "
+                            "or head and body (person), stored as each image's alpha; none: every pixel counts the same")
+    mask_floor: float = Field(0.1, ge=0, le=1, description="loss weight outside the mask (the background is still learned a little)")
+    holdout: Optional[int] = Field(
+        None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
+                                        "unset: 1 when at least 6 photos are usable, else 0")
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -156,6 +180,10 @@ class Regularization(Section):
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
     scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+    prior_loss_weight: Optional[float] = Field(
+        None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
+                                       "images' mean mask weight (sd-scripts does not rescale masked losses)")
+    subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
 
@@ -251,6 +279,9 @@ class Training(Section):
     max_token_length: Literal[75, 150, 225] = 75
     lowram: bool = False
     max_data_loader_workers: int = Field(0, ge=0)
+    validate_every_n_epochs: Optional[int] = Field(
+        None, ge=1, description="validation loss on the held-out photos every N epochs (unset: every epoch)")
+    validate_every_n_steps: Optional[int] = Field(None, ge=1, description="also every N steps")
 
 
 class Sampling(Section):
@@ -299,21 +330,6 @@ class Kohya(Section):
     _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
 
 
-class Evaluation(Section):
-    enabled: bool = Field(False, description="score every checkpoint against the photos at the end of `train`")
-    prompts: list[str] = Field(
-        default_factory=lambda: [
-            "{trigger} {class}, professional portrait photo, soft light",
-            "{trigger} {class}, close-up photo, outdoors",
-            "{trigger} {class}, smiling, photo in a cafe",
-        ])
-    seeds: list[int] = Field(default_factory=lambda: [1, 2])
-    steps: int = Field(25, ge=1, le=200)
-    cfg: float = Field(6.0, ge=0)
-    embedder: Literal["dlib", "insightface"] = "dlib"
-    insightface_root: Optional[str] = None
-
-
 class Preset(Section):
     """One training recipe: what to train on, how, and where to write it."""
 
@@ -328,6 +344,7 @@ class Preset(Section):
     output: Output = Field(default_factory=Output)
     kohya: Kohya = Field(default_factory=Kohya)
     evaluate: Evaluation = Field(default_factory=Evaluation)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -380,8 +397,17 @@ class Preset(Section):
         return self
 
     @model_validator(mode="after")
+    def check_bleed_without_trigger(self):
+        trigger = self.subject.trigger.lower()
+        for prompt in self.evaluate.bleed_prompts:
+            if trigger in re.findall(r"[a-z0-9]+", prompt.lower()):
+                raise ValueError(f"evaluate.bleed_prompts: {prompt!r} contains the trigger {self.subject.trigger!r}; "
+                                 "bleed prompts test faces the LoRA should leave alone")
+        return self
+
+    @model_validator(mode="after")
     def check_regularization(self):
         r = self.regularization
-        if r.images and r.generate:
+        if (r.images or r.subsets) and r.generate:
             raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
         return self

@@ -16,12 +16,15 @@ from typing import Optional
 from PIL import Image
 
 from faceswap_kohya.config.layout import RunLayout
-from faceswap_kohya.data.photos import Photo
-
+from faceswap_kohya.data.photos import HELD_OUT, Photo
 
 # ---------------------------------------------------------------- reports
-def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
-    """A grid of (image, title, warning, caption): title, the warning in red (if any) and the wrapped caption under each thumbnail."""
+HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
+
+
+def contact_sheet(items: list[tuple], thumb: int = 256, columns: int = 5) -> Image.Image:
+    """A grid of (image, title, warning, caption[, frame colour]): title, the warning in red (if any) and the
+    wrapped caption under each thumbnail; a frame colour draws a thick frame around the thumbnail."""
     from PIL import ImageDraw, ImageFont
 
     try:
@@ -35,12 +38,15 @@ def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 2
     sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
     colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
-    for k, (image, title, warning, text) in enumerate(items):
+    for k, (image, title, warning, text, *frame) in enumerate(items):
         x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
         scale = thumb / max(image.size)  # small training images (e.g. 64 px) are shown enlarged too
         im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                           Image.LANCZOS if scale < 1 else Image.NEAREST)
-        sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
+        at = (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2)
+        sheet.paste(im, at)
+        if frame and frame[0]:
+            draw.rectangle((at[0] - 4, at[1] - 4, at[0] + im.width + 3, at[1] + im.height + 3), outline=frame[0], width=4)
         lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
         lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
         for j, (kind, line) in enumerate(lines[:lines_per_cell]):
@@ -66,7 +72,14 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
            "",
            f"- input: `{data['input']}` (read only)",
            f"- training images: {c['training_images']} in `{data['instance_dir']}` "
-           f"({c['used']} photos + {c['augmented']} augmented copies)"]
+           f"({c['used'] - c['held_out']} photos + {c['augmented']} augmented copies)"]
+    if summary.held_out:
+        out.append(f"- held out: {c['held_out']} photo{'s' if c['held_out'] != 1 else ''} in `{data['validation_dir']}` "
+                   "(not trained on: validation loss and likeness to unseen photos are measured on them)")
+    if summary.mask:
+        m = summary.mask
+        out.append(f"- loss mask: {m['kind']} (alpha channel of each training image; weight {m['floor']:g} outside, "
+                   f"mean weight {m['mean_weight']:.2f}); the contact sheet tints what it leaves out")
     if data["reg_dir"]:
         out.append(f"- regularization: {c['regularization_images']} images in `{data['reg_dir']}`")
     if summary.embedder:
@@ -82,7 +95,8 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
             continue
         crop = f"{e.crop[2] - e.crop[0]} px ×{e.upscale:.2f}" if e.crop else ""
         ident = f"{e.identity:.2f}" if e.identity is not None else ""
-        out.append(f"| `{e.source.name}` | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
+        held = " (held out)" if e.held_out else ""
+        out.append(f"| `{e.source.name}`{held} | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
                    f"| {', '.join(e.outputs)} | {e.caption} |")
     notes = [(e.source.name, n) for e in summary.entries if e.status == "kept" for n in e.notes]
     if notes:
@@ -91,6 +105,10 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
         out += ["", "## Augmented", ""] + [f"- `{a['file']}`: {a['kind']} of `{a['from']}`" for a in summary.augmented]
     if summary.other_files:
         out += ["", "## Other files in the folder (not photos)", ""] + [f"- `{o['file']}`: {o['why']}" for o in summary.other_files]
+    if summary.kohya:
+        from faceswap_kohya.data.kohya_layout import markdown_lines
+
+        out += markdown_lines(summary.kohya)
     return "\n".join(out) + "\n"
 
 
@@ -109,12 +127,17 @@ def at_a_glance(photo: Photo) -> str:
 
 
 def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
+    """contact_sheet.png (each image with its mask as a tint, held-out photos framed), dataset.json, dataset.md."""
+    from faceswap_kohya.faces.masks import overlay
+
     items = []
-    augmented = {a["file"]: a for a in summary.augmented}
     source = {name: e for e in summary.entries for name in e.outputs}
-    for image, path, caption in jobs:
-        tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
-        items.append((image, path.name + tag, "" if tag else at_a_glance(source[path.name]), caption))
+    for job in jobs:
+        held = job.kind == HELD_OUT
+        title = job.path.name + (f" ({job.kind.upper() if held else job.kind})" if job.kind else "")
+        shown = job.image if job.mask is None else overlay(job.image, job.mask)
+        warning = "" if job.kind and not held else at_a_glance(source[job.path.name])
+        items.append((shown, title, warning, job.caption, HELD_OUT_FRAME if held else None))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)
@@ -129,6 +152,8 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
 class LayoutSummary:
     instance_dir: Path
     photos: list[Path] = field(default_factory=list)  # training images written (augmented copies included)
+    held_out: list[Path] = field(default_factory=list)  # held-out photos written to the validation folder
+    mask: dict = field(default_factory=dict)  # {"kind", "floor", "mean_weight"} with dataset.mask
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # input photos not used, and why
     reg_dir: Optional[Path] = None
     reg_images: int = 0
@@ -138,6 +163,7 @@ class LayoutSummary:
     other_files: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     regularization: dict = field(default_factory=dict)
+    kohya: dict = field(default_factory=dict)  # Kohya folders: sd-scripts' reading vs ours (kohya_layout)
     embedder: str = ""
     seconds: float = 0.0
     contact_sheet: Optional[Path] = None
@@ -147,14 +173,25 @@ class LayoutSummary:
     def brief(self, root: Path) -> list[str]:
         """What a person should read in the terminal: counts, warnings, photos not used, where to look."""
         kept = sum(e.status == "kept" for e in self.entries)
+        held = f" ({kept - len(self.held_out)} trained on, {len(self.held_out)} held out)" if self.held_out else ""
         lines = [f"run folder: {root}",
-                 f"dataset: {kept} of {len(self.entries)} photos used, {len(self.augmented)} augmented copies "
+                 f"dataset: {kept} of {len(self.entries)} photos used{held}, {len(self.augmented)} augmented copies "
                  f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
+        if self.held_out:
+            names = ", ".join(p.name for p in self.held_out)
+            lines.append(f"held out for validation loss and likeness to unseen photos: {names} "
+                         f"→ {self.held_out[0].parent.relative_to(root)}")
+        if self.mask:
+            lines.append(f"loss mask: {self.mask['kind']}, mean weight {self.mask['mean_weight']:.2f} (tinted on the contact sheet)")
         if self.reg_dir:
             lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
+        if self.kohya:
+            from faceswap_kohya.data.kohya_layout import text_lines
+
+            lines += text_lines(self.kohya)
         lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
         return lines
 
@@ -165,14 +202,17 @@ class LayoutSummary:
             "input": str(self.source),
             "instance_dir": rel(self.instance_dir),
             "reg_dir": rel(self.reg_dir),
+            "validation_dir": rel(self.held_out[0].parent) if self.held_out else None,
             "counts": {"photos": len(self.entries), "used": len(kept), "dropped": len(self.entries) - len(kept),
                        "augmented": len(self.augmented), "training_images": len(self.photos),
-                       "regularization_images": self.reg_images},
+                       "held_out": len(self.held_out), "regularization_images": self.reg_images},
+            "mask": self.mask or None,
             "face_embedder": self.embedder,
             "warnings": self.warnings,
             "photos": [e.to_dict() for e in self.entries],
             "augmented": self.augmented,
             "not_photos": self.other_files,
             "regularization": self.regularization,
+            "kohya": self.kohya,
             "seconds": round(self.seconds, 2),
         }

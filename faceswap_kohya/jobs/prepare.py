@@ -5,27 +5,33 @@ from __future__ import annotations
 import shutil
 
 from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.presets import override_keys
 from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, echo_to, ignore
 
 
-def prepare(preset: Preset, on_event: OnEvent = ignore):
+def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
     """A new run folder with the Kohya dataset, contact sheet and summary; nothing is left behind on failure.
 
+    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     Returns (run layout, layout summary)."""
     from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
+    from faceswap_kohya.data.kohya_folders import resolve
 
-    check_folder(preset.dataset.images, "dataset.images")
+    resolved = resolve(preset, override_keys(overrides))
+    preset = resolved.preset
+    if not preset.dataset.subsets:
+        check_folder(preset.dataset.images, "dataset.images")
     run: RunLayout = new_run(preset)
     recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
     emit = recorder.wrap(on_event)
     try:
         run.preset.write_text("# the preset these photos were prepared with (train --prepared checks it)\n" + dump(preset),
                               encoding="utf-8")
-        summary = layout(preset, run, echo=echo_to(emit))
+        summary = layout(preset, run, echo=echo_to(emit), notes=resolved.notes)
         for line in summary.brief(run.root):
             emit(Message(line))
         sheet = run.root / "contact_sheet.png"
@@ -39,3 +45,23 @@ def prepare(preset: Preset, on_event: OnEvent = ignore):
         raise
     recorder.close()
     return run, summary
+
+
+def dry_run(preset: Preset, overrides=()) -> list[str]:
+    """What would be trained on, with no run folder made: for Kohya folders, beside how sd-scripts reads them."""
+    from faceswap_kohya.data.images import check_folder, sort_folder
+    from faceswap_kohya.data.kohya_folders import resolve
+    from faceswap_kohya.data.kohya_layout import compare, text_lines
+
+    resolved = resolve(preset, override_keys(overrides))
+    p = resolved.preset
+    if p.dataset.subsets or p.regularization.subsets:
+        lines = text_lines(compare(p, None, resolved.notes))
+        if p.dataset.subsets:
+            return lines
+    else:
+        lines = []
+    folder = check_folder(p.dataset.images, "dataset.images")
+    photos, other = sort_folder(folder)
+    return [f"{len(photos)} photos in {folder} (not Kohya folders), {len(other)} other files: trained as "
+            f"{p.dataset.repeats}_{p.instance_tokens} (photos are checked when prepared)"] + lines

@@ -31,9 +31,9 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
     `photos=False` when the photos were laid out already (`train --prepared`)."""
     from faceswap_kohya.data.images import check_folder
 
-    if photos:
+    if photos and not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
         check_folder(preset.dataset.images, "dataset.images")
-    if preset.regularization.images:
+    if preset.regularization.images and not preset.regularization.subsets:
         check_folder(preset.regularization.images, "regularization.images")
     check_trainer(trainer)
     check_base_model(preset)
@@ -59,9 +59,10 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
     return argv
 
 
-def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print,
+def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=(),
                 prepared: Optional[Path] = None) -> tuple[list[str], Trainer]:
-    """Lay out the dataset (or copy the one `prepare` made in `prepared`) and write preset, TOMLs and command."""
+    """Lay out the dataset (or copy the one `prepare` made in `prepared`) and write preset, TOMLs and command
+    (`notes`: kohya_folders.resolve's)."""
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
@@ -73,7 +74,7 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print,
         n_images = copy_prepared(preset, prepared, run)
         echo(f"dataset: {n_images} training images (captions as saved) from {prepared}")
     else:
-        summary = dataset.layout(preset, run, echo=echo)
+        summary = dataset.layout(preset, run, echo=echo, notes=notes)
         for line in summary.brief(run.root)[1:]:  # the run folder was named already
             echo(line)
         n_images = len(summary.photos)
@@ -210,10 +211,15 @@ def _recorded(preset: Preset, run: RunLayout, on_event: OnEvent, work) -> RunRes
 
 
 def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None,
-          confirmed: bool = False, prepared: Optional[Path] = None) -> RunResult:
+          confirmed: bool = False, overrides=(), prepared: Optional[Path] = None) -> RunResult:
     """Train a LoRA in a new run folder; returns the result (failed and interrupted runs included).
 
+    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     `prepared`: a run folder made by `prepare` whose photos (and captions, as edited there) are used as they are."""
+    from faceswap_kohya.data.kohya_folders import resolve
+
+    resolved = resolve(preset, presets.override_keys(overrides))
+    preset = resolved.preset
     trainer = Trainer.of(preset)
     if prepared is not None:
         check_prepared(preset, prepared)
@@ -224,7 +230,8 @@ def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line
         emit(StageStarted("preparing"))
         emit(Message(f"run folder: {run.root}"))
         t = time.monotonic()
-        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), prepared=prepared)
+        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes,
+                                       prepared=prepared)
         emit(StageFinished("preparing", time.monotonic() - t))
         return _run_trainer(preset, run, argv, trained_by, emit, on_line, recorder)
 
@@ -252,7 +259,7 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
 
     def work(emit, recorder):
         emit(Message(f"resuming {old.root.name} from {state.name} in {run.root}"))
-        for folder in (old.img, old.reg):
+        for folder in (old.img, old.val, old.reg):
             if folder.is_dir():
                 shutil.copytree(folder, run.root / folder.name)
         # without --skip_until_initial_step sd-scripts restores the state but trains all steps again

@@ -19,8 +19,10 @@ def check_model_path() -> Path:
     return home() / "pipeline-check" / "sdxl-random-fp16.safetensors"
 
 
-def build_check_model(trainer, force: bool = False, echo=print) -> Path:
-    """Build (once) and return the check model, using the trainer's python and sd-scripts."""
+def build_check_model(trainer, force: bool = False, echo=print, device: str = "cpu", timeout: float | None = None) -> Path:
+    """Build (once) and return the check model, using the trainer's python and sd-scripts.
+
+    device: where the random weights are made ("cuda" is much faster); timeout: seconds, then TimeoutError."""
     out = check_model_path()
     if out.is_file() and not force:
         return out
@@ -29,8 +31,12 @@ def build_check_model(trainer, force: bool = False, echo=print) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.safetensors")
     echo(f"building the pipeline-check model (random SDXL weights, ~6.9 GB, a few minutes) → {out}")
-    proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial)],
-                          cwd=trainer.sd_scripts, capture_output=True, text=True)
+    try:
+        proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial), device],
+                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        partial.unlink(missing_ok=True)
+        raise TimeoutError(f"building the pipeline-check model took over {timeout:.0f} s") from None
     if proc.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])

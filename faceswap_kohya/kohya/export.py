@@ -44,7 +44,7 @@ def _not_exported(preset) -> list[str]:
         for name in type(obj).model_fields:
             if section == "captions" and name in ("shuffle", "keep_tokens", "dropout_rate"):
                 continue
-            if section == "regularization" and name in ("images", "repeats"):
+            if section == "regularization" and name in ("images", "repeats", "subsets"):
                 continue
             if section == "output" and name == "name":
                 continue
@@ -74,10 +74,11 @@ def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
     cfg["train_batch_size"] = preset.training.batch_size
     cfg["lr_scheduler_num_cycles"] = preset.optimizer.num_cycles  # kohya_ss always writes it
     ds = dataset_config(preset, run)
-    inst = ds["datasets"][0]["subsets"][0]
-    inst["image_dir"] = preset.dataset.images or "PHOTOS_FOLDER"
-    if len(ds["datasets"][0]["subsets"]) > 1:
-        ds["datasets"][0]["subsets"][1]["image_dir"] = preset.regularization.images or "REG_FOLDER"
+    d, r = preset.dataset, preset.regularization
+    folders = ([s.folder for s in d.subsets] or [d.images or "PHOTOS_FOLDER"]) + \
+        ([s.folder for s in r.subsets] or [r.images or "REG_FOLDER"])
+    for subset, folder in zip(ds["datasets"][0]["subsets"], folders):  # the Kohya folders themselves
+        subset["image_dir"] = folder
     return dict(sorted(cfg.items())), ds, _not_exported(preset)
 
 

@@ -35,6 +35,8 @@ def import_file(path, dataset=None) -> tuple[dict, Report]:
         check_family_gui(raw, str(path))
         sd = gui_to_sd_args(raw, report)
         data = sd_args_to_preset(sd, report, from_gui=True)
+        if not dataset:
+            import_folders(raw, data, report)
     else:
         if is_dataset_toml(raw):
             raise UserError(f"{path}: this is a dataset TOML ([[datasets]]); import the training config TOML and "
@@ -50,10 +52,46 @@ def import_file(path, dataset=None) -> tuple[dict, Report]:
                 raise UserError(f"{ds_path}: not a dataset TOML (expected [general] and [[datasets]])")
             dataset_toml_to_preset(ds, data, report, prefix=ds_path.name)
             report.kind += f" + dataset {ds_path.name}"
+        else:  # sd-scripts reads train_data_dir / reg_data_dir only without a dataset TOML
+            import_folders({k: v for sec in raw.values() if isinstance(sec, dict) for k, v in sec.items()} | raw,
+                           data, report)
     if dataset and path.suffix.lower() == ".json":
         ds = _read(Path(dataset))
         dataset_toml_to_preset(ds, data, report, prefix=Path(dataset).name)
     return data, report
+
+
+def import_folders(values: dict, data: dict, report: Report) -> None:
+    """`train_data_dir` / `reg_data_dir` that are Kohya folders on this machine → dataset.images /
+    regularization.images (and the subject their names give), as kohya_ss would train on them."""
+    from faceswap_kohya.data.kohya_folders import kohya_subsets, subject_words
+
+    for key, section in (("train_data_dir", "dataset"), ("reg_data_dir", "regularization")):
+        value = values.get(key)
+        folder = Path(value).expanduser() if isinstance(value, str) and value else None
+        if folder is None or not folder.is_dir():
+            continue
+        try:
+            subsets = kohya_subsets(folder, key)
+        except UserError as e:
+            report.warnings.append(f"{e}; {section}.images is not set")
+            continue
+        if not subsets:
+            report.warnings.append(f"{key}: {folder} holds no `N_<tokens>` folders (sd-scripts would find no data); "
+                                   f"{section}.images is not set")
+            continue
+        labels = [e.key for e in report.entries if e.key == key or e.key.endswith("." + key)] or [key]
+        report.entries = [e for e in report.entries if e.key not in labels]
+        data.setdefault(section, {})["images"] = str(folder)
+        found = ", ".join(f"{Path(s.folder).name} (×{s.repeats})" for s in subsets)
+        detail = f"{section}.images = {folder}: Kohya folders {found}"
+        if section == "dataset":
+            subject = dict(zip(("trigger", "class_word"), subject_words(subsets[0].class_tokens)))
+            for name, word in subject.items():
+                if word:
+                    data.setdefault("subject", {})[name] = word
+                    detail += f"; subject.{name} = {word}"
+        report.add(labels[0], "transformed", detail)
 
 
 def import_preset(path, dataset=None):
@@ -69,7 +107,8 @@ def to_yaml(preset, report: Report) -> str:
 
     head = [f"# {Path(report.source).stem}: imported from {Path(report.source).name} ({report.kind})",
             "# VRAM: ?",
-            "# Run: faceswap-kohya train THIS.yaml dataset.images=~/photos subject.trigger=myface subject.class_word=woman"]
+            "# Run: faceswap-kohya train THIS.yaml" + ("" if preset.dataset.images else
+                                                        " dataset.images=~/photos subject.trigger=myface subject.class_word=woman")]
     head += [f"# {status}: {n}" for status, n in report.counts().items()]
     return "\n".join(head) + "\n" + dump(preset)
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
+from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
 
 
 @dataclass
@@ -65,18 +65,20 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
         in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
         try:
-            splitter = LineSplitter()
+            splitter, output = LineSplitter(), TrainerOutput()
             while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
                 log.write(chunk)
                 log.flush()
                 for line in splitter.feed(chunk.decode("utf-8", "replace")):
                     on_line(line)
-                    if (event := parse_line(line)) is not None:
+                    for event in output.feed(line):
                         on_event(event)
             for line in splitter.flush():
                 on_line(line)
-                if (event := parse_line(line)) is not None:
+                for event in output.feed(line):
                     on_event(event)
+            for event in output.flush():
+                on_event(event)
             code = proc.wait()
         finally:
             for s, handler in old.items():

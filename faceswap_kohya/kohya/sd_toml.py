@@ -70,8 +70,16 @@ def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "
     reg = [s for s in subsets if s.get("is_reg")]
     if inst:
         layers.append(("subsets[instance]", inst[0]))
-    for s in inst[1:]:
-        report.add(f"{prefix}: subsets[{s.get('image_dir', '?')}]", "unsupported", "one instance subset is trained; not applied")
+    for section, group in (("dataset", inst), ("regularization", reg)):
+        here = _subsets_here(group)
+        if here:  # sd-scripts' own reading of them: each folder with its repeats and class tokens
+            _put(data, section, "subsets", here)
+            report.add(f"{prefix}: subsets[{'reg' if section == 'regularization' else 'instance'}]", "transformed",
+                       f"{section}.subsets = " + "; ".join(f"{s['folder']} ×{s['repeats']} '{s['class_tokens']}'" for s in here))
+        elif section == "dataset":
+            for s in inst[1:]:
+                report.add(f"{prefix}: subsets[{s.get('image_dir', '?')}]", "unsupported",
+                           "several instance subsets are trained only when their folders exist here with class_tokens; not applied")
     for where, layer in layers:
         for key, value in layer.items():
             src = f"{prefix}: {where}.{key}"
@@ -131,6 +139,18 @@ def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "
             report.add(f"{prefix}: subsets[reg].num_repeats", "transformed", f"regularization.repeats = {s['num_repeats']}")
         for key in set(s) - {"image_dir", "num_repeats", "is_reg"}:
             report.add(f"{prefix}: subsets[reg].{key}", "ignored", "the class word names the regularization folder")
+
+
+def _subsets_here(subsets: list[dict]) -> list[dict]:
+    """The subsets as preset subsets, when every folder exists here and has class tokens (else [])."""
+    out = []
+    for s in subsets:
+        folder = Path(str(s.get("image_dir", ""))).expanduser()
+        tokens = str(s.get("class_tokens", "")).strip()
+        if not folder.is_dir() or not tokens:
+            return []
+        out.append({"folder": str(folder), "repeats": int(s.get("num_repeats", 1)), "class_tokens": tokens})
+    return out
 
 
 # ---------------------------------------------------------------- entry points

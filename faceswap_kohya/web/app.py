@@ -133,9 +133,8 @@ def serve(output: Path, host: str = "127.0.0.1", port: int = 7860, auth: Optiona
     ws = Workspace(check_output_dir(output)).make()
     quiet_environment(ws)
     import gradio as gr
-    from starlette.middleware import Middleware
-
     from gradio import networking
+    from starlette.middleware import Middleware
 
     networking.url_ok = patient_url_check
     demo = build(ws)

@@ -1,7 +1,8 @@
 """Build a random-init, full-size SDXL single-file checkpoint with sd-scripts' own model classes.
 
 It produces noise, by design: it exists to check an installation end to end with no download.
-Usage (cwd = sd-scripts): python make_check_model.py OUT.safetensors
+Usage (cwd = sd-scripts): python make_check_model.py OUT.safetensors [DEVICE]   (cpu, cuda: where the
+weights are made; the file is the same kind either way)
 """
 
 import os
@@ -22,13 +23,14 @@ def text_config(hidden, inter, layers, heads, act, proj):
                           pad_token_id=1, bos_token_id=0, eos_token_id=2, projection_dim=proj)
 
 
-def main(out: str) -> None:
+def main(out: str, device: str = "cpu") -> None:
     torch.manual_seed(0)
     half = torch.float16
-    unet = sdxl_original_unet.SdxlUNet2DConditionModel().to(half)
-    te1 = CLIPTextModel(text_config(768, 3072, 12, 12, "quick_gelu", 768)).to(half)
-    te2 = CLIPTextModelWithProjection(text_config(1280, 5120, 32, 20, "gelu", 1280)).to(half)
-    vae = AutoencoderKL(**model_util.create_vae_diffusers_config()).to(half)
+    with torch.device(device):
+        unet = sdxl_original_unet.SdxlUNet2DConditionModel().to(half)
+        te1 = CLIPTextModel(text_config(768, 3072, 12, 12, "quick_gelu", 768)).to(half)
+        te2 = CLIPTextModelWithProjection(text_config(1280, 5120, 32, 20, "gelu", 1280)).to(half)
+        vae = AutoencoderKL(**model_util.create_vae_diffusers_config()).to(half)
     logit_scale = torch.tensor(4.6052, dtype=half)
     metadata = {"faceswap_kohya.kind": "pipeline-check (random weights: generates noise)"}
     n = sdxl_model_util.save_stable_diffusion_checkpoint(out, te1, te2, unet, 0, 0, None, vae, logit_scale, metadata)
@@ -36,4 +38,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
