@@ -88,6 +88,25 @@ def test_files_only_from_the_workspace(server):
         assert server.get(f"/gradio_api/file={path}") == 403, path
 
 
+def test_with_a_login_nothing_is_served_without_it(tmp_path):
+    app = App(tmp_path / "ws", tmp_path / "app.log", "--host", "0.0.0.0", "--auth", "user:secret").start()
+    try:
+        run = app.output / "myface" / "20260101-000000"
+        run.mkdir(parents=True)
+        (run / "note.txt").write_text("run file")
+        assert app.get("/config") == 401
+        assert app.get(f"/gradio_api/file={run}/note.txt") in (401, 403)
+        req = urllib.request.Request(app.url + "/login", data=b"username=user&password=secret", method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            cookie = "; ".join(h.split(";")[0] for h in r.headers.get_all("Set-Cookie"))
+        req = urllib.request.Request(f"{app.url}/gradio_api/file={run}/note.txt", headers={"Cookie": cookie})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.read() == b"run file"
+    finally:
+        app.stop()
+
+
 def test_http_upload_named_dotdot_stays_inside(server):
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"../x.jpg\"\r\n"
