@@ -26,6 +26,13 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.web.common import Workspace, safe_name, save_upload
 
 
+def test_gradio_loads_only_when_the_app_starts():
+    code = ("import sys, faceswap_kohya.jobs, faceswap_kohya.cli, faceswap_kohya.web, faceswap_kohya.web.common, "
+            "faceswap_kohya.web.follow; print(sorted(m for m in ('gradio', 'fastapi', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 # ---------------------------------------------------------------- safety, without a browser
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
 def test_non_loopback_host_needs_a_login(tmp_path, host):
