@@ -346,13 +346,15 @@ def test_report_and_chart_with_a_best_checkpoint_and_top3_on_real_faces(embedder
               "references": {"folder": str(refs_dir), "photos": refs.entries}, "base": entries[0]["summary"],
               "checkpoints": entries, "top": top,
               "best": {"label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
-                       "above_base": round(best["summary"]["mean"] - entries[0]["summary"]["mean"], 4)}}
+                       "above_base": round(best["summary"]["mean"] - entries[0]["summary"]["mean"], 4),
+                       "reason": "the highest identity <b>of all</b>"}}
     write_chart(scores, folder / "identity.png")
     page = write_report(scores, folder).read_text(encoding="utf-8")
 
     assert "<script>" not in page and "alert('x')" not in page  # the prompt is text, not markup
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and "myface man &amp; friends" in page
-    assert f"<b>Best checkpoint: {best['label']}</b> — mean identity {best['summary']['mean']:.3f}" in page
+    assert f"<b>Best checkpoint: {best['label']}</b> — no held-out photos · identity vs all photos {best['summary']['mean']:.3f}" in page
+    assert "Why: the highest identity &lt;b&gt;of all&lt;/b&gt;." in page  # the reason is escaped too
     assert f"<tr class='best'><td>{best['label']}</td>" in page and page.count("class='best'") == 1
     top_html = page.split("<h2>Top 3 images</h2>")[1].split("<h2>")[0]
     assert top_html.count("<figure>") == 3 and top_html.count("data:image/jpeg;base64,") == 3
