@@ -58,6 +58,7 @@ class SweepPlan:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "source": str(self.source), "evaluate": self.evaluate,
+                "pid": os.getpid(),  # the process running the sweep: the web app's Stop sends it Ctrl-C
                 "fixed": self.fixed, "written": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "trials": [{"id": t.id, "label": t.label, "settings": t.settings, "folder": str(self.trial_folder(t)),
                             "preset": self.trial_preset(t)} for t in self.trials]}

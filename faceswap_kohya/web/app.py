@@ -1,4 +1,4 @@
-"""The web app: one page per step of the work (Photos, Train, Results, Evaluate, Swap) and the Runs list.
+"""The web app: one page per step of the work (Photos, Train, Results, Evaluate, Swap), the Runs list and Sweeps.
 
 It calls the same jobs as the CLI and nothing else; training runs as `faceswap-kohya train` in its own process.
 Safety: loopback only unless a login is set; no share link, no analytics, fonts from this machine; files are
@@ -90,7 +90,7 @@ def build(ws: Workspace):
     """The gr.Blocks of the whole app."""
     import gradio as gr
 
-    from faceswap_kohya.web import evaluate, photos, results, runs, swap, train
+    from faceswap_kohya.web import evaluate, photos, results, runs, swap, sweeps, train
     from faceswap_kohya.web.pages import Shared, refreshed_runs
 
     # delete_cache: gradio's copies of served files (all re-made on demand) older than a day, checked hourly
@@ -111,6 +111,8 @@ def build(ws: Workspace):
                 swap_page = swap.build(shared)
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                 runs_page = runs.build(shared)
+            with gr.Tab("Sweeps", id="sweeps", elem_id="tab-sweeps") as sweeps_tab:
+                sweeps_page = sweeps.build(shared)
         photos.wire(photos_page, train_page, shared)
         train.wire(train_page, shared)
         for tab, page in ((results_tab, results_page), (evaluate_tab, evaluate_page), (swap_tab, swap_page)):
@@ -119,6 +121,9 @@ def build(ws: Workspace):
                 event.then(page.show, [page.run], page.view, show_progress="hidden")
         runs_tab.select(runs.tab_refresh(ws), [runs_page.choice], runs_page.outputs, show_progress="hidden")
         runs.wire(runs_page, shared, photos_page, train_page)
+        sweeps.wire(sweeps_page, shared)
+        sweeps_tab.select(sweeps.tab_select(ws), [sweeps_page.choice], [sweeps_page.choice], show_progress="hidden").then(
+            lambda v: sweeps.view(v, ws), [sweeps_page.choice], sweeps_page.outputs, show_progress="hidden")
         demo.load(lambda: train.reattach(ws), None, [shared.followed], show_progress="hidden")
         demo.load(train_page.run_check, train_page.check_inputs, [train_page.check], show_progress="hidden")
     return demo
