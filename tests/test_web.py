@@ -180,13 +180,9 @@ def test_train_knobs_are_cli_overrides(tmp_path):
 
 
 def test_an_imported_kohya_preset_shows_its_report(tmp_path):
-    from conftest import SHARED_PRESETS
-
     from faceswap_kohya.web.train import Knobs, check_text, knob_values
 
-    kohya_json = SHARED_PRESETS / "SDXL - LoRA face dogu_cat v1.0.json"
-    if not kohya_json.is_file():
-        pytest.skip(f"no Kohya preset files here ({SHARED_PRESETS})")
+    kohya_json = Path(__file__).parent / "data" / "kohya" / "kohya_ss" / "SDXL - LoRA face dogu_cat v1.0.json"
     values = knob_values("face-12gb", str(kohya_json))
     assert values[4:7] == [92, 46, 1e-4]  # rank, alpha, learning rate as the kohya_ss preset sets them
     text = check_text(Knobs("face-12gb", str(kohya_json), *values), Workspace(tmp_path / "ws").make(), str(tmp_path), "")
