@@ -367,7 +367,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         assert "finished" in headline or "training" in headline or "preparing" in headline
         wait_text(page, "train-progress", ": finished", timeout=2400)  # ~2 min on a quiet machine
         page.wait_for_timeout(2500)  # the next refresh brings the LoRA files and samples
-        assert "myface-check.safetensors" in text_of(page, "train-loras")
+        assert "myface-check.safetensors" in text_of(page, "train-loras").replace("\n", "")  # name and suffix in two spans
         assert wait_images(page, "train-samples")
         shot(page, "train-finished")
 
@@ -378,7 +378,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         page.locator("#results-generate").click()
         wait_text(page, "results-status", "generate: done", timeout=600)
         assert wait_images(page, "results-gallery")
-        assert ".png" in text_of(page, "results-files")
+        assert ".png" in text_of(page, "results-files").replace("\n", "")
         shot(page, "results-generated")
         page.locator("#results-compare").click()
         wait_text(page, "results-status", "compare: done", timeout=600)
