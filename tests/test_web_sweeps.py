@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,7 +65,7 @@ def test_sweeps_page_lists_ranks_and_follows(tmp_path):
 def test_stop_sends_ctrl_c_to_the_sweep_process(tmp_path, monkeypatch):
     from faceswap_kohya.web import sweeps
 
-    ws, plan, recorder = workspace_with_a_sweep(tmp_path)
+    _, plan, recorder = workspace_with_a_sweep(tmp_path)
     recorder.close()
     sent = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)) if sig else None)  # 0: "alive?"
@@ -73,31 +76,43 @@ def test_stop_sends_ctrl_c_to_the_sweep_process(tmp_path, monkeypatch):
         sweeps.stop_sweep(plan.folder)
 
 
+# Drives the page in its own process: a Playwright sync session may already be open in this one (tests/test_web.py).
+BROWSE = """
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from playwright.sync_api import sync_playwright
+from web_browser import open_tab, shot, wait_images, wait_text
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(sys.argv[1])
+    page.wait_for_selector("[role=tab]")
+    open_tab(page, "Sweeps")
+    out = {"verdict": wait_text(page, "sweeps-verdict", "Winner:"), "table": wait_text(page, "sweeps-table", sys.argv[2]),
+           "chart": bool(wait_images(page, "sweeps-chart"))}
+    shot(page, "sweeps-page")
+    browser.close()
+print(json.dumps(out))
+"""
+
+
 def test_browser_sweeps_page(tmp_path):
     """The page in a real browser: the list, the ranked table with a training trial, the chart."""
     pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[dev]')")
-    from web_browser import App, ensure_chromium, open_tab, shot, text_of, wait_images, wait_text
+    from web_browser import App, ensure_chromium
 
     if reason := ensure_chromium():
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    ws, plan, recorder = workspace_with_a_sweep(tmp_path)
+    ws, _, recorder = workspace_with_a_sweep(tmp_path)
     app = App(ws.output, tmp_path / "app.log").start()
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(app.url)
-            page.wait_for_selector("[role=tab]")
-            open_tab(page, "Sweeps")
-            wait_text(page, "sweeps-verdict", "Winner: network.dim=8")
-            table = wait_text(page, "sweeps-table", "training step 3/8")
-            assert "network.dim=16" in table and "failed" in table
-            assert wait_images(page, "sweeps-chart")
-            assert "demo" in text_of(page, "sweeps-choice") or "sweep demo" in page.content()
-            shot(page, "sweeps-page")
-            browser.close()
+        done = subprocess.run([sys.executable, "-c", BROWSE, app.url, "training step 3/8", str(Path(__file__).parent)],
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        assert "Winner: network.dim=8" in seen["verdict"] and "identity 0.420" in seen["verdict"]
+        assert "network.dim=16" in seen["table"] and "failed" in seen["table"] and "running" in seen["table"]
+        assert seen["chart"]
     finally:
         recorder.close()
         app.stop()
