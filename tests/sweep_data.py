@@ -98,6 +98,7 @@ def alive_with(text: str) -> str:
 
 
 def real_settings(photos: Path, out: Path) -> list[str]:
-    """cpu-check with the evaluation kept tiny: one prompt, one seed, two steps at the training size (64 px)."""
+    """cpu-check with the evaluation kept tiny: one prompt, one seed, two steps at the training size (64 px), no bleed."""
     return [f"dataset.images={photos}", f"output.dir={out}", "sampling.prompts=[]", "sampling.every_n_epochs=null",
-            "evaluate.prompts=['{trigger} {class}, portrait']", "evaluate.seeds=[1]", "evaluate.steps=2"]
+            "evaluate.prompts=['{trigger} {class}, portrait']", "evaluate.seeds=[1]", "evaluate.steps=2",
+            "evaluate.bleed_prompts=[]"]
