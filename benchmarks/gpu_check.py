@@ -64,7 +64,7 @@ GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
                 {"train": 130, "generate": 50})
 # On a CPU: fp32, batch 1, the UNet only and rank 4, as the cpu-check preset (at 64 px a rank-64 LoRA
 # and its optimizer cost a CPU several times the base model); the dry run checks the plan, not the figures.
-DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 3300.0,
+DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 4800.0,
                 {"setup": 60, "environment": 180, "model": 900, "train": 900, "generate": 900, "swap": 600}, {},
                 ("dataset.enable_bucket=false", "training.mixed_precision='no'", "training.full_bf16=false",
                  "training.batch_size=1", "optimizer.text_encoder_lr=0", "network.dim=4", "network.alpha=2"))

@@ -26,6 +26,13 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.web.common import Workspace, safe_name, save_upload
 
 
+def test_gradio_loads_only_when_the_app_starts():
+    code = ("import sys, faceswap_kohya.jobs, faceswap_kohya.cli, faceswap_kohya.web, faceswap_kohya.web.common, "
+            "faceswap_kohya.web.follow; print(sorted(m for m in ('gradio', 'fastapi', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 # ---------------------------------------------------------------- safety, without a browser
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
 def test_non_loopback_host_needs_a_login(tmp_path, host):
@@ -86,6 +93,25 @@ def test_files_only_from_the_workspace(server):
                  f"{server.output}/myface/20260101-000000/../../../app.log", "http://127.0.0.1:1/x.png",
                  "https://example.com/x.png"):
         assert server.get(f"/gradio_api/file={path}") == 403, path
+
+
+def test_with_a_login_nothing_is_served_without_it(tmp_path):
+    app = App(tmp_path / "ws", tmp_path / "app.log", "--host", "0.0.0.0", "--auth", "user:secret").start()
+    try:
+        run = app.output / "myface" / "20260101-000000"
+        run.mkdir(parents=True)
+        (run / "note.txt").write_text("run file")
+        assert app.get("/config") == 401
+        assert app.get(f"/gradio_api/file={run}/note.txt") in (401, 403)
+        req = urllib.request.Request(app.url + "/login", data=b"username=user&password=secret", method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            cookie = "; ".join(h.split(";")[0] for h in r.headers.get_all("Set-Cookie"))
+        req = urllib.request.Request(f"{app.url}/gradio_api/file={run}/note.txt", headers={"Cookie": cookie})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.read() == b"run file"
+    finally:
+        app.stop()
 
 
 def test_http_upload_named_dotdot_stays_inside(server):
@@ -341,7 +367,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         assert "finished" in headline or "training" in headline or "preparing" in headline
         wait_text(page, "train-progress", ": finished", timeout=2400)  # ~2 min on a quiet machine
         page.wait_for_timeout(2500)  # the next refresh brings the LoRA files and samples
-        assert "myface-check.safetensors" in text_of(page, "train-loras")
+        assert "myface-check.safetensors" in text_of(page, "train-loras").replace("\n", "")  # name and suffix in two spans
         assert wait_images(page, "train-samples")
         shot(page, "train-finished")
 
@@ -352,7 +378,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         page.locator("#results-generate").click()
         wait_text(page, "results-status", "generate: done", timeout=600)
         assert wait_images(page, "results-gallery")
-        assert ".png" in text_of(page, "results-files")
+        assert ".png" in text_of(page, "results-files").replace("\n", "")
         shot(page, "results-generated")
         page.locator("#results-compare").click()
         wait_text(page, "results-status", "compare: done", timeout=600)

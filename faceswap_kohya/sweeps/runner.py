@@ -2,8 +2,9 @@
 
 With no address (neither `--ray-address` nor RAY_ADDRESS) a local Ray instance starts for the sweep and
 stops after it: no dashboard, a 100 MiB object store (trials return small summaries; the trainer needs
-the memory), its memory resource set to the machine's RAM, and Ray's own out-of-memory killer off (it
-would kill the worker and leave its trainer running). With an address the driver joins that cluster.
+the memory), its memory resource set to the machine's RAM, Ray's own out-of-memory killer off (it would
+kill the worker and leave its trainer running), and workers at normal priority (Ray's default niceness 15
+starves a trainer on a busy machine). With an address the driver joins that cluster.
 
 Each trial asks for the preset's resources (`resources.*`, else worked out from the preset: one GPU per
 trainer process when the cluster has GPUs; on a CPU ~20 GiB, so trials run one at a time), and Ray runs
@@ -78,7 +79,7 @@ def ray_session(address: Optional[str] = None):
         else:
             ray.init(address="local", num_cpus=os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES,
                      include_dashboard=False, _memory=physical_memory(), log_to_driver=False,
-                     logging_level=logging.ERROR, _system_config={"memory_monitor_refresh_ms": 0},
+                     logging_level=logging.ERROR, _system_config={"memory_monitor_refresh_ms": 0, "worker_niceness": 0},
                      runtime_env={"env_vars": {"PYTHONPATH": package_root}})  # workers import this very package
     except (ConnectionError, RuntimeError, ValueError) as e:
         if not address:
@@ -136,6 +137,11 @@ def _trial_task(spec: dict) -> dict:
     # Ray starts its processes with SIGINT blocked, and a child inherits that: unblock it so the trainer
     # can be stopped gently (launch sends SIGINT first).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Ray starts workers at niceness 15: on a busy machine the trainer would crawl. Back to normal where allowed.
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
     from faceswap_kohya.sweeps.trials import run_trial
 
     return run_trial(spec)

@@ -264,7 +264,7 @@ def tick(run: str, seen: tuple):
         return [gr.skip()] * 6 + [gr.Timer(active=False)]
     view = follow.view_of(Path(run))
     pictures, files = follow.samples(view.root), follow.loras(view.root)
-    log = follow.log_tail(view.root)
+    log = follow.log_tail(view.root, lines=12)  # what the 10-line box shows: the newest lines
     step = view.step.step if view.step else 0
     now = (run, view.state, step, len(view.losses), len(view.val_losses), tuple(pictures), tuple(files), log)
     if now == tuple(seen):
