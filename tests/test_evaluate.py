@@ -309,23 +309,26 @@ def test_report_and_chart_are_self_contained_and_agree_with_scores(evaluated):
 
 
 def test_report_and_chart_with_a_best_checkpoint_and_top3_on_real_faces(embedder, tmp_path, face_recognition_photos):
-    """A report as evaluate writes it, from real face photos standing in for generated images: the best
-    checkpoint is marked in the table, the verdict and the chart, the top-3 images are inline, and a
-    prompt with markup is shown as text, never run."""
+    """A report as evaluate writes it (scores_document, write_chart, write_report), from real face photos standing
+    in for generated images: the best checkpoint is marked in the verdict, the table and the chart, the top-3
+    images are inline, and prompts with markup are shown as text, never run."""
     import shutil
+    from types import SimpleNamespace
 
+    from faceswap_kohya.scoring.document import scores_document
     from faceswap_kohya.scoring.report import write_chart, write_report
 
-    refs_dir = tmp_path / "refs"
-    refs_dir.mkdir()
-    for name in ("obama.jpg", "obama3.jpg"):
-        shutil.copy(face_recognition_photos / name, refs_dir / name)
-    refs = load_references(refs_dir, embedder)
+    refs_dir, held_dir = tmp_path / "refs", tmp_path / "held"
+    for folder, names in ((refs_dir, ("obama.jpg", "obama3.jpg")), (held_dir, ("obama2.jpg",))):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(face_recognition_photos / name, folder / name)
+    refs, held = load_references(refs_dir, embedder), load_references(held_dir, embedder)
     folder = tmp_path / "eval"
     (folder / "images").mkdir(parents=True)
     prompts = ["myface man, <script>alert('x')</script> portrait", "myface man & friends, outdoors"]
     faces = {"base": ["biden.jpg", None], "epoch 1": ["biden.jpg", "obama_partial_face.jpg"],
-             "epoch 2": ["obama2.jpg", "obama_partial_face2.jpg"], "final": ["obama_partial_face.jpg", None]}
+             "epoch 2": ["obama_partial_face2.jpg", "obama_partial_face.jpg"], "final": ["obama_partial_face2.jpg", None]}
     entries = []
     for label, photos in faces.items():
         scored = []
@@ -333,28 +336,26 @@ def test_report_and_chart_with_a_best_checkpoint_and_top3_on_real_faces(embedder
             name = f"images/{label.replace(' ', '')}-p{p}-s7.png"
             image = Image.open(face_recognition_photos / photo).convert("RGB") if photo else Image.new("RGB", (96, 96), "gray")
             image.save(folder / name)
-            scored.append({"file": name, "p": p, "prompt": prompts[p - 1], "seed": 7, **score_image(image, refs, embedder)})
+            scored.append({"file": name, "p": p, "prompt": prompts[p - 1], "seed": 7,
+                           **score_image(image, refs, embedder, held)})
         entries.append({"label": label, "file": None if label == "base" else f"model/{label}.safetensors", "epoch": None,
                         "step": None, "images": scored, "summary": summarize(scored)})
-    best, top = rank(entries)
-    means = {e["label"]: e["summary"]["mean"] for e in entries if e["file"]}
-    assert best["label"] == max(means, key=means.get) and len(top) == 3
-    assert best["summary"]["mean"] > means["epoch 1"]  # biden's face pulls epoch 1 down
-    scores = {"run": None, "created": "2026-01-01T12:00:00", "embedder": embedder.name, "metric": refs.metric,
-              "settings": {"base_model": "base.safetensors", "prompts": prompts, "seeds": [7], "steps": 2, "cfg": 5.0,
-                           "width": 64, "height": 64, "sampler": SAMPLER, "negative_prompt": "", "lora_weight": 1.0},
-              "references": {"folder": str(refs_dir), "photos": refs.entries}, "base": entries[0]["summary"],
-              "checkpoints": entries, "top": top,
-              "best": {"label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
-                       "above_base": round(best["summary"]["mean"] - entries[0]["summary"]["mean"], 4),
-                       "reason": "the highest identity <b>of all</b>"}}
+    scoring = SimpleNamespace(refs=refs, held_out=held, embedder=embedder)
+    scores = scores_document(None, [refs_dir], held_dir, scoring, entries, {
+        "base_model": "base.safetensors", "prompts": prompts, "bleed_prompts": ["photo of a man <b>bold</b>"],
+        "seeds": [7], "steps": 2, "cfg": 5.0, "width": 64, "height": 64, "sampler": SAMPLER, "negative_prompt": "",
+        "lora_weight": 1.0, "bleed_margin": 0.1})
+    best, top = scores["best"], scores["top"]
+    held_means = {e["label"]: e["summary"]["held_out_mean"] for e in entries if e["file"]}
+    assert best["label"] == max(held_means, key=held_means.get) and len(top) == 3
+    assert held_means[best["label"]] > held_means["epoch 1"]  # biden's face pulls epoch 1 down
     write_chart(scores, folder / "identity.png")
     page = write_report(scores, folder).read_text(encoding="utf-8")
 
-    assert "<script>" not in page and "alert('x')" not in page  # the prompt is text, not markup
+    assert "<script>" not in page and "alert('x')" not in page and "<b>bold</b>" not in page  # text, not markup
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and "myface man &amp; friends" in page
-    assert f"<b>Best checkpoint: {best['label']}</b> — no held-out photos · identity vs all photos {best['summary']['mean']:.3f}" in page
-    assert "Why: the highest identity &lt;b&gt;of all&lt;/b&gt;." in page  # the reason is escaped too
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert f"<b>Best checkpoint: {best['label']}</b> — held-out identity <b>{best['held_out_mean']:.3f}</b>" in page
     assert f"<tr class='best'><td>{best['label']}</td>" in page and page.count("class='best'") == 1
     top_html = page.split("<h2>Top 3 images</h2>")[1].split("<h2>")[0]
     assert top_html.count("<figure>") == 3 and top_html.count("data:image/jpeg;base64,") == 3

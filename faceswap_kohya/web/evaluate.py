@@ -83,7 +83,7 @@ def build(shared) -> Page:
     summary = gr.Markdown(elem_id="evaluate-summary")
     with gr.Row():
         chart = gr.Image(label="Identity per checkpoint", type="filepath", interactive=False, elem_id="evaluate-chart")
-        top = gr.Gallery(label="Top 3", columns=3, height=300, elem_id="evaluate-top")
+        top = gr.Gallery(label="Top 3", columns=3, height=300, object_fit="contain", elem_id="evaluate-top")
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Per checkpoint", elem_id="evaluate-table")
     files = gr.File(label="Report", file_count="multiple", interactive=False, elem_id="evaluate-files")
     page = Page(run, start, status, log, summary, chart, table, top, files)

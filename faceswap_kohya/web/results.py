@@ -102,7 +102,7 @@ def build(shared) -> Page:
         cmp_btn = gr.Button("Before / after grid", elem_id="results-compare")
     status = gr.Markdown(elem_id="results-status")
     log = gr.Textbox(label="Log", lines=4, max_lines=8, elem_id="results-log")
-    gallery = gr.Gallery(label="Images", columns=3, height=420, elem_id="results-gallery")
+    gallery = gr.Gallery(label="Images", columns=3, height=420, object_fit="contain", elem_id="results-gallery")
     files = gr.File(label="Download PNGs (with metadata)", file_count="multiple", interactive=False,
                     elem_id="results-files")
     page = Page(run, prompt, negative, weight, seed, n, steps, cfg, size, sampler, gen_btn, cmp_btn, status, log,

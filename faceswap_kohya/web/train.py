@@ -199,7 +199,7 @@ def build(shared) -> Page:
     headline = gr.Markdown("No training followed yet.", elem_id="train-progress")
     with gr.Row():
         loss = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=260, elem_id="train-loss")
-        samples = gr.Gallery(label="Samples", columns=3, height=260, elem_id="train-samples")
+        samples = gr.Gallery(label="Samples", columns=3, height=260, object_fit="contain", elem_id="train-samples")
     log = gr.Textbox(label="Log (tail of train.log)", lines=10, max_lines=10, elem_id="train-log")
     loras = gr.File(label="LoRA files", file_count="multiple", interactive=False, elem_id="train-loras")
     timer = gr.Timer(2.0, active=False)  # ticks only while a followed run is going
