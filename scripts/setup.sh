@@ -32,10 +32,10 @@ if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$PY" -m venv .venv; fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   say "installing $PROJECT_TORCH into .venv"; pipq .venv/bin/pip install $PROJECT_TORCH
 fi
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing faceswap_kohya into .venv"
-  pipq .venv/bin/pip install -e ".[faces,ui,sweep,dev]"
+  pipq .venv/bin/pip install -e ".[faces,arcface,ui,sweep,dev]"
   # open_clip's BPE vocabulary file is all we need of it (offline CLIP tokenizers); its imports are not.
   pipq .venv/bin/pip install --no-deps open-clip-torch
   rm -f .venv/.installed-*; touch "$stamp"

@@ -26,8 +26,12 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.kohya.gui_format import _ARG_NAMES, _KOHYA_LORA_VARS, _LYCORIS_ARGS
 from faceswap_kohya.kohya.import_report import _num, parse_cli_args, to_cli_args
 
-
 # ---------------------------------------------------------------- export
+# Dataset settings that act when faceswap-kohya prepares the photos (crops, alpha masks, held-out photos):
+# a Kohya folder exported for another trainer holds the user's own photos, so neither format carries them.
+PREPARE_ONLY = ("framing", "max_upscale", "augment", "mask", "mask_floor", "holdout")
+
+
 def _extra_dict(preset) -> dict:
     return {k: v for k, v in parse_cli_args(list(preset.kohya.extra_args)).items() if k}
 
@@ -38,10 +42,12 @@ def _not_exported(preset) -> list[str]:
 
     default = Preset(base_model=preset.base_model.path)
     out = []
-    for section in ("captions", "regularization", "sampling", "evaluate", "output", "kohya"):
+    for section in ("dataset", "captions", "regularization", "sampling", "evaluate", "output", "kohya"):
         obj = preset.dataset.captions if section == "captions" else getattr(preset, section)
         ref = default.dataset.captions if section == "captions" else getattr(default, section)
         for name in type(obj).model_fields:
+            if section == "dataset" and name not in PREPARE_ONLY:
+                continue
             if section == "captions" and name in ("shuffle", "keep_tokens", "dropout_rate"):
                 continue
             if section == "regularization" and name in ("images", "repeats", "subsets"):
@@ -62,6 +68,9 @@ def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
 
     out_path = Path(out_path)
     run = RunLayout(Path("run"))
+    # no alpha masks (masked_loss) and no validation dataset: both need photos this tool prepared
+    skipped = _not_exported(preset)
+    preset = preset.model_copy(update={"dataset": preset.dataset.model_copy(update={"mask": "none", "holdout": 0})})
     cfg = {}
     for section in train_config(preset, run, preset.base_model.path).values():
         cfg.update(section)
@@ -79,7 +88,7 @@ def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
         ([s.folder for s in r.subsets] or [r.images or "REG_FOLDER"])
     for subset, folder in zip(ds["datasets"][0]["subsets"], folders):  # the Kohya folders themselves
         subset["image_dir"] = folder
-    return dict(sorted(cfg.items())), ds, _not_exported(preset)
+    return dict(sorted(cfg.items())), ds, skipped
 
 
 def export_gui(preset) -> tuple[dict, list[str]]:
