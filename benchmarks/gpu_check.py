@@ -224,6 +224,7 @@ class Check:
 
     def run_preset(self, name: str, photos: Path, round_no: int, hand_first: bool) -> None:
         import gpu_check_train as tr
+
         from faceswap_kohya.config import presets
         from faceswap_kohya.config.layout import new_run
         from faceswap_kohya.jobs.train import prepare_run

@@ -64,8 +64,13 @@ class Epoch:
 
 @dataclass(frozen=True)
 class ValidationLoss:
+    """sd-scripts' validation loss on the held-out photos (masked like the training loss), after training
+    step `step` in `epoch`; `kind` "epoch" (after an epoch) or "step" (every N steps)."""
+
     step: Optional[int]
     loss: float
+    epoch: Optional[int] = None
+    kind: str = "epoch"
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,22 @@ class Finished:
     paths: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TrialProgress:
+    """Where one trial of a sweep or batch stands (sent when it changes): state is waiting, preparing, training,
+    evaluating, finished, failed, interrupted or skipped (finished before); detail is a short line for people."""
+
+    trial: str
+    label: str
+    state: str
+    step: int = 0
+    total: int = 0
+    loss: Optional[float] = None
+    detail: str = ""
+
+
 Event = Union[Message, Warning, Error, StageStarted, StageFinished, Step, Epoch, ValidationLoss, ImageWritten,
-              CheckpointWritten, ModelSaved, Finished]
+              CheckpointWritten, ModelSaved, Finished, TrialProgress]
 EVENT_TYPES = {cls.__name__: cls for cls in Event.__args__}
 OnEvent = Callable[[Event], None]
 

@@ -8,11 +8,9 @@ import pytest
 from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixtures for every test module)
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
-from faceswap_kohya.config.presets import PROJECT_ROOT
 
 SD_SCRIPTS = default_sd_scripts()  # FACESWAP_KOHYA_SD_SCRIPTS / FACESWAP_KOHYA_PYTHON point at another install
 KOHYA_PYTHON = default_trainer_python()
-SHARED_PRESETS = PROJECT_ROOT.parent / "shared" / "kohya_presets"
 
 
 def kohya_available() -> bool:

@@ -225,3 +225,32 @@ def test_a_given_face_picks_that_face(embedder, photos, embeddings):
     assert chosen @ embeddings["biden.jpg"] > 0.9 > chosen @ embeddings["obama.jpg"]
     assert embedder.embed(pair, GivenFace((0, left.height - 40, 40, left.height))) is None  # no face there
     assert embedder.embed(pair, GivenFace((-900, -900, -800, -800))) is None  # outside the photo
+
+
+@needs_arcface
+def test_identity_command_with_arcface_from_a_users_insightface_folder(tmp_path):
+    """`identity --embedder arcface --arcface-models ROOT` with an InsightFace root (models/<pack>/*.onnx): the
+    output names ArcFace, and the same person scores above someone else."""
+    from click.testing import CliRunner
+
+    from faceswap_kohya.cli.main import cli
+
+    pack = tmp_path / "insightface" / "models" / "buffalo_s"
+    pack.mkdir(parents=True)
+    for name in (arc.RECOGNITION_FILE, arc.DETECTOR_FILE):
+        shutil.copy(arc.package_model_dir() / name, pack / name)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name in ("obama.jpg", "obama3.jpg"):
+        shutil.copy(FACES / name, refs / name)
+    r = CliRunner().invoke(cli, ["identity", "--refs", str(refs), str(FACES / "obama2.jpg"), str(FACES / "biden.jpg"),
+                                 "--embedder", "arcface", "--arcface-models", str(tmp_path / "insightface"), "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    result = json.loads(r.output)
+    assert result["embedder"] == "arcface-w600k-mbf"
+    scores = {Path(i["file"]).name: i["score"] for i in result["images"]}
+    assert scores["obama2.jpg"] > 0.4 > scores["biden.jpg"]
+    plain = CliRunner().invoke(cli, ["identity", "--refs", str(refs), str(FACES / "obama2.jpg"), "--embedder", "arcface"])
+    assert plain.exit_code == 0 and "arcface-w600k-mbf: 2 reference faces" in plain.output and "(cosine)" in plain.output

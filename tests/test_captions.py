@@ -79,6 +79,8 @@ def tiny_blip(tmp_path_factory) -> Path:
         projection_dim=32)
     torch.manual_seed(0)
     model = BlipForConditionalGeneration(config)
+    with torch.no_grad():  # never a special token ([SEP] ends a caption): every caption has max_new_tokens words
+        model.text_decoder.cls.predictions.bias[:6] = -1e4
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -89,8 +91,9 @@ def test_blip_captioner_runs_a_local_model(tiny_blip):
 
     blip = captions.BlipCaptioner(str(tiny_blip), max_new_tokens=8)
     text = blip(Image.new("RGB", (100, 80), "red"))
-    assert isinstance(text, str) and set(text.split()) <= set(WORDS)
-    assert captions.with_trigger(text, "myface", "woman").startswith("myface woman")
+    assert len(text.split()) == 8 and set(text.split()) <= set(WORDS), text
+    caption = captions.with_trigger(text, "myface", "woman")
+    assert caption.startswith("myface woman, ") and len(caption) > len("myface woman, "), caption
 
 
 def test_blip_model_missing_is_a_clear_error(tmp_path):
@@ -115,5 +118,7 @@ def test_prepare_with_blip_captions(tmp_path, tiny_blip, face_recognition_photos
     run.root.mkdir()
     summary = dataset.layout(preset, run)
     texts = [p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in summary.photos]
-    assert len(texts) == 3 + 3 and all(t.startswith("myface woman") for t in texts)
-    assert all(set(t.removeprefix("myface woman").replace(",", " ").split()) <= set(WORDS) for t in texts)
+    assert len(texts) == 3 + 3 and all(t.startswith("myface woman, ") for t in texts), texts
+    rests = [t.removeprefix("myface woman, ").replace(",", " ").split() for t in texts]
+    assert all(rest and set(rest) <= {*WORDS, "myface"} for rest in rests), texts  # BLIP's words, never empty
+    assert {e.caption_source for e in summary.entries if e.status == "kept"} == {"BLIP"}

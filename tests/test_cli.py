@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -88,3 +89,83 @@ def test_schema_is_json(run):
 def test_train_without_preset(run):
     r = run("train")
     assert r.exit_code == 2 and "give a preset" in r.output
+
+
+# ---------------------------------------------------------------- Kohya files everywhere, crashes, --debug
+KOHYA_GUI = Path(__file__).parent / "data" / "kohya" / "face_gui.json"
+
+
+def test_every_preset_command_takes_a_kohya_file(run, tmp_path):
+    r = run("validate", KOHYA_GUI)
+    assert r.exit_code == 0 and f"{KOHYA_GUI}: valid" in r.output and "transformed:" in r.output
+    r = run("render", KOHYA_GUI, "training.epochs=3", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "max_train_epochs = 3" in (tmp_path / "out" / "config.toml").read_text()
+    r = run("presets", "export", KOHYA_GUI, "--format", "sd-scripts", "-o", tmp_path / "back.toml")
+    assert r.exit_code == 0 and (tmp_path / "back.toml").is_file() and (tmp_path / "back.dataset.toml").is_file()
+
+
+def test_export_never_overwrites(run, tmp_path):
+    (tmp_path / "mine.dataset.toml").write_text("# mine\n")
+    r = run("presets", "export", "face-8gb", "--format", "sd-scripts", "-o", tmp_path / "mine.toml")
+    assert r.exit_code == 2 and "mine.dataset.toml already exists" in r.output
+    assert not (tmp_path / "mine.toml").exists() and (tmp_path / "mine.dataset.toml").read_text() == "# mine\n"
+
+
+@pytest.fixture
+def crash(monkeypatch):
+    """`render` crashes with an error no check foresaw."""
+    from faceswap_kohya.kohya import render
+
+    def boom(*args, **kwargs):
+        raise KeyError("clas")
+
+    monkeypatch.setattr(render, "write_all", boom)
+    monkeypatch.setattr("faceswap_kohya.cli.train.write_all", boom)
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(crash, tmp_path, monkeypatch):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["render", "face-8gb", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output == ("error: cli render failed unexpectedly (KeyError: 'clas'); "
+                        "run with --debug (or FACESWAP_KOHYA_DEBUG=1) for the traceback\n")
+    r = runner.invoke(cli, ["--debug", "render", "face-8gb", "-o", str(tmp_path / "out")])
+    assert isinstance(r.exception, KeyError)  # the traceback is the user's to see
+    monkeypatch.setenv("FACESWAP_KOHYA_DEBUG", "1")
+    r = runner.invoke(cli, ["render", "face-8gb", "-o", str(tmp_path / "out")])
+    assert isinstance(r.exception, KeyError)
+
+
+def test_a_helper_that_times_out_is_a_message(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from faceswap_kohya.kohya import check
+
+    def slow(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(check.subprocess, "run", slow)
+    fake = tmp_path / "sd"
+    fake.mkdir()
+    (fake / "sdxl_train_network.py").write_text("")
+    r = CliRunner().invoke(cli, ["validate", "face-8gb", "--kohya", f"kohya.sd_scripts={fake}", f"kohya.python={sys.executable}"])
+    assert r.exit_code == 2 and r.output.startswith("error: sd-scripts' checker") and "did not finish within 10 min" in r.output
+
+
+def test_after_training_the_hint_names_the_runs_own_trigger_and_class(tmp_path, capsys):
+    from faceswap_kohya.cli.train import _report
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.config.layout import RunLayout
+    from faceswap_kohya.kohya.launch import RunResult
+
+    run = RunLayout(tmp_path / "run")
+    run.model.mkdir(parents=True)
+    preset, _ = presets.load("face-8gb", ["subject.trigger=sks", "subject.class_word=old man"])
+    run.preset.write_text(presets.dump(preset))
+    final = run.model / "myface.safetensors"
+    final.write_bytes(b"x")
+    _report(RunResult(run, 0, [final], final, seconds=60))
+    out = capsys.readouterr().out
+    assert f'next: faceswap-kohya generate {run.root} "sks old man, portrait photo"' in out and "<trigger>" not in out

@@ -34,7 +34,14 @@ def preset_for(folder: Path, tmp_path: Path, *extra: str):
 
 
 def snapshot(folder: Path) -> dict:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+    """Everything that changes when a folder is written to, whatever the permissions (tests may run as root):
+    each file's hash, size, mtime and inode, and the folder's own mtime (it moves when a file is created,
+    renamed or deleted in it, even a temporary one that is gone again)."""
+    import hashlib
+
+    files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+             for p in sorted(folder.iterdir())}
+    return {"files": files, "folder_mtime": folder.stat().st_mtime_ns}
 
 
 def run_layout(preset, tmp_path: Path):
@@ -150,18 +157,14 @@ def messy_folder(tmp_path, face_recognition_photos) -> Path:
 
 def test_prepare_a_messy_folder(tmp_path, messy_folder):
     before = snapshot(messy_folder)
-    messy_folder.chmod(0o555)
-    try:
-        preset = preset_for(messy_folder, tmp_path, "subject.class_word=man", "dataset.captions.mode=files")
-        summary, run = run_layout(preset, tmp_path)
-    finally:
-        messy_folder.chmod(0o755)
-    assert snapshot(messy_folder) == before, "the input folder is byte-for-byte unchanged"
+    preset = preset_for(messy_folder, tmp_path, "subject.class_word=man", "dataset.captions.mode=files")
+    summary, run = run_layout(preset, tmp_path)
+    assert snapshot(messy_folder) == before, "the input folder is unchanged: no file written, touched, replaced or added"
 
     report = json.loads((run.root / "dataset.json").read_text(encoding="utf-8"))
     by_name = {p["file"]: p for p in report["photos"]}
     # every file in the folder is accounted for: a photo (used or not, and why) or another file
-    assert set(by_name) | {o["file"] for o in report["not_photos"]} == set(before)
+    assert set(by_name) | {o["file"] for o in report["not_photos"]} == set(before["files"])
     assert {o["file"]: o["why"] for o in report["not_photos"]} == {
         "obama3.txt": "caption of a photo", "notes.md": "not a photo (unknown file type)"}
     dropped = {n: p["reason"] for n, p in by_name.items() if p["status"] == "dropped"}
@@ -182,7 +185,8 @@ def test_prepare_a_messy_folder(tmp_path, messy_folder):
     # Kohya layout: `10_myface man`, one caption per image, trigger first, class words rewritten
     assert summary.instance_dir == run.img / "10_myface man"
     images = sorted(summary.instance_dir.glob("*.png"))
-    assert len(images) == len(summary.photos) == 6 + 3  # mirror 2 + relight 1 by default
+    assert len(images) == len(summary.photos) == 5 + 3  # one held out; mirror 2 + relight 1 by default
+    assert len(summary.held_out) == 1 and report["counts"]["held_out"] == 1
     assert [a["kind"] for a in report["augmented"]] == ["mirror", "mirror", "brighter"]
     for image in images:
         caption = image.with_suffix(".txt").read_text(encoding="utf-8")
@@ -255,10 +259,12 @@ def test_prepare_command_writes_a_run_folder(tmp_path, face_recognition_photos):
         shutil.copy(face_recognition_photos / name, photos / name)
     r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}"])
     assert r.exit_code == 0, r.output
-    assert "dataset: 4 of 4 photos used" in r.output and "warning: only 4 usable photos" in r.output
+    assert "dataset: 4 of 4 photos used (3 trained on, 1 held out)" in r.output
+    assert "warning: only 3 photos to train on" in r.output
     (root,) = (tmp_path / "out" / "myface-check").iterdir()
     assert (root / "contact_sheet.png").is_file() and (root / "dataset.md").is_file()
-    assert len(list((root / "img" / "1_myface woman").glob("*.png"))) == 4 + 3
+    assert len(list((root / "img" / "1_myface woman").glob("*.png"))) == 3 + 3
+    assert len(list((root / "val" / "1_myface woman").glob("*.png"))) == 1
 
     (photos / "obama.jpg").unlink()
     (photos / "obama2.jpg").unlink()
@@ -286,4 +292,132 @@ def test_sd_scripts_reads_the_layout(tmp_path, face_recognition_photos):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (subset,) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert subset["num_repeats"] == 10 and subset["class_tokens"] == "myface woman"
-    assert subset["images"] == len(summary.photos) == 7 and not subset["is_reg"]
+    assert subset["images"] == len(summary.photos) == 6 and not subset["is_reg"]  # 3 photos + 3 copies; 1 held out
+
+
+# ---------------------------------------------------------------- where each caption came from
+@pytest.fixture
+def captioned_photos(tmp_path, face_recognition_photos) -> Path:
+    """Four photos of one person; two have a caption file of their own (.txt and .caption)."""
+    photos = tmp_path / "captioned"
+    photos.mkdir()
+    for name in ONE_PERSON[:4]:
+        shutil.copy(face_recognition_photos / name, photos / name)
+    (photos / "obama3.txt").write_text("a man at a podium, flags behind him\n", encoding="utf-8")
+    (photos / "obama.caption").write_text("close-up, dark suit\n", encoding="utf-8")
+    return photos
+
+
+def test_default_captions_use_a_photos_own_file_and_the_template_otherwise(tmp_path, captioned_photos):
+    r = CliRunner().invoke(cli, ["prepare", "cpu-check", f"dataset.images={captioned_photos}", f"output.dir={tmp_path / 'out'}",
+                                 "subject.class_word=man"])
+    assert r.exit_code == 0, r.output
+    (root,) = (tmp_path / "out" / "myface-check").iterdir()
+    report = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    by_name = {p["file"]: p for p in report["photos"]}
+    assert {n: (p["caption_source"], p["caption"]) for n, p in by_name.items()} == {
+        "obama3.jpg": ("obama3.txt", "myface man, at a podium, flags behind him"),
+        "obama.jpg": ("obama.caption", "myface man, close-up, dark suit"),
+        "obama2.jpg": ("template", "myface man, photo"),
+        "obama_partial_face.jpg": ("template", "myface man, photo")}
+    line = "captions: 2 from their own caption files (obama.caption, obama3.txt), 2 from the template"
+    assert line in r.output and report["captions"] == line.removeprefix("captions: ")
+    md = (root / "dataset.md").read_text(encoding="utf-8")
+    assert "| caption from |" in md and "| myface man, close-up, dark suit | obama.caption |" in md
+    assert not any("were not used" in w for w in report["warnings"])
+
+
+def test_template_mode_says_which_caption_files_it_ignored(tmp_path, captioned_photos):
+    summary, _ = run_layout(preset_for(captioned_photos, tmp_path, "dataset.captions.mode=template"), tmp_path)
+    assert {e.caption_source for e in summary.entries} == {"template"}
+    (warning,) = [w for w in summary.warnings if "were not used" in w]
+    assert "captions mode template: the caption files obama.caption, obama3.txt were not used" in warning
+
+
+def test_the_contact_sheet_shows_where_a_caption_came_from(astronaut):
+    from faceswap_kohya.data.reports import contact_sheet
+
+    grey = np.array([110, 110, 110])
+    shown = np.asarray(contact_sheet([(astronaut, "001.png", "", "IMG_0002.txt", "myface woman, photo")]))
+    hidden = np.asarray(contact_sheet([(astronaut, "001.png", "", "", "myface woman, photo")]))
+    assert (np.abs(shown.astype(int) - grey).sum(axis=2) < 30).sum() > 20  # the grey "caption from ..." line
+    assert (np.abs(hidden.astype(int) - grey).sum(axis=2) < 30).sum() < (np.abs(shown.astype(int) - grey).sum(axis=2) < 30).sum()
+
+
+# ---------------------------------------------------------------- loss masks and held-out photos
+FACES = Path(__file__).parent / "data" / "faces"
+
+
+@pytest.mark.parametrize("setting,usable,expected", [
+    (None, 5, (0, False)), (None, 6, (1, False)), (1, 4, (1, False)), (1, 3, (0, True)), (3, 5, (2, True)), (0, 9, (0, False))])
+def test_how_many_photos_are_held_out(setting, usable, expected):
+    from faceswap_kohya.data.dataset import holdout_count
+
+    n, warning = holdout_count(setting, usable)
+    assert (n, warning is not None) == expected
+    assert usable - n >= 3 or n == 0  # never fewer than 3 left to train on
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory):
+    """The repository's six real photos (five of one person, one of another) prepared with head masks,
+    the hold-out left to its default, at 256 px."""
+    tmp = tmp_path_factory.mktemp("masked")
+    preset = preset_for(FACES, tmp, "subject.class_word=man", "dataset.mask=head", "dataset.holdout=null")
+    summary, run = run_layout(preset, tmp)
+    return preset, summary, run
+
+
+def _alpha(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.mode == "RGBA" and im.info.get("alpha") == "loss weight", path.name
+        return np.asarray(im.getchannel("A"), dtype=np.float64) / 255
+
+
+def test_every_training_image_carries_its_mask_as_alpha(masked_run):
+    from faceswap_kohya.faces.detect import detect
+    from faceswap_kohya.faces.masks import landmarks68
+
+    preset, summary, run = masked_run
+    report = json.loads((run.root / "dataset.json").read_text())
+    augmented = {a["file"]: a for a in report["augmented"]}
+    originals = [p for p in summary.photos if p.name not in augmented]
+    assert originals and report["mask"]["kind"] == "head" and 0.1 < report["mask"]["mean_weight"] < 0.9
+    for path in originals:
+        alpha, rgb = _alpha(path), load_rgb(path)
+        with Image.open(path) as im:  # the colours are kept as they are under every alpha value
+            assert np.array_equal(np.asarray(rgb), np.asarray(im.convert("RGB")))
+        faces_found = detect(rgb)
+        points = landmarks68(rgb, faces_found[0].box)  # found again on the training image itself
+        cols = np.clip(np.round(points[:, 0]).astype(int), 0, alpha.shape[1] - 1)
+        rows = np.clip(np.round(points[:, 1]).astype(int), 0, alpha.shape[0] - 1)
+        assert alpha[rows, cols].min() >= 0.9, path.name
+        if "partial" in path.name:  # cut off at the photo's edge: the head reaches a corner
+            continue
+        for corner in (alpha[0, 0], alpha[0, -1], alpha[-1, 0], alpha[-1, -1]):
+            assert abs(corner - preset.dataset.mask_floor) <= 2 / 255, path.name
+    for name, aug in augmented.items():  # a mirrored copy has the mirrored mask, a relit one the same
+        source = next(p for p in summary.photos if p.name == name.rsplit("-", 1)[0] + ".png")
+        expected = _alpha(source)[:, ::-1] if aug["kind"] == "mirror" else _alpha(source)
+        assert np.array_equal(_alpha(run.root / "img" / "10_myface man" / name), expected), name
+
+
+def test_one_photo_is_held_out_of_training_and_shown_on_the_sheet(masked_run):
+    from faceswap_kohya.data.reports import HELD_OUT_FRAME
+
+    _, summary, run = masked_run
+    report = json.loads((run.root / "dataset.json").read_text())
+    held = [p for p in report["photos"] if p.get("held_out")]
+    assert len(held) == 1 and report["counts"]["held_out"] == 1  # six usable photos: one held out by default
+    assert held[0]["file"] != SOMEONE_ELSE and held[0]["file"] not in {a["from"] for a in report["augmented"]}
+    (val,) = summary.held_out
+    assert val.parent == run.root / "val" / "1_myface man" and report["validation_dir"] == "val/1_myface man"
+    assert val.with_suffix(".txt").read_text().startswith("myface man") and _alpha(val).max() == 1.0
+    trained = {p.name for p in (run.root / "img" / "10_myface man").glob("*.png")}
+    assert val.name not in trained and not any(n.startswith(val.stem) for n in trained)
+    assert len(trained) == len(summary.photos) == 5 + 3
+    with Image.open(run.root / "contact_sheet.png") as sheet:
+        frame = np.all(np.asarray(sheet.convert("RGB")) == HELD_OUT_FRAME, axis=-1)
+    assert frame.sum() > 4 * 200  # a frame around one thumbnail
+    md = (run.root / "dataset.md").read_text()
+    assert f"`{held[0]['file']}` (held out)" in md and "loss mask: head" in md

@@ -19,12 +19,19 @@ from faceswap_kohya.scoring.scores import (
     SAMPLER,
     References,
     find_checkpoints,
+    identity_basis,
     load_references,
+    mark_overtrained,
+    pick_best,
     rank,
     score_embedding,
+    score_faces,
     score_image,
     summarize,
+    summarize_bleed,
 )
+
+DATA = Path(__file__).parent / "data"
 
 
 # ---------------------------------------------------------------- known answers on fixed embeddings
@@ -180,7 +187,8 @@ def test_reference_photos_without_any_face_are_refused(embedder, tmp_path):
 
 
 def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface-000002", "myface"), **evaluate):
-    """A run folder as `train` leaves it: preset.yaml, the training photos in img/, LoRAs in model/."""
+    """A run folder as `train` leaves it: preset.yaml, the training photos in img/, a held-out one in val/,
+    LoRAs in model/."""
     from skimage import data
     from tiny_sdxl import write_kohya_lora
 
@@ -200,6 +208,8 @@ def make_run(root: Path, tiny: Path, pipe, checkpoints=("myface-000001", "myface
     portrait = Image.fromarray(data.astronaut())
     portrait.crop((0, 0, 512, 512)).save(photos / "001.png")
     portrait.crop((64, 0, 448, 384)).save(photos / "002.png")
+    (run / "val" / "1_myface woman").mkdir(parents=True)
+    portrait.crop((100, 0, 400, 300)).save(run / "val" / "1_myface woman" / "003.png")
     for i, name in enumerate(checkpoints):
         write_kohya_lora(pipe, run / "model" / f"{name}.safetensors", seed=10 + i, scale=0.5)
     return run
@@ -234,15 +244,22 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
     assert [c["epoch"] for c in s["checkpoints"]] == [None, 1, 2, None]
     assert s["settings"]["prompts"] == ["myface woman, portrait", "myface woman, outdoors"]
     assert (s["settings"]["width"], s["settings"]["steps"], s["embedder"]) == (64, 2, "dlib-resnet-128")
-    assert sorted(s["references"]["embeddings"]) == ["001.png", "002.png"]
+    assert sorted(s["references"]["embeddings"]) == ["001.png", "002.png", "003.png"]  # training + held-out
+    assert list(s["held_out"]["embeddings"]) == ["003.png"] and s["held_out"]["folder"].endswith("val/1_myface woman")
+    assert s["settings"]["bleed_prompts"] == ["photo of a woman", "photo of a woman and a friend at a cafe"]
     # noise has no face: every image is there, reported as "no face", and nothing is ranked
     for c in s["checkpoints"]:
         assert len(c["images"]) == 2 and all(im["error"] == "no face" and im["face_box"] is None for im in c["images"])
         assert c["summary"] | {"nearest_counts": None} == {
             "images": 2, "faces": 0, "no_face": 2, "mean": None, "std": None, "min": None, "max": None,
-            "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None}
-        assert all((result.folder / im["file"]).is_file() for im in c["images"])
+            "centroid_mean": None, "copy_gap_mean": None, "nearest_counts": None, "held_out_mean": None,
+            "held_out_std": None}
+        assert c["bleed"]["summary"] == {"images": 2, "faces": 0, "mean": None, "max": None}
+        assert all("myface" not in im["prompt"] for im in c["bleed"]["images"])  # never the trigger
+        assert all((result.folder / im["file"]).is_file() for im in c["images"] + c["bleed"]["images"])
+    assert [c.get("overtrained") for c in s["checkpoints"][1:]] == [False] * 3  # no face, nothing to judge
     assert s["best"] is None and s["top"] == [] and s["base"] == s["checkpoints"][0]["summary"]
+    assert s["why_no_best"] == "no checkpoint produced a face to score"
     assert "epoch 1: no face found (2 images)" in lines
     assert "best checkpoint: none (no face was found in any LoRA image)" in summary_lines(result)
 
@@ -250,7 +267,8 @@ def test_every_checkpoint_and_the_base_are_generated_and_scored(evaluated):
 def test_images_carry_parameters_and_each_checkpoint_changes_them(evaluated):
     _, result, _ = evaluated
     images = {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((result.folder / "images").glob("*.png"))}
-    assert sorted(images) == sorted(f"{c}-p{p}-s7.png" for c in ("base", "e000001", "e000002", "final") for p in (1, 2))
+    assert sorted(images) == sorted(f"{c}-{kind}{p}-s7.png" for c in ("base", "e000001", "e000002", "final")
+                                    for kind in "pb" for p in (1, 2))  # identity and bleed prompts
     for a, b in [("base", "e000001"), ("e000001", "e000002"), ("e000002", "final")]:
         assert np.abs(images[f"{a}-p1-s7.png"] - images[f"{b}-p1-s7.png"]).mean() > 1
     params = Image.open(result.folder / "images" / "e000002-p1-s7.png").text["parameters"]
@@ -282,12 +300,72 @@ def test_report_and_chart_are_self_contained_and_agree_with_scores(evaluated):
     assert result.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(result.chart).size[0] > 300
     chart_b64 = base64.b64encode(result.chart.read_bytes()).decode()
     assert chart_b64 in html_text  # the chart is inline
-    assert html_text.count("data:image/jpeg;base64,") == 8  # every image inline
-    assert html_text.count("no face</span>") == 8
+    assert html_text.count("data:image/jpeg;base64,") == 16  # every image inline, bleed images included
+    assert html_text.count("no face</span>") == 16
     assert "No checkpoint produced a detectable face" in html_text and "dlib-resnet-128" in html_text
     assert "<img src='images/" not in html_text and "src=\"images/" not in html_text
     for c in s["checkpoints"]:
         assert f"<td>{c['summary']['faces']}/{c['summary']['images']}</td>" in html_text
+
+
+def test_report_and_chart_with_a_best_checkpoint_and_top3_on_real_faces(embedder, tmp_path, face_recognition_photos):
+    """A report as evaluate writes it (scores_document, write_chart, write_report), from real face photos standing
+    in for generated images: the best checkpoint is marked in the verdict, the table and the chart, the top-3
+    images are inline, and prompts with markup are shown as text, never run."""
+    import shutil
+    from types import SimpleNamespace
+
+    from faceswap_kohya.scoring.document import scores_document
+    from faceswap_kohya.scoring.report import write_chart, write_report
+
+    refs_dir, held_dir = tmp_path / "refs", tmp_path / "held"
+    for folder, names in ((refs_dir, ("obama.jpg", "obama3.jpg")), (held_dir, ("obama2.jpg",))):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(face_recognition_photos / name, folder / name)
+    refs, held = load_references(refs_dir, embedder), load_references(held_dir, embedder)
+    folder = tmp_path / "eval"
+    (folder / "images").mkdir(parents=True)
+    prompts = ["myface man, <script>alert('x')</script> portrait", "myface man & friends, outdoors"]
+    faces = {"base": ["biden.jpg", None], "epoch 1": ["biden.jpg", "obama_partial_face.jpg"],
+             "epoch 2": ["obama_partial_face2.jpg", "obama_partial_face.jpg"], "final": ["obama_partial_face2.jpg", None]}
+    entries = []
+    for label, photos in faces.items():
+        scored = []
+        for p, photo in enumerate(photos, 1):
+            name = f"images/{label.replace(' ', '')}-p{p}-s7.png"
+            image = Image.open(face_recognition_photos / photo).convert("RGB") if photo else Image.new("RGB", (96, 96), "gray")
+            image.save(folder / name)
+            scored.append({"file": name, "p": p, "prompt": prompts[p - 1], "seed": 7,
+                           **score_image(image, refs, embedder, held)})
+        entries.append({"label": label, "file": None if label == "base" else f"model/{label}.safetensors", "epoch": None,
+                        "step": None, "images": scored, "summary": summarize(scored)})
+    scoring = SimpleNamespace(refs=refs, held_out=held, embedder=embedder)
+    scores = scores_document(None, [refs_dir], held_dir, scoring, entries, {
+        "base_model": "base.safetensors", "prompts": prompts, "bleed_prompts": ["photo of a man <b>bold</b>"],
+        "seeds": [7], "steps": 2, "cfg": 5.0, "width": 64, "height": 64, "sampler": SAMPLER, "negative_prompt": "",
+        "lora_weight": 1.0, "bleed_margin": 0.1})
+    best, top = scores["best"], scores["top"]
+    held_means = {e["label"]: e["summary"]["held_out_mean"] for e in entries if e["file"]}
+    assert best["label"] == max(held_means, key=held_means.get) and len(top) == 3
+    assert held_means[best["label"]] > held_means["epoch 1"]  # biden's face pulls epoch 1 down
+    write_chart(scores, folder / "identity.png")
+    page = write_report(scores, folder).read_text(encoding="utf-8")
+
+    assert "<script>" not in page and "alert('x')" not in page and "<b>bold</b>" not in page  # text, not markup
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page and "myface man &amp; friends" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert f"<b>Best checkpoint: {best['label']}</b> — held-out identity <b>{best['held_out_mean']:.3f}</b>" in page
+    assert f"<tr class='best'><td>{best['label']}</td>" in page and page.count("class='best'") == 1
+    top_html = page.split("<h2>Top 3 images</h2>")[1].split("<h2>")[0]
+    assert top_html.count("<figure>") == 3 and top_html.count("data:image/jpeg;base64,") == 3
+    for i, t in enumerate(top, 1):
+        assert f"{i}. {t['score']:.3f} — {t['checkpoint']}, seed 7" in top_html
+    assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
+    assert page.count("no face</span>") == 2  # the two gray squares: shown, not scored
+    chart = np.asarray(Image.open(folder / "identity.png").convert("RGB"), dtype=int)
+    orange = (np.abs(chart - [255, 127, 14]).sum(axis=2) < 40).sum()  # the star on the best checkpoint
+    assert orange > 30
 
 
 def test_scores_json_recomputes_every_number(tiny, tmp_path, astronaut, embedder):  # noqa: F811
@@ -362,8 +440,10 @@ def test_bad_input_is_one_clear_message(tiny, tmp_path):
 
 def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, tmp_path):
     folder, pipe = tiny
-    run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="insightface")
-    with pytest.raises(UserError, match="insightface"):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    run = make_run(tmp_path / "a", folder, pipe, checkpoints=("myface",), embedder="arcface", arcface_models=str(empty))
+    with pytest.raises(UserError, match="no face detector|needs onnxruntime"):  # a user's model folder without models
         evaluate_run(run)
     run = make_run(tmp_path / "b", folder, pipe, checkpoints=("myface",))
     faceless = tmp_path / "faceless"
@@ -399,3 +479,125 @@ def test_a_lora_file_with_its_subject_in_the_metadata(tiny, tmp_path):
     plan = plan_lora(path, tmp_path / "refs", str(folder), size=64)
     assert plan.prompts[0].startswith("sks man, ") and [c.path for c in plan.checkpoints] == [path]
     assert plan.out_parent == Path.cwd() / "eval" and plan.width == 64
+
+
+# ---------------------------------------------------------------- held-out identity, bleed, the best and why
+def with_bleed(entry, bleed_scores, held=None):
+    """A checkpoint entry with bleed images (one face each, or none for None) and held-out scores."""
+    images = [{"file": f"images/{entry['label']}-b{i}.png", "p": 1, "prompt": "photo of a woman", "seed": i,
+               "faces": [] if s is None else [{"face_box": [0, 0, 9, 9], "score": s, "nearest": "a.png"}]}
+              for i, s in enumerate(bleed_scores)]
+    entry["bleed"] = {"images": images, "summary": summarize_bleed(images)}
+    if held is not None:
+        for im, h in zip(entry["images"], held):
+            if im.get("score") is not None:
+                im["held_out_score"] = h
+        entry["summary"] = summarize(entry["images"])
+    return entry
+
+
+def test_an_overtrained_checkpoint_is_never_best_and_the_reason_says_so():
+    entries = [with_bleed(checkpoint("base", [0.3, 0.3], file=False), [0.20, 0.24], held=[0.3, 0.3]),
+               with_bleed(checkpoint("epoch 1", [0.5, 0.5]), [0.22, 0.26], held=[0.40, 0.44]),
+               with_bleed(checkpoint("epoch 2", [0.6, 0.6]), [0.25, 0.29], held=[0.55, 0.53]),
+               with_bleed(checkpoint("final", [0.7, 0.7]), [0.40, 0.44], held=[0.60, 0.62])]  # best likeness, but bleeds
+    mark_overtrained(entries, 0.1)
+    assert [c.get("overtrained") for c in entries[1:]] == [False, False, True]
+    assert [c["bleed_rise"] for c in entries[1:]] == [0.02, 0.05, 0.2]
+    best, why = pick_best(entries, 0.1)
+    assert best["label"] == "epoch 2" and identity_basis(entries) == "held_out_mean"  # ranked by held-out identity
+    assert why.startswith("highest held-out identity (0.540)") and "overtrained: final (+0.200)" in why
+    assert rank(entries)[0]["label"] == "epoch 2"
+    # without held-out photos the basis is identity vs all photos
+    plain = [with_bleed(checkpoint("base", [0.3], file=False), [0.2]), with_bleed(checkpoint("epoch 1", [0.5]), [0.21]),
+             with_bleed(checkpoint("final", [0.6]), [0.22])]
+    mark_overtrained(plain, 0.1)
+    best, why = pick_best(plain, 0.1)
+    assert best["label"] == "final" and why.startswith("highest identity (0.600)") and "no checkpoint's bleed rose" in why
+
+
+def test_when_every_checkpoint_bleeds_the_least_bleeding_is_chosen():
+    entries = [with_bleed(checkpoint("base", [0.3], file=False), [0.2]), with_bleed(checkpoint("epoch 1", [0.5]), [0.45]),
+               with_bleed(checkpoint("final", [0.7]), [0.6])]
+    mark_overtrained(entries, 0.1)
+    best, why = pick_best(entries, 0.1)
+    assert best["label"] == "epoch 1" and why.startswith("every checkpoint is overtrained") and "(+0.250)" in why
+    # a base model whose bleed images show no face: bleed is not judged, nothing is marked
+    entries = [with_bleed(checkpoint("base", [0.3], file=False), [None]), with_bleed(checkpoint("final", [0.7]), [0.6])]
+    mark_overtrained(entries, 0.1)
+    assert entries[1]["overtrained"] is False and entries[1]["bleed_rise"] is None
+    assert "bleed not judged" in pick_best(entries, 0.1)[1]
+
+
+def test_bleed_scores_every_face_high_for_the_person_and_low_for_someone_else(astronaut, embedder, tmp_path):
+    refs_dir = tmp_path / "refs"
+    refs_dir.mkdir()
+    astronaut.crop((0, 0, 512, 512)).save(refs_dir / "a.jpg", quality=92)
+    astronaut.crop((100, 0, 400, 300)).resize((450, 450)).save(refs_dir / "b.jpg", quality=92)
+    refs = load_references(refs_dir, embedder)
+    hopper = grace_hopper().resize((400, 512))
+    pair = Image.new("RGB", (912, 512), "white")  # two people side by side: both faces are scored
+    pair.paste(ImageOps.mirror(astronaut), (0, 0))
+    pair.paste(hopper, (512, 0))
+    faces = score_faces(pair, refs, embedder)
+    assert len(faces) == 2
+    subject, other = sorted(faces, key=lambda f: f["face_box"][0])
+    assert subject["score"] > 0.6 > 0.4 > other["score"]
+    assert score_faces(Image.new("RGB", (128, 128), "gray"), refs, embedder) == []
+    s = summarize_bleed([{"faces": faces}, {"faces": []}])
+    assert (s["images"], s["faces"], s["max"]) == (2, 2, subject["score"])
+    assert s["mean"] == round((subject["score"] + other["score"]) / 2, 4)
+
+
+def test_report_leads_with_held_out_identity_bleed_and_the_reason(tmp_path):
+    """scores.json → report.html: the held-out identity, the bleed column, the overtrained mark, the
+    validation losses and the chosen checkpoint with why, every number named by its face model."""
+    from types import SimpleNamespace
+
+    from faceswap_kohya.scoring.document import scores_document
+    from faceswap_kohya.scoring.report import write_chart, write_report
+
+    folder = tmp_path / "eval"
+    (folder / "images").mkdir(parents=True)
+    entries = [with_bleed(checkpoint("base", [0.3, 0.3], file=False), [0.20, 0.24], held=[0.3, 0.3]),
+               with_bleed(checkpoint("epoch 1", [0.5, 0.5]), [0.22, 0.26], held=[0.40, 0.44]),
+               with_bleed(checkpoint("final", [0.7, 0.7]), [0.40, 0.44], held=[0.60, 0.62])]
+    for c in entries:
+        for im in c["images"] + c["bleed"]["images"]:
+            Image.new("RGB", (32, 32), "gray").save(folder / im["file"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text((DATA / "trainer_validation.log").read_text())
+    ref = References(Path("img"), "euclidean", ["a.png"], [np.zeros(128)], [{"file": "a.png", "face_box": [0, 0, 1, 1]}])
+    held = References(Path("val"), "euclidean", ["h.png"], [np.zeros(128)], [{"file": "h.png", "face_box": [0, 0, 1, 1]}])
+    scoring = SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-128"), refs=ref, held_out=held)
+    settings = {"base_model": "m", "prompts": ["myface woman"], "bleed_prompts": ["photo of a woman"], "seeds": [1, 2],
+                "steps": 2, "cfg": 5.0, "width": 64, "height": 64, "sampler": "euler", "negative_prompt": "",
+                "lora_weight": 1.0, "bleed_margin": 0.1}
+    scores = scores_document(run, [Path("img"), Path("val")], Path("val"), scoring, entries, settings)
+    assert scores["best"]["label"] == "epoch 1" and scores["best"]["held_out_mean"] == 0.42
+    assert scores["identity_basis"] == "held_out_mean" and scores["best"]["above_base"] == 0.12
+    assert scores["validation_loss"] and all(v["loss"] > 0 for v in scores["validation_loss"])
+    assert json.loads(json.dumps(scores)) == scores
+    write_chart(scores, folder / "identity.png")
+    text = write_report(scores, folder).read_text()
+    assert "Best checkpoint: epoch 1</b> — held-out identity <b>0.420</b> (photos the LoRA never saw)" in text
+    assert "Why: highest held-out identity (0.420) among checkpoints whose bleed stays within 0.1" in text
+    assert "overtrained: final (+0.200)" in text and "all scores by dlib-resnet-128" in text
+    assert "<tr class='over'><td>final</td>" in text and "<td>0.420</td>" in text  # bleed of final: mean of 0.40, 0.44
+    assert "Validation loss on the held-out photos" in text
+    assert f"{scores['validation_loss'][-1]['loss']:.4f}" in text
+    assert text.index("held-out identity") < text.index("identity (all photos)")  # held-out leads
+
+
+def test_arcface_scores_name_their_model_and_metric(tiny, tmp_path):
+    from faceswap_kohya.faces.arcface import arcface_available
+
+    if not arcface_available():
+        pytest.skip("ArcFace is not installed: pip install 'faceswap_kohya[arcface]'")
+    folder, pipe = tiny
+    run = make_run(tmp_path, folder, pipe, checkpoints=("myface",), embedder="arcface", bleed_prompts=[])
+    s = evaluate_run(run, device="cpu").scores
+    assert (s["embedder"], s["metric"]) == ("arcface-w600k-mbf", "cosine")
+    assert all(len(v) == 512 for v in s["references"]["embeddings"].values())  # not dlib's 128-d vectors
+    assert "bleed" not in s["checkpoints"][1] and s["base_bleed"] is None

@@ -120,10 +120,14 @@ def test_median_scores_pick_the_odd_one_out():
 
 
 def test_unavailable_embedders_say_what_to_do(tmp_path):
-    with pytest.raises(UserError, match="unknown face embedder"):
+    with pytest.raises(UserError, match="unknown face embedder 'facenet': use one of dlib, arcface"):
         get_embedder("facenet")
-    with pytest.raises(UserError, match="insightface"):
+    with pytest.raises(UserError, match="unknown face embedder 'insightface'"):
         get_embedder("insightface", str(tmp_path))
+    # a user's own InsightFace folder without a detector: one line saying what the folder needs
+    (tmp_path / "w600k_r50.onnx").write_bytes(b"not a model")
+    with pytest.raises(UserError, match=r"no face detector \(scrfd\*.onnx or det\*.onnx\)|needs onnxruntime"):
+        get_embedder("arcface", str(tmp_path))
 
 
 def test_model_files_are_found_without_importing_their_package():

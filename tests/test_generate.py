@@ -220,3 +220,39 @@ def test_standalone_script_is_the_same_command(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     png = Path([ln for ln in proc.stdout.splitlines() if ln.endswith(".png")][0])
     assert png.is_file() and "Seed: 3" in Image.open(png).text["parameters"]
+
+
+# ---------------------------------------------------------------- one sampler vocabulary
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    pytest.importorskip("diffusers")
+    from tiny_sdxl import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("name", ["euler", "euler_a", "heun", "lms", "pndm", "ddim", "dpm_2", "dpm_2_a", "dpmpp_2m",
+                                  "dpmpp_2m_karras", "dpmsolver", "dpmsingle", "dpmsolver++", "k_euler_a"])
+def test_every_sampler_name_generates(tiny_pipe, name):
+    """Each name the preset or --sampler accepts (sd-scripts' aliases too) works in diffusers."""
+    from faceswap_kohya.config.samplers import SAMPLERS, canonical
+    from faceswap_kohya.diffusion.images import generate_images
+    from faceswap_kohya.diffusion.prompts import set_sampler
+
+    label = set_sampler(tiny_pipe, name)
+    chosen = SAMPLERS[canonical(name)]
+    assert label == chosen.a1111 and type(tiny_pipe.scheduler).__name__ == chosen.diffusers
+    for key, value in chosen.config.items():
+        assert tiny_pipe.scheduler.config[key] == value
+    (image,) = generate_images(tiny_pipe, ["myface woman"], [1], 3, 5.0, 64, 64, "")
+    assert image.size == (64, 64) and np.asarray(image).std() > 0
+
+
+def test_an_unknown_sampler_is_refused_before_anything_loads():
+    from faceswap_kohya.diffusion.source import Settings
+
+    with pytest.raises(UserError, match="sampler 'dpm_fast': use one of euler, euler_a"):
+        Settings(sampler="dpm_fast")
+    assert Settings(sampler="dpmsolver++").sampler == "dpmpp_2m"

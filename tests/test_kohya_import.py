@@ -19,13 +19,15 @@ from faceswap_kohya.kohya.importer import import_file, import_preset, load_any
 from faceswap_kohya.kohya.render import dataset_config, train_config
 from faceswap_kohya.kohya.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "kohya"
-SHARED = ROOT.parent / "shared" / "kohya_presets"
-SHARED_FILES = sorted(SHARED.glob("*.json")) if SHARED.is_dir() else []
+SHARED = DATA / "kohya_ss"  # kohya_ss' own presets (tests/data/kohya/kohya_ss/README.md)
+SHARED_FILES = sorted(SHARED.glob("*.json"))
 SDXL_SHARED = [p for p in SHARED_FILES if p.name.startswith("SDXL")]
 OWN_GUI = [DATA / "face_gui.json", DATA / "loha_gui.json"]
-needs_shared = pytest.mark.skipif(not SHARED_FILES, reason="../shared/kohya_presets is absent")
+
+
+def test_the_kohya_ss_presets_are_all_here():
+    assert len(SDXL_SHARED) == 15 and SHARED / "sd15 - EDG_LoraOptiSettings.json" in SHARED_FILES
 
 
 # ---------------------------------------------------------------- what kohya_ss would produce
@@ -185,7 +187,6 @@ def assert_same_training(gui: dict, preset) -> None:
 
 
 # ---------------------------------------------------------------- the shared kohya_ss presets
-@needs_shared
 @pytest.mark.parametrize("path", SDXL_SHARED, ids=lambda p: p.stem)
 def test_shared_sdxl_presets_import_with_complete_report(path):
     gui = json.loads(path.read_text())
@@ -196,14 +197,12 @@ def test_shared_sdxl_presets_import_with_complete_report(path):
     assert_same_training(gui, preset)
 
 
-@needs_shared
 def test_shared_sd15_preset_is_refused_naming_the_family():
     path = SHARED / "sd15 - EDG_LoraOptiSettings.json"
     with pytest.raises(Refused, match="SD 1.5"):
         import_preset(path)
 
 
-@needs_shared
 def test_face_preset_values():
     """design.md §5: dim 92 / alpha 46, AdamW8bit, lr 1e-4 cosine, 10 epochs, noise_offset 0.0357."""
     p, report = import_preset(SHARED / "SDXL - LoRA face dogu_cat v1.0.json")
@@ -216,7 +215,6 @@ def test_face_preset_values():
     assert conv.status == "ignored" and "Standard" in conv.detail  # kohya_ss passes conv_dim only for LoCon types
 
 
-@needs_shared
 def test_shared_lokr_and_additional_parameters():
     p, report = import_preset(SHARED / "SDXL - 1 image LoRA v1.0.json")
     assert p.network.module == "lycoris.kohya" and "algo=lokr" in p.network.args and "factor=6" in p.network.args

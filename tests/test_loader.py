@@ -81,8 +81,15 @@ def test_base_model_errors(tmp_path, user_home):
 
 
 def test_truncated_base_file_is_a_clear_error(tmp_path, user_home):
+    import json
+    import struct
+
     bad = tmp_path / "model.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # the header itself is cut: refused before loading
+    with pytest.raises(UserError, match="model.safetensors: not a readable .safetensors file, truncated or corrupt"):
+        load_pipeline(str(bad), device="cpu")
+    header = json.dumps({"model.diffusion_model.x": {"dtype": "F16", "shape": [100], "data_offsets": [0, 200]}}).encode()
+    bad.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 10)  # a good header, the weights cut
     with pytest.raises(UserError, match="cannot load it as an SDXL pipeline"):
         load_pipeline(str(bad), device="cpu")
 

@@ -8,10 +8,10 @@ import pytest
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.events import CheckpointWritten as Saved
-from faceswap_kohya.events import Epoch, Step
+from faceswap_kohya.events import Epoch, Step, ValidationLoss
 from faceswap_kohya.events import ModelSaved as Finished
 from faceswap_kohya.kohya.launch import judge
-from faceswap_kohya.kohya.progress import LineSplitter, diagnose, parse_line
+from faceswap_kohya.kohya.progress import LineSplitter, TrainerOutput, diagnose, log_events, parse_line
 
 DATA = Path(__file__).parent / "data"
 
@@ -111,3 +111,40 @@ def test_ok_run_judged_ok(tmp_path):
 def test_known_causes_get_hints(log, reason):
     d = diagnose("INFO start\n" + log + "\n")
     assert d.reason == reason and d.hint and log in d.lines
+
+
+# ---------------------------------------------------------------- validation loss on held-out photos
+def test_validation_loss_is_one_event_per_validation_from_a_real_run():
+    """trainer_validation.log: cpu-check with head masks and one held-out photo (one validation after the
+    epoch, 4 timesteps). The bar's final state is drawn twice (the first with the previous loss)."""
+    text = (DATA / "trainer_validation.log").read_text()
+    assert text.count("val_epoch_avg_loss=0.669") >= 1 and text.count("4/4 [") >= 2
+    events = log_events(text)
+    (val,) = [e for e in events if isinstance(e, ValidationLoss)]
+    assert val == ValidationLoss(2, 0.669, 1, "epoch")
+    # reported after the last training step and before the model is saved; the bar's late redraw when it is
+    # closed (at the end, with another elapsed time) is not a second validation
+    last_step = next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == e.total)
+    assert last_step < events.index(val) < events.index(Finished())
+    assert text.count("4/4 [02:58<00:00") == 1
+    assert not [e for e in events if isinstance(e, Step) and e.total == 4], "validation bars are not training steps"
+    assert "alpha_mask: True" in text  # sd-scripts says the masked loss is on
+
+
+def test_validation_bars_stale_redraws_and_late_close_are_not_reported_twice():
+    lines = ["steps:  50%|█| 1/2 [00:01<00:01, 1.0s/it, avr_loss=0.5]",
+             "validation steps:   0%|          | 0/2 [00:00<?, ?it/s]",
+             "validation steps:  50%|█| 1/2 [00:01<00:01, 1.0s/it]",
+             "validation steps:  50%|█| 1/2 [00:01<00:01, 1.0s/it, val_avg_loss=0.3, timestep=333]",
+             "validation steps: 100%|█| 2/2 [00:02<00:00, 1.0s/it, val_avg_loss=0.3, timestep=333]\x1b[A",
+             "validation steps: 100%|█| 2/2 [00:02<00:00, 1.0s/it, val_avg_loss=0.35, timestep=666]\x1b[A",
+             "steps: 100%|█| 2/2 [00:02<00:00, 1.0s/it, avr_loss=0.4]",
+             "validation steps: 100%|█| 2/2 [00:09<00:00, 1.0s/it, val_avg_loss=0.35, timestep=666]",  # closed later
+             "epoch validation steps:   0%|          | 0/2 [00:00<?, ?it/s]",
+             "epoch validation steps: 100%|█| 2/2 [00:02<00:00, 1.0s/it, val_epoch_avg_loss=0.31, timestep=666]"]
+    output = TrainerOutput()
+    events = [e for line in lines for e in output.feed(line)] + output.flush()
+    assert [e for e in events if isinstance(e, ValidationLoss)] == [ValidationLoss(1, 0.35, None, "step"),
+                                                                      ValidationLoss(2, 0.31, None, "epoch")]
+    assert [e.step for e in events if isinstance(e, Step)] == [1, 2]
+    assert parse_line(lines[3]) is None  # a redraw alone says nothing final

@@ -86,13 +86,42 @@ def test_interrupted_generation_resumes_image_by_image(tiny_model, cache_home):
     assert made == 2 and not regularization.missing(preset)
 
 
-def test_large_cpu_jobs_need_confirmation(tiny_model, cache_home):
+@pytest.fixture
+def machine(monkeypatch):
+    """Make this machine look like one with or without a CUDA GPU (the cost check detects the device itself)."""
+    import torch
+
+    def make(cuda: bool):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+    return make
+
+
+def test_large_cpu_jobs_need_confirmation(tiny_model, cache_home, machine):
     preset = presets.validate({"base_model": str(tiny_model), "regularization": {"generate": 100}}, "p")
+    machine(cuda=False)
     lines = []
     with pytest.raises(UserError, match=r"regularization.generate=100: ~.* on this CPU; rerun with --yes"):
         regularization.check_cost(preset, confirmed=False, echo=lines.append)
     assert "100 to generate" in lines[0] and "estimated time on cpu" in lines[1]
     regularization.check_cost(preset, confirmed=True, echo=lambda s: None)
+
+
+def test_the_same_job_on_a_gpu_needs_no_confirmation(tiny_model, cache_home, machine):
+    preset = presets.validate({"base_model": str(tiny_model), "regularization": {"generate": 100}}, "p")
+    machine(cuda=True)
+    lines = []
+    regularization.check_cost(preset, confirmed=False, echo=lines.append)
+    assert "estimated time on cuda" in lines[1]
+    cpu = regularization.estimate_seconds(100, 30, 1024, "cpu")
+    assert regularization.estimate_seconds(100, 30, 1024, "cuda") < cpu / 20 and cpu > regularization.CONFIRM_ABOVE_SECONDS
+
+
+def test_a_missing_base_model_fails_before_the_estimate(cache_home, tmp_path):
+    preset = presets.validate({"base_model": str(tmp_path / "none.safetensors"), "regularization": {"generate": 2}}, "p")
+    with pytest.raises(UserError, match="none.safetensors: does not exist"):
+        regularization.check_cost(preset, confirmed=True, echo=lambda s: None)
 
 
 def test_balance_advice():

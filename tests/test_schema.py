@@ -51,7 +51,37 @@ BAD = [
     ({"network": {"conv_alpha": 4}}, "network", "set conv_dim"),
     ({"dataset": {"captions": {"template": "{name} photo"}}}, "dataset.captions.template", "{trigger}"),
     ({"sampling": {"every_n_epochs": 1}}, "(top level)", "sampling.prompts is empty"),
+    ({"sampling": {"prompts": ["ok", "{trigger} {clas}"]}}, "sampling.prompts.1", "unknown placeholder {clas}"),
+    ({"sampling": {"prompts": ["a {b"]}}, "sampling.prompts.0", "unbalanced braces"),
+    ({"sampling": {"prompts": ["{trigger} --w 4096"]}}, "sampling.prompts.0", "' --' would start a sampler option"),
+    ({"sampling": {"prompts": ["line one\nline two"]}}, "sampling.prompts.0", "must be one line"),
+    ({"sampling": {"prompts": ["# not a prompt"]}}, "sampling.prompts.0", "not start with '#'"),
+    ({"sampling": {"negative_prompt": "blurry --n x"}}, "sampling.negative_prompt", "' --'"),
+    ({"sampling": {"sampler": "dpmpp_2m_karras"}}, "sampling.sampler", "sd-scripts has no dpmpp_2m_karras"),
+    ({"regularization": {"scheduler": "dpm_fast"}}, "regularization.scheduler", "'dpmpp_2m'"),
+    ({"regularization": {"prompts": ["photo of a {cls}"]}}, "regularization.prompts.0", "{cls}"),
+    ({"regularization": {"generate": 3, "prompts": []}}, "regularization", "regularization.prompts is empty"),
+    ({"evaluate": {"prompts": ["{trigger} {class!r}"]}}, "evaluate.prompts.0", "{class!r}"),
+    ({"evaluate": {"seeds": []}}, "evaluate.seeds", "at least 1"),
+    ({"kohya": {"extra_args": ["--output_dir", "/x"]}}, "kohya.extra_args", "--output_dir is set by faceswap-kohya"),
+    ({"kohya": {"extra_args": ["--output_n=x"]}}, "kohya.extra_args", "--output_name is set"),
+    ({"network": {"args": ["--output_dir=/x"]}}, "network.args.0", "plain key"),
+    ({"kohya": {"stall_minutes": 0}}, "kohya.stall_minutes", "greater than 0"),
+    ({"dataset": {"mask": "body"}}, "dataset.mask", "'none', 'face', 'head' or 'person'"),
+    ({"dataset": {"mask_floor": 1.5}}, "dataset.mask_floor", "less than or equal to 1"),
+    ({"dataset": {"holdout": -1}}, "dataset.holdout", "greater than or equal to 0"),
+    ({"evaluate": {"bleed_prompts": ["{trigger} {class} at a cafe"]}}, "evaluate.bleed_prompts", "must not contain {trigger}"),
+    ({"evaluate": {"bleed_prompts": ["photo of myface"]}}, "(top level)", "contains the trigger 'myface'"),
+    ({"evaluate": {"embedder": "insightface"}}, "evaluate", "now embedder: arcface"),
+    ({"evaluate": {"insightface_root": "~/.insightface"}}, "evaluate", "replaced by arcface_models"),
 ]
+
+
+def test_sd_scripts_sampler_names_are_aliases_of_the_one_vocabulary():
+    p = presets.validate({"base_model": "m", "sampling": {"sampler": "dpmsolver++"},
+                          "regularization": {"scheduler": "k_euler_a"}}, "p")
+    assert (p.sampling.sampler, p.regularization.scheduler) == ("dpmpp_2m", "euler_a")
+    assert presets.validate({"base_model": "m", "regularization": {"scheduler": "dpmpp_2m_karras"}}, "p")
 
 
 @pytest.mark.parametrize("patch,where,text", BAD, ids=[b[1] + ":" + b[2][:12] for b in BAD])
@@ -121,3 +151,18 @@ def test_union_fields_give_one_line_without_type_names():
     assert msg.startswith("p.yaml: 2 errors")
     assert ".float" not in msg and ".int" not in msg and ".tuple" not in msg
     assert "  optimizer.text_encoder_lr: Input should be a valid number" in msg and msg.count("(got 'abc')") == 1
+
+
+def test_likeness_defaults_and_face_presets():
+    p = Preset(base_model="m.safetensors")
+    assert (p.dataset.mask, p.dataset.mask_floor, p.dataset.holdout) == ("none", 0.1, None)  # holdout: decided from the photos
+    assert p.evaluate.embedder == "dlib" and all("{trigger}" not in b for b in p.evaluate.bleed_prompts)
+    assert p.evaluate.bleed_prompts and all("{class}" in b for b in p.evaluate.bleed_prompts)
+    for name in ("face-24gb", "face-12gb", "face-8gb", "cpu-check"):
+        preset, _ = presets.load(name)
+        assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1), name
+
+
+def test_run_folders_written_before_the_arcface_option_still_load():
+    p = presets.validate({"base_model": "m", "evaluate": {"embedder": "dlib", "insightface_root": None}}, "old run")
+    assert p.evaluate.embedder == "dlib" and p.evaluate.arcface_models is None

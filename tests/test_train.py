@@ -43,7 +43,11 @@ def cpu_check(tmp_path: Path, photos: Path, *extra: str):
     ("kohya.python=/no/python", "kohya.python: /no/python does not exist"),
 ])
 def test_bad_inputs_fail_before_launch(tmp_path, photos, override, expected):
-    r = CliRunner().invoke(cli, ["train", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path}", override])
+    fake = tmp_path / "sd-scripts"  # a stand-in trainer, so that each case fails on its own bad input
+    fake.mkdir()
+    (fake / "sdxl_train_network.py").write_text("raise SystemExit('never run')\n")
+    trainer = [f"kohya.sd_scripts={fake}", f"kohya.python={sys.executable}"]
+    r = CliRunner().invoke(cli, ["train", "cpu-check", f"dataset.images={photos}", f"output.dir={tmp_path}", *trainer, override])
     assert r.exit_code == 2
     assert expected in r.output
     assert not any(tmp_path.rglob("config.toml")), "nothing may be launched or laid out"
@@ -113,6 +117,32 @@ def test_real_training_end_to_end(tmp_path, photos):
     second = train(preset, path)
     assert second.ok and second.run.root != result.run.root
     assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_masked_training_with_a_held_out_photo(tmp_path):
+    """cpu-check on its six built-in sample photos, with head masks and one photo held out: sd-scripts says
+    masked loss is on, computes the validation loss on the held-out photo (one event, recorded in the run
+    folder) and writes the LoRA."""
+    from faceswap_kohya.config.runs import read_events, read_status
+    from faceswap_kohya.events import ValidationLoss
+
+    preset, path = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}"])
+    assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1)
+    events = []
+    result = train(preset, path, on_event=events.append)
+    assert result.ok, result.diagnosis
+    assert result.final == result.run.model / "myface-check.safetensors" and result.final.stat().st_size > 10_000
+    log = result.run.log.read_text()
+    assert log.count("alpha_mask: True") == 2  # the training subset and the held-out one: masked loss is on
+    assert "num validation images * repeats / 学習画像の数×繰り返し回数: 1" in log
+    (held,) = (result.run.val / "1_myface woman").glob("*.png")
+    assert not (result.run.img / "1_myface woman" / held.name).exists()
+    (val,) = [e for e in events if isinstance(e, ValidationLoss)]
+    assert val.kind == "epoch" and val.epoch == 1 and val.step == 2 and 0 < val.loss < 10
+    recorded, _ = read_events(result.run.root)
+    assert val in recorded and read_status(result.run.root)["val_loss"] == val.loss
 
 
 @pytest.mark.trainer

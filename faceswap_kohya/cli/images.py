@@ -8,7 +8,10 @@ import click
 
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
+from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
 from faceswap_kohya.errors import UserError
+
+SAMPLER_HELP = ", ".join(SAMPLERS) + " (sd-scripts' names such as dpmsolver++ work too)."
 
 
 # ---------------------------------------------------------------- generating images
@@ -24,7 +27,7 @@ def _image_options(fn):
         click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale."),
         click.option("--size", help="Square size, or WIDTHxHEIGHT (multiples of 8); default: the run's training "
                                     "resolution, else 1024."),
-        click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim."),
+        click.option("--sampler", default="euler", show_default=True, help=SAMPLER_HELP),
         click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset."),
         click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA."),
         click.option("--lora-dir", "lora_dirs", multiple=True, help="Folder for <lora:NAME:W> tags (repeatable)."),
@@ -40,15 +43,6 @@ def _image_options(fn):
     return fn
 
 
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("*", "x").split("x")
-    try:
-        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except ValueError:
-        raise UserError(f"--size {text!r}: give one number (1024) or WIDTHxHEIGHT (832x1216)") from None
-    return w, h
-
-
 def _prompt_list(prompts, prompts_file) -> list[str]:
     from faceswap_kohya.diffusion.prompts import read_prompts_file
 
@@ -56,21 +50,6 @@ def _prompt_list(prompts, prompts_file) -> list[str]:
     if not found:
         raise UserError('no prompt: give one or more prompts, e.g. "myface woman, portrait photo", or --prompts-file')
     return found
-
-
-def _settings(negative, steps, cfg, size, sampler, source):
-    from faceswap_kohya.diffusion.prompts import SAMPLERS, check_size
-    from faceswap_kohya.diffusion.source import Settings, run_preset
-
-    if size is None:
-        size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
-    w, h = _size(size)
-    check_size(w, h)
-    if sampler not in SAMPLERS:
-        raise UserError(f"--sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-    if steps < 1:
-        raise UserError(f"--steps {steps}: must be at least 1")
-    return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
 
 
 def _seed(seed):
@@ -88,7 +67,7 @@ def _seed(seed):
 def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sampler, base, epoch, lora_dirs, out_dir,
              device, dtype, offload, quiet, n_images, weight, no_lora):
     """Generate images with a trained LoRA: TARGET is a run folder or a .safetensors LoRA."""
-    from faceswap_kohya.diffusion.source import default_out_dir, resolve_source
+    from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
     from faceswap_kohya.jobs.generate import run_generate
 
     if n_images < 1:
@@ -97,7 +76,7 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
             and not Path(target).expanduser().exists():  # `generate --base M --no-lora "prompt"`: no TARGET
         target, prompts = None, (target, *prompts)
     source = resolve_source(target, base, epoch, lora_dirs, no_lora=no_lora)
-    settings = _settings(negative, steps, cfg, size, sampler, source)
+    settings = image_settings(negative, steps, cfg, size, sampler, source)
     first = _seed(seed)
     paths = run_generate(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                              out_dir or default_out_dir(source, "generate"), weight=weight, no_lora=no_lora,
@@ -115,7 +94,7 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
 def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sampler, base, epoch, lora_dirs, out_dir,
             device, dtype, offload, quiet, n_images, weights):
     """Before/after grids: the base model and the LoRA at several weights, same prompts and seeds."""
-    from faceswap_kohya.diffusion.source import default_out_dir, resolve_source
+    from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
     from faceswap_kohya.jobs.compare import run_compare
 
     try:
@@ -125,7 +104,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
     if n_images < 1:
         raise UserError(f"--images {n_images}: must be at least 1")
     source = resolve_source(target, base, epoch, lora_dirs)
-    settings = _settings(negative, steps, cfg, size, sampler, source)
+    settings = image_settings(negative, steps, cfg, size, sampler, source)
     first = _seed(seed)
     grids = run_compare(source, _prompt_list(prompts, prompts_file), list(range(first, first + n_images)), settings,
                             out_dir or default_out_dir(source, "compare"), weights=ws, device=device, dtype=dtype,
@@ -150,7 +129,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
 @click.option("--padding", type=float, default=0.6, show_default=True,
               help="Context around the face box the model redraws, as a fraction of the face's size on each side.")
 @click.option("--size", type=int, help="Working size, a multiple of 8 (default: the run's training resolution, else 1024).")
-@click.option("--sampler", default="euler", show_default=True, help="euler, euler_a, dpmpp_2m, dpmpp_2m_karras, ddim.")
+@click.option("--sampler", default="euler", show_default=True, help=SAMPLER_HELP)
 @click.option("--refs", type=click.Path(path_type=Path), help="Reference photos for the identity score (default: the run's img/).")
 @click.option("--base", help="Base model (hub id, diffusers folder, .safetensors); default: the run's preset.")
 @click.option("--epoch", type=int, help="Use the run's checkpoint of this epoch instead of the final LoRA.")
@@ -167,7 +146,7 @@ def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight
     from faceswap_kohya.jobs import swap as sw
 
     source = resolve_source(target, base, epoch)
-    settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=sampler)
+    settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=check_sampler(sampler, "--sampler"))
     result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
                          strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,
                          device=device, dtype=dtype, offload=offload, on_event=Printer(err=True, bar=not quiet))

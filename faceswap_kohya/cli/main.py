@@ -1,8 +1,13 @@
-"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2.
+
+Anything else is a bug or an environment problem: one line naming what failed, exit 1; `--debug`
+(or FACESWAP_KOHYA_DEBUG=1) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
@@ -10,10 +15,26 @@ import click
 from faceswap_kohya.errors import UserError
 
 overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+DEBUG_ENV = "FACESWAP_KOHYA_DEBUG"
+
+
+def debugging() -> bool:
+    """--debug on the command line, or FACESWAP_KOHYA_DEBUG=1."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    if root is not None and isinstance(root.obj, dict) and root.obj.get("debug"):
+        return True
+    return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+
+
+def _what(fn) -> str:
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx else fn.__name__
 
 
 def friendly(fn):
-    """Turn UserError into a clean message and exit code 2 (no traceback)."""
+    """UserError → its message, exit 2; Ctrl-C → "interrupted", exit 130; any other exception → one line
+    naming the command and the error, exit 1 (the traceback with --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -22,14 +43,41 @@ def friendly(fn):
         except UserError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            if debugging():
+                raise
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the one place that turns a crash into a message
+            if debugging():
+                raise
+            text = " ".join(str(e).split())[:300]
+            click.secho(f"error: {_what(fn)} failed unexpectedly ({type(e).__name__}{': ' + text if text else ''}); "
+                        f"run with --debug (or {DEBUG_ENV}=1) for the traceback", fg="red", err=True)
+            sys.exit(1)
 
     return wrapper
 
 
+def load_preset(preset: str, overrides=(), for_training: bool = False):
+    """A preset name or YAML file, or a Kohya .json/.toml imported on the fly (its report on stderr): (Preset, Path)."""
+    from faceswap_kohya.kohya.importer import load_any
+
+    p, path, imported = load_any(preset, overrides, for_training=for_training)
+    if imported:
+        click.echo(imported.text(), err=True)
+    return p, path
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="faceswap_kohya")
-def cli():
+@click.option("--debug", is_flag=True, help=f"Show the traceback of an unexpected error (or set {DEBUG_ENV}=1).")
+@click.pass_context
+def cli(ctx, debug):
     """Photos of one person → an SDXL identity LoRA with Kohya's sd-scripts, then generate and score."""
+    ctx.ensure_object(dict)["debug"] = debug
 
 
 def main():

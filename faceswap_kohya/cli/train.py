@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from faceswap_kohya.cli.main import cli, friendly, overrides_arg
+from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.config.layout import RunLayout, instance_dir
@@ -24,8 +24,8 @@ from faceswap_kohya.kohya.trainer import Trainer
 @click.option("--kohya", "with_kohya", is_flag=True, help="Also check the rendered files with sd-scripts' own parser.")
 @friendly
 def validate(preset, overrides, with_kohya):
-    """Check a preset; print "valid" or every error."""
-    p, path = preset_files.load(preset, overrides)
+    """Check a preset (or a Kohya .json/.toml); print "valid" or every error."""
+    p, path = load_preset(preset, overrides)
     if with_kohya:
         from faceswap_kohya.kohya.check import check_rendered
 
@@ -45,7 +45,7 @@ def render_cmd(preset, overrides, out_dir):
     from faceswap_kohya.data.kohya_folders import resolve
     from faceswap_kohya.kohya.trainer import tokenizer_cache
 
-    resolved = resolve(preset_files.load(preset, overrides)[0], preset_files.override_keys(overrides))
+    resolved = resolve(load_preset(preset, overrides)[0], preset_files.override_keys(overrides))
     p, run = resolved.preset, RunLayout(out_dir.absolute())
     for note in resolved.notes:
         click.echo(f"note: {note}")
@@ -59,6 +59,7 @@ def render_cmd(preset, overrides, out_dir):
 
 
 @cli.command()
+@friendly
 def schema():
     """Print the JSON schema of a preset."""
     from faceswap_kohya.config.schema import Preset
@@ -86,7 +87,15 @@ def _report(result) -> None:
     samples = sorted(result.run.samples.glob("*.png")) if result.run.samples.is_dir() else []
     if samples:
         click.echo(f"  {len(samples)} sample images in {result.run.samples}")
-    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"<trigger> <class>, portrait photo\"")
+    click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"{_instance_tokens(result.run)}, portrait photo\"")
+
+
+def _instance_tokens(run) -> str:
+    """"<trigger> <class>" of the run's own preset, for the hint printed after training."""
+    try:
+        return preset_files.read_run_preset(run.root).instance_tokens
+    except UserError:
+        return "<trigger> <class>"
 
 
 @cli.command()
@@ -94,16 +103,20 @@ def _report(result) -> None:
 @overrides_arg
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue RUN_DIR from its last saved state, in a new run folder (PRESET is then omitted).")
+@click.option("--prepared", "prepared_dir", type=click.Path(path_type=Path),
+              help="Train on the photos a `prepare` run folder laid out (captions as edited there).")
 @click.option("-v", "--verbose", is_flag=True, help="Echo the trainer's log lines.")
 @click.option("-y", "--yes", is_flag=True, help="Go ahead with long steps (e.g. generating many class images on a CPU).")
 @friendly
-def train(preset, overrides, resume_dir, verbose, yes):
+def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
     """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
     from faceswap_kohya.jobs import train as runner
 
     printer = Printer()
     on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
     try:
+        if resume_dir and prepared_dir:
+            raise UserError("give --resume RUN_DIR or --prepared RUN_DIR, not both")
         if resume_dir:
             extra = ((preset,) if preset else ()) + tuple(overrides)
             if bad := [x for x in extra if "=" not in x]:
@@ -112,12 +125,8 @@ def train(preset, overrides, resume_dir, verbose, yes):
         else:
             if not preset:
                 raise UserError("give a preset (a file or a name from `faceswap-kohya presets ls`), or --resume RUN_DIR")
-            from faceswap_kohya.kohya.importer import load_any
-
-            p, path, imported = load_any(preset, overrides)
-            if imported:
-                click.echo(imported.text(), err=True)
-            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides)
+            p, path = load_preset(preset, overrides, for_training=True)
+            result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides, prepared=prepared_dir)
     finally:
         printer.close()
     _report(result)
@@ -132,7 +141,7 @@ def regularize(preset, overrides, yes):
     """Generate the preset's class images with the base model into the cache (reused by `train`)."""
     from faceswap_kohya.jobs.regularize import regularize as run_regularize
 
-    p, _ = preset_files.load(preset, overrides)
+    p, _ = load_preset(preset, overrides)
     printer = Printer()
     try:
         run_regularize(p, printer, confirmed=yes)
@@ -164,7 +173,7 @@ def prepare(preset, overrides, dry_run):
     from faceswap_kohya.jobs.prepare import dry_run as show
     from faceswap_kohya.jobs.prepare import prepare as run_prepare
 
-    p, _ = preset_files.load(preset, overrides)
+    p, _ = load_preset(preset, overrides)
     if dry_run:
         for line in show(p, overrides):
             click.echo(line)

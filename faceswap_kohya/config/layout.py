@@ -7,6 +7,7 @@ writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,11 @@ class RunLayout:
     @property
     def reg(self) -> Path:
         return self.root / "reg"
+
+    @property
+    def val(self) -> Path:
+        """Held-out photos: sd-scripts computes the validation loss on them; evaluate scores likeness to them."""
+        return self.root / "val"
 
     @property
     def model(self) -> Path:
@@ -78,6 +84,11 @@ def instance_dir(preset: Preset, run: RunLayout) -> Path:
     return run.img / f"{preset.dataset.repeats}_{preset.instance_tokens}"
 
 
+def validation_dir(preset: Preset, run: RunLayout) -> Path:
+    """`val/1_myface woman`: the held-out photos, captioned like the training photos."""
+    return run.val / f"1_{preset.instance_tokens}"
+
+
 def reg_dir(preset: Preset, run: RunLayout) -> Path:
     if preset.regularization.subsets:
         return subset_dir(run.reg, preset.regularization.subsets[0])
@@ -92,3 +103,20 @@ def has_regularization(preset: Preset) -> bool:
 def new_run(preset: Preset, now: Optional[dt.datetime] = None) -> RunLayout:
     """`<output.dir>/<name>/<timestamp>/`, never an existing folder."""
     return RunLayout(new_folder(Path(preset.output.dir) / preset.output.name, "output.dir", now))
+
+
+def new_parents(preset: Preset) -> list[Path]:
+    """The folders `new_run(preset)` is about to make above the run folder itself, deepest first."""
+    parent = (Path(preset.output.dir) / preset.output.name).expanduser().absolute()
+    return [p for p in (parent, *parent.parents) if not p.exists()]
+
+
+def remove_run_folder(run: RunLayout, made: list[Path] = ()) -> None:
+    """Remove a run folder that failed before anything worth keeping was in it, and the parents made for it
+    (`new_parents`, while they are empty): a failed preparation leaves nothing behind."""
+    shutil.rmtree(run.root, ignore_errors=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: someone else's
+            break

@@ -96,7 +96,11 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             raise UserError(f"override {item!r}: expected key=value, e.g. training.epochs=12")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            if raw.lstrip().startswith(("[", "{")):  # meant as a list or a mapping
+                problem = getattr(e, "problem", None) or "invalid YAML"
+                raise UserError(f"override {item!r}: the value is not a valid YAML list or mapping ({problem}); "
+                                "quote each item, e.g. key='[\"a, b\", c]'") from None
             value = raw
         node = data
         *parents, last = key.split(".")

@@ -7,10 +7,26 @@ Cross-field rules live in ``Preset.check_*`` validators and say what to change.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from faceswap_kohya.config.evaluation import Evaluation
+from faceswap_kohya.config.resources import Resources
+from faceswap_kohya.config.samplers import SAMPLERS, SD_SCRIPTS_SAMPLERS
+from faceswap_kohya.config.sections import Section, _expand
+from faceswap_kohya.config.texts import (
+    KeyValue,
+    PromptLine,
+    PromptTemplate,
+    SamplePrompt,
+    Template,
+    check_class_word,
+    check_extra_args,
+    check_trigger,
+    sampler_name,
+    sd_scripts_sampler,
+)
 
 CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
 
@@ -24,19 +40,7 @@ SCHEDULERS = (
     "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
 )
-SAMPLERS = (
-    "ddim", "pndm", "lms", "euler", "euler_a", "heun", "dpm_2", "dpm_2_a", "dpmsolver",
-    "dpmsolver++", "dpmsingle", "k_lms", "k_euler", "k_euler_a", "k_dpm_2", "k_dpm_2_a",
-)
 NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _expand(value):
-    return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
 
 
 class BaseModelSection(Section):
@@ -56,38 +60,20 @@ class Subject(Section):
     trigger: str = Field("myface", description="the rare word that will mean this person")
     class_word: str = Field("woman", description="what the person is: woman, man, person, ...")
 
-    @field_validator("trigger")
-    @classmethod
-    def check_trigger(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9]+", v):
-            raise ValueError("must be one word of letters and digits (no spaces, commas or underscores), e.g. 'myface'")
-        return v
-
-    @field_validator("class_word")
-    @classmethod
-    def check_class_word(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]+( [A-Za-z]+)?", v):
-            raise ValueError("must be one or two plain words, e.g. 'woman' or 'old man'")
-        return v
+    _check_trigger = field_validator("trigger")(check_trigger)
+    _check_class_word = field_validator("class_word")(check_class_word)
 
 
 class Captions(Section):
-    mode: Literal["template", "files", "blip"] = Field(
-        "template", description="template: from `template`; files: the .txt beside each photo; blip: automatic")
-    template: str = Field("{trigger} {class}, photo", description="caption text; {trigger} and {class} are filled in")
+    mode: Literal["files_or_template", "template", "files", "blip"] = Field(
+        "files_or_template", description="files_or_template: a photo's own .txt/.caption file where there is one, "
+        "else `template`; template: always `template`; files: the file beside each photo (a warning for each photo "
+        "without one); blip: automatic")
+    template: Template = Field("{trigger} {class}, photo", description="caption text; {trigger} and {class} are filled in")
     blip_model: str = Field("Salesforce/blip-image-captioning-base", description="hub id or local folder (mode blip)")
     shuffle: bool = Field(False, description="shuffle comma-separated caption parts (the trigger stays first)")
     keep_tokens: int = Field(1, ge=0, description="leading comma-separated parts never shuffled or dropped")
     dropout_rate: float = Field(0.0, ge=0, le=1, description="caption_dropout_rate: train some steps with no caption")
-
-    @field_validator("template")
-    @classmethod
-    def check_template(cls, v: str) -> str:
-        try:
-            v.format(trigger="t", **{"class": "c"})
-        except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"only {{trigger}} and {{class}} may appear in braces ({e})") from None
-        return v
 
 
 class Augment(Section):
@@ -136,6 +122,13 @@ class Dataset(Section):
         "head_and_shoulders", description="crop each photo around its main face (face, head_and_shoulders) or keep it whole (as_is)")
     max_upscale: float = Field(2.0, ge=1.0, description="never enlarge a crop more than this; smaller crops are kept smaller, with a warning")
     augment: Augment = Field(default_factory=Augment)
+    mask: Literal["none", "face", "head", "person"] = Field(
+        "none", description="weight the training loss by a soft mask around the face (face), head and hair (head) "
+                            "or head and body (person), stored as each image's alpha; none: every pixel counts the same")
+    mask_floor: float = Field(0.1, ge=0, le=1, description="loss weight outside the mask (the background is still learned a little)")
+    holdout: Optional[int] = Field(
+        None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
+                                        "unset: 1 when at least 6 photos are usable, else 0")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
@@ -165,7 +158,7 @@ class Regularization(Section):
     images: Optional[str] = Field(None, description="folder of class photos (e.g. other women) for prior preservation")
     repeats: int = Field(1, ge=1, le=1000)
     generate: int = Field(0, ge=0, description="generate this many class images with the base model before training")
-    prompts: list[str] = Field(
+    prompts: list[PromptTemplate] = Field(
         default_factory=lambda: [
             "photo of a {class}",
             "close-up portrait photo of a {class}",
@@ -177,10 +170,20 @@ class Regularization(Section):
     steps: int = Field(30, ge=1, le=200)
     cfg: float = Field(7.0, ge=0)
     seed: int = 1234
-    scheduler: Literal["euler", "euler_a", "ddim", "dpmsolver++"] = "euler"
+    scheduler: Literal[tuple(SAMPLERS)] = Field("euler", description="sampler for the class images")  # type: ignore[valid-type]
+    prior_loss_weight: Optional[float] = Field(
+        None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
+                                       "images' mean mask weight (sd-scripts does not rescale masked losses)")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(_expand)
+    _sampler_alias = field_validator("scheduler", mode="before")(sampler_name)
+
+    @model_validator(mode="after")
+    def check_prompt_count(self):
+        if self.generate and not self.prompts:
+            raise ValueError("regularization.generate is set but regularization.prompts is empty: add a prompt")
+        return self
 
 
 class Network(Section):
@@ -190,15 +193,7 @@ class Network(Section):
     conv_dim: Optional[int] = Field(None, ge=1, le=100000, description="rank for 3x3 convolutions (LoCon); unset = none")
     conv_alpha: Optional[float] = Field(None, gt=0)
     dropout: Optional[float] = Field(None, ge=0, le=1, description="network_dropout (neuron dropout)")
-    args: list[str] = Field(default_factory=list, description="extra network_args, each 'key=value'")
-
-    @field_validator("args")
-    @classmethod
-    def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if "=" not in a]
-        if bad:
-            raise ValueError(f"each network arg must be 'key=value' (got {bad})")
-        return v
+    args: list[KeyValue] = Field(default_factory=list, description="extra network_args, each 'key=value'")
 
     @model_validator(mode="after")
     def check_conv(self):
@@ -216,7 +211,7 @@ class Optimizer(Section):
     warmup_steps: Union[int, float] = Field(0, ge=0, description="steps, or a ratio of all steps when < 1")
     num_cycles: int = Field(1, ge=1, description="restarts for cosine_with_restarts")
     max_grad_norm: float = Field(1.0, ge=0)
-    args: list[str] = Field(default_factory=list, description="optimizer_args, each 'key=value' (e.g. weight_decay=0.01)")
+    args: list[KeyValue] = Field(default_factory=list, description="optimizer_args, each 'key=value' (e.g. weight_decay=0.01)")
 
     @field_validator("type")
     @classmethod
@@ -227,14 +222,6 @@ class Optimizer(Section):
         if "." in v:
             return v
         raise ValueError(f"unknown optimizer; use one of {', '.join(OPTIMIZERS[:6])}, ... or a 'module.Class' path")
-
-    @field_validator("args")
-    @classmethod
-    def check_args(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if "=" not in a]
-        if bad:
-            raise ValueError(f"each optimizer arg must be 'key=value' (got {bad})")
-        return v
 
     @field_validator("text_encoder_lr")
     @classmethod
@@ -274,18 +261,25 @@ class Training(Section):
     max_token_length: Literal[75, 150, 225] = 75
     lowram: bool = False
     max_data_loader_workers: int = Field(0, ge=0)
+    validate_every_n_epochs: Optional[int] = Field(
+        None, ge=1, description="validation loss on the held-out photos every N epochs (unset: every epoch)")
+    validate_every_n_steps: Optional[int] = Field(None, ge=1, description="also every N steps")
 
 
 class Sampling(Section):
-    prompts: list[str] = Field(default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
-    negative_prompt: str = "lowres, blurry, deformed"
+    prompts: list[SamplePrompt] = Field(
+        default_factory=list, description="prompts rendered during training; {trigger}/{class} filled in")
+    negative_prompt: PromptLine = "lowres, blurry, deformed"
     every_n_epochs: Optional[int] = Field(None, ge=1)
     every_n_steps: Optional[int] = Field(None, ge=1)
-    sampler: Literal[SAMPLERS] = "euler_a"  # type: ignore[valid-type]
+    sampler: Literal[SD_SCRIPTS_SAMPLERS] = Field(  # type: ignore[valid-type]
+        "euler_a", description="sampler sd-scripts renders the samples with (the names generate --sampler uses)")
     steps: int = Field(28, ge=1, le=200)
     cfg: float = Field(7.0, ge=0)
     seed: int = 1
     size: Optional[int] = Field(None, ge=64, description="sample width/height; default: the training resolution")
+
+    _sampler_alias = field_validator("sampler", mode="before")(sd_scripts_sampler)
 
     @field_validator("size")
     @classmethod
@@ -318,23 +312,13 @@ class Kohya(Section):
     tokenizer_cache: Optional[str] = Field(
         "auto", description="'auto' builds CLIP tokenizers offline; a folder to use; null to let sd-scripts use the hub")
     extra_args: list[str] = Field(default_factory=list, description="passed to sdxl_train_network.py verbatim")
+    stall_minutes: Optional[float] = Field(
+        30, gt=0, description="stop the trainer and report its last line when it prints nothing for this long (minutes); "
+        "null: wait forever")
 
     _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
 
-
-class Evaluation(Section):
-    enabled: bool = Field(False, description="score every checkpoint against the photos at the end of `train`")
-    prompts: list[str] = Field(
-        default_factory=lambda: [
-            "{trigger} {class}, professional portrait photo, soft light",
-            "{trigger} {class}, close-up photo, outdoors",
-            "{trigger} {class}, smiling, photo in a cafe",
-        ])
-    seeds: list[int] = Field(default_factory=lambda: [1, 2])
-    steps: int = Field(25, ge=1, le=200)
-    cfg: float = Field(6.0, ge=0)
-    embedder: Literal["dlib", "insightface"] = "dlib"
-    insightface_root: Optional[str] = None
+    _check_extra_args = field_validator("extra_args")(check_extra_args)
 
 
 class Preset(Section):
@@ -351,6 +335,7 @@ class Preset(Section):
     output: Output = Field(default_factory=Output)
     kohya: Kohya = Field(default_factory=Kohya)
     evaluate: Evaluation = Field(default_factory=Evaluation)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -400,6 +385,15 @@ class Preset(Section):
         s = self.sampling
         if (s.every_n_epochs or s.every_n_steps) and not s.prompts:
             raise ValueError("sampling.every_n_epochs/every_n_steps is set but sampling.prompts is empty: add a prompt")
+        return self
+
+    @model_validator(mode="after")
+    def check_bleed_without_trigger(self):
+        trigger = self.subject.trigger.lower()
+        for prompt in self.evaluate.bleed_prompts:
+            if trigger in re.findall(r"[a-z0-9]+", prompt.lower()):
+                raise ValueError(f"evaluate.bleed_prompts: {prompt!r} contains the trigger {self.subject.trigger!r}; "
+                                 "bleed prompts test faces the LoRA should leave alone")
         return self
 
     @model_validator(mode="after")

@@ -80,18 +80,40 @@ def template_caption(template: str, trigger: str, class_word: str) -> str:
     return with_trigger(template.format(trigger=trigger, **{"class": class_word}), trigger, class_word)
 
 
-def own_caption(photo: Path) -> Optional[str]:
-    """The person's caption beside a photo: `photo.txt` or `photo.caption`, when it has any text."""
-    for suffix in (".txt", ".caption"):
+CAPTION_SUFFIXES = (".txt", ".caption")
+
+
+def caption_files(photo: Path) -> list[Path]:
+    """The caption files beside a photo (`photo.txt`, `photo.caption`) that are not empty, unread."""
+    found = []
+    for suffix in CAPTION_SUFFIXES:
         path = photo.with_suffix(suffix)
-        if path.is_file():
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except UnicodeDecodeError:
-                raise UserError(f"{path}: caption file is not UTF-8 text; save it as UTF-8") from None
-            if text:
-                return text
+        try:
+            if path.is_file() and path.stat().st_size > 0:
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def own_caption_file(photo: Path) -> Optional[tuple[Path, str]]:
+    """(file, text) of the person's caption beside a photo: `photo.txt` or `photo.caption`, the first with any text."""
+    for path in caption_files(photo):
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: caption file is not UTF-8 text; save it as UTF-8") from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read this caption file ({e.strerror})") from None
+        if text:
+            return path, text
     return None
+
+
+def own_caption(photo: Path) -> Optional[str]:
+    """The person's caption text beside a photo, when it has any text."""
+    found = own_caption_file(photo)
+    return found[1] if found else None
 
 
 class BlipCaptioner:

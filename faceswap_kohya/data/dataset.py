@@ -1,6 +1,7 @@
 """Photos → a checked Kohya dataset in the run folder.
 
-`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
+`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens; with
+`dataset.mask` each PNG's alpha is its loss-weight mask), `val/1_myface woman/` (held-out photos), `reg/1_woman/`
 (class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
 kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
 (EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
@@ -11,20 +12,32 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from PIL import Image
 
-from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir
+from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir, validation_dir
 from faceswap_kohya.config.schema import Preset
-from faceswap_kohya.data.images import check_folder, load_rgb, resized, sort_folder, unreadable_reason
-from faceswap_kohya.data.photos import Photo, augmentations, check_identity, mark_duplicates, output_name, read_photo
+from faceswap_kohya.data.images import check_folder, load_rgb, resized, save_with_loss_weight, sort_folder, unreadable_reason
+from faceswap_kohya.data.photos import (
+    HELD_OUT,
+    Photo,
+    augmentations,
+    check_identity,
+    choose_holdout,
+    mark_duplicates,
+    mean_weight,
+    output_name,
+    read_photo,
+)
 from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
 from faceswap_kohya.errors import UserError
 
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
+AUTO_HOLDOUT_FROM = 6  # with dataset.holdout unset, one photo is held out from this many usable photos
 # Threads overlap decoding, resizing and encoding (Pillow releases the GIL); face detection runs one at a time.
 WORKERS = min(6, (os.cpu_count() or 1) + 1)
 
@@ -37,39 +50,76 @@ except ImportError:  # pragma: no cover - pillow-heif is a dependency
     pass
 
 
-def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], str]:
-    """Photo → caption, per `dataset.captions.mode`; photos without their own caption file go into `missing`."""
+TEMPLATE, BLIP = "template", "BLIP"  # where a caption came from, besides a caption file's name
+
+
+def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], tuple[str, str]]:
+    """Photo → (caption, where it came from: a caption file's name, "template" or "BLIP"), per
+    `dataset.captions.mode`; in mode `files` the photos without a caption file of their own go into `missing`."""
     from faceswap_kohya.data import captions
 
     c, s = preset.dataset.captions, preset.subject
     if c.mode == "blip":
         echo(f"captions: loading BLIP {c.blip_model}")
         blip = captions.BlipCaptioner(c.blip_model)
-        return lambda p: captions.with_trigger(blip(p.image), s.trigger, s.class_word)
+        return lambda p: (captions.with_trigger(blip(p.image), s.trigger, s.class_word), BLIP)
     template = captions.template_caption(c.template, s.trigger, s.class_word)
     if c.mode == "template":
-        return lambda p: template
+        return lambda p: (template, TEMPLATE)
 
-    def from_file(p: Photo) -> str:
-        own = captions.own_caption(p.source)
+    def from_file(p: Photo) -> tuple[str, str]:
+        own = captions.own_caption_file(p.source)
         if own is None:
-            missing.append(p.source.name)
-            return template
-        return captions.with_trigger(own, s.trigger, s.class_word)
+            if c.mode == "files":
+                missing.append(p.source.name)
+            return template, TEMPLATE
+        return captions.with_trigger(own[1], s.trigger, s.class_word), own[0].name
 
     return from_file
 
 
-def save_image(image: Image.Image, path: Path, caption: str) -> None:
-    image.save(path, compress_level=1)
+def caption_warnings(preset: Preset, kept: list[Photo], no_caption: list[str]) -> list[str]:
+    """Caption files that were not used (modes template and blip), photos without one (mode files)."""
+    from faceswap_kohya.data.captions import caption_files
+
+    mode = preset.dataset.captions.mode
+    out = []
+    if no_caption:
+        out.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
+    if mode in ("template", "blip"):
+        unused = [f.name for p in kept for f in caption_files(p.source)]
+        if unused:
+            out.append(f"captions mode {mode}: the caption files {', '.join(unused)} were not used "
+                       "(dataset.captions.mode=files_or_template uses them)")
+    return out
+
+
+@dataclass
+class ImageJob:
+    """One image to write: a training image (a photo or an augmented copy) or a held-out photo."""
+
+    image: Image.Image
+    path: Path
+    caption: str
+    mask: Optional[Image.Image] = None
+    kind: str = ""  # "", an augmentation (mirror, brighter, ...) or "held out"
+
+
+def save_image(image: Image.Image, path: Path, caption: str, mask: Optional[Image.Image] = None) -> None:
+    if mask is None:
+        image.save(path, compress_level=1)
+    else:
+        save_with_loss_weight(image, mask, path)
     path.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
 
 
-def count_warnings(preset: Preset, n: int) -> list[str]:
+def count_warnings(preset: Preset, n: int, held: int = 0) -> list[str]:
+    """Advice on the number of photos trained on (`n`; `held` more are held out) and on settings that interact."""
     d, c = preset.dataset, preset.dataset.captions
     out = []
     if n < FEW_PHOTOS:
-        out.append(f"only {n} usable photos: 5-10 varied photos (angles, light, expressions) give a better likeness")
+        what = f"photos to train on ({held} more held out)" if held else "usable photos"
+        out.append(f"only {n} {what}: 5-10 varied photos (angles, light, expressions) give a better likeness")
     if n > MANY_PHOTOS:
         out.append(f"{n} photos: more than {MANY_PHOTOS} rarely helps a face LoRA and makes epochs long; "
                    "consider picking the best, or lowering dataset.repeats")
@@ -80,15 +130,75 @@ def count_warnings(preset: Preset, n: int) -> list[str]:
     return out
 
 
+def holdout_count(setting: Optional[int], usable: int) -> tuple[int, Optional[str]]:
+    """(photos to hold out, a warning when fewer than asked): `setting`, or 1 from AUTO_HOLDOUT_FROM photos
+    when unset; never so many that fewer than MIN_PHOTOS remain for training."""
+    wanted = (1 if usable >= AUTO_HOLDOUT_FROM else 0) if setting is None else setting
+    allowed = max(0, min(wanted, usable - MIN_PHOTOS))
+    if allowed < wanted:
+        return allowed, (f"dataset.holdout {wanted}: only {usable} usable photos, so {allowed} held out "
+                         f"(at least {MIN_PHOTOS} stay for training); no validation loss or held-out likeness"
+                         if not allowed else f"dataset.holdout {wanted}: {allowed} held out so that {MIN_PHOTOS} stay for training")
+    return wanted, None
+
+
+def read_photos(preset: Preset, paths: list[Path], embedder, summary: LayoutSummary) -> list[Photo]:
+    """Every photo read and checked (duplicates, identity); the usable ones, or UserError when too few."""
+    d = preset.dataset
+    upscales = not (d.enable_bucket and d.bucket_no_upscale)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder,
+                                                    d.mask, d.mask_floor, upscales), paths))
+    summary.entries = photos
+    mark_duplicates(photos)
+    if embedder is not None:
+        check_identity(photos, embedder)
+    kept = [p for p in photos if p.status == "kept"]
+    summary.skipped = [(p.source, p.reason) for p in photos if p.status == "dropped"]
+    if len(kept) < MIN_PHOTOS:
+        why = "".join(f"\n  {src.name}: {reason}" for src, reason in summary.skipped)
+        raise UserError(f"dataset.images: only {len(kept)} usable photo{'s' if len(kept) != 1 else ''} in {summary.source} "
+                        f"(at least {MIN_PHOTOS} needed, 5-10 recommended){why}")
+    return kept
+
+
+def face_embedder(preset: Preset, summary: LayoutSummary):
+    """dlib's embedder, or None (with a warning) when face checks aren't needed and dlib is missing."""
+    from faceswap_kohya.faces import identity as faces
+
+    d = preset.dataset
+    try:
+        embedder = faces.get_embedder("dlib")
+    except UserError as e:
+        if d.framing != "as_is":
+            raise UserError(f"dataset.framing {d.framing} needs face detection: {e} (or set dataset.framing=as_is)") from None
+        if d.mask != "none":
+            raise UserError(f"dataset.mask {d.mask} needs face detection: {e} (or set dataset.mask=none)") from None
+        summary.warnings.append(f"face checks skipped: {e}")
+        return None
+    summary.embedder = embedder.name
+    return embedder
+
+
+def hold_out(kept: list[Photo], d, summary: LayoutSummary) -> list[Photo]:
+    """Mark the photos kept out of training (`dataset.holdout`); the ones to train on."""
+    n_held, why = holdout_count(d.holdout, len(kept))
+    if why:
+        summary.warnings.append(why)
+    for i in choose_holdout(kept, n_held):
+        kept[i].held_out = True
+    return [p for p in kept if not p.held_out]
+
+
 def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda s: None, notes=()) -> LayoutSummary:
-    """Check, crop, augment and caption the photos into the run folder; write the contact sheet and summary.
+    """Check, crop, mask, augment and caption the photos into the run folder (held-out photos into the
+    validation folder); write the contact sheet and summary.
 
     Kohya folders (`dataset.subsets`, see kohya_folders.resolve) keep their subsets and captions; `notes`
     (from resolve) go into the summary. Raises UserError when fewer than 3 photos are usable (naming each
     photo not used and why).
     """
     from faceswap_kohya.data import kohya_layout
-    from faceswap_kohya.faces import identity as faces
 
     start = time.monotonic()
     d = preset.dataset
@@ -99,64 +209,59 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
         source = check_folder(d.images, "dataset.images")
         paths, other = sort_folder(source)
     summary = LayoutSummary(kohya.instance_dir if kohya else instance_dir(preset, run), source=source, other_files=other)
-
-    embedder = None
-    try:
-        embedder = faces.get_embedder("dlib")
-        summary.embedder = embedder.name
-    except UserError as e:
-        if d.framing != "as_is":
-            raise UserError(f"dataset.framing {d.framing} needs face detection: {e} (or set dataset.framing=as_is)") from None
-        summary.warnings.append(f"face checks skipped: {e}")
-
+    embedder = face_embedder(preset, summary)
     no_caption: list[str] = []
     caption = kohya.caption if kohya else captioner(preset, echo, no_caption)  # first: a missing BLIP model fails early
     echo(f"reading {len(paths)} photos from {source}")
-    with ThreadPoolExecutor(WORKERS) as pool:
-        photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder), paths))
-    summary.entries = photos
-    mark_duplicates(photos)
-    if embedder is not None:
-        check_identity(photos, embedder)
-    kept = [p for p in photos if p.status == "kept"]
-    summary.skipped = [(p.source, p.reason) for p in photos if p.status == "dropped"]
-    if len(kept) < MIN_PHOTOS:
-        why = "".join(f"\n  {src.name}: {reason}" for src, reason in summary.skipped)
-        raise UserError(f"dataset.images: only {len(kept)} usable photo{'s' if len(kept) != 1 else ''} in {source} "
-                        f"(at least {MIN_PHOTOS} needed, 5-10 recommended){why}")
-    summary.warnings += count_warnings(preset, len(kept))
+    kept = read_photos(preset, paths, embedder, summary)
+    train = hold_out(kept, d, summary)
+    summary.warnings += count_warnings(preset, len(train), len(kept) - len(train))
     small = [f"{p.source.name} {p.size[0]}×{p.size[1]}" for p in kept if min(p.size) < d.resolution]
     if small:
         summary.warnings.append(f"smaller than the training resolution {d.resolution} px: " + ", ".join(small))
 
-    out_dir = summary.instance_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    dest = kohya.out_dir if kohya else lambda p: out_dir
-    for i, p in enumerate(kept, start=1):
-        p.caption = caption(p)
-        name = output_name(i, p.source) + ".png"
-        p.outputs.append(name)
-        jobs.append((p.image, dest(p) / name, p.caption))
-    if no_caption:
-        summary.warnings.append(f"captions mode files: no .txt beside {', '.join(no_caption)}; used the template caption")
-    for i, kind, image in augmentations(kept, d):
-        p = kept[i]
-        name = output_name(i + 1, p.source, kind) + ".png"
-        p.outputs.append(name)
-        summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
-        jobs.append((image, dest(p) / name, p.caption))
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda job: save_image(*job), jobs))
-    summary.photos = [path for _, path, _ in jobs]
-
+    dest = kohya.out_dir if kohya else (lambda p: summary.instance_dir)
+    jobs = image_jobs(kept, train, d, caption, summary, dest, validation_dir(preset, run))
+    summary.warnings += caption_warnings(preset, kept, no_caption)
+    write_images(jobs, summary, d)
     if preset.regularization.images or preset.regularization.subsets:
-        layout_regularization(preset, run, summary, len(kept) + len(summary.augmented))
+        layout_regularization(preset, run, summary, len(summary.photos))
     if kohya:
         kohya.finish(summary)
     summary.seconds = time.monotonic() - start
     write_reports(summary, run, jobs)
     return summary
+
+
+def image_jobs(kept: list[Photo], train: list[Photo], d, caption, summary: LayoutSummary, dest, val_dir: Path) -> list[ImageJob]:
+    """The images to write: each training photo (into `dest(photo)`), its augmented copies, then the held-out photos."""
+    jobs = []
+    for i, p in enumerate(kept, start=1):
+        p.caption, p.caption_source = caption(p)
+        name = output_name(i, p.source) + ".png"
+        p.outputs.append(name)
+        folder = val_dir if p.held_out else dest(p)
+        jobs.append(ImageJob(p.image, folder / name, p.caption, p.mask, HELD_OUT if p.held_out else ""))
+    for i, kind, image, mask in augmentations(train, d):
+        p = train[i]
+        name = output_name(kept.index(p) + 1, p.source, kind) + ".png"
+        p.outputs.append(name)
+        summary.augmented.append({"file": name, "from": p.source.name, "kind": kind})
+        jobs.append(ImageJob(image, dest(p) / name, p.caption, mask, kind))
+    return sorted(jobs, key=lambda job: job.kind == HELD_OUT)
+
+
+def write_images(jobs: list[ImageJob], summary: LayoutSummary, d) -> None:
+    """Write every image (with its mask as alpha) and caption; note what went where and the mean mask weight."""
+    for folder in {job.path.parent for job in jobs}:
+        folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(lambda job: save_image(job.image, job.path, job.caption, job.mask), jobs))
+    summary.photos = [job.path for job in jobs if job.kind != HELD_OUT]
+    summary.held_out = [job.path for job in jobs if job.kind == HELD_OUT]
+    if d.mask != "none":
+        weights = [mean_weight(job.mask) for job in jobs if job.kind != HELD_OUT]
+        summary.mask = {"kind": d.mask, "floor": d.mask_floor, "mean_weight": round(sum(weights) / len(weights), 4)}
 
 
 def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary, n_train: int) -> None:

@@ -16,6 +16,9 @@ from PIL import Image, ImageOps
 
 from faceswap_kohya.errors import UserError
 
+# A PNG text chunk marking an alpha channel that holds a training loss weight (sd-scripts' alpha_mask),
+# not transparency: readers take the colours as they are.
+LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE = "alpha", "loss weight"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 CAPTION_SUFFIXES = {".txt", ".caption"}
 
@@ -33,9 +36,15 @@ def check_folder(folder: str | None, field_name: str) -> Path:
     if not folder:
         raise UserError(f"{field_name} is not set: give the folder of photos, e.g. `{field_name}=~/photos`")
     path = Path(folder).expanduser()
+    if path.is_file():
+        raise UserError(f"{field_name}: {path} is a file; give the folder that holds the photos")
     if not path.is_dir():
         raise UserError(f"{field_name}: folder {path} does not exist")
-    if not list_images(path):
+    try:
+        found = list_images(path)
+    except OSError as e:
+        raise UserError(f"{field_name}: cannot read {path} ({e.strerror})") from None
+    if not found:
         raise UserError(f"{field_name}: {path} has no photos ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return path
 
@@ -57,10 +66,25 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def decode(data: bytes) -> Image.Image:
-    """A photo as the person sees it: EXIF orientation applied, 8-bit RGB. Raises on unreadable data."""
+    """A photo as the person sees it: EXIF orientation applied, 8-bit RGB. Raises on unreadable data.
+    A training image whose alpha is a loss weight (see `save_with_loss_weight`) keeps its colours."""
     with Image.open(io.BytesIO(data)) as im:
         im.load()
+        if im.mode == "RGBA" and im.info.get(LOSS_WEIGHT_KEY) == LOSS_WEIGHT_VALUE:
+            return im.convert("RGB")
         return to_rgb(ImageOps.exif_transpose(im))  # a new image: the file is closed after this
+
+
+def save_with_loss_weight(image: Image.Image, mask: Image.Image, path: Path) -> None:
+    """`image` as an RGBA PNG whose alpha is `mask` (sd-scripts' `alpha_mask` reads it as the loss
+    weight, value / 255), marked so that this package reads the colours back unchanged."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from faceswap_kohya.faces.masks import with_alpha
+
+    info = PngInfo()
+    info.add_text(LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE)
+    with_alpha(image, mask).save(path, compress_level=1, pnginfo=info)
 
 
 def load_rgb(path: Path) -> Image.Image:

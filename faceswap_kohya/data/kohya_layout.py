@@ -18,6 +18,7 @@ from faceswap_kohya.config.layout import RunLayout, subset_dir
 from faceswap_kohya.config.schema import Preset, Subset
 from faceswap_kohya.data.images import list_images, sort_folder
 from faceswap_kohya.data.kohya_folders import (
+    CAPTION_EXTENSION,
     SD_IMAGE_SUFFIXES,
     Caption,
     lacks_trigger,
@@ -27,6 +28,9 @@ from faceswap_kohya.data.kohya_folders import (
     train_data_dir,
 )
 from faceswap_kohya.errors import UserError
+
+FOLDER_TOKENS = "folder tokens"  # where a caption came from when the photo has no caption file
+
 
 # ---------------------------------------------------------------- preparing the photos (data/dataset.py)
 @dataclass
@@ -51,13 +55,14 @@ class LayoutPlan:
     def out_dir(self, photo) -> Path:
         return self.dest[photo.source]
 
-    def caption(self, photo) -> str:
+    def caption(self, photo) -> tuple[str, str]:
+        """(caption, where it came from: its caption file's name, or "folder tokens")."""
         self.captions[photo.source] = c = our_caption(photo.source, self.tokens[photo.source])
-        return c.text
+        suffix = {"file": CAPTION_EXTENSION, "other extension": ".caption"}.get(c.origin)
+        return c.text, photo.source.with_suffix(suffix).name if suffix else FOLDER_TOKENS
 
     def finish(self, summary) -> None:
         """Caption warnings, the reg balance and the side-by-side table into the summary."""
-        trigger = self.preset.subject.trigger
         kept = [e for e in summary.entries if e.status == "kept"]
         for origin, text in (("empty file", "empty caption file, so the class tokens were used (sd-scripts would stop "
                                             "on an empty file, or train with an empty caption)"),

@@ -20,6 +20,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.data.images import decode, resized, unreadable_reason
 
+HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
 # Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
 # moved down by `dy` box heights (negative: up).
@@ -55,9 +56,12 @@ class Photo:
     upscale: float = 1.0
     image: Optional[Image.Image] = None  # the prepared training image
     caption: str = ""
+    caption_source: str = ""  # a caption file's name, "template" or "BLIP"
     outputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     identity: Optional[float] = None  # median score against the other photos
+    mask: Optional[Image.Image] = None  # loss weight ("L", the training image's size), with dataset.mask
+    held_out: bool = False  # kept out of training: validation loss and likeness are measured on it
 
     def drop(self, reason: str) -> None:
         self.status, self.reason, self.image = "dropped", reason, None
@@ -73,9 +77,14 @@ class Photo:
             d["upscale"] = round(self.upscale, 2)
         if self.identity is not None:
             d["identity_score"] = round(self.identity, 3)
+        if self.mask is not None:
+            d["mask_mean_weight"] = round(mean_weight(self.mask), 3)
+        if self.held_out:
+            d["held_out"] = True
         if self.outputs:
             d["outputs"] = self.outputs
             d["caption"] = self.caption
+            d["caption_source"] = self.caption_source
         if self.notes:
             d["notes"] = self.notes
         return d
@@ -126,23 +135,79 @@ def relit(image: Image.Image, variant: int) -> tuple[str, Image.Image]:
     return name, out
 
 
-def augmentations(kept: list[Photo], d) -> list[tuple[int, str, Image.Image]]:
-    """(photo index, kind, image): mirrored copies, then relit ones, of the photos with the largest
-    faces (the clearest views), never of one that looks like someone else; no mirrors with flip_aug."""
+def looks_like_someone_else(photo: Photo) -> bool:
     from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
 
-    def rank(i):
-        p = kept[i]
-        return p.identity is not None and p.identity < SAME_PERSON_SCORE, -(p.faces[0].area if p.faces else 0)
+    return photo.identity is not None and photo.identity < SAME_PERSON_SCORE
 
-    ranked = sorted(range(len(kept)), key=rank)
+
+def clearest_first(photos: list[Photo]) -> list[int]:
+    """Indices of the photos, the largest faces (the clearest views) first and any that looks like someone else last."""
+    return sorted(range(len(photos)), key=lambda i: (looks_like_someone_else(photos[i]),
+                                                     -(photos[i].faces[0].area if photos[i].faces else 0)))
+
+
+def augmentations(kept: list[Photo], d) -> list[tuple[int, str, Image.Image, Optional[Image.Image]]]:
+    """(photo index, kind, image, mask): mirrored copies, then relit ones, of the photos with the largest
+    faces (the clearest views), never of one that looks like someone else; no mirrors with flip_aug.
+    A mirrored copy gets the mirrored mask, a relit one the photo's own."""
+    ranked = clearest_first(kept)
     mirrors = [] if d.flip_aug else ranked[:d.augment.mirror]
-    return ([(i, "mirror", ImageOps.mirror(kept[i].image)) for i in mirrors]
-            + [(i, *relit(kept[i].image, n)) for n, i in enumerate(ranked[:d.augment.relight])])
+    out = []
+    for i in mirrors:
+        mask = kept[i].mask
+        out.append((i, "mirror", ImageOps.mirror(kept[i].image), None if mask is None else ImageOps.mirror(mask)))
+    for n, i in enumerate(ranked[:d.augment.relight]):
+        out.append((i, *relit(kept[i].image, n), kept[i].mask))
+    return out
 
 
-def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, embedder) -> Photo:
-    """Decode, hash, find faces, embed the main face and prepare the training image of one photo."""
+def choose_holdout(kept: list[Photo], n: int) -> list[int]:
+    """Indices of up to `n` photos to keep out of training: photos with a face that looks like the others,
+    spread over face sizes from the middle; the clearest photo always stays in training."""
+    if n <= 0:
+        return []
+    ranked = clearest_first(kept)
+    candidates = [i for i in ranked[1:] if kept[i].faces and not looks_like_someone_else(kept[i])]
+    n = min(n, len(candidates))
+    return sorted(candidates[(2 * k + 1) * len(candidates) // (2 * n)] for k in range(n))
+
+
+# ---------------------------------------------------------------- loss masks
+def latent_scale(size: tuple[int, int], resolution: int, trainer_upscales: bool) -> int:
+    """One latent cell (1/8 of the trained image) in this image's pixels: 8 × its side / the trained side."""
+    side = (size[0] * size[1]) ** 0.5
+    trained = resolution if trainer_upscales or side >= resolution else side
+    return max(1, round(8 * side / trained))
+
+
+def training_mask(photo: Photo, rgb: Image.Image, kind: str, floor: float, resolution: int,
+                  trainer_upscales: bool) -> Image.Image:
+    """The loss-weight mask of the photo's training image, from the 68 landmarks of its main face found
+    in the full photo (more detail than the crop). A photo with no face gets full weight everywhere."""
+    from faceswap_kohya.faces.masks import landmarks68, make_mask
+
+    size = photo.image.size
+    if not photo.faces:
+        photo.notes.append("no face found, so no mask: every pixel counts the same")
+        return Image.new("L", size, 255)
+    left, top, right, bottom = photo.crop
+    points = landmarks68(rgb, photo.faces[0].box)
+    scale = np.array([size[0] / (right - left), size[1] / (bottom - top)])
+    mapped = (points - np.array([left, top], dtype=np.float64)) * scale
+    return make_mask(size, mapped, kind, floor, latent_scale(size, resolution, trainer_upscales))
+
+
+def mean_weight(mask: Image.Image) -> float:
+    """The mean loss weight of a mask (0-1): what a masked image's loss is scaled by, on average."""
+    return float(np.asarray(mask, dtype=np.float64).mean() / 255)
+
+
+def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, embedder, mask: str = "none",
+               mask_floor: float = 0.1, trainer_upscales: bool = True) -> Photo:
+    """Decode, hash, find faces, embed the main face and prepare the training image (and, unless `mask`
+    is "none", its loss-weight mask) of one photo. `trainer_upscales`: sd-scripts enlarges images smaller
+    than the resolution (not so with buckets and bucket_no_upscale)."""
     import imagehash
 
     from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
@@ -169,6 +234,8 @@ def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, em
     if len(photo.faces) > 1:
         photo.notes.append(f"{len(photo.faces)} faces: the largest is taken as the person, the others are in the crop or cut off")
     photo.image = frame(photo, rgb, framing, resolution, max_upscale)
+    if mask != "none":
+        photo.mask = training_mask(photo, rgb, mask, mask_floor, resolution, trainer_upscales)
     return photo
 
 

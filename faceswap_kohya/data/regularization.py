@@ -87,13 +87,15 @@ def missing(preset: Preset) -> list[RegImage]:
 
 
 def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
-    """Before anything starts: say how long the missing images take; large CPU jobs need confirmation."""
-    from faceswap_kohya.diffusion.pipeline import pick_device
+    """Before anything starts: check the base model can be found, say how long the missing images take on the
+    device this machine has (detected here); large CPU jobs need confirmation."""
+    from faceswap_kohya.diffusion.pipeline import pick_device, resolve_base
 
     r, todo = preset.regularization, missing(preset)
     echo(f"regularization: {r.generate} class images, {r.generate - len(todo)} cached, {len(todo)} to generate")
     if not todo:
         return
+    resolve_base(preset.base_model.path)
     device = pick_device(None)
     eta = estimate_seconds(len(todo), r.steps, preset.dataset.resolution, device)
     echo(f"  estimated time on {device}: ~{describe_seconds(eta)} ({r.steps} steps at {preset.dataset.resolution} px)")

@@ -16,32 +16,40 @@ from typing import Optional
 from PIL import Image
 
 from faceswap_kohya.config.layout import RunLayout
-from faceswap_kohya.data.photos import Photo
-
+from faceswap_kohya.data.photos import HELD_OUT, Photo
 
 # ---------------------------------------------------------------- reports
-def contact_sheet(items: list[tuple[Image.Image, str, str, str]], thumb: int = 256, columns: int = 5) -> Image.Image:
-    """A grid of (image, title, warning, caption): title, the warning in red (if any) and the wrapped caption under each thumbnail."""
+HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
+
+
+def contact_sheet(items: list[tuple], thumb: int = 256, columns: int = 5) -> Image.Image:
+    """A grid of (image, title, warning, caption source, caption[, frame colour]): under each thumbnail its title,
+    the warning in red (if any), where the caption came from (grey) and the wrapped caption; a frame colour
+    draws a thick frame around the thumbnail."""
     from PIL import ImageDraw, ImageFont
 
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:  # Pillow without FreeType
         font = ImageFont.load_default()
-    line_h, lines_per_cell = 16, 5
+    line_h, lines_per_cell = 16, 6
     cols = max(1, min(columns, len(items)))
     rows = -(-len(items) // cols)
     cell_w, cell_h = thumb + 12, thumb + 12 + line_h * lines_per_cell
     sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "caption": "black"}
-    for k, (image, title, warning, text) in enumerate(items):
+    colours = {"title": (40, 40, 160), "warning": (200, 0, 0), "source": (110, 110, 110), "caption": "black"}
+    for k, (image, title, warning, source, text, *frame) in enumerate(items):
         x, y = (k % cols) * cell_w + 6, (k // cols) * cell_h + 6
         scale = thumb / max(image.size)  # small training images (e.g. 64 px) are shown enlarged too
         im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                           Image.LANCZOS if scale < 1 else Image.NEAREST)
-        sheet.paste(im, (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2))
+        at = (x + (thumb - im.width) // 2, y + (thumb - im.height) // 2)
+        sheet.paste(im, at)
+        if frame and frame[0]:
+            draw.rectangle((at[0] - 4, at[1] - 4, at[0] + im.width + 3, at[1] + im.height + 3), outline=frame[0], width=4)
         lines = [("title", title)] + [("warning", w) for w in wrap(warning, draw, font, thumb)]
+        lines += [("source", line) for line in wrap(f"caption from {source}:", draw, font, thumb)] if source else []
         lines += [("caption", line) for line in wrap(text, draw, font, thumb)]
         for j, (kind, line) in enumerate(lines[:lines_per_cell]):
             draw.text((x, y + thumb + 4 + j * line_h), line, fill=colours[kind], font=font)
@@ -66,24 +74,35 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
            "",
            f"- input: `{data['input']}` (read only)",
            f"- training images: {c['training_images']} in `{data['instance_dir']}` "
-           f"({c['used']} photos + {c['augmented']} augmented copies)"]
+           f"({c['used'] - c['held_out']} photos + {c['augmented']} augmented copies)"]
+    if summary.held_out:
+        out.append(f"- held out: {c['held_out']} photo{'s' if c['held_out'] != 1 else ''} in `{data['validation_dir']}` "
+                   "(not trained on: validation loss and likeness to unseen photos are measured on them)")
+    if summary.mask:
+        m = summary.mask
+        out.append(f"- loss mask: {m['kind']} (alpha channel of each training image; weight {m['floor']:g} outside, "
+                   f"mean weight {m['mean_weight']:.2f}); the contact sheet tints what it leaves out")
     if data["reg_dir"]:
         out.append(f"- regularization: {c['regularization_images']} images in `{data['reg_dir']}`")
     if summary.embedder:
         out.append(f"- faces: dlib ({summary.embedder}); identity score = similarity to the other photos, 0-1")
+    if data["captions"]:
+        out.append(f"- captions: {data['captions']}")
     out.append(f"- time: {data['seconds']} s; contact sheet: `contact_sheet.png`")
     if data["warnings"]:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
     if summary.skipped:
         out += ["", "## Not used", ""] + [f"- `{src.name}`: {why}" for src, why in summary.skipped]
-    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption |", "|---|---|---|---|---|---|---|"]
+    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption | caption from |",
+            "|---|---|---|---|---|---|---|---|"]
     for e in summary.entries:
         if e.status != "kept":
             continue
         crop = f"{e.crop[2] - e.crop[0]} px ×{e.upscale:.2f}" if e.crop else ""
         ident = f"{e.identity:.2f}" if e.identity is not None else ""
-        out.append(f"| `{e.source.name}` | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
-                   f"| {', '.join(e.outputs)} | {e.caption} |")
+        held = " (held out)" if e.held_out else ""
+        out.append(f"| `{e.source.name}`{held} | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
+                   f"| {', '.join(e.outputs)} | {e.caption} | {e.caption_source} |")
     notes = [(e.source.name, n) for e in summary.entries if e.status == "kept" for n in e.notes]
     if notes:
         out += ["", "## Notes", ""] + [f"- `{name}`: {n}" for name, n in notes]
@@ -113,12 +132,18 @@ def at_a_glance(photo: Photo) -> str:
 
 
 def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
+    """contact_sheet.png (each image with its mask as a tint, held-out photos framed), dataset.json, dataset.md."""
+    from faceswap_kohya.faces.masks import overlay
+
     items = []
-    augmented = {a["file"]: a for a in summary.augmented}
     source = {name: e for e in summary.entries for name in e.outputs}
-    for image, path, caption in jobs:
-        tag = f" ({augmented[path.name]['kind']})" if path.name in augmented else ""
-        items.append((image, path.name + tag, "" if tag else at_a_glance(source[path.name]), caption))
+    for job in jobs:
+        held = job.kind == HELD_OUT
+        title = job.path.name + (f" ({job.kind.upper() if held else job.kind})" if job.kind else "")
+        shown = job.image if job.mask is None else overlay(job.image, job.mask)
+        photo = source[job.path.name]
+        warning = "" if job.kind and not held else at_a_glance(photo)
+        items.append((shown, title, warning, photo.caption_source, job.caption, HELD_OUT_FRAME if held else None))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)
@@ -133,6 +158,8 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
 class LayoutSummary:
     instance_dir: Path
     photos: list[Path] = field(default_factory=list)  # training images written (augmented copies included)
+    held_out: list[Path] = field(default_factory=list)  # held-out photos written to the validation folder
+    mask: dict = field(default_factory=dict)  # {"kind", "floor", "mean_weight"} with dataset.mask
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # input photos not used, and why
     reg_dir: Optional[Path] = None
     reg_images: int = 0
@@ -152,11 +179,20 @@ class LayoutSummary:
     def brief(self, root: Path) -> list[str]:
         """What a person should read in the terminal: counts, warnings, photos not used, where to look."""
         kept = sum(e.status == "kept" for e in self.entries)
+        held = f" ({kept - len(self.held_out)} trained on, {len(self.held_out)} held out)" if self.held_out else ""
         lines = [f"run folder: {root}",
-                 f"dataset: {kept} of {len(self.entries)} photos used, {len(self.augmented)} augmented copies "
+                 f"dataset: {kept} of {len(self.entries)} photos used{held}, {len(self.augmented)} augmented copies "
                  f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
+        if self.held_out:
+            names = ", ".join(p.name for p in self.held_out)
+            lines.append(f"held out for validation loss and likeness to unseen photos: {names} "
+                         f"→ {self.held_out[0].parent.relative_to(root)}")
+        if self.mask:
+            lines.append(f"loss mask: {self.mask['kind']}, mean weight {self.mask['mean_weight']:.2f} (tinted on the contact sheet)")
         if self.reg_dir:
             lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
+        if captions := self.caption_sources():
+            lines.append(f"captions: {captions}")
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
@@ -167,6 +203,18 @@ class LayoutSummary:
         lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
         return lines
 
+    def caption_sources(self) -> str:
+        """Where the captions of the photos used came from, e.g. "2 from their own files (a.txt, b.txt), 4 from the template"."""
+        kept = [e for e in self.entries if e.status == "kept" and e.caption_source]
+        kinds = {"template": "from the template", "BLIP": "from BLIP", "folder tokens": "from their folder's tokens"}
+        files = [e.caption_source for e in kept if e.caption_source not in kinds]
+        parts = [f"{len(files)} from their own caption files ({', '.join(files)})"] if files else []
+        for kind, words in kinds.items():
+            n = sum(e.caption_source == kind for e in kept)
+            if n:
+                parts.append(f"{n} {words}")
+        return ", ".join(parts)
+
     def to_dict(self, root: Path) -> dict:
         rel = lambda p: str(p.relative_to(root)) if p else None  # noqa: E731
         kept = [e for e in self.entries if e.status == "kept"]
@@ -174,11 +222,14 @@ class LayoutSummary:
             "input": str(self.source),
             "instance_dir": rel(self.instance_dir),
             "reg_dir": rel(self.reg_dir),
+            "validation_dir": rel(self.held_out[0].parent) if self.held_out else None,
             "counts": {"photos": len(self.entries), "used": len(kept), "dropped": len(self.entries) - len(kept),
                        "augmented": len(self.augmented), "training_images": len(self.photos),
-                       "regularization_images": self.reg_images},
+                       "held_out": len(self.held_out), "regularization_images": self.reg_images},
+            "mask": self.mask or None,
             "face_embedder": self.embedder,
             "warnings": self.warnings,
+            "captions": self.caption_sources(),
             "photos": [e.to_dict() for e in self.entries],
             "augmented": self.augmented,
             "not_photos": self.other_files,

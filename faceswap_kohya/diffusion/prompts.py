@@ -6,17 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
 from faceswap_kohya.errors import UserError
 
 TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.I)
 COMPEL_SYNTAX = re.compile(r"[()]|\w[+-]+(?=[\s,]|$)|\.(?:and|blend)\(")
-SAMPLERS = {  # our name: (diffusers scheduler class, extra config, A1111 name)
-    "euler": ("EulerDiscreteScheduler", {}, "Euler"),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}, "Euler a"),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}, "DPM++ 2M"),
-    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
-    "ddim": ("DDIMScheduler", {}, "DDIM"),
-}
 
 
 # ---------------------------------------------------------------- prompts
@@ -73,15 +67,13 @@ def check_size(width: int, height: int) -> None:
 
 # ---------------------------------------------------------------- encoding and sampling
 def set_sampler(pipe, sampler: str) -> str:
-    """Switch the scheduler; returns the A1111 name for metadata."""
+    """Switch the scheduler (any name of config.samplers); returns the A1111 name for metadata."""
     import diffusers
 
-    if sampler not in SAMPLERS:
-        raise UserError(f"sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
-    cls_name, extra, label = SAMPLERS[sampler]
-    if type(pipe.scheduler).__name__ != cls_name or extra:
-        pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
-    return label
+    chosen = SAMPLERS[check_sampler(sampler)]
+    if type(pipe.scheduler).__name__ != chosen.diffusers or chosen.config:
+        pipe.scheduler = getattr(diffusers, chosen.diffusers).from_config(pipe.scheduler.config, **chosen.config)
+    return chosen.a1111
 
 
 def _n_tokens(pipe, text: str) -> int:

@@ -79,6 +79,9 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
     base_model = base or (preset.base_model.path if preset else None)
     if not base_model:
         raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
+    from faceswap_kohya.diffusion.pipeline import resolve_base
+
+    resolve_base(base_model)  # a missing or wrong base model fails here, not after minutes of loading
     dirs = [Path(d).expanduser() for d in lora_dirs]
     if lora is not None:
         dirs.insert(0, lora.parent)
@@ -93,12 +96,45 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
 # ---------------------------------------------------------------- the commands
 @dataclass
 class Settings:
+    """How to sample; checked when made, before any model is loaded."""
+
     steps: int = 30
     cfg: float = 6.0
     width: int = 1024
     height: int = 1024
     negative_prompt: str = ""
     sampler: str = "euler"
+
+    def __post_init__(self):
+        from faceswap_kohya.config.samplers import check_sampler
+
+        self.sampler = check_sampler(self.sampler, "sampler")
+        if self.steps < 1:
+            raise UserError(f"steps {self.steps}: must be at least 1")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise UserError(f"--size {text!r}: give one number (1024) or WIDTHxHEIGHT (832x1216)") from None
+    return w, h
+
+
+def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], sampler: str, source: Source) -> Settings:
+    """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024)."""
+    from faceswap_kohya.config.samplers import check_sampler
+    from faceswap_kohya.diffusion.prompts import check_size
+
+    if size is None:
+        size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
+    w, h = parse_size(size)
+    check_size(w, h)
+    sampler = check_sampler(sampler, "--sampler")
+    if steps < 1:
+        raise UserError(f"--steps {steps}: must be at least 1")
+    return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
 
 
 def check_lora_files(paths) -> None:

@@ -4,15 +4,14 @@
 - `detect(image)`: faces, largest first, boxes in the image's own pixels. Detection runs on a copy
   at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and the
   boxes are mapped back.
-- `get_embedder()`: dlib's 128-d ResNet face embedder (or InsightFace's ArcFace when the user has
-  its model files), aligned with 5 landmarks.
+- `get_embedder()`: dlib's 128-d ResNet face embedder, aligned with 5 landmarks, or ArcFace
+  (`faces.arcface`, an optional extra: InsightFace's weights, non-commercial research only).
 - `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -71,60 +70,41 @@ class DlibEmbedder(Embedder):
             return np.asarray(_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
 
 
-class InsightFaceEmbedder(Embedder):
-    """InsightFace ArcFace (512-d, unit length) from a local model folder; compared by cosine."""
-
-    metric = "cosine"
-
-    def __init__(self, root: Path, pack: str):
-        from insightface.app import FaceAnalysis
-
-        self.name = f"insightface-{pack}"
-        self.app = FaceAnalysis(name=pack, root=str(root), providers=["CPUExecutionProvider"],
-                                allowed_modules=["detection", "recognition"])
-        self.app.prepare(ctx_id=-1, det_size=(640, 640))
-
-    def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
-        bgr = _rgb_array(image)[:, :, ::-1].copy()
-        found = self.app.get(bgr)
-        if not found:
-            return None
-        if face is None:
-            chosen = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
-        else:  # the detection that overlaps the given face the most
-            chosen = max(found, key=lambda f: overlap(face.box, tuple(f.bbox)))
-        return np.asarray(chosen.normed_embedding, dtype=np.float64)
-
-
 def overlap(a, b) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     return max(0.0, w) * max(0.0, h)
 
 
+EMBEDDERS = ("dlib", "arcface")
+
+
+def _arcface_folder(folder: str) -> Path:
+    """A folder of InsightFace .onnx files; an InsightFace root (`models/<pack>/`) gives its first pack."""
+    path = Path(folder).expanduser()
+    if path.is_dir() and not any(path.glob("*.onnx")):
+        packs = sorted(p for p in (path / "models").glob("*") if p.is_dir() and any(p.glob("*.onnx")))
+        if packs:
+            return packs[0]
+    return path
+
+
 @functools.lru_cache(maxsize=4)
-def get_embedder(kind: str = "dlib", insightface_root: Optional[str] = None) -> Embedder:
-    """`dlib` (always available with the faces extra) or `insightface` (needs the `insightface`
-    package and a local model folder: `insightface_root/models/<pack>/` with its .onnx files)."""
+def get_embedder(kind: str = "dlib", arcface_models: Optional[str] = None) -> Embedder:
+    """`dlib` (built in with the faces extra) or `arcface`: InsightFace's ArcFace via onnxruntime, from the
+    files of the optional `arcface` extra or from `arcface_models` (a folder of InsightFace .onnx files).
+    ArcFace's weights are licensed for non-commercial research only; its cosine scores are never
+    comparable with dlib's."""
     if kind == "dlib":
         for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
             model_file(name)
         _dlib()
         return DlibEmbedder()
-    if kind != "insightface":
-        raise UserError(f"unknown face embedder {kind!r}: use dlib or insightface")
-    if importlib.util.find_spec("insightface") is None:
-        raise UserError("embedder insightface needs the insightface package (pip install insightface onnxruntime) "
-                        "and its model files; or use the built-in embedder: dlib")
-    if not insightface_root:
-        raise UserError("embedder insightface needs insightface_root: the folder holding models/<pack>/*.onnx "
-                        "(e.g. ~/.insightface); nothing is downloaded")
-    root = Path(insightface_root).expanduser()
-    packs = sorted(p for p in (root / "models").glob("*") if p.is_dir() and any(p.glob("*.onnx")))
-    if not packs:
-        raise UserError(f"insightface_root {root}: no model folder with .onnx files under {root / 'models'} "
-                        "(unpack e.g. buffalo_l there), or use embedder dlib")
-    return InsightFaceEmbedder(root, packs[0].name)
+    if kind != "arcface":
+        raise UserError(f"unknown face embedder {kind!r}: use one of {', '.join(EMBEDDERS)}")
+    from faceswap_kohya.faces.arcface import get_arcface
+
+    return get_arcface(_arcface_folder(arcface_models) if arcface_models else None)
 
 
 # ---------------------------------------------------------------- comparing
@@ -149,7 +129,7 @@ def identity_score(embedding: np.ndarray, references: Sequence[np.ndarray],
     With dlib's embedder it is `1 - euclidean distance`, clipped: dlib's "same person" rule of
     thumb (distance < 0.6) is a score above 0.4. Measured with dlib: edits of one photo score
     0.76-0.95, different photos of one person 0.56-0.98, different people 0.10-0.37. With
-    InsightFace (cosine) it is the cosine similarity, clipped at 0.
+    ArcFace (cosine) it is the cosine similarity, clipped at 0.
     """
     if not len(references):
         raise ValueError("no reference embeddings")

@@ -13,4 +13,5 @@ none prints. Heavy libraries (torch, diffusers) load inside the job that needs t
 | swap | `jobs.swap.run_swap` |
 | identity | `jobs.identity.identity` |
 | Kohya import/export | `jobs.kohya_presets.import_kohya`, `jobs.kohya_presets.export_kohya` |
+| sweep, batch | `jobs.sweep.sweep`, `jobs.batch.batch` (on Ray; `faceswap_kohya.sweeps`) |
 """

@@ -2,18 +2,26 @@
 
 The base pipeline is loaded once. The base model (no LoRA) and then every checkpoint of the run
 (`model/<name>-000001.safetensors` ..., the final `model/<name>.safetensors`), each attached in turn
-as an adapter, render the same evaluation set (`preset.evaluate.prompts` × `preset.evaluate.seeds`).
-Each image is scored against the reference photos (the run's training photos) with `faces`:
+as an adapter, render the same evaluation set (`preset.evaluate.prompts` × `preset.evaluate.seeds`)
+and the bleed set (`evaluate.bleed_prompts`: class-only prompts without the trigger, same seeds).
+Each image is scored with one face model (`evaluate.embedder`, named with every number) against the
+reference photos: the run's photos, training and held-out; and against the held-out photos alone:
 
+- `held_out_score`: the identity score vs the nearest held-out photo, one the LoRA never saw: the
+  honest measure of likeness, and the one checkpoints are ranked by when the run has held-out photos;
 - `score`: the identity score of its face vs the nearest reference (as `faceswap-kohya identity`);
 - `centroid_score`: its similarity to the mean embedding of all references;
 - `copy_gap = score - centroid_score`: large when a face matches one training photo much better than
   the person as a whole (a copy of one photo is not success); around zero or below for a face that
   resembles the person across photos.
 
-Images with no face are counted and reported ("no face"), never dropped. Per checkpoint: mean and
-spread of the scores over the faces found, faces found / images. The best checkpoint has the highest
-mean (ties go to the earlier one); the top-3 images are the highest-scoring LoRA images. Everything
+Bleed: every face in the bleed images is scored against the references; a checkpoint whose mean
+bleed exceeds the base model's by more than `evaluate.bleed_margin` makes strangers look like the
+person: it is marked overtrained. Images with no face are counted and reported ("no face"), never
+dropped. Per checkpoint: mean and spread of the scores over the faces found, faces found / images.
+The best checkpoint has the highest (held-out) identity among those not overtrained (ties go to the
+earlier one), and scores.json and the report say why; the top-3 images are the highest-scoring LoRA
+images. The run's validation losses (sd-scripts, on the held-out photos) are read from its log. Everything
 goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
 report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
 `report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
@@ -21,7 +29,6 @@ report can be recomputed from it: summaries from the per-image scores, scores fr
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import time
@@ -32,18 +39,20 @@ from typing import Optional
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
-from faceswap_kohya.scoring.report import _diff, write_chart, write_report
+from faceswap_kohya.scoring.document import scores_document
+from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
     BASE,
     LORA_WEIGHT,
     SAMPLER,
-    SCHEMA_VERSION,
     Checkpoint,
+    References,
     find_checkpoints,
     load_references,
-    rank,
+    score_faces,
     score_image,
     summarize,
+    summarize_bleed,
 )
 
 
@@ -55,17 +64,29 @@ class Plan:
     preset: object  # schema.Preset: subject, evaluate settings, resolution, negative prompt
     base_model: str
     checkpoints: list[Checkpoint]
-    refs: Path
+    refs: list[Path]  # the person's photos (a run's: training and held-out)
     out_parent: Path
     run_dir: Optional[Path] = None
     width: int = 1024
     height: int = 1024
+    held_out: Optional[Path] = None  # photos the LoRA never saw
+
+    def __post_init__(self):
+        from faceswap_kohya.diffusion.pipeline import resolve_base
+
+        resolve_base(self.base_model)  # a missing or wrong base model fails here, before any work
 
     @property
     def prompts(self) -> list[str]:
         from faceswap_kohya.kohya.render import fill
 
         return [fill(p, self.preset) for p in self.preset.evaluate.prompts]
+
+    @property
+    def bleed_prompts(self) -> list[str]:
+        from faceswap_kohya.kohya.render import fill
+
+        return [fill(p, self.preset) for p in self.preset.evaluate.bleed_prompts]
 
 
 def _read_run_preset(run_dir: Path):
@@ -84,6 +105,15 @@ def run_refs(run_dir: Path, preset) -> Path:
     if len(others) == 1:
         return others[0]
     raise UserError(f"{run_dir}: no training photos in {folder} to compare with; give --refs PHOTOS_DIR")
+
+
+def run_held_out(run_dir: Path, preset) -> Optional[Path]:
+    """The run's held-out photos (`val/1_<trigger> <class>`), when it has any."""
+    from faceswap_kohya.config.layout import RunLayout, validation_dir
+    from faceswap_kohya.data.images import list_images
+
+    folder = validation_dir(preset, RunLayout(run_dir))
+    return folder if folder.is_dir() and list_images(folder) else None
 
 
 def subject_from_lora(path: Path) -> Optional[tuple[str, str]]:
@@ -112,8 +142,10 @@ def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = N
         raise UserError(f"{run_dir}: no LoRA checkpoints in {run_dir / 'model'} ({preset.output.name}*.safetensors); "
                         "has the run saved one yet?")
     side = size or preset.dataset.resolution
-    return Plan(preset, base or preset.base_model.path, checkpoints, Path(refs) if refs else run_refs(run_dir, preset),
-                Path(out) if out else run_dir / "eval", run_dir, side, side)
+    held = run_held_out(run_dir, preset)
+    photos = [Path(refs)] if refs else [run_refs(run_dir, preset)] + ([held] if held else [])
+    return Plan(preset, base or preset.base_model.path, checkpoints, photos,
+                Path(out) if out else run_dir / "eval", run_dir, side, side, held)
 
 
 def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = None, trigger: Optional[str] = None,
@@ -146,8 +178,9 @@ def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = Non
     preset = presets.validate(data, f"--lora {lora.name}")
     side = size or preset.dataset.resolution
     parent = Path(out) if out else (run_dir / "eval" if run_dir else Path.cwd() / "eval")
-    return Plan(preset, preset.base_model.path, [Checkpoint(lora.stem, lora)],
-                Path(refs) if refs else run_refs(run_dir, preset), parent, run_dir, side, side)
+    held = run_held_out(run_dir, preset) if run_dir and not refs else None
+    photos = [Path(refs)] if refs else [run_refs(run_dir, preset)] + ([held] if held else [])
+    return Plan(preset, preset.base_model.path, [Checkpoint(lora.stem, lora)], photos, parent, run_dir, side, side, held)
 
 
 # ---------------------------------------------------------------- the loop
@@ -173,32 +206,73 @@ class Result:
         return self.scores["best"]
 
 
-def _line(label: str, s: dict) -> str:
+def _line(label: str, s: dict, embedder: str) -> str:
     faces = f"{s['faces']}/{s['images']} faces"
     if s["mean"] is None:
         return f"{label}: no face found ({s['images']} image{'s' if s['images'] != 1 else ''})"
-    return f"{label}: identity {s['mean']:.3f} ± {s['std']:.3f} ({faces}), copy gap {s['copy_gap_mean']:+.3f}"
+    held = f"held-out identity {s['held_out_mean']:.3f}, " if s.get("held_out_mean") is not None else ""
+    return f"{label}: {held}identity {s['mean']:.3f} ± {s['std']:.3f} ({faces}, {embedder}), copy gap {s['copy_gap_mean']:+.3f}"
+
+
+@dataclass
+class Scoring:
+    """The face model and the photos every generated face is compared with."""
+
+    embedder: object
+    refs: References
+    held_out: Optional[References]
+
+
+def load_scoring(plan: Plan, echo) -> Scoring:
+    from faceswap_kohya.faces.identity import get_embedder
+
+    ev = plan.preset.evaluate
+    embedder = get_embedder(ev.embedder, ev.arcface_models)
+    refs = load_references(plan.refs, embedder)
+    echo(f"{embedder.name}: {len(refs.vectors)} reference faces from {' + '.join(map(str, plan.refs))}"
+         + (f" ({len(refs.entries) - len(refs.vectors)} photos without a usable face)" if len(refs.entries) > len(refs.vectors) else ""))
+    held = None
+    if plan.held_out is not None:
+        try:
+            held = load_references(plan.held_out, embedder)
+            echo(f"{embedder.name}: {len(held.vectors)} held-out faces (photos the LoRA never saw) from {plan.held_out}")
+        except UserError as e:
+            echo(f"held-out photos not used: {e}")
+    return Scoring(embedder, refs, held)
+
+
+def render_set(pipe, plan: Plan, ckpt: Checkpoint, prompts: list[str], tag: str, loras: list, info_of, save) -> list[dict]:
+    """Generate prompts × seeds with the attached checkpoint; save each image; [{file, p, prompt, seed}, image]."""
+    from faceswap_kohya.diffusion.images import generate_images
+
+    ev = plan.preset.evaluate
+    seeds = [int(x) for x in ev.seeds]
+    pictures = generate_images(pipe, prompts, seeds, ev.steps, ev.cfg, plan.width, plan.height,
+                               plan.preset.sampling.negative_prompt)
+    out = []
+    for k, image in enumerate(pictures):
+        pi, si = divmod(k, len(seeds))
+        name = f"{ckpt.slug}-{tag}{pi + 1}-s{seeds[si]}.png"
+        save(image, name, info_of(prompts[pi], seeds[si], loras))
+        out.append(({"file": f"images/{name}", "p": pi + 1, "prompt": prompts[pi], "seed": seeds[si]}, image))
+    return out
 
 
 def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, offload=None) -> Result:
-    """Generate the evaluation set with the base model and each checkpoint, score it, write the report."""
+    """Generate the evaluation and bleed sets with the base model and each checkpoint, score them, write the report."""
     echo = echo_to(on_event)
-    from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
+    from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
     from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
     from faceswap_kohya.diffusion.pipeline import load_pipeline
     from faceswap_kohya.diffusion.prompts import check_size, set_sampler
-    from faceswap_kohya.faces.identity import get_embedder
 
     ev = plan.preset.evaluate
     start = time.monotonic()
     check_size(plan.width, plan.height)
-    prompts, seeds = plan.prompts, [int(s) for s in ev.seeds]
+    prompts, bleed_prompts, seeds = plan.prompts, plan.bleed_prompts, [int(s) for s in ev.seeds]
     if not prompts or not seeds:
         raise UserError("evaluate.prompts and evaluate.seeds must each have at least one entry")
-    embedder = get_embedder(ev.embedder, ev.insightface_root)
-    refs = load_references(plan.refs, embedder)
-    echo(f"{embedder.name}: {len(refs.vectors)} reference faces from {plan.refs}"
-         + (f" ({len(refs.entries) - len(refs.vectors)} photos without a usable face)" if len(refs.entries) > len(refs.vectors) else ""))
+    scoring = load_scoring(plan, echo)
     for c in plan.checkpoints:  # refuse broken files before the slow base model load
         read_lora_modules(c.path)
 
@@ -212,6 +286,14 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     images_dir = folder / "images"
     images_dir.mkdir()
     negative = plan.preset.sampling.negative_prompt
+
+    def info_of(prompt, seed, loras):
+        return ImageInfo(prompt=prompt, negative_prompt=negative, seed=seed, steps=ev.steps, cfg=ev.cfg, width=plan.width,
+                         height=plan.height, sampler=sampler_label, model=base_info["label"], model_hash=model_hash, loras=loras)
+
+    def save(image, name, info):
+        save_image(image, images_dir / name, info)
+
     entries = []
     for ckpt in [BASE] + list(plan.checkpoints):
         loras, adapter = [], None
@@ -221,46 +303,27 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
             loras = [{"name": ckpt.path.stem, "adapter": adapter, "path": str(ckpt.path), "weight": LORA_WEIGHT,
                       "sha256": file_sha256(ckpt.path), "modules": modules}]
         try:
-            pictures = generate_images(pipe, prompts, seeds, ev.steps, ev.cfg, plan.width, plan.height, negative)
+            made = render_set(pipe, plan, ckpt, prompts, "p", loras, info_of, save)
+            bled = render_set(pipe, plan, ckpt, bleed_prompts, "b", loras, info_of, save) if bleed_prompts else []
         finally:
             if adapter is not None:  # switch adapters: the base weights stay loaded
                 pipe.delete_adapters(adapter)
                 del pipe.fsk_loras[adapter]
-        scored = []
-        for k, image in enumerate(pictures):
-            pi, si = divmod(k, len(seeds))
-            name = f"{ckpt.slug}-p{pi + 1}-s{seeds[si]}.png"
-            info = ImageInfo(prompt=prompts[pi], negative_prompt=negative, seed=seeds[si], steps=ev.steps, cfg=ev.cfg,
-                             width=plan.width, height=plan.height, sampler=sampler_label, model=base_info["label"],
-                             model_hash=model_hash, loras=loras)
-            save_image(image, images_dir / name, info)
-            scored.append({"file": f"images/{name}", "p": pi + 1, "prompt": prompts[pi], "seed": seeds[si],
-                           **score_image(image, refs, embedder)})
+        scored = [meta | score_image(image, scoring.refs, scoring.embedder, scoring.held_out) for meta, image in made]
         entry = {"label": ckpt.label, "file": str(ckpt.path) if ckpt.path else None, "epoch": ckpt.epoch,
                  "step": ckpt.step, "images": scored, "summary": summarize(scored)}
+        if bled:
+            bleed_images = [meta | {"faces": score_faces(image, scoring.refs, scoring.embedder)} for meta, image in bled]
+            entry["bleed"] = {"images": bleed_images, "summary": summarize_bleed(bleed_images)}
         entries.append(entry)
-        echo(_line(ckpt.label, entry["summary"]))
+        echo(_line(ckpt.label, entry["summary"], scoring.embedder.name)
+             + (f", bleed {entry['bleed']['summary']['mean']:.3f}" if bled and entry["bleed"]["summary"]["mean"] is not None else ""))
 
-    best, top = rank(entries)
-    scores = {
-        "version": SCHEMA_VERSION,
-        "created": dt.datetime.now().isoformat(timespec="seconds"),
-        "run": str(plan.run_dir) if plan.run_dir else None,
-        "embedder": embedder.name, "metric": refs.metric,
-        "score": "identity: similarity of the generated face to the nearest reference face (faces.identity_score); "
-                 "centroid_score: to the mean reference embedding; copy_gap = score - centroid_score",
-        "settings": {"base_model": plan.base_model, "prompts": prompts, "seeds": seeds, "steps": ev.steps, "cfg": ev.cfg,
-                     "width": plan.width, "height": plan.height, "sampler": SAMPLER, "negative_prompt": negative,
-                     "lora_weight": LORA_WEIGHT},
-        "references": {"folder": str(plan.refs), "photos": refs.entries,
-                       "embeddings": {f: [round(float(x), 6) for x in v] for f, v in zip(refs.files, refs.vectors)}},
-        "base": entries[0]["summary"],
-        "checkpoints": entries,
-        "best": None if best is None else {"label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
-                                           "above_base": _diff(best["summary"]["mean"], entries[0]["summary"]["mean"])},
-        "top": top,
-        "seconds": round(time.monotonic() - start, 1),
-    }
+    scores = scores_document(plan.run_dir, plan.refs, plan.held_out, scoring, entries, {
+        "base_model": plan.base_model, "prompts": prompts, "bleed_prompts": bleed_prompts, "seeds": seeds,
+        "steps": ev.steps, "cfg": ev.cfg, "width": plan.width, "height": plan.height, "sampler": SAMPLER,
+        "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
+    scores["seconds"] = round(time.monotonic() - start, 1)
     (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
     on_event(ImageWritten(str(write_chart(scores, folder / "identity.png")), "chart"))
     on_event(ImageWritten(str(write_report(scores, folder)), "report"))
@@ -299,8 +362,11 @@ def summary_lines(result: Result) -> list[str]:
     lines = []
     if s["best"]:
         b = s["best"]
+        what = "held-out identity" if s["identity_basis"] == "held_out_mean" else "identity"
+        value = b["held_out_mean"] if s["identity_basis"] == "held_out_mean" else b["mean"]
         vs = f" ({b['above_base']:+.3f} vs base model)" if b["above_base"] is not None else ""
-        lines.append(f"best checkpoint: {b['label']}  identity {b['mean']:.3f}{vs}  {b['file']}")
+        lines.append(f"best checkpoint: {b['label']}  {what} {value:.3f}{vs} ({s['embedder']})  {b['file']}")
+        lines.append(f"  why: {b['reason']}")
     else:
         lines.append("best checkpoint: none (no face was found in any LoRA image)")
     for i, t in enumerate(s["top"], 1):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Finished, Message, OnEvent, ignore
 
@@ -28,8 +27,11 @@ def export_kohya(preset: str, overrides=(), fmt: str = "sd-scripts", out: Option
                  on_event: OnEvent = ignore) -> list[str]:
     """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON; returns what was done."""
     from faceswap_kohya.kohya.export import write_export
+    from faceswap_kohya.kohya.importer import load_any
 
-    p, _ = preset_files.load(preset, overrides)
+    p, _, imported = load_any(preset, overrides)  # a preset name or YAML, or a Kohya file imported on the fly
+    if imported:
+        on_event(Message(imported.text()))
     lines = write_export(p, fmt, out)
     for line in lines:
         on_event(Message(line))

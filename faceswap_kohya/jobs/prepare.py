@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-
-from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.layout import RunLayout, new_parents, new_run, remove_run_folder
 from faceswap_kohya.config.presets import override_keys
 from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import Preset
@@ -16,6 +14,7 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 
     `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     Returns (run layout, layout summary)."""
+    from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
     from faceswap_kohya.data.kohya_folders import resolve
@@ -24,10 +23,13 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
     preset = resolved.preset
     if not preset.dataset.subsets:
         check_folder(preset.dataset.images, "dataset.images")
+    made = new_parents(preset)
     run: RunLayout = new_run(preset)
     recorder = RunRecorder(run.root, preset.output.name, kind="prepare")
     emit = recorder.wrap(on_event)
     try:
+        run.preset.write_text("# the preset these photos were prepared with (train --prepared checks it)\n" + dump(preset),
+                              encoding="utf-8")
         summary = layout(preset, run, echo=echo_to(emit), notes=resolved.notes)
         for line in summary.brief(run.root):
             emit(Message(line))
@@ -38,7 +40,7 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
         recorder.set(state="finished")
     except BaseException:
         recorder.close()
-        shutil.rmtree(run.root, ignore_errors=True)  # only what this job just made: a failed prepare leaves nothing
+        remove_run_folder(run, made)  # only what this job just made: a failed prepare leaves nothing
         raise
     recorder.close()
     return run, summary
@@ -47,8 +49,8 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 def dry_run(preset: Preset, overrides=()) -> list[str]:
     """What would be trained on, with no run folder made: for Kohya folders, beside how sd-scripts reads them."""
     from faceswap_kohya.data.images import check_folder, sort_folder
-    from faceswap_kohya.data.kohya_layout import compare, text_lines
     from faceswap_kohya.data.kohya_folders import resolve
+    from faceswap_kohya.data.kohya_layout import compare, text_lines
 
     resolved = resolve(preset, override_keys(overrides))
     p = resolved.preset

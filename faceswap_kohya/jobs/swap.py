@@ -254,13 +254,12 @@ class SwapResult:
 
 
 def _working_size(source: Source, size: Optional[int]) -> int:
-    from faceswap_kohya.diffusion.prompts import check_size
     from faceswap_kohya.diffusion.source import run_preset
 
     if size is None:
         size = run_preset(source.run_dir).dataset.resolution if source.run_dir is not None else DEFAULT_SIZE
     if size < 64 or size % 8:
-        check_size(size, size)  # the message names the nearest valid size
+        raise UserError(f"--size {size}: must be a multiple of 8 and at least 64 (e.g. {max(64, round(size / 8) * 8)})")
     return size
 
 

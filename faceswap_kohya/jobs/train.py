@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, new_run
+from faceswap_kohya.config.layout import RunLayout, new_parents, new_run, remove_run_folder
 from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
@@ -25,11 +25,13 @@ from faceswap_kohya.kohya.launch import RunResult, judge, latest_state, launch
 from faceswap_kohya.kohya.trainer import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
 
 
-def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=print) -> None:
-    """Everything that can be checked before a run folder is made: one UserError for the first problem."""
+def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=print, photos: bool = True) -> None:
+    """Everything that can be checked before a run folder is made: one UserError for the first problem.
+
+    `photos=False` when the photos were laid out already (`train --prepared`)."""
     from faceswap_kohya.data.images import check_folder
 
-    if not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
+    if photos and not preset.dataset.subsets:  # Kohya folders were checked when read (kohya_folders.resolve)
         check_folder(preset.dataset.images, "dataset.images")
     if preset.regularization.images and not preset.regularization.subsets:
         check_folder(preset.regularization.images, "regularization.images")
@@ -57,25 +59,76 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
     return argv
 
 
-def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=()) -> tuple[list[str], Trainer]:
-    """Lay out the dataset and write preset, TOMLs and command into the run folder (`notes`: kohya_folders.resolve's)."""
+def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=(),
+                prepared: Optional[Path] = None) -> tuple[list[str], Trainer]:
+    """Lay out the dataset (or copy the one `prepare` made in `prepared`) and write preset, TOMLs and command
+    (`notes`: kohya_folders.resolve's)."""
     from faceswap_kohya.data import dataset
 
     trainer = Trainer.of(preset)
+    if prepared is not None:
+        n_images = copy_prepared(preset, prepared, run)
+        echo(f"dataset: {n_images} training images (captions as saved) from {prepared}")
+    else:
+        summary = dataset.layout(preset, run, echo=echo, notes=notes)  # first: bad photos fail before a model is built
+        for line in summary.brief(run.root)[1:]:  # the run folder was named already
+            echo(line)
+        n_images = len(summary.photos)
     if preset.base_model.path == CHECK_MODEL:
         from faceswap_kohya.kohya.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
-    summary = dataset.layout(preset, run, echo=echo, notes=notes)
-    for line in summary.brief(run.root)[1:]:  # the run folder was named already
-        echo(line)
     if preset.regularization.generate:
         from faceswap_kohya.data.regularization import balance_advice, ensure_regularization
 
         ensure_regularization(preset, run, echo=echo)
-        if advice := balance_advice(preset, len(summary.photos), preset.regularization.generate):
+        if advice := balance_advice(preset, n_images, preset.regularization.generate):
             echo(advice)
     return write_run_files(preset, f"resolved from {preset_path}", run, trainer), trainer
+
+
+# What a prepared dataset was made for: these settings must not change between `prepare` and `train --prepared`.
+PREPARED_KEYS = ("subject.trigger", "subject.class_word", "dataset.resolution", "dataset.framing", "regularization.images")
+
+
+def check_prepared(preset: Preset, prepared: Path) -> Path:
+    """The instance folder of a `prepare` run folder whose settings match `preset`; else one UserError."""
+    old = RunLayout(Path(prepared).expanduser().absolute())
+    if not (old.root / "dataset.json").is_file() or not old.img.is_dir():
+        raise UserError(f"{prepared}: not a prepared run folder (no dataset.json / img/); run `faceswap-kohya prepare` first")
+    folders = [d for d in old.img.iterdir() if d.is_dir()]
+    if len(folders) != 1:
+        raise UserError(f"{old.img}: expected one photo folder, found {len(folders)}; prepare again")
+    if old.preset.is_file():
+        was = presets.validate(presets.read_yaml(old.preset), str(old.preset))
+        for key in PREPARED_KEYS:
+            a, b = _get(was, key), _get(preset, key)
+            if a != b:
+                raise UserError(f"{key}: the photos in {old.root} were prepared with {a!r}, the preset says {b!r}; "
+                                f"prepare again, or set {key}={a}")
+    return folders[0]
+
+
+def _get(preset: Preset, dotted: str):
+    value = preset
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def copy_prepared(preset: Preset, prepared: Path, run: RunLayout) -> int:
+    """Copy a prepared dataset (images, captions as edited, reports) into the run; returns the image count."""
+    from faceswap_kohya.config.layout import instance_dir
+
+    source = check_prepared(preset, prepared)
+    old = RunLayout(Path(prepared).expanduser().absolute())
+    shutil.copytree(source, instance_dir(preset, run))  # the folder name carries this preset's repeats
+    if old.reg.is_dir():
+        shutil.copytree(old.reg, run.reg)
+    for name in ("contact_sheet.png", "dataset.json", "dataset.md"):
+        if (old.root / name).is_file():
+            shutil.copyfile(old.root / name, run.root / name)
+    return sum(1 for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
 
 
 def scheduled_lr(preset: Preset, step: int, total: int) -> Optional[float]:
@@ -106,8 +159,9 @@ def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Train
     recorder.set(state="training")
     emit(StageStarted("training"))
     start = time.monotonic()
+    stall = preset.kohya.stall_minutes
     code, interrupted = launch(argv, trainer.sd_scripts, run.log, with_lr, on_line,
-                               on_start=lambda pid: recorder.set(trainer_pid=pid))
+                               on_start=lambda pid: recorder.set(trainer_pid=pid), stall_seconds=stall * 60 if stall else None)
     result = judge(run, preset.output.name, code, interrupted)
     result.seconds = time.monotonic() - start
     emit(StageFinished("training", result.seconds))
@@ -158,27 +212,39 @@ def _recorded(preset: Preset, run: RunLayout, on_event: OnEvent, work) -> RunRes
 
 
 def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None,
-          confirmed: bool = False, overrides=()) -> RunResult:
+          confirmed: bool = False, overrides=(), prepared: Optional[Path] = None) -> RunResult:
     """Train a LoRA in a new run folder; returns the result (failed and interrupted runs included).
 
-    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names)."""
+    `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
+    `prepared`: a run folder made by `prepare` whose photos (and captions, as edited there) are used as they are."""
     from faceswap_kohya.data.kohya_folders import resolve
 
     resolved = resolve(preset, presets.override_keys(overrides))
     preset = resolved.preset
     trainer = Trainer.of(preset)
-    preflight(preset, trainer, confirmed, echo_to(on_event))
+    if prepared is not None:
+        check_prepared(preset, prepared)
+    preflight(preset, trainer, confirmed, echo_to(on_event), photos=prepared is None)
+    made = new_parents(preset)
     run = new_run(preset)
+    started = []
 
     def work(emit, recorder):
         emit(StageStarted("preparing"))
         emit(Message(f"run folder: {run.root}"))
         t = time.monotonic()
-        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes)
+        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes,
+                                       prepared=prepared)
         emit(StageFinished("preparing", time.monotonic() - t))
+        started.append(True)
         return _run_trainer(preset, run, argv, trained_by, emit, on_line, recorder)
 
-    return _recorded(preset, run, on_event, work)
+    try:
+        return _recorded(preset, run, on_event, work)
+    except BaseException:
+        if not started:  # failed before the trainer started (bad photos, ...): the message says it all
+            remove_run_folder(run, made)
+        raise
 
 
 def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None) -> RunResult:
@@ -198,16 +264,24 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
     trainer = Trainer.of(preset)
     check_trainer(trainer)
     check_base_model(preset)
+    made = new_parents(preset)
     run = new_run(preset)
+    started = []
 
     def work(emit, recorder):
         emit(Message(f"resuming {old.root.name} from {state.name} in {run.root}"))
-        for folder in (old.img, old.reg):
+        for folder in (old.img, old.val, old.reg):
             if folder.is_dir():
                 shutil.copytree(folder, run.root / folder.name)
         # without --skip_until_initial_step sd-scripts restores the state but trains all steps again
         argv = write_run_files(preset, f"resumed from {state}", run, trainer,
                                ["--resume", str(state), "--skip_until_initial_step"])
+        started.append(True)
         return _run_trainer(preset, run, argv, trainer, emit, on_line, recorder)
 
-    return _recorded(preset, run, on_event, work)
+    try:
+        return _recorded(preset, run, on_event, work)
+    except BaseException:
+        if not started:
+            remove_run_folder(run, made)
+        raise

@@ -14,14 +14,18 @@ from faceswap_kohya.kohya import render
 from faceswap_kohya.kohya.trainer import Trainer
 
 SCRIPT = Path(__file__).parent / "side" / "check_config.py"
+CHECK_TIMEOUT = 600  # seconds; it takes a few
 
 
 def check_files(trainer: Trainer, config_toml: Path, dataset_toml: Path) -> dict:
     """{"ok", "errors", "checked"} from sd-scripts' code; UserError when the trainer is unavailable."""
     if not trainer.python.is_file() or not trainer.script.is_file():
         raise UserError(f"sd-scripts or its python is missing ({trainer.sd_scripts}, {trainer.python}): run scripts/setup.sh")
-    proc = subprocess.run([str(trainer.python), str(SCRIPT), str(config_toml), str(dataset_toml)],
-                          cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run([str(trainer.python), str(SCRIPT), str(config_toml), str(dataset_toml)],
+                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"sd-scripts' checker ({trainer.python}) did not finish within {CHECK_TIMEOUT // 60} min") from None
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     try:
         return json.loads(last)

@@ -13,6 +13,11 @@ from faceswap_kohya.config.paths import home
 from faceswap_kohya.errors import UserError
 
 KOHYA_SIDE = Path(__file__).parent / "side"
+BUILD_TIMEOUT = 60 * 60  # seconds; it takes ~2 min
+
+
+class BuildTimeout(UserError, TimeoutError):
+    """Building the check model took too long (a message for the user, and a TimeoutError for callers)."""
 
 
 def check_model_path() -> Path:
@@ -22,7 +27,8 @@ def check_model_path() -> Path:
 def build_check_model(trainer, force: bool = False, echo=print, device: str = "cpu", timeout: float | None = None) -> Path:
     """Build (once) and return the check model, using the trainer's python and sd-scripts.
 
-    device: where the random weights are made ("cuda" is much faster); timeout: seconds, then TimeoutError."""
+    device: where the random weights are made ("cuda" is much faster); timeout: seconds (default BUILD_TIMEOUT),
+    then BuildTimeout, a TimeoutError."""
     out = check_model_path()
     if out.is_file() and not force:
         return out
@@ -33,10 +39,11 @@ def build_check_model(trainer, force: bool = False, echo=print, device: str = "c
     echo(f"building the pipeline-check model (random SDXL weights, ~6.9 GB, a few minutes) → {out}")
     try:
         proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial), device],
-                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=timeout)
+                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=timeout or BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         partial.unlink(missing_ok=True)
-        raise TimeoutError(f"building the pipeline-check model took over {timeout:.0f} s") from None
+        raise BuildTimeout(f"building the pipeline-check model did not finish within {timeout or BUILD_TIMEOUT:.0f} s "
+                           "(it takes ~2 min and ~14 GB RAM on a CPU): is the machine short of memory?") from None
     if proc.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])

@@ -183,19 +183,33 @@ def write_export(preset, fmt: str, out: Path | None) -> list[str]:
     lines = []
     if fmt == "sd-scripts":
         out = Path(out or f"{preset.output.name}.toml")
-        cfg, ds, skipped = export_sd_scripts(preset, out)
         ds_path = out.with_name(out.stem + ".dataset.toml")
-        out.write_bytes(tomli_w.dumps(cfg).encode())
-        ds_path.write_bytes(tomli_w.dumps(ds).encode())
-        lines += [f"wrote {out}", f"wrote {ds_path}"]
+        _refuse_existing(out, ds_path)
+        cfg, ds, skipped = export_sd_scripts(preset, out)
+        texts = {out: tomli_w.dumps(cfg), ds_path: tomli_w.dumps(ds)}
     else:
         out = Path(out or f"{preset.output.name}.json")
+        _refuse_existing(out)
         gui, skipped = export_gui(preset)
-        out.write_text(json.dumps(gui, indent=4) + "\n", encoding="utf-8")
-        lines.append(f"wrote {out}")
+        texts = {out: json.dumps(gui, indent=4) + "\n"}
+    for path, text in texts.items():
+        try:
+            with open(path, "x", encoding="utf-8") as f:  # "x": never over a file made meanwhile
+                f.write(text)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write it ({e.strerror})") from None
+        lines.append(f"wrote {path}")
     if skipped:
         lines.append("not carried by this format (faceswap-kohya settings): " + ", ".join(skipped))
     return lines
+
+
+def _refuse_existing(*paths: Path) -> None:
+    for path in paths:
+        if path.exists():
+            raise UserError(f"{path} already exists; choose another name with -o (nothing was overwritten)")
+        if not path.parent.is_dir():
+            raise UserError(f"{path}: the folder {path.parent} does not exist")
 
 
 def dump_yaml_data(data: dict) -> str:  # pragma: no cover - convenience for debugging

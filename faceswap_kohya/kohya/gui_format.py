@@ -27,6 +27,7 @@ from faceswap_kohya.kohya.import_report import (
     _int,
     _num,
     _unset,
+    check_numbers,
     parse_cli_args,
     split_args,
 )
@@ -111,6 +112,7 @@ _GUI_IGNORED = {
 def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     """What kohya_ss' train_model writes for an SDXL LoRA (config TOML + additional_parameters)."""
     # long: one line per kohya_ss GUI key (a table in code); each key's rule sits where it is read
+    check_numbers(gui, report.source)
     g = dict(GUI_DEFAULTS)
     g.update(gui)
     out = SdArgs()

@@ -18,6 +18,7 @@ No torch here: this module only reads and writes text.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 
@@ -100,6 +101,44 @@ def _float(v, default=None):
     if v is None or isinstance(v, str):
         return default
     return float(v)
+
+
+# Keys whose values are numbers (kohya_ss writes many as strings): anything else is refused, naming the key.
+NUMERIC_KEYS = {
+    "learning_rate", "unet_lr", "text_encoder_lr", "network_dim", "network_alpha", "conv_dim", "conv_alpha",
+    "network_dropout", "rank_dropout", "module_dropout", "lr_warmup", "lr_warmup_steps", "max_train_epochs",
+    "max_train_steps", "epoch", "seed", "train_batch_size", "gradient_accumulation_steps", "max_grad_norm",
+    "noise_offset", "adaptive_noise_scale", "noise_offset_random_strength", "multires_noise_iterations",
+    "multires_noise_discount", "min_snr_gamma", "save_every_n_epochs", "save_every_n_steps", "keep_tokens",
+    "caption_dropout_rate", "caption_dropout_every_n_epochs", "min_bucket_reso", "max_bucket_reso",
+    "bucket_reso_steps", "max_token_length", "max_data_loader_n_workers", "lr_scheduler_num_cycles",
+    "lr_scheduler_power", "min_timestep", "max_timestep", "scale_weight_norms", "prior_loss_weight",
+    "vae_batch_size", "ip_noise_gamma", "ip_noise_gamma_random_strength", "num_cpu_threads_per_process",
+    "num_processes", "huber_c", "huber_scale", "v_pred_like_loss", "loraplus_lr_ratio", "loraplus_unet_lr_ratio",
+    "loraplus_text_encoder_lr_ratio", "save_last_n_steps", "save_last_n_steps_state", "save_last_n_epochs",
+    "save_last_n_epochs_state", "factor",
+}
+_OPTION = re.compile(r"^--?[A-Za-z]")
+
+
+def check_numbers(values: dict, source: str, label=lambda key: key) -> None:
+    """Refuse a number key whose value is not a number ("learning_rate": "fast"), naming the key."""
+    for key, value in values.items():
+        if key not in NUMERIC_KEYS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and isinstance(_num(v), str):
+                raise UserError(f"{source}: {label(key)}: {v!r} is not a number; fix the value in the file")
+
+
+def check_not_options(values: dict, source: str, label=lambda key: key) -> None:
+    """Refuse values the trainer's argument parser would read as options of their own: `"lr_scheduler_args":
+    "--output_dir=/x"` would become `--lr_scheduler_args --output_dir=/x`, a second --output_dir."""
+    for key, value in values.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and _OPTION.match(v.strip()):
+                raise UserError(f"{source}: {label(key) or 'additional_parameters'}: the value {v!r} would be read by "
+                                "sd-scripts as an option of its own; remove it from the file")
 
 
 def _unset(v) -> bool:
@@ -228,8 +267,12 @@ def lycoris_available(preset=None):
     trainer = Trainer.of(preset or Preset(base_model=CHECK_MODEL))
     if not trainer.python.is_file():
         return None
-    proc = subprocess.run([str(trainer.python), "-c", "import importlib.util as u; print(u.find_spec('lycoris') is not None)"],
-                          capture_output=True, text=True, timeout=60)
+    try:
+        proc = subprocess.run([str(trainer.python), "-c", "import importlib.util as u; print(u.find_spec('lycoris') is not None)"],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"kohya.python: {trainer.python} did not answer within 60 s "
+                        "(asked whether lycoris-lora is installed)") from None
     return proc.stdout.strip() == "True"
 
 

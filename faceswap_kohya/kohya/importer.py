@@ -27,8 +27,16 @@ from faceswap_kohya.kohya.sd_toml import _find_dataset_toml, _read, dataset_toml
 
 
 def import_file(path, dataset=None) -> tuple[dict, Report]:
-    """A Kohya preset file (+ optional dataset TOML) → (preset dict, report). Not yet validated."""
-    path = Path(path)
+    """A Kohya preset file (+ optional dataset TOML) → (preset dict, report). Not yet validated.
+
+    Every problem is one UserError naming the file (and the key, where the checks know it)."""
+    try:
+        return _import_file(Path(path), dataset)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a value of a shape no check foresaw
+        raise UserError(f"{path}: cannot import it: a value has the wrong type or form ({type(e).__name__}: {e})") from None
+
+
+def _import_file(path: Path, dataset=None) -> tuple[dict, Report]:
     raw = _read(path)
     if path.suffix.lower() == ".json":
         report = Report(str(path), "kohya_ss GUI JSON")
@@ -118,8 +126,10 @@ def is_kohya_file(path) -> bool:
     return p.suffix.lower() in KOHYA_SUFFIXES and p.is_file()
 
 
-def load_any(name_or_path: str, overrides=()):
-    """A preset name/YAML, or a Kohya file imported on the fly: (Preset, Path, report or None)."""
+def load_any(name_or_path: str, overrides=(), for_training: bool = False):
+    """A preset name/YAML, or a Kohya file imported on the fly: (Preset, Path, report or None).
+
+    `for_training` also checks that the trainer can run the preset's network (LyCORIS installed)."""
     from faceswap_kohya.config.presets import apply_overrides, load, validate
 
     if is_kohya_file(name_or_path):
@@ -129,7 +139,7 @@ def load_any(name_or_path: str, overrides=()):
     else:
         preset, path = load(name_or_path, overrides)
         report = None
-    if preset.network.module == "lycoris.kohya" and not lycoris_available(preset):
+    if for_training and preset.network.module == "lycoris.kohya" and not lycoris_available(preset):
         raise UserError(f"{path}: network.module is lycoris.kohya but {lycoris_status(preset)}")
     return preset, path, report
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Callable, Optional
 
 from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, diagnose, parse_line
+from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
 
 
 @dataclass
@@ -38,13 +39,17 @@ class RunResult:
         return self.diagnosis is None and not self.interrupted
 
 
+STALL_MARK = "faceswap-kohya: the trainer stalled"
+
+
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
-           on_line: Callable[[str], None] = lambda s: None,
-           on_start: Callable[[int], None] = lambda pid: None) -> tuple[int, bool]:
+           on_line: Callable[[str], None] = lambda s: None, on_start: Callable[[int], None] = lambda pid: None,
+           stall_seconds: Optional[float] = None, stop_grace: float = 20.0) -> tuple[int, bool]:
     """Run the trainer in its own process group, log everything, report events.
 
-    Ctrl-C / SIGTERM stop the whole group (SIGINT, then SIGTERM, then SIGKILL) and leave no orphans.
-    Returns (exit code, interrupted).
+    Ctrl-C / SIGTERM stop the whole group (SIGINT, then after `stop_grace` s SIGTERM, then SIGKILL) and
+    leave no orphans. A trainer that prints nothing for `stall_seconds` is stopped the same way, and the
+    log ends with a line saying so and quoting its last line (see `diagnose`). Returns (exit code, interrupted).
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
                COLUMNS="200")  # rich wraps log lines at the terminal width
@@ -53,42 +58,83 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
     with open(log_path, "ab") as log:
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, bufsize=0)
         watchdog = _watch_over(proc.pid)
         on_start(proc.pid)
 
         def stop(signum, _frame):
             nonlocal interrupted
             interrupted = True
-            _stop_group(proc)
+            _stop_group(proc, stop_grace)
 
         in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
         try:
-            splitter = LineSplitter()
-            while chunk := proc.stdout.read1(65536):  # whatever is there, without waiting for more
-                log.write(chunk)
-                log.flush()
-                for line in splitter.feed(chunk.decode("utf-8", "replace")):
-                    on_line(line)
-                    if (event := parse_line(line)) is not None:
-                        on_event(event)
-            for line in splitter.flush():
-                on_line(line)
-                if (event := parse_line(line)) is not None:
-                    on_event(event)
+            stalled = _pump(proc, log, on_event, on_line, stall_seconds)
+            if stalled is not None and not interrupted:
+                minutes = f"{stall_seconds / 60:g} min" if stall_seconds >= 60 else f"{stall_seconds:g} s"
+                log.write(f"\n{STALL_MARK}: no output for {minutes} (kohya.stall_minutes); stopped it. "
+                          f"Its last line: {stalled}\n".encode())
+                _stop_group(proc, stop_grace)
+                _drain(proc, log)
             code = proc.wait()
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
             if proc.poll() is None:
-                _stop_group(proc)
+                _stop_group(proc, stop_grace)
         _reap_group(proc.pid)
         try:
             watchdog.wait(timeout=5)  # it ends within a second once the group is gone
         except subprocess.TimeoutExpired:
             watchdog.kill()
     return code, interrupted
+
+
+def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optional[float]) -> Optional[str]:
+    """Copy the trainer's output to the log and the callbacks until it ends; returns its last line when it
+    printed nothing for `stall_seconds` (None when it ended by itself)."""
+    fd = proc.stdout.fileno()
+    splitter, output = LineSplitter(), TrainerOutput()
+    last_line, last_output = "(no output at all)", time.monotonic()
+
+    def handle(line: str) -> None:
+        nonlocal last_line
+        last_line = line.strip()
+        on_line(line)
+        for event in output.feed(line):
+            on_event(event)
+
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)  # wake up each second to look at the clocks
+        if not ready:
+            if proc.poll() is not None:  # the trainer ended; a child it left behind may hold the pipe open
+                break
+            if stall_seconds and time.monotonic() - last_output > stall_seconds:
+                for event in output.flush():
+                    on_event(event)
+                return splitter.pending().strip() or last_line
+            continue
+        chunk = os.read(fd, 65536)  # whatever is there, without waiting for more
+        if not chunk:
+            break
+        last_output = time.monotonic()
+        log.write(chunk)
+        log.flush()
+        for line in splitter.feed(chunk.decode("utf-8", "replace")):
+            handle(line)
+    for line in splitter.flush():
+        handle(line)
+    for event in output.flush():
+        on_event(event)
+    return None
+
+
+def _drain(proc: subprocess.Popen, log) -> None:
+    """What a stopped trainer printed while it stopped, into the log."""
+    fd = proc.stdout.fileno()
+    while select.select([fd], [], [], 0)[0] and (chunk := os.read(fd, 65536)):
+        log.write(chunk)
 
 
 # Stops the trainer's group when the process that launched it dies without cleaning up (SIGKILL, OOM killer):
@@ -126,7 +172,8 @@ def _watch_over(pgid: int) -> subprocess.Popen:
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+    """SIGINT to the whole group (the trainer may save), then SIGTERM, then SIGKILL, until no process of it runs."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, min(10.0, grace)), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -138,7 +185,27 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
             time.sleep(0.2)
 
 
+def group_members(pgid: int) -> Optional[list[int]]:
+    """Live (not zombie) processes of a process group, from /proc; None where there is no /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return None
+    members = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies, which a container's init may never reap, don't)."""
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
     try:
         os.killpg(pgid, 0)
         return True
@@ -150,13 +217,16 @@ def _group_alive(pgid: int) -> bool:
 
 def _reap_group(pgid: int) -> None:
     """Children left behind by the trainer (dataloader workers, accelerate) are stopped too."""
-    if _group_alive(pgid):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return
-            time.sleep(1.0)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(pgid):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5.0
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def collect_loras(run: RunLayout, name: str) -> tuple[list[Path], Optional[Path]]:

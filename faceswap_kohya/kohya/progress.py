@@ -14,7 +14,13 @@ _STEP = re.compile(
 _EPOCH = re.compile(r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\b")
 _SAVED = re.compile(r"saving checkpoint: (?P<path>\S.*?\.safetensors)")
 _FINAL = re.compile(r"\bmodel saved\.")
-_VAL = re.compile(r"validation steps:\s*(?P<pct>\d+)%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+).*?val_avg_loss=(?P<loss>[-+\w.]+)")
+# sd-scripts' validation bars: "validation steps" (every N steps) and "epoch validation steps" (after an
+# epoch), one step per held-out image and timestep, the running mean loss in the postfix.
+_VALIDATION = re.compile(
+    r"(?P<epoch>epoch )?validation steps:\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\s*\[(?P<rest>[^\]]*)\]")
+_VAL_LOSS = re.compile(r"val_(?:epoch_)?avg_loss=(?P<loss>[-+\w.]+)")
+# Where sd-scripts writes the same numbers for tensorboard (`--logging_dir`).
+VALIDATION_TAGS = {"epoch": "loss/validation/epoch_average", "step": "loss/validation/step_average"}
 
 
 def _float(text: Optional[str]) -> Optional[float]:
@@ -24,11 +30,34 @@ def _float(text: Optional[str]) -> Optional[float]:
         return None
 
 
+@dataclass(frozen=True)
+class ValidationBar:
+    """A redraw of a validation bar: `kind` "epoch" (after an epoch) or "step" (every N steps), `done` of
+    `total` held-out image × timestep passes, `loss` the mean masked loss so far (None before the first)."""
+
+    kind: str
+    done: int
+    total: int
+    loss: Optional[float]
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total
+
+
+def validation_bar(line: str) -> Optional[ValidationBar]:
+    if m := _VALIDATION.search(line):
+        loss = _VAL_LOSS.search(m["rest"])
+        return ValidationBar("epoch" if m["epoch"] else "step", int(m["done"]), int(m["total"]),
+                             _float(loss["loss"]) if loss else None)
+    return None
+
+
 def parse_line(line: str) -> Optional[Event]:
-    """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None."""
-    if m := _VAL.search(line):  # before _STEP: "validation steps:" contains "steps:"
-        loss = _float(m["loss"])
-        return ValidationLoss(None, loss) if loss is not None and m["step"] == m["total"] else None
+    """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None.
+    Validation bars give no event here: `TrainerOutput` reports each validation once, when it is done."""
+    if _VALIDATION.search(line):  # before _STEP: "validation steps:" contains "steps:"
+        return None
     if m := _STEP.search(line):
         rate = _float(m["rate"])
         if rate and m["unit"] == "it/s":
@@ -43,6 +72,53 @@ def parse_line(line: str) -> Optional[Event]:
     return None
 
 
+class TrainerOutput:
+    """Lines of the trainer's output → events, with one `ValidationLoss` per validation.
+
+    A validation bar's last redraws repeat its final state: tqdm redraws after `update` (with the previous
+    loss), after `set_postfix` (the final loss) and again when the bar is closed, which can be much later.
+    The loss reported is that of the last redraw of a bar seen in progress, sent when the next other event
+    arrives (or at the end), with the epoch and step it followed."""
+
+    def __init__(self) -> None:
+        self.epoch: Optional[int] = None
+        self.step: Optional[int] = None
+        self._open: Optional[str] = None
+        self._pending: Optional[ValidationBar] = None
+
+    def feed(self, line: str) -> list[Event]:
+        bar = validation_bar(line)
+        if bar is not None:
+            if not bar.complete:
+                self._open, self._pending = bar.kind, None
+            elif bar.kind == self._open and bar.loss is not None:
+                self._pending = bar
+            return []
+        event = parse_line(line)
+        if event is None:
+            return []
+        out = self.flush()
+        if isinstance(event, Epoch):
+            self.epoch = event.epoch
+        elif isinstance(event, Step):
+            self.step = event.step
+        return out + [event]
+
+    def flush(self) -> list[Event]:
+        """The finished validation not reported yet, if any."""
+        if self._pending is None:
+            return []
+        bar, self._pending, self._open = self._pending, None, None
+        return [ValidationLoss(self.step, bar.loss, self.epoch, bar.kind)]
+
+
+def log_events(text: str) -> list[Event]:
+    """The events of a whole trainer log (e.g. a run's train.log)."""
+    output = TrainerOutput()
+    events = [e for line in re.split(r"\r\n|\r|\n", text) for e in output.feed(line)]
+    return events + output.flush()
+
+
 class LineSplitter:
     """Bytes from the trainer's pipe → complete lines, splitting on \\r and \\n (tqdm redraws with \\r)."""
 
@@ -53,6 +129,10 @@ class LineSplitter:
         parts = re.split(r"\r\n|\r|\n", self._rest + text)
         self._rest = parts.pop()
         return [p for p in parts if p.strip()]
+
+    def pending(self) -> str:
+        """The part of a line received so far (a tqdm bar that is being redrawn)."""
+        return self._rest
 
     def flush(self) -> list[str]:
         rest, self._rest = self._rest, ""
@@ -101,8 +181,16 @@ class Diagnosis:
     lines: list[str]
 
 
+_STALLED = re.compile(r"faceswap-kohya: the trainer stalled: no output for (?P<time>[^(]+?) \(kohya.stall_minutes\)"
+                      r".*?Its last line: (?P<last>.*)$", re.M)
+
+
 def diagnose(log_text: str, max_lines: int = 6) -> Diagnosis:
     """The lines that explain a failed run, and a hint for known causes."""
+    if m := _STALLED.search(log_text):
+        return Diagnosis(f"the trainer stalled: no output for {m['time']}; its last line was: {m['last'].strip()[:200]}",
+                         "look at the end of train.log for what it was doing; raise kohya.stall_minutes if that step "
+                         "is just slow on this machine", [m["last"].strip()])
     lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
     explaining = [ln for ln in lines if _EXPLAINS.search(ln) and not _LAUNCHER_NOISE.search(ln)]
     nan = [ln for ln in explaining if "avr_loss=nan" in ln]

@@ -8,38 +8,84 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Optional
 
+import numpy as np
 import tomli_w
 
-from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir
+from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
+from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.kohya.trainer import Trainer
 
 
 def fill(text: str, preset: Preset) -> str:
+    """`{trigger}` and `{class}` filled in (the schema allows no other placeholder)."""
     return text.format(trigger=preset.subject.trigger, **{"class": preset.subject.class_word})
 
 
+def has_held_out(preset: Preset, run: RunLayout) -> bool:
+    """Whether the run has held-out photos: in a prepared run folder, whether its validation folder holds
+    images; before preparation (a dry run), whether the preset asks for them."""
+    if instance_dir(preset, run).is_dir():
+        folder = validation_dir(preset, run)
+        return folder.is_dir() and any(p.suffix.lower() == ".png" for p in folder.iterdir())
+    return bool(preset.dataset.holdout)
+
+
+def mask_mean_weight(folder: Path) -> Optional[float]:
+    """The mean alpha (0-1) of the training images in `folder`, or None when it has none with alpha."""
+    from PIL import Image
+
+    weights = []
+    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        with Image.open(path) as im:
+            if im.mode == "RGBA":
+                weights.append(float(np.asarray(im.getchannel("A"), dtype=np.float64).mean() / 255))
+    return sum(weights) / len(weights) if weights else None
+
+
+def prior_loss_weight(preset: Preset, run: RunLayout) -> Optional[float]:
+    """The class images' loss weight when it isn't sd-scripts' 1.0. sd-scripts multiplies a masked image's
+    loss by its mask without rescaling, so masked training images weigh their mean mask weight (~0.2-0.4)
+    while unmasked class images weigh 1: unless set, the class images get that mean weight too (measured
+    on the prepared images; unknown before preparation)."""
+    r = preset.regularization
+    if not has_regularization(preset):
+        return None
+    if r.prior_loss_weight is not None:
+        return r.prior_loss_weight
+    if preset.dataset.mask == "none":
+        return None
+    measured = mask_mean_weight(instance_dir(preset, run))
+    return round(measured, 3) if measured is not None else None
+
+
+def _dataset_params(preset: Preset) -> dict:
+    d = preset.dataset
+    params = {"resolution": d.resolution, "batch_size": preset.training.batch_size, "enable_bucket": d.enable_bucket}
+    if d.enable_bucket:
+        params |= {
+            "min_bucket_reso": d.min_bucket_reso,
+            "max_bucket_reso": d.max_bucket_reso,
+            "bucket_reso_steps": d.bucket_reso_steps,
+            "bucket_no_upscale": d.bucket_no_upscale,
+        }
+    return params
+
+
 def dataset_config(preset: Preset, run: RunLayout) -> dict:
-    """The dataset TOML: one dataset; the instance subset (one per Kohya folder) and, when given, the `is_reg` ones."""
+    """The dataset TOML: the instance subset (one per Kohya folder; loss-masked by their PNGs' alpha with
+    `dataset.mask`) and, when given, the `is_reg` ones; with held-out photos a second dataset of them only,
+    all of it validation (`validation_split = 1`: sd-scripts trains on none of it and computes the
+    validation loss on all of it)."""
     d, c, r = preset.dataset, preset.dataset.captions, preset.regularization
     general = {
         "caption_extension": ".txt",
         "shuffle_caption": c.shuffle,
         "keep_tokens": c.keep_tokens,
     }
-    dataset = {
-        "resolution": d.resolution,
-        "batch_size": preset.training.batch_size,
-        "enable_bucket": d.enable_bucket,
-    }
-    if d.enable_bucket:
-        dataset |= {
-            "min_bucket_reso": d.min_bucket_reso,
-            "max_bucket_reso": d.max_bucket_reso,
-            "bucket_reso_steps": d.bucket_reso_steps,
-            "bucket_no_upscale": d.bucket_no_upscale,
-        }
+    masked = {"alpha_mask": True} if d.mask != "none" else {}
 
     def instance(image_dir: Path, class_tokens: str, repeats: int) -> dict:
         subset = {
@@ -49,6 +95,7 @@ def dataset_config(preset: Preset, run: RunLayout) -> dict:
             "flip_aug": d.flip_aug,
             "color_aug": d.color_aug,
             "random_crop": d.random_crop,
+            **masked,
         }
         if d.face_crop_aug_range:
             subset["face_crop_aug_range"] = list(d.face_crop_aug_range)
@@ -70,8 +117,12 @@ def dataset_config(preset: Preset, run: RunLayout) -> dict:
             "num_repeats": r.repeats,
             "is_reg": True,
         })
-    dataset["subsets"] = subsets
-    return {"general": general, "datasets": [dataset]}
+    datasets = [_dataset_params(preset) | {"subsets": subsets}]
+    if has_held_out(preset, run):
+        held = {"image_dir": str(validation_dir(preset, run)), "class_tokens": preset.instance_tokens,
+                "num_repeats": 1, **masked}
+        datasets.append(_dataset_params(preset) | {"validation_split": 1.0, "subsets": [held]})
+    return {"general": general, "datasets": datasets}
 
 
 def _text_encoder_lr(preset: Preset) -> list[float]:
@@ -145,6 +196,14 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
         training["min_snr_gamma"] = t.min_snr_gamma
     if t.max_token_length != 75:
         training["max_token_length"] = t.max_token_length
+    if preset.dataset.mask != "none":
+        training["masked_loss"] = True  # the alpha masks alone switch it on at the pinned sd-scripts; said for clarity
+    if (weight := prior_loss_weight(preset, run)) is not None:
+        training["prior_loss_weight"] = weight
+    if has_held_out(preset, run):
+        for key in ("validate_every_n_epochs", "validate_every_n_steps"):
+            if getattr(t, key):
+                training[key] = getattr(t, key)
 
     saving = {
         "output_dir": str(run.model),
@@ -163,7 +222,7 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
 
     config = {"model": model, "network": network, "optimizer": optimizer, "training": training, "saving": saving}
     if s.prompts:
-        sampling = {"sample_prompts": str(run.sample_prompts), "sample_sampler": s.sampler}
+        sampling = {"sample_prompts": str(run.sample_prompts), "sample_sampler": SAMPLERS[s.sampler].sd_scripts}
         if s.every_n_epochs:
             sampling["sample_every_n_epochs"] = s.every_n_epochs
         if s.every_n_steps:

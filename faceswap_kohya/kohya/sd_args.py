@@ -31,6 +31,8 @@ from faceswap_kohya.kohya.import_report import (
     _num,
     _unset,
     check_family_sd,
+    check_not_options,
+    check_numbers,
     lycoris_status,
     split_args,
     to_cli_args,
@@ -131,8 +133,10 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         status = "transformed" if renamed else "mapped"
         report.add(src, status, note(key, f"{target} = {_fmt(value)}"))
 
-    # model family switches that slipped through (TOML)
+    # model family switches that slipped through (TOML); values that are not what their key needs
     check_family_sd(v, report.source)
+    check_numbers(v, report.source, label)
+    check_not_options(v, report.source, label)
     # network
     module = v.pop("network_module", "networks.lora")
     if "network_module" in sd.origin or not from_gui:
@@ -229,7 +233,10 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
     # resolution "W,H"
     if "resolution" in v:
         raw = v.pop("resolution")
-        parts = [int(float(x)) for x in (raw if isinstance(raw, list) else str(raw).replace("x", ",").split(","))]
+        try:
+            parts = [int(float(x)) for x in (raw if isinstance(raw, list) else str(raw).replace("x", ",").split(","))]
+        except (TypeError, ValueError):
+            raise UserError(f"{report.source}: {label('resolution')}: {raw!r} is not a resolution (e.g. \"1024,1024\")") from None
         w, h = (parts * 2)[:2]
         side = w if w == h else max(64, round(math.sqrt(w * h) / 64) * 64)
         if w == h and w % 64 == 0:

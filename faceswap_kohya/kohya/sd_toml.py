@@ -83,59 +83,73 @@ def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "
     for where, layer in layers:
         for key, value in layer.items():
             src = f"{prefix}: {where}.{key}"
-            if key in ("resolution",):
-                parts = value if isinstance(value, list) else [value, value]
-                w, h = int(parts[0]), int(parts[-1])
-                side = w if w == h and w % 64 == 0 else max(64, round(math.sqrt(w * h) / 64) * 64)
-                _put(data, "dataset", "resolution", side)
-                report.add(src, "mapped" if side == w == h else "transformed", f"dataset.resolution = {side}")
-            elif key == "batch_size":
-                _put(data, "training", "batch_size", int(value))
-                report.add(src, "transformed", f"training.batch_size = {value}")
-            elif key == "num_repeats":
-                _put(data, "dataset", "repeats", int(value))
-                report.add(src, "transformed", f"dataset.repeats = {value}")
-            elif key == "image_dir":
-                if Path(str(value)).expanduser().is_dir():
-                    _put(data, "dataset", "images", str(value))
-                    report.add(src, "transformed", f"dataset.images = {value}")
-                else:
-                    report.add(src, "ignored", "a folder that does not exist here; set dataset.images=...")
-            elif key == "class_tokens":
-                words = str(value).split()
-                if len(words) >= 2 and re.fullmatch(r"[A-Za-z0-9]+", words[0]):
-                    _put(data, "subject", "trigger", words[0])
-                    _put(data, "subject", "class_word", " ".join(words[1:]))
-                    report.add(src, "transformed", f"subject.trigger = {words[0]}, subject.class_word = {' '.join(words[1:])}")
-                else:
-                    report.add(src, "unsupported", f"{value!r}: expected 'trigger class', e.g. 'myface woman'")
-            elif key == "face_crop_aug_range":
-                _put(data, "dataset", "face_crop_aug_range", list(value))
-                report.add(src, "mapped", f"dataset.face_crop_aug_range = {value}")
-            elif key in _DIRECT and _DIRECT[key][0].startswith("dataset"):
-                section, name, typ = _DIRECT[key]
-                bad = key == "bucket_reso_steps" and int(value) % 32
-                if bad:
-                    report.add(src, "unsupported", f"{value}: SDXL bucket steps must be a multiple of 32; kept 64")
-                    continue
-                _put(data, section, name, bool(value) if typ is bool else typ(value))
-                report.add(src, "mapped", f"{section}.{name} = {_fmt(value)}")
-            elif key == "caption_extension":
-                report.add(src, "ignored", "the dataset step writes .txt captions")
-            elif key in ("is_reg",):
-                continue
-            elif _unset(value):
-                report.add(src, "ignored", f"unset ({_fmt(value)})")
-            else:
-                report.add(src, "unsupported", f"{_fmt(value)}: not applied")
-    for s in reg[:1]:
+            try:
+                _dataset_key(key, value, src, data, report)
+            except (TypeError, ValueError, IndexError):
+                raise UserError(f"{src}: {value!r} is not a valid value for {key}") from None
+    _reg_subset(reg[:1], data, report, prefix)
+
+
+def _dataset_key(key: str, value, src: str, data: dict, report: Report) -> None:
+    """One key of the dataset TOML's general / dataset / instance subset layers → preset fields."""
+    if key in ("resolution",):
+        parts = value if isinstance(value, list) else [value, value]
+        w, h = int(parts[0]), int(parts[-1])
+        side = w if w == h and w % 64 == 0 else max(64, round(math.sqrt(w * h) / 64) * 64)
+        _put(data, "dataset", "resolution", side)
+        report.add(src, "mapped" if side == w == h else "transformed", f"dataset.resolution = {side}")
+    elif key == "batch_size":
+        _put(data, "training", "batch_size", int(value))
+        report.add(src, "transformed", f"training.batch_size = {value}")
+    elif key == "num_repeats":
+        _put(data, "dataset", "repeats", int(value))
+        report.add(src, "transformed", f"dataset.repeats = {value}")
+    elif key == "image_dir":
+        if Path(str(value)).expanduser().is_dir():
+            _put(data, "dataset", "images", str(value))
+            report.add(src, "transformed", f"dataset.images = {value}")
+        else:
+            report.add(src, "ignored", "a folder that does not exist here; set dataset.images=...")
+    elif key == "class_tokens":
+        words = str(value).split()
+        if len(words) >= 2 and re.fullmatch(r"[A-Za-z0-9]+", words[0]):
+            _put(data, "subject", "trigger", words[0])
+            _put(data, "subject", "class_word", " ".join(words[1:]))
+            report.add(src, "transformed", f"subject.trigger = {words[0]}, subject.class_word = {' '.join(words[1:])}")
+        else:
+            report.add(src, "unsupported", f"{value!r}: expected 'trigger class', e.g. 'myface woman'")
+    elif key == "face_crop_aug_range":
+        _put(data, "dataset", "face_crop_aug_range", list(value))
+        report.add(src, "mapped", f"dataset.face_crop_aug_range = {value}")
+    elif key in _DIRECT and _DIRECT[key][0].startswith("dataset"):
+        section, name, typ = _DIRECT[key]
+        bad = key == "bucket_reso_steps" and int(value) % 32
+        if bad:
+            report.add(src, "unsupported", f"{value}: SDXL bucket steps must be a multiple of 32; kept 64")
+            return
+        _put(data, section, name, bool(value) if typ is bool else typ(value))
+        report.add(src, "mapped", f"{section}.{name} = {_fmt(value)}")
+    elif key == "caption_extension":
+        report.add(src, "ignored", "the dataset step writes .txt captions")
+    elif key == "is_reg":
+        return
+    elif _unset(value):
+        report.add(src, "ignored", f"unset ({_fmt(value)})")
+    else:
+        report.add(src, "unsupported", f"{_fmt(value)}: not applied")
+
+
+def _reg_subset(reg: list, data: dict, report: Report, prefix: str) -> None:
+    for s in reg:
         if Path(str(s.get("image_dir", ""))).expanduser().is_dir():
             _put(data, "regularization", "images", str(s["image_dir"]))
             report.add(f"{prefix}: subsets[reg].image_dir", "transformed", f"regularization.images = {s['image_dir']}")
         else:
             report.add(f"{prefix}: subsets[reg].image_dir", "ignored", "a folder that does not exist here; set regularization.images=...")
         if "num_repeats" in s:
-            _put(data, "regularization", "repeats", int(s["num_repeats"]))
+            if isinstance(s["num_repeats"], bool) or not isinstance(s["num_repeats"], int):
+                raise UserError(f"{prefix}: subsets[reg].num_repeats: {s['num_repeats']!r} is not a whole number")
+            _put(data, "regularization", "repeats", s["num_repeats"])
             report.add(f"{prefix}: subsets[reg].num_repeats", "transformed", f"regularization.repeats = {s['num_repeats']}")
         for key in set(s) - {"image_dir", "num_repeats", "is_reg"}:
             report.add(f"{prefix}: subsets[reg].{key}", "ignored", "the class word names the regularization folder")

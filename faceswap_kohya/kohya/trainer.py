@@ -58,7 +58,16 @@ def check_base_model(preset: Preset) -> None:
         return
     p = Path(path)
     looks_local = p.suffix in (".safetensors", ".ckpt") or path.startswith((".", "/", "~")) or path.count("/") != 1
-    if p.exists():
+    if p.is_dir():
+        if not (p / "model_index.json").is_file():
+            raise UserError(f"base_model.path: {path} is a folder but not a diffusers model (no model_index.json)")
+        return
+    if p.is_file():
+        from faceswap_kohya.diffusion.pipeline import check_checkpoint
+
+        if p.suffix not in (".safetensors", ".ckpt", ".sft"):
+            raise UserError(f"base_model.path: {path} is not a checkpoint file (expected .safetensors or .ckpt)")
+        check_checkpoint(p, "base_model.path:")
         return
     if looks_local:
         raise UserError(f"base_model.path: {path} does not exist (a .safetensors file, a diffusers folder or a hub id)")

@@ -1,0 +1,66 @@
+"""scores.json of an evaluation: every number with the face model that produced it, recomputable from
+the stored per-image scores and embeddings; which checkpoint is best and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya.scoring.report import _diff
+from faceswap_kohya.scoring.scores import SCHEMA_VERSION, References, identity_basis, mark_overtrained, pick_best, rank
+
+
+def _embeddings(refs: References) -> dict:
+    return {f: [round(float(x), 6) for x in v] for f, v in zip(refs.files, refs.vectors)}
+
+
+def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folder: Optional[Path], scoring,
+                    entries: list[dict], settings: dict) -> dict:
+    """scores.json: settings, references, every checkpoint's images and summaries (marked overtrained or
+    not), the validation losses, the best checkpoint and why. `scoring` holds the embedder and references."""
+    margin = settings["bleed_margin"]
+    mark_overtrained(entries, margin)
+    best, top = rank(entries, margin=margin)
+    _, why = pick_best(entries, margin)
+    basis = identity_basis(entries)
+    refs, held = scoring.refs, scoring.held_out
+    return {
+        "version": SCHEMA_VERSION,
+        "created": dt.datetime.now().isoformat(timespec="seconds"),
+        "run": str(run_dir) if run_dir else None,
+        "embedder": scoring.embedder.name, "metric": refs.metric,
+        "score": "identity: similarity of the generated face to the nearest reference face (faces.identity_score); "
+                 "held_out_score: to the nearest held-out photo (never trained on); centroid_score: to the mean "
+                 "reference embedding; copy_gap = score - centroid_score; bleed: every face in images of prompts "
+                 "without the trigger, scored like identity",
+        "identity_basis": basis,
+        "settings": settings,
+        "references": {"folder": " + ".join(map(str, ref_folders)), "photos": refs.entries, "embeddings": _embeddings(refs)},
+        "held_out": None if held is None else {"folder": str(held_folder), "photos": held.entries,
+                                               "embeddings": _embeddings(held)},
+        "validation_loss": run_validation_losses(run_dir),
+        "base": entries[0]["summary"],
+        "base_bleed": entries[0]["bleed"]["summary"] if entries[0].get("bleed") else None,
+        "checkpoints": entries,
+        "best": None if best is None else {
+            "label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
+            "held_out_mean": best["summary"]["held_out_mean"],
+            "above_base": _diff(best["summary"][basis], entries[0]["summary"][basis]),
+            "bleed": best["bleed"]["summary"]["mean"] if best.get("bleed") else None,
+            "bleed_rise": best.get("bleed_rise"), "reason": why},
+        "why_no_best": None if best else why,
+        "top": top,
+    }
+
+
+def run_validation_losses(run_dir: Optional[Path]) -> list[dict]:
+    """sd-scripts' validation losses on the held-out photos, from the run's train.log (empty without one)."""
+    from faceswap_kohya.events import ValidationLoss
+    from faceswap_kohya.kohya.progress import log_events
+
+    log = Path(run_dir) / "train.log" if run_dir else None
+    if log is None or not log.is_file():
+        return []
+    return [{"kind": e.kind, "epoch": e.epoch, "step": e.step, "loss": e.loss}
+            for e in log_events(log.read_text(encoding="utf-8", errors="replace")) if isinstance(e, ValidationLoss)]

@@ -1,0 +1,202 @@
+"""One trial: what runs in a worker (train, then evaluate), and what a trial's folder says about it.
+
+A trial's summary is a small dict (numbers and paths; no images, no embeddings) built from its run folder
+alone, so it is the same whether a worker returns it or a later sweep reads it from disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya import events as ev
+from faceswap_kohya.config.runs import list_runs, read_events, read_status
+from faceswap_kohya.errors import UserError
+
+EVAL_FAILED = "evaluation failed:"
+
+
+# ---------------------------------------------------------------- reading a trial's folder
+def latest_scores(run_dir: Path) -> Optional[Path]:
+    found = sorted((Path(run_dir) / "eval").glob("*/scores.json"))
+    return found[-1] if found else None
+
+
+def finished_run(trial_folder: Path) -> Optional[Path]:
+    """The newest run of the trial whose training finished, if any."""
+    return next((run for run, status in list_runs(trial_folder) if status.get("state") == "finished"), None)
+
+
+def is_done(trial_folder: Path, evaluate: bool) -> bool:
+    """Finished (and evaluated, when the sweep evaluates): a rerun skips it."""
+    run = finished_run(trial_folder)
+    return run is not None and (not evaluate or latest_scores(run) is not None)
+
+
+def _seconds(status: dict) -> Optional[float]:
+    try:
+        return round((dt.datetime.fromisoformat(status["ended"]) - dt.datetime.fromisoformat(status["started"])).total_seconds(), 1)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def score_summary(scores: dict) -> dict:
+    """The leaderboard's numbers from one evaluation's scores.json: the best checkpoint's identity (held-out
+    identity and bleed where the evaluation measured them), the base model's, and why no checkpoint won."""
+    best = scores.get("best") or {}
+    basis = scores.get("identity_basis") or "mean"
+    base = scores.get("base") or {}
+    loras = [c for c in scores.get("checkpoints", []) if c.get("file")]
+    chosen = next((c for c in loras if c.get("label") == best.get("label")), loras[-1] if loras else {})
+    s = chosen.get("summary") or {}
+    return {
+        "embedder": scores.get("embedder"),
+        "basis": "held_out" if basis == "held_out_mean" else "identity",
+        "identity": best.get("mean"),
+        "held_out": best.get("held_out_mean", best.get("heldout")),
+        "bleed": best.get("bleed"),
+        "bleed_rise": best.get("bleed_rise"),
+        "overtrained": bool(chosen.get("overtrained")),
+        "above_base": best.get("above_base"),
+        "base_identity": base.get(basis),
+        "faces": f"{s.get('faces', 0)}/{s.get('images', 0)}",
+        "best_checkpoint": best.get("label"),
+        "best_lora": best.get("file"),
+        "why": best.get("reason") or scores.get("why_no_best")
+        or (None if best else "no face was found in any LoRA image"),
+    }
+
+
+def summarize_run(run_dir: Path) -> dict:
+    """State, error, times, LoRAs and the latest evaluation's numbers of one run folder."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir) or {}
+    found, _ = read_events(run_dir)
+    stages = {e.stage: round(e.seconds, 1) for e in found if isinstance(e, ev.StageFinished)}
+    eval_error = next((e.text.splitlines()[0] for e in found if isinstance(e, ev.Message) and e.text.startswith(EVAL_FAILED)), None)
+    loras = status.get("loras") or []
+    name = status.get("name") or ""
+    final = next((p for p in loras if Path(p).name == f"{name}.safetensors"), loras[-1] if loras else None)
+    out = {"run": str(run_dir), "state": status.get("state") or "failed", "error": status.get("error") or eval_error,
+           "seconds": _seconds(status), "train_seconds": stages.get("training"), "eval_seconds": stages.get("evaluating"),
+           "lora": final, "checkpoints": len(loras), "scores": None, "report": None}
+    scores_path = latest_scores(run_dir)
+    if scores_path is not None:
+        try:
+            scores = json.loads(scores_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            scores = None
+        if scores is not None:
+            out.update(score_summary(scores), scores=str(scores_path), report=str(scores_path.parent / "report.html"))
+            out["error"] = status.get("error")
+    return out
+
+
+def _new_run(trial_folder: Path, before: set) -> Optional[Path]:
+    return next((run for run, _ in list_runs(trial_folder) if run not in before), None)
+
+
+# ---------------------------------------------------------------- in the worker
+def run_trial(spec: dict) -> dict:
+    """Train (unless a finished run is there) and evaluate one trial; returns its summary, failures included.
+
+    `spec`: id, label, folder, source (the preset file), preset (the whole preset as data), evaluate, confirmed.
+    Ctrl-C (ray.cancel) arrives as KeyboardInterrupt: the train job stops the trainer's process group."""
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.jobs.train import train
+
+    folder = Path(spec["folder"])
+    head = {"id": spec["id"], "label": spec["label"], "host": socket.gethostname()}
+    before = {run for run, _ in list_runs(folder)}
+    try:
+        preset = presets.validate(spec["preset"], spec["label"])
+        done = finished_run(folder)
+        if done is not None and (not spec["evaluate"] or latest_scores(done)):
+            return {**head, **summarize_run(done), "skipped": True}
+        if done is not None:  # trained before, evaluation missing: evaluate only
+            from faceswap_kohya.jobs.evaluate import evaluate_run
+
+            evaluate_run(done)
+            return {**head, **summarize_run(done)}
+        result = train(preset, Path(spec["source"]), confirmed=spec.get("confirmed", False))
+        summary = summarize_run(result.run.root)
+        if result.interrupted:
+            summary["state"] = "interrupted"
+        return {**head, **summary}
+    except KeyboardInterrupt:
+        run = _new_run(folder, before)
+        return {**head, **(summarize_run(run) if run else {}), "state": "interrupted"}
+    except Exception as e:  # noqa: BLE001 - every failure is reported as the trial's, and the sweep goes on
+        run = _new_run(folder, before)
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return {**head, **(summarize_run(run) if run else {}), "state": "failed", "error": why}
+
+
+# ---------------------------------------------------------------- followed from the driver
+def describe(summary: dict) -> str:
+    """A trial's result in a few words."""
+    state = summary.get("state")
+    if state in ("failed", "interrupted"):
+        return (summary.get("error") or state).splitlines()[0][:160]
+    minutes = f", {summary['seconds'] / 60:.1f} min" if summary.get("seconds") else ""
+    if summary.get("identity") is not None:
+        held = f"held-out {summary['held_out']:.3f}, " if summary.get("held_out") is not None else ""
+        bleed = f", bleed {summary['bleed']:.3f}" if summary.get("bleed") is not None else ""
+        return f"{held}identity {summary['identity']:.3f}{bleed} (best {summary['best_checkpoint']}){minutes}"
+    if summary.get("scores"):
+        return f"no face found in the LoRA images ({summary.get('faces')}){minutes}"
+    return f"LoRA {Path(summary['lora']).name if summary.get('lora') else 'written'}{minutes}" + (
+        f"; {summary['error']}" if summary.get("error") else "")
+
+
+def progress_of(summary: dict) -> ev.TrialProgress:
+    state = "skipped" if summary.get("skipped") else summary.get("state", "failed")
+    return ev.TrialProgress(summary["id"], summary["label"], state, detail=describe(summary))
+
+
+class TrialWatch:
+    """Follows a running trial's newest run folder (events.jsonl) and says when its progress changed."""
+
+    def __init__(self, trial_id: str, label: str, folder: Path):
+        self.id, self.label, self.folder = trial_id, label, Path(folder)
+        self.before = {run for run, _ in list_runs(self.folder)}
+        self.run: Optional[Path] = None
+        self.offset = 0
+        self.state, self.step, self.total, self.loss, self.detail = "waiting", 0, 0, None, ""
+        self.last: Optional[ev.TrialProgress] = None
+
+    def _apply(self, e: ev.Event) -> None:
+        if isinstance(e, ev.StageStarted):
+            self.state, self.step, self.total, self.detail = e.stage, 0, 0, ""
+        elif isinstance(e, ev.Step):
+            self.step, self.total = e.step, e.total
+            if e.unit == "step":
+                self.loss = e.loss if e.loss is not None else self.loss
+                self.detail = f"step {e.step}/{e.total}" + (f", loss {self.loss:.4f}" if self.loss is not None else "")
+            else:
+                self.detail = f"{e.unit} {e.step}/{e.total}"
+        elif isinstance(e, ev.Error):
+            self.detail = e.message.splitlines()[0]
+        elif isinstance(e, ev.Message) and e.text.startswith(EVAL_FAILED):
+            self.detail = e.text.splitlines()[0]
+
+    def poll(self) -> Optional[ev.TrialProgress]:
+        """The trial's progress when it changed since the last call, else None."""
+        if self.run is None:
+            self.run = _new_run(self.folder, self.before)
+        if self.run is not None:
+            found, self.offset = read_events(self.run, self.offset)
+            for e in found:
+                self._apply(e)
+        now = ev.TrialProgress(self.id, self.label, self.state, self.step, self.total, self.loss, self.detail)
+        if now == self.last:
+            return None
+        self.last = now
+        return now
+
+    def trainer_pid(self) -> Optional[int]:
+        status = read_status(self.run) if self.run else None
+        return (status or {}).get("trainer_pid")

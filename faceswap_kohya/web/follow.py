@@ -1,0 +1,206 @@
+"""Training in its own process: start `python -m faceswap_kohya train ...` detached, find its run folder, follow it
+from `events.jsonl` / `status.json`, stop it as Ctrl-C does. Closing the browser or the app leaves it running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from faceswap_kohya import events as ev
+from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive, read_events, read_status
+from faceswap_kohya.errors import UserError
+from faceswap_kohya.web.common import Workspace, timestamp
+
+
+# ---------------------------------------------------------------- starting
+@dataclass
+class Launch:
+    proc: subprocess.Popen
+    log: Path
+    argv: list[str]
+
+
+def spawn_cli(args: list[str], ws: Workspace) -> Launch:
+    """`python -m faceswap_kohya ARGS` in a new session (so it outlives the app), its output in a launch log."""
+    ws.make()
+    log = ws.launches / f"{timestamp()}-{args[0]}-{os.getpid()}-{time.monotonic_ns() % 10**6}.log"
+    argv = [sys.executable, "-m", "faceswap_kohya", *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        out.write(("$ " + " ".join(argv) + "\n").encode())
+        out.flush()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()  # no zombie while the app lives
+    return Launch(proc, log, argv)
+
+
+def launch_error(launch: Launch) -> str:
+    """The CLI's own `error: ...` line (or its last lines) for a process that ended before making a run folder."""
+    text = launch.log.read_text(encoding="utf-8", errors="replace") if launch.log.is_file() else ""
+    lines = [line for line in text.splitlines()[1:] if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        start = lines.index(errors[-1])
+        return "\n".join(lines[start:start + 12])
+    return "error: the command ended with code {} before starting:\n{}".format(launch.proc.returncode, "\n".join(lines[-8:]))
+
+
+def wait_for_run(launch: Launch, ws: Workspace, timeout: float = 300.0) -> Path:
+    """The run folder the launched process writes (its status.json names its pid); UserError if it ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for root, status in list_runs(ws.output):
+            if status.get("pid") == launch.proc.pid:
+                return root
+        if launch.proc.poll() is not None:
+            for root, status in list_runs(ws.output):  # it may have finished between the two looks
+                if status.get("pid") == launch.proc.pid:
+                    return root
+            raise UserError(launch_error(launch).removeprefix("error: "))
+        time.sleep(0.3)
+    raise UserError(f"no run folder appeared within {timeout:.0f} s; see {launch.log}")
+
+
+def stop_run(root: Path) -> str:
+    """SIGINT to the run's process, as Ctrl-C: it stops the trainer's process group and keeps what was saved."""
+    status = read_status(root)
+    if status is None:
+        raise UserError(f"{root}: no status.json: not a run folder")
+    if status.get("state") not in ACTIVE:
+        raise UserError(f"{root.name}: not running (state {status.get('state')})")
+    pid = status.get("pid")
+    if not pid_alive(pid):
+        raise UserError(f"{root.name}: its process {pid} is gone")
+    os.kill(pid, signal.SIGINT)
+    return f"stopping {root.name} (SIGINT to process {pid}; the trainer saves what it has and stops)"
+
+
+def running_training(ws: Workspace) -> Optional[Path]:
+    """The newest training run still going (a reloaded page re-attaches to it)."""
+    for root, status in list_runs(ws.output):
+        if status.get("kind") == "train" and status.get("state") in ACTIVE:
+            return root
+    return None
+
+
+# ---------------------------------------------------------------- following
+@dataclass
+class RunView:
+    """A run folder's story so far, folded from its events (read incrementally) and its status."""
+
+    root: Path
+    offset: int = 0
+    status: dict = field(default_factory=dict)
+    step: Optional[ev.Step] = None
+    epoch: str = ""
+    losses: dict = field(default_factory=dict)  # step → loss
+    val_losses: dict = field(default_factory=dict)
+    lines: deque = field(default_factory=lambda: deque(maxlen=300))
+    stage: str = ""
+    summary: str = ""
+    error: str = ""
+
+    def add(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Step) and event.unit == "step":
+            self.step = event
+            if event.loss is not None:
+                self.losses[event.step] = event.loss
+        elif isinstance(event, ev.Epoch):
+            self.epoch = f"{event.epoch}/{event.total}"
+        elif isinstance(event, ev.ValidationLoss):
+            self.val_losses[event.step if event.step is not None else (self.step.step if self.step else 0)] = event.loss
+        elif isinstance(event, ev.StageStarted):
+            self.stage = event.stage
+        elif isinstance(event, ev.Message):
+            self.lines.extend(event.text.splitlines())
+        elif isinstance(event, ev.Warning):
+            self.lines.append(f"warning: {event.text}")
+        elif isinstance(event, ev.Error):
+            self.error = event.message
+            self.lines.append(f"error: {event.message}")
+        elif isinstance(event, ev.CheckpointWritten):
+            self.lines.append(f"checkpoint: {event.path}")
+        elif isinstance(event, ev.Finished):
+            self.summary = event.summary
+
+    def refresh(self) -> "RunView":
+        found, self.offset = read_events(self.root, self.offset)
+        for event in found:
+            self.add(event)
+        self.status = read_status(self.root) or {}
+        return self
+
+    @property
+    def state(self) -> str:
+        return self.status.get("state", "")
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def headline(self) -> str:
+        s, st = self.step, self.status
+        parts = [f"**{self.root.parent.name}/{self.root.name}**: {self.state or 'starting'}"]
+        if s is not None:
+            parts.append(f"step {s.step}/{s.total}")
+            if s.eta and self.active:
+                parts.append(f"ETA {s.eta}")
+            if s.sec_per_it:
+                parts.append(f"{s.sec_per_it:.1f} s/step")
+        elif self.active and self.stage and self.stage != self.state:
+            parts.append(self.stage)
+        if self.epoch:
+            parts.append(f"epoch {self.epoch}")
+        if st.get("loss") is not None:
+            parts.append(f"loss {st['loss']:.4f}")
+        if self.val_losses:
+            parts.append(f"validation loss {list(self.val_losses.values())[-1]:.4f}")
+        text = " · ".join(parts)
+        if self.summary and self.state == "finished":
+            text += f"\n\n{self.summary}"
+        if st.get("error"):
+            text += f"\n\nerror: {st['error']}"
+        return text
+
+
+_views: dict[Path, RunView] = {}
+_views_lock = threading.Lock()
+
+
+def view_of(root: Path) -> RunView:
+    """The run's view, kept between calls so each refresh reads only new events."""
+    root = Path(root).absolute()
+    with _views_lock:
+        view = _views.setdefault(root, RunView(root))
+        return view.refresh()
+
+
+def samples(root: Path) -> list[str]:
+    folder = Path(root) / "model" / "sample"
+    return [str(p) for p in sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)] if folder.is_dir() else []
+
+
+def loras(root: Path) -> list[str]:
+    folder = Path(root) / "model"
+    return [str(p) for p in sorted(folder.glob("*.safetensors"))] if folder.is_dir() else []
+
+
+def log_tail(root: Path, lines: int = 30, max_bytes: int = 32768) -> str:
+    """The last lines of train.log, progress-bar redraws (\\r) reduced to their latest state."""
+    log = Path(root) / "train.log"
+    if not log.is_file():
+        return ""
+    with open(log, "rb") as f:
+        f.seek(max(0, log.stat().st_size - max_bytes))
+        text = f.read().decode("utf-8", "replace")
+    out = [line.rstrip("\r").split("\r")[-1] for line in text.split("\n")]
+    return "\n".join([line for line in out if line.strip()][-lines:])

@@ -1,0 +1,112 @@
+"""The trainer launcher against a small fake trainer (tests/fake_trainer.py): progress events, Ctrl-C that
+stops the whole process group — children that ignore SIGINT included — with no orphan left, and a
+stalled trainer reported with its last line. No sd-scripts needed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.events import CheckpointWritten, Epoch, ModelSaved, Step
+from faceswap_kohya.kohya.launch import judge, launch
+
+FAKE = Path(__file__).parent / "fake_trainer.py"
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")
+
+
+def state(pid: int) -> str:
+    """A process's state letter from /proc ("Z": a zombie, ended but not reaped; "gone": no such process)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def running(pids) -> list[int]:
+    return [p for p in pids if state(p) not in ("gone", "Z", "X")]
+
+
+def assert_no_orphans(pgid: int, pids: list[int]) -> None:
+    """Nothing of the trainer's process group runs any more: kill(0) finds no process, or only zombies
+    (a container's init may never reap them); pgrep agrees."""
+    try:
+        os.killpg(pgid, 0)
+        group = [int(p) for p in subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()]
+        assert not running(group), f"left running in group {pgid}: {running(group)}"
+    except ProcessLookupError:
+        pass
+    assert not running(pids), f"left running: {running(pids)}"
+
+
+def start(mode: str, tmp_path: Path, **kwargs):
+    """Run the fake trainer through `launch`; returns (code, interrupted, events, lines, run)."""
+    run = RunLayout(tmp_path / "run")
+    run.root.mkdir()
+    events, lines = [], []
+    code, interrupted = launch([sys.executable, str(FAKE), mode, str(run.root)], tmp_path, run.log, events.append,
+                               lines.append, **kwargs)
+    return code, interrupted, events, lines, run
+
+
+def pids_of(run: RunLayout) -> tuple[int, list[int]]:
+    pids = [int(p) for p in (run.root / "pids").read_text().split()]
+    return pids[0], pids[1:]
+
+
+def test_progress_events_log_and_no_child_left_behind(tmp_path):
+    code, interrupted, events, lines, run = start("ok", tmp_path)
+    assert (code, interrupted) == (0, False)
+    steps = [e for e in events if isinstance(e, Step)]
+    assert [(s.step, s.total, s.loss) for s in steps] == [(1, 2, 0.1), (2, 2, 0.2)]
+    assert Epoch(1, 1) in events and isinstance(events[-1], ModelSaved)
+    assert any(isinstance(e, CheckpointWritten) and e.path.endswith("myface-000001.safetensors") for e in events)
+    log = run.log.read_text()
+    assert log.startswith("$ cd ") and str(FAKE) in log.splitlines()[0] and "model saved." in log
+    pgid, pids = pids_of(run)
+    assert_no_orphans(pgid, pids)  # the child it left running was stopped with it
+
+
+def test_ctrl_c_stops_the_whole_group_even_children_that_ignore_it(tmp_path):
+    folder = tmp_path / "run"
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        while not (folder / "pids").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends on Ctrl-C
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    started = time.monotonic()
+    code, interrupted, events, lines, run = start("stubborn", tmp_path, stop_grace=1.0)
+    assert interrupted and code != 0
+    assert any(isinstance(e, Step) for e in events), "it was training when stopped"
+    pgid, (trainer, ignores_int, ignores_both) = pids_of(run)
+    assert_no_orphans(pgid, [trainer, ignores_int, ignores_both])
+    assert time.monotonic() - started < 30
+    assert signal.getsignal(signal.SIGINT) is not None  # the launcher gave the handler back
+
+
+def test_a_stalled_trainer_is_stopped_and_reported_with_its_last_line(tmp_path):
+    started = time.monotonic()
+    code, interrupted, events, lines, run = start("stall", tmp_path, stall_seconds=2, stop_grace=1.0)
+    assert not interrupted and code != 0 and time.monotonic() - started < 30
+    pgid, pids = pids_of(run)
+    assert_no_orphans(pgid, pids)
+    result = judge(run, "myface", code, interrupted)
+    assert not result.ok
+    assert result.diagnosis.reason == ("the trainer stalled: no output for 2 s; its last line was: "
+                                       "caching latents: 3/8 [00:02<00:03]")
+    assert "kohya.stall_minutes" in result.diagnosis.hint and result.diagnosis.lines == ["caching latents: 3/8 [00:02<00:03]"]
+
+
+def test_a_trainer_that_prints_is_never_taken_for_stalled(tmp_path):
+    code, interrupted, events, lines, run = start("ok", tmp_path, stall_seconds=2)
+    assert code == 0 and "stalled" not in run.log.read_text()

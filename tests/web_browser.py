@@ -1,0 +1,158 @@
+"""Browser-test helpers: Debian's chromium (installed with apt-get when missing), the real app in a subprocess on a
+free loopback port, and small Playwright steps for Gradio pages. Screenshots go to tests/.artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).parent / ".artifacts" / "screenshots"
+
+
+def ensure_chromium() -> Optional[str]:
+    """None when /usr/bin/chromium is there (installed now with apt-get if needed); else why it can't be."""
+    if CHROMIUM.exists():
+        return None
+    if shutil.which("apt-get") is None:
+        return "no /usr/bin/chromium, and no apt-get to install Debian's chromium"
+    if os.geteuid() != 0:
+        return "no /usr/bin/chromium, and not root to apt-get install chromium"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update"],
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "fonts-dejavu-core"]):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"`{' '.join(cmd)}` did not finish: {e}"
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
+            return f"`{' '.join(cmd[:2])}` failed (exit {r.returncode}): {tail[0]}"
+    return None if CHROMIUM.exists() else "apt-get install chromium left no /usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """`python -m faceswap_kohya ui` on a free loopback port, its output in `log`."""
+
+    def __init__(self, output: Path, log: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output, self.log = output, log
+        self.argv = [sys.executable, "-m", "faceswap_kohya", "ui", "--port", str(self.port), "--output", str(output), *extra]
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 180) -> "App":
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=Path(__file__).parents[1], start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"the app did not answer within {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop the app, and any training it started that is still going (as the Stop button does)."""
+        from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive
+        from faceswap_kohya.web.follow import stop_run
+
+        for root, status in list_runs(self.output) if self.output.is_dir() else []:
+            if status.get("state") in ACTIVE:
+                stop_run(root)
+                deadline = time.monotonic() + 120
+                while pid_alive(status.get("pid")) and time.monotonic() < deadline:
+                    time.sleep(1)
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def get(self, path: str) -> int:
+        """The HTTP status of GET `path`."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+
+# ---------------------------------------------------------------- Playwright steps for Gradio pages
+def shot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def open_tab(page, tab_id: str) -> None:
+    page.get_by_role("tab", name=tab_id).click()
+    page.wait_for_timeout(500)
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose `option` in the gr.Dropdown with this elem_id."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).first.click()
+    page.wait_for_timeout(300)
+
+
+def fill(page, elem_id: str, value: str) -> None:
+    """Type into the gr.Textbox / gr.Number with this elem_id (the change is sent on blur)."""
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.fill(value)
+    box.blur()
+    page.wait_for_timeout(300)
+
+
+def text_of(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_text(page, elem_id: str, needle: str, timeout: float = 120) -> str:
+    """Wait until the element's text contains `needle`; returns it (fails with what it said last)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        last = text_of(page, elem_id)
+        if needle in last:
+            return last
+        page.wait_for_timeout(500)
+    raise AssertionError(f"#{elem_id} never said {needle!r} within {timeout:.0f} s; it says:\n{last[-2000:]}")
+
+
+def images_in(page, elem_id: str) -> list[str]:
+    """The sources of the images shown in a component."""
+    return page.locator(f"#{elem_id} img").evaluate_all("els => els.map(e => e.src)")
+
+
+def wait_images(page, elem_id: str, timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [s for s in images_in(page, elem_id) if s]
+        if found:
+            return found
+        page.wait_for_timeout(500)
+    raise AssertionError(f"#{elem_id} shows no image after {timeout:.0f} s")
