@@ -208,7 +208,7 @@ class Check:
             self.results["environment"]["face_detection"] = str(e)
             self.overrides.append("dataset.mask=none")
             self.results["notes"].append("no dlib here: trained with dataset.mask=none (the presets weight the loss by a "
-                                         "head mask; that changes the loss, not the memory or the time of a step)")
+                                         "head mask: a per-pixel weight, next to nothing in memory or time)")
 
     def build_model(self, limit: float) -> None:
         from faceswap_kohya.kohya.checkmodel import build_check_model
