@@ -185,6 +185,7 @@ class Check:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"],
                                  capture_output=True, text=True, timeout=30)
             env["nvidia_smi"] = smi.stdout.strip()
+        self.faces_or_no_mask()
         self.save()
         try:
             check = run_limited([self.trainer_python, CHILD, "optimizer"], deadline - time.monotonic())
@@ -194,6 +195,20 @@ class Check:
             self.overrides.append("optimizer.type=AdamW")
             self.results["notes"].append("bitsandbytes' AdamW8bit did not run here: the presets train with AdamW "
                                          "instead (more optimizer memory than with AdamW8bit)")
+
+    def faces_or_no_mask(self) -> None:
+        """The presets' loss masks need dlib and its landmark models (about 100 MB: they don't travel)."""
+        from faceswap_kohya.errors import UserError
+        from faceswap_kohya.faces.identity import get_embedder
+
+        try:
+            get_embedder("dlib")
+            self.results["environment"]["face_detection"] = "dlib"
+        except UserError as e:
+            self.results["environment"]["face_detection"] = str(e)
+            self.overrides.append("dataset.mask=none")
+            self.results["notes"].append("no dlib here: trained with dataset.mask=none (the presets weight the loss by a "
+                                         "head mask: a per-pixel weight, next to nothing in memory or time)")
 
     def build_model(self, limit: float) -> None:
         from faceswap_kohya.kohya.checkmodel import build_check_model

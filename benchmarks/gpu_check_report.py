@@ -27,8 +27,8 @@ def _mib_as_gib(value) -> str:
 
 def training_table(train: dict) -> list[str]:
     rows = ["| preset | budget | optimizer | px, steps | s/it wrapper | s/it by hand | ratio | trainer wall s (wrapper / hand) "
-            "| torch peak allocated | torch peak reserved | nvidia-smi peak | within budget |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| torch peak allocated | torch peak reserved | nvidia-smi peak | within budget | trainer peak RAM |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in train.items():
         s = entry.get("summary", {})
         rows.append(
@@ -36,7 +36,7 @@ def training_table(train: dict) -> list[str]:
             f"| {_num(s.get('s_per_it_wrapper'), 3)} | {_num(s.get('s_per_it_by_hand'), 3)} | {_num(s.get('ratio'), 3)} "
             f"| {_num(s.get('wall_s_wrapper'), 1)} / {_num(s.get('wall_s_by_hand'), 1)} "
             f"| {_mib_as_gib(s.get('torch_peak_allocated_mib'))} | {_mib_as_gib(s.get('torch_peak_reserved_mib'))} "
-            f"| {_mib_as_gib(s.get('smi_peak_mib'))} | {_num(s.get('within_budget'))} |")
+            f"| {_mib_as_gib(s.get('smi_peak_mib'))} | {_num(s.get('within_budget'))} | {_mib_as_gib(s.get('peak_rss_mib'))} |")
     return rows
 
 
@@ -68,7 +68,7 @@ def parts_table(parts: dict) -> list[str]:
 def markdown(results: dict) -> str:
     env = results.get("environment", {})
     lines = [f"# GPU check: {results.get('mode')}", "",
-             f"{env.get('gpu', 'no GPU')}; torch {env.get('torch', '?')} (CUDA {env.get('cuda', '–')}); "
+             f"{env.get('gpu', 'no GPU')}; torch {env.get('torch', '?')} (CUDA {env.get('cuda') or '–'}); "
              f"started {results.get('started')}; {results.get('elapsed_s', 0):.0f} s of {results.get('budget_s')} s.", ""]
     if results.get("notes"):
         lines += [f"- {n}" for n in results["notes"]] + [""]

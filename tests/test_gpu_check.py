@@ -82,6 +82,11 @@ def test_dry_run_measures_every_preset_end_to_end(tmp_path):
                            "--sd-scripts", str(SD_SCRIPTS), "--trainer-python", str(KOHYA_PYTHON)],
                           capture_output=True, text=True, timeout=5400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_dry_run_output(out)
+
+
+def check_dry_run_output(out: Path) -> None:
+    """Every part ran; every preset has both runs and its figures; generation and swap have theirs; the table exists."""
     results = json.loads((out / "gpu_check.json").read_text())
     failed = {name: p for name, p in results["parts"].items() if p["status"] != "ok"}
     assert not failed, failed
