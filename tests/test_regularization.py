@@ -157,7 +157,7 @@ def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos, mo
                                               "regularization.generate=2", "regularization.steps=1",
                                               "sampling.prompts=[]", "sampling.every_n_epochs=null"])
     assert len(regularization.missing(preset)) == 2
-    result = runner.train(preset, path, echo=lambda s: None)
+    result = runner.train(preset, path)
     assert result.ok, result.diagnosis
     assert not regularization.missing(preset)
     reg = result.run.reg / "1_woman"
