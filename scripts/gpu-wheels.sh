@@ -44,6 +44,9 @@ ours() { local v; v=$(.venv/bin/python -c "import importlib.metadata as m; print
 
 rm -rf "$DIR/trainer" "$DIR/generate" "$DIR/sd-scripts.tar.gz" "$DIR/MANIFEST.txt"
 mkdir -p "$DIR"
+# all of DIR travels: anything else in it would count against the budget
+others=$(ls -A "$DIR" | head -5 | tr '\n' ' ')
+[ -z "$others" ] || die "$DIR holds files this script did not make ($others...): give a new or empty folder"
 
 say "trainer set (sd-scripts' pins) → $DIR/trainer"
 trainer=()

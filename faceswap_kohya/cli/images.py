@@ -9,7 +9,11 @@ import click
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
+from faceswap_kohya.diffusion.prompts import read_prompts_file
+from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs.compare import run_compare
+from faceswap_kohya.jobs.generate import run_generate
 
 SAMPLER_HELP = ", ".join(SAMPLERS) + " (sd-scripts' names such as dpmsolver++ work too)."
 
@@ -44,8 +48,6 @@ def _image_options(fn):
 
 
 def _prompt_list(prompts, prompts_file) -> list[str]:
-    from faceswap_kohya.diffusion.prompts import read_prompts_file
-
     found = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
     if not found:
         raise UserError('no prompt: give one or more prompts, e.g. "myface woman, portrait photo", or --prompts-file')
@@ -67,9 +69,6 @@ def _seed(seed):
 def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sampler, base, epoch, lora_dirs, out_dir,
              device, dtype, offload, quiet, n_images, weight, no_lora):
     """Generate images with a trained LoRA: TARGET is a run folder or a .safetensors LoRA."""
-    from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
-    from faceswap_kohya.jobs.generate import run_generate
-
     if n_images < 1:
         raise UserError(f"--images {n_images}: must be at least 1")
     if target and base and (no_lora or "<lora:" in target) and not target.endswith(".safetensors") \
@@ -94,9 +93,6 @@ def generate(target, prompts, prompts_file, negative, seed, steps, cfg, size, sa
 def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sampler, base, epoch, lora_dirs, out_dir,
             device, dtype, offload, quiet, n_images, weights):
     """Before/after grids: the base model and the LoRA at several weights, same prompts and seeds."""
-    from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
-    from faceswap_kohya.jobs.compare import run_compare
-
     try:
         ws = [float(w) for w in weights.split(",") if w.strip()]
     except ValueError:

@@ -13,6 +13,7 @@ import sys
 import click
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.importer import load_any
 
 overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 DEBUG_ENV = "FACESWAP_KOHYA_DEBUG"
@@ -35,7 +36,6 @@ def _what(fn) -> str:
 def friendly(fn):
     """UserError → its message, exit 2; Ctrl-C → "interrupted", exit 130; any other exception → one line
     naming the command and the error, exit 1 (the traceback with --debug)."""
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -63,8 +63,6 @@ def friendly(fn):
 
 def load_preset(preset: str, overrides=(), for_training: bool = False):
     """A preset name or YAML file, or a Kohya .json/.toml imported on the fly (its report on stderr): (Preset, Path)."""
-    from faceswap_kohya.kohya.importer import load_any
-
     p, path, imported = load_any(preset, overrides, for_training=for_training)
     if imported:
         click.echo(imported.text(), err=True)

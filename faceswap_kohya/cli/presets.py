@@ -11,6 +11,7 @@ from faceswap_kohya.cli.main import cli, friendly, overrides_arg
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs.kohya_presets import export_kohya, import_kohya
 
 
 # ---------------------------------------------------------------- presets
@@ -61,8 +62,6 @@ def presets_show(name):
 @friendly
 def presets_import(file, out, dataset):
     """Import a kohya_ss GUI JSON or sd-scripts/kohya-colab TOML; print what was kept."""
-    from faceswap_kohya.jobs.kohya_presets import import_kohya
-
     text, report = import_kohya(file, dataset, out)
     click.echo(report.text(), err=bool(not out))
     if out:
@@ -80,6 +79,4 @@ def presets_import(file, out, dataset):
 def presets_export(preset, overrides, fmt, out):
     """Write a preset (or a Kohya .json/.toml) as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON;
     never over an existing file."""
-    from faceswap_kohya.jobs.kohya_presets import export_kohya
-
     export_kohya(preset, overrides, fmt, out, on_event=Printer())

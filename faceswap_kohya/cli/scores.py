@@ -10,6 +10,8 @@ import click
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs import evaluate as ev
+from faceswap_kohya.jobs.identity import identity as run_identity
 
 
 @cli.command()
@@ -27,8 +29,6 @@ def identity(refs, images, embedder, arcface_models, as_json):
     """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike.
 
     Scores of different face models are not comparable: each output names its model."""
-    from faceswap_kohya.jobs.identity import identity as run_identity
-
     result = run_identity(refs, images, embedder, arcface_models)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -71,8 +71,6 @@ def identity(refs, images, embedder, arcface_models, as_json):
 def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class_word, size, out_dir, device, dtype, offload):
     """Score likeness (to held-out photos first) and bleed per checkpoint vs the base model; pick the best
     checkpoint, say why, and show the top-3 images."""
-    from faceswap_kohya.jobs import evaluate as ev
-
     if bool(run_dir) == bool(lora):
         raise UserError("give a run folder (evaluate RUN_DIR) or one LoRA file (evaluate --lora FILE --refs PHOTOS)")
     if run_dir:

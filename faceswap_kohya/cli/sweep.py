@@ -11,6 +11,8 @@ import click
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.jobs.batch import batch as run_batch
+from faceswap_kohya.jobs.sweep import sweep as run_sweep
 
 STATE_COLOR = {"finished": "green", "skipped": "green", "failed": "red", "interrupted": "yellow"}
 
@@ -114,8 +116,6 @@ yes_option = click.option("-y", "--yes", is_flag=True, help="Go ahead with long 
 @friendly
 def sweep(preset, settings, variants, name, out_dir, ray_address, yes):
     """Train every combination of settings as Ray tasks, evaluate each, rank them on a leaderboard."""
-    from faceswap_kohya.jobs.sweep import sweep as run_sweep
-
     board = TrialBoard()
     with _stopped_cleanly():
         result = run_sweep(preset, settings, variants, name, out_dir, ray_address, yes, on_event=board)
@@ -134,8 +134,6 @@ def sweep(preset, settings, variants, name, out_dir, ray_address, yes):
 @friendly
 def batch(preset, subjects_dir, overrides, no_evaluate, name, out_dir, ray_address, yes):
     """Train one LoRA per subfolder of SUBJECTS_DIR (trigger and class from its subject.yaml, else the preset)."""
-    from faceswap_kohya.jobs.batch import batch as run_batch
-
     board = TrialBoard()
     with _stopped_cleanly():
         result = run_batch(preset, subjects_dir, overrides, name, out_dir, ray_address, not no_evaluate, yes, on_event=board)

@@ -12,9 +12,15 @@ from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.config.layout import RunLayout, instance_dir
+from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs import train as runner
+from faceswap_kohya.jobs.prepare import dry_run as show
+from faceswap_kohya.jobs.prepare import prepare as run_prepare
+from faceswap_kohya.jobs.regularize import regularize as run_regularize
+from faceswap_kohya.kohya.check import check_rendered
 from faceswap_kohya.kohya.render import base_model_arg, shell_command, trainer_argv, write_all
-from faceswap_kohya.kohya.trainer import Trainer
+from faceswap_kohya.kohya.trainer import Trainer, tokenizer_cache
 
 
 # ---------------------------------------------------------------- checking and rendering
@@ -27,8 +33,6 @@ def validate(preset, overrides, with_kohya):
     """Check a preset (or a Kohya .json/.toml); print "valid" or every error."""
     p, path = load_preset(preset, overrides)
     if with_kohya:
-        from faceswap_kohya.kohya.check import check_rendered
-
         result = check_rendered(p)
         if not result["ok"]:
             raise UserError(f"{path}: sd-scripts rejects the rendered files:\n  " + "\n  ".join(result["errors"]))
@@ -43,7 +47,6 @@ def validate(preset, overrides, with_kohya):
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
     from faceswap_kohya.data.kohya_folders import resolve
-    from faceswap_kohya.kohya.trainer import tokenizer_cache
 
     resolved = resolve(load_preset(preset, overrides)[0], preset_files.override_keys(overrides))
     p, run = resolved.preset, RunLayout(out_dir.absolute())
@@ -62,8 +65,6 @@ def render_cmd(preset, overrides, out_dir):
 @friendly
 def schema():
     """Print the JSON schema of a preset."""
-    from faceswap_kohya.config.schema import Preset
-
     click.echo(json.dumps(Preset.model_json_schema(), indent=2))
 
 
@@ -110,8 +111,6 @@ def _instance_tokens(run) -> str:
 @friendly
 def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
     """Train a LoRA with sd-scripts (a new run folder each time); PRESET may be a Kohya .json/.toml."""
-    from faceswap_kohya.jobs import train as runner
-
     printer = Printer()
     on_line = (lambda s: click.echo(s, err=True)) if verbose else (lambda s: None)
     try:
@@ -139,8 +138,6 @@ def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
 @friendly
 def regularize(preset, overrides, yes):
     """Generate the preset's class images with the base model into the cache (reused by `train`)."""
-    from faceswap_kohya.jobs.regularize import regularize as run_regularize
-
     p, _ = load_preset(preset, overrides)
     printer = Printer()
     try:
@@ -170,9 +167,6 @@ def check_model(force):
 @friendly
 def prepare(preset, overrides, dry_run):
     """Check, crop and caption the photos into a new run folder, to look at before training."""
-    from faceswap_kohya.jobs.prepare import dry_run as show
-    from faceswap_kohya.jobs.prepare import prepare as run_prepare
-
     p, _ = load_preset(preset, overrides)
     if dry_run:
         for line in show(p, overrides):

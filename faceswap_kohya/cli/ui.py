@@ -9,6 +9,7 @@ import click
 
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.web.app import parse_auth
 
 
 @cli.command()
@@ -23,8 +24,6 @@ from faceswap_kohya.errors import UserError
 @friendly
 def ui(host, port, auth, output, open_browser):
     """Start the web app (photos → LoRA → pictures, identity report, swaps) on this machine."""
-    from faceswap_kohya.web.app import parse_auth
-
     parse_auth(host, auth)  # refused before anything starts
     if importlib.util.find_spec("gradio") is None:
         raise UserError("the web app needs gradio: pip install -e '.[ui]' (scripts/setup.sh installs it)")

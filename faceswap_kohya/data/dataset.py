@@ -20,7 +20,10 @@ from PIL import Image
 
 from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir, validation_dir
 from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.data import captions, kohya_layout
+from faceswap_kohya.data.captions import caption_files
 from faceswap_kohya.data.images import check_folder, load_rgb, resized, save_with_loss_weight, sort_folder, unreadable_reason
+from faceswap_kohya.data.kohya_layout import image_steps, reg_groups
 from faceswap_kohya.data.photos import (
     HELD_OUT,
     Photo,
@@ -35,6 +38,7 @@ from faceswap_kohya.data.photos import (
 from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces import identity as faces
 
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
 AUTO_HOLDOUT_FROM = 6  # with dataset.holdout unset, one photo is held out from this many usable photos
@@ -56,8 +60,6 @@ TEMPLATE, BLIP = "template", "BLIP"  # where a caption came from, besides a capt
 def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], tuple[str, str]]:
     """Photo → (caption, where it came from: a caption file's name, "template" or "BLIP"), per
     `dataset.captions.mode`; in mode `files` the photos without a caption file of their own go into `missing`."""
-    from faceswap_kohya.data import captions
-
     c, s = preset.dataset.captions, preset.subject
     if c.mode == "blip":
         echo(f"captions: loading BLIP {c.blip_model}")
@@ -80,8 +82,6 @@ def captioner(preset: Preset, echo, missing: list[str]) -> Callable[[Photo], tup
 
 def caption_warnings(preset: Preset, kept: list[Photo], no_caption: list[str]) -> list[str]:
     """Caption files that were not used (modes template and blip), photos without one (mode files)."""
-    from faceswap_kohya.data.captions import caption_files
-
     mode = preset.dataset.captions.mode
     out = []
     if no_caption:
@@ -164,8 +164,6 @@ def read_photos(preset: Preset, paths: list[Path], embedder, summary: LayoutSumm
 
 def face_embedder(preset: Preset, summary: LayoutSummary):
     """dlib's embedder, or None (with a warning) when face checks aren't needed and dlib is missing."""
-    from faceswap_kohya.faces import identity as faces
-
     d = preset.dataset
     try:
         embedder = faces.get_embedder("dlib")
@@ -198,8 +196,6 @@ def layout(preset: Preset, run: RunLayout, echo: Callable[[str], None] = lambda 
     (from resolve) go into the summary. Raises UserError when fewer than 3 photos are usable (naming each
     photo not used and why).
     """
-    from faceswap_kohya.data import kohya_layout
-
     start = time.monotonic()
     d = preset.dataset
     kohya = kohya_layout.plan(preset, run, notes)
@@ -269,8 +265,6 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
     their own captions), and a balance check."""
     r, d = preset.regularization, preset.dataset
     if r.subsets:
-        from faceswap_kohya.data.kohya_layout import reg_groups
-
         groups = reg_groups(preset, run)
     else:
         folder = check_folder(r.images, "regularization.images")
@@ -298,8 +292,6 @@ def layout_regularization(preset: Preset, run: RunLayout, summary: LayoutSummary
         summary.reg_images = sum(pool.map(one, [(i, *item) for i, item in enumerate(items, start=1)]))
     summary.skipped += [(s.pop("path"), "regularization image: " + s["reason"]) for s in skipped]
     if r.subsets:
-        from faceswap_kohya.data.kohya_layout import image_steps
-
         (train_steps, reg_steps), advice = image_steps(preset, run), None  # kohya_layout notes the balance
     else:
         train_steps, reg_steps = n_train * d.repeats, summary.reg_images * r.repeats

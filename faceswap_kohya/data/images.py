@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from faceswap_kohya.data.samples import resolve_images
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.masks import with_alpha
 
 # A PNG text chunk marking an alpha channel that holds a training loss weight (sd-scripts' alpha_mask),
 # not transparency: readers take the colours as they are.
@@ -30,8 +32,6 @@ def list_images(folder: Path) -> list[Path]:
 
 def check_folder(folder: str | None, field_name: str) -> Path:
     """The folder exists and holds at least one image, else a UserError naming the field."""
-    from faceswap_kohya.data.samples import resolve_images
-
     folder = resolve_images(folder)
     if not folder:
         raise UserError(f"{field_name} is not set: give the folder of photos, e.g. `{field_name}=~/photos`")
@@ -80,7 +80,6 @@ def save_with_loss_weight(image: Image.Image, mask: Image.Image, path: Path) -> 
     weight, value / 255), marked so that this package reads the colours back unchanged."""
     from PIL.PngImagePlugin import PngInfo
 
-    from faceswap_kohya.faces.masks import with_alpha
 
     info = PngInfo()
     info.add_text(LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE)

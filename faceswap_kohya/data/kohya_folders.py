@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from faceswap_kohya.config.layout import subset_dir
 from faceswap_kohya.config.schema import Preset, Subject, Subset
 from faceswap_kohya.data.images import IMAGE_SUFFIXES, list_images
+from faceswap_kohya.data.samples import resolve_images
 from faceswap_kohya.errors import UserError
 
 # sd-scripts' IMAGE_EXTENSIONS (train_util.py): matched case-sensitively by glob, so `.Jpg` is not read.
@@ -222,8 +223,6 @@ def _repeats_override(subsets: list[Subset], cli_keys, key: str, value: int, not
 
 
 def _folder(value: Optional[str]) -> Optional[Path]:
-    from faceswap_kohya.data.samples import resolve_images
-
     value = resolve_images(value)
     path = Path(value).expanduser() if value else None
     return path if path and path.is_dir() else None

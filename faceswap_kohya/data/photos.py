@@ -19,6 +19,9 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.data.images import decode, resized, unreadable_reason
+from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
+from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
+from faceswap_kohya.faces.masks import landmarks68, make_mask
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
@@ -136,8 +139,6 @@ def relit(image: Image.Image, variant: int) -> tuple[str, Image.Image]:
 
 
 def looks_like_someone_else(photo: Photo) -> bool:
-    from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
-
     return photo.identity is not None and photo.identity < SAME_PERSON_SCORE
 
 
@@ -185,8 +186,6 @@ def training_mask(photo: Photo, rgb: Image.Image, kind: str, floor: float, resol
                   trainer_upscales: bool) -> Image.Image:
     """The loss-weight mask of the photo's training image, from the 68 landmarks of its main face found
     in the full photo (more detail than the crop). A photo with no face gets full weight everywhere."""
-    from faceswap_kohya.faces.masks import landmarks68, make_mask
-
     size = photo.image.size
     if not photo.faces:
         photo.notes.append("no face found, so no mask: every pixel counts the same")
@@ -210,7 +209,6 @@ def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, em
     than the resolution (not so with buckets and bucket_no_upscale)."""
     import imagehash
 
-    from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
 
     photo = Photo(path)
     try:

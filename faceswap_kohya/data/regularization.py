@@ -19,7 +19,11 @@ from typing import Callable, Optional
 from faceswap_kohya.config.layout import RunLayout, reg_dir
 from faceswap_kohya.config.paths import home
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.diffusion.images import generate_images
+from faceswap_kohya.diffusion.pipeline import free_memory, pick_device, resolve_base
+from faceswap_kohya.diffusion.prompts import set_sampler
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.checkmodel import check_model_path
 from faceswap_kohya.kohya.render import fill
 
 CONFIRM_ABOVE_SECONDS = 15 * 60  # larger CPU jobs need `--yes` (or regularization.confirmed: true)
@@ -42,8 +46,6 @@ def cache_dir() -> Path:
 def model_identity(base_model: str) -> str:
     """What identifies the base model: a file by path, size and mtime; a folder by its configs; else the id."""
     if base_model == CHECK_MODEL:
-        from faceswap_kohya.kohya.checkmodel import check_model_path
-
         base_model = str(check_model_path())
     p = Path(base_model).expanduser()
     if p.is_file():
@@ -89,8 +91,6 @@ def missing(preset: Preset) -> list[RegImage]:
 def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
     """Before anything starts: check the base model can be found, say how long the missing images take on the
     device this machine has (detected here); large CPU jobs need confirmation."""
-    from faceswap_kohya.diffusion.pipeline import pick_device, resolve_base
-
     r, todo = preset.regularization, missing(preset)
     echo(f"regularization: {r.generate} class images, {r.generate - len(todo)} cached, {len(todo)} to generate")
     if not todo:
@@ -107,9 +107,7 @@ def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
 def generate_missing(preset: Preset, todo: list[RegImage], echo=print,
                      progress: Optional[Callable[[int, int], None]] = None) -> None:
     """Load the base model once and write each missing image to the cache as soon as it is made."""
-    from faceswap_kohya.diffusion.images import generate_images
     from faceswap_kohya.diffusion.pipeline import load_pipeline
-    from faceswap_kohya.diffusion.prompts import set_sampler
 
     r, cache, size = preset.regularization, cache_dir(), preset.dataset.resolution
     pipe = load_pipeline(preset.base_model.path)
@@ -133,8 +131,6 @@ def ensure_cached(preset: Preset, echo=print, progress: Optional[Callable[[int, 
     cache_dir().mkdir(parents=True, exist_ok=True)
     todo = missing(preset)
     if todo:
-        from faceswap_kohya.diffusion.pipeline import free_memory
-
         generate_missing(preset, todo, echo, progress)
         free_memory()  # the trainer, started next, needs all of it
     return [img.path(cache_dir()) for img in plan(preset)], len(todo)

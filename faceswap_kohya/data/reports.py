@@ -16,7 +16,10 @@ from typing import Optional
 from PIL import Image
 
 from faceswap_kohya.config.layout import RunLayout
+from faceswap_kohya.data.kohya_layout import markdown_lines, text_lines
 from faceswap_kohya.data.photos import HELD_OUT, Photo
+from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
+from faceswap_kohya.faces.masks import overlay
 
 # ---------------------------------------------------------------- reports
 HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
@@ -111,16 +114,12 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
     if summary.other_files:
         out += ["", "## Other files in the folder (not photos)", ""] + [f"- `{o['file']}`: {o['why']}" for o in summary.other_files]
     if summary.kohya:
-        from faceswap_kohya.data.kohya_layout import markdown_lines
-
         out += markdown_lines(summary.kohya)
     return "\n".join(out) + "\n"
 
 
 def at_a_glance(photo: Photo) -> str:
     """The problems of a photo in a few words, for the contact sheet."""
-    from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
-
     out = []
     if photo.identity is not None and photo.identity < SAME_PERSON_SCORE:
         out.append(f"someone else? (identity {photo.identity:.2f})")
@@ -133,8 +132,6 @@ def at_a_glance(photo: Photo) -> str:
 
 def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     """contact_sheet.png (each image with its mask as a tint, held-out photos framed), dataset.json, dataset.md."""
-    from faceswap_kohya.faces.masks import overlay
-
     items = []
     source = {name: e for e in summary.entries for name in e.outputs}
     for job in jobs:
@@ -197,8 +194,6 @@ class LayoutSummary:
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
         if self.kohya:
-            from faceswap_kohya.data.kohya_layout import text_lines
-
             lines += text_lines(self.kohya)
         lines.append(f"look before training: {self.contact_sheet}\nsummary: {self.report_md}")
         return lines

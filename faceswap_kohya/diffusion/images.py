@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from faceswap_kohya.config.paths import home
+from faceswap_kohya.diffusion.lora import set_weights
 from faceswap_kohya.diffusion.prompts import check_size, prompt_conditioning
 from faceswap_kohya.errors import UserError
 
@@ -35,8 +36,6 @@ def generate_images(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: i
     images, total = [], len(prompts) * len(seeds)
     for i, prompt in enumerate(prompts):
         if lora_weights is not None and lora_weights[i] is not None:
-            from faceswap_kohya.diffusion.lora import set_weights
-
             set_weights(pipe, lora_weights[i])
         text = prompt_conditioning(pipe, prompt, negative_prompt)
         for seed in seeds:

@@ -16,6 +16,8 @@ from typing import Optional
 from faceswap_kohya.config.paths import home
 from faceswap_kohya.config.schema import CHECK_MODEL
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.checkmodel import check_model_path
+from faceswap_kohya.kohya.tokenizers import find_bpe, vocab_and_merges, write_tokenizer
 
 SDXL_CONFIG = Path(__file__).parent / "sdxl_config"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".sft")
@@ -56,8 +58,6 @@ def pick_dtype(device: str, dtype=None):
 # ---------------------------------------------------------------- base model
 def config_folder() -> Path:
     """SDXL-base configs (shipped) plus offline CLIP tokenizers, for loading single files with no hub."""
-    from faceswap_kohya.kohya.tokenizers import find_bpe, vocab_and_merges, write_tokenizer
-
     dest = home() / "sdxl-config"
     shutil.copytree(SDXL_CONFIG, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     tokenizers = [dest / "tokenizer", dest / "tokenizer_2"]
@@ -107,8 +107,6 @@ def resolve_base(base_model: str) -> tuple[str, str]:
         raise UserError("base model: empty (give a hub id, a diffusers folder or a .safetensors file)")
     base_model = str(base_model)
     if base_model == CHECK_MODEL:
-        from faceswap_kohya.kohya.checkmodel import check_model_path
-
         path = check_model_path()
         if not path.is_file():
             raise UserError(f"{CHECK_MODEL}: {path} does not exist yet; build it with `faceswap-kohya check-model`")

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from faceswap_kohya.config.presets import read_run_preset
+from faceswap_kohya.config.samplers import check_sampler
+from faceswap_kohya.diffusion.lora import read_lora_modules
+from faceswap_kohya.diffusion.pipeline import resolve_base
+from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
 
 
@@ -79,7 +83,6 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
     base_model = base or (preset.base_model.path if preset else None)
     if not base_model:
         raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
-    from faceswap_kohya.diffusion.pipeline import resolve_base
 
     resolve_base(base_model)  # a missing or wrong base model fails here, not after minutes of loading
     dirs = [Path(d).expanduser() for d in lora_dirs]
@@ -106,8 +109,6 @@ class Settings:
     sampler: str = "euler"
 
     def __post_init__(self):
-        from faceswap_kohya.config.samplers import check_sampler
-
         self.sampler = check_sampler(self.sampler, "sampler")
         if self.steps < 1:
             raise UserError(f"steps {self.steps}: must be at least 1")
@@ -124,9 +125,6 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], sampler: str, source: Source) -> Settings:
     """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024)."""
-    from faceswap_kohya.config.samplers import check_sampler
-    from faceswap_kohya.diffusion.prompts import check_size
-
     if size is None:
         size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
     w, h = parse_size(size)
@@ -139,8 +137,6 @@ def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], s
 
 def check_lora_files(paths) -> None:
     """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
-    from faceswap_kohya.diffusion.lora import read_lora_modules
-
     for p in paths:
         if not Path(p).is_file():
             raise UserError(f"LoRA {p}: no such file")

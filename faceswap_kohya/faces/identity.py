@@ -18,7 +18,9 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from faceswap_kohya.data.images import list_images, load_rgb, unreadable_reason
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.arcface import get_arcface
 from faceswap_kohya.faces.detect import _DLIB, Face, _dlib, _model, _rgb_array, detect, model_file
 
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
@@ -102,7 +104,6 @@ def get_embedder(kind: str = "dlib", arcface_models: Optional[str] = None) -> Em
         return DlibEmbedder()
     if kind != "arcface":
         raise UserError(f"unknown face embedder {kind!r}: use one of {', '.join(EMBEDDERS)}")
-    from faceswap_kohya.faces.arcface import get_arcface
 
     return get_arcface(_arcface_folder(arcface_models) if arcface_models else None)
 
@@ -151,8 +152,6 @@ def median_scores(embeddings: Sequence[np.ndarray], metric: str = "euclidean") -
 # ---------------------------------------------------------------- files
 def _image_files(paths: Sequence[Path]) -> list[Path]:
     """Files as given; folders as the images in them."""
-    from faceswap_kohya.data.images import list_images
-
     out = []
     for p in map(Path, paths):
         found = list_images(p) if p.is_dir() else [p]
@@ -164,8 +163,6 @@ def _image_files(paths: Sequence[Path]) -> list[Path]:
 
 def face_of(path: Path, embedder: Embedder) -> dict:
     """{"file", "face_box", "faces", "embedding"} or {"file", "error"} for one image file."""
-    from faceswap_kohya.data.images import load_rgb, unreadable_reason
-
     try:
         image = load_rgb(path)
     except Exception as e:  # noqa: BLE001 - any decoder error
@@ -183,8 +180,6 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     Returns {"embedder", "references": [...], "images": [{"file", "score", "face_box", "nearest"} or
     {"file", "error": "no face" / why unreadable}]}. UserError when no reference photo has a face.
     """
-    from faceswap_kohya.data.images import list_images
-
     ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
     if not ref_files:
         raise UserError(f"--refs {refs}: no photos in this folder")

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.detect import _dlib, model_file
 
 MaskKind = Literal["face", "head", "person"]
 KINDS = ("face", "head", "person")
@@ -41,8 +42,6 @@ TORSO_HALF_WIDTH = 1.7  # person: torso at the image's bottom
 # ---------------------------------------------------------------- landmarks
 @functools.lru_cache(maxsize=1)
 def _predictor68():
-    from faceswap_kohya.faces.detect import _dlib, model_file
-
     return _dlib().shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
 
 

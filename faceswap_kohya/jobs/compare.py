@@ -8,6 +8,7 @@ from typing import Sequence
 
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.diffusion.images import generate_images, make_grid, save_image
+from faceswap_kohya.diffusion.lora import attach_loras
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
@@ -29,7 +30,6 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
 
     echo = echo_to(on_event)
 
-    from faceswap_kohya.diffusion.lora import attach_loras
 
     if source.lora is None:
         raise UserError("compare needs a LoRA: give a run folder or a .safetensors file")

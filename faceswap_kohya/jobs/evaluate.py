@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.config import presets
+from faceswap_kohya.config.layout import RunLayout, instance_dir
+from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.config.presets import read_run_preset
+from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
+from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
+from faceswap_kohya.diffusion.pipeline import resolve_base
+from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.scoring.document import scores_document
@@ -72,8 +79,6 @@ class Plan:
     held_out: Optional[Path] = None  # photos the LoRA never saw
 
     def __post_init__(self):
-        from faceswap_kohya.diffusion.pipeline import resolve_base
-
         resolve_base(self.base_model)  # a missing or wrong base model fails here, before any work
 
     @property
@@ -96,8 +101,6 @@ def _read_run_preset(run_dir: Path):
 
 
 def run_refs(run_dir: Path, preset) -> Path:
-    from faceswap_kohya.config.layout import RunLayout, instance_dir
-
     folder = instance_dir(preset, RunLayout(run_dir))
     if folder.is_dir():
         return folder
@@ -151,8 +154,6 @@ def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = N
 def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = None, trigger: Optional[str] = None,
               class_word: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None) -> Plan:
     """One LoRA file (and the base model). Inside a run's model/ folder the run's preset fills the gaps."""
-    from faceswap_kohya.config import presets
-
     lora = Path(lora).expanduser().absolute()
     if not lora.is_file() or lora.suffix != ".safetensors":
         raise UserError(f"--lora {lora}: no such .safetensors file")
@@ -243,8 +244,6 @@ def load_scoring(plan: Plan, echo) -> Scoring:
 
 def render_set(pipe, plan: Plan, ckpt: Checkpoint, prompts: list[str], tag: str, loras: list, info_of, save) -> list[dict]:
     """Generate prompts × seeds with the attached checkpoint; save each image; [{file, p, prompt, seed}, image]."""
-    from faceswap_kohya.diffusion.images import generate_images
-
     ev = plan.preset.evaluate
     seeds = [int(x) for x in ev.seeds]
     pictures = generate_images(pipe, prompts, seeds, ev.steps, ev.cfg, plan.width, plan.height,
@@ -261,10 +260,7 @@ def render_set(pipe, plan: Plan, ckpt: Checkpoint, prompts: list[str], tag: str,
 def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, offload=None) -> Result:
     """Generate the evaluation and bleed sets with the base model and each checkpoint, score them, write the report."""
     echo = echo_to(on_event)
-    from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
-    from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
     from faceswap_kohya.diffusion.pipeline import load_pipeline
-    from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 
     ev = plan.preset.evaluate
     start = time.monotonic()
@@ -280,7 +276,6 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     sampler_label = set_sampler(pipe, SAMPLER)
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
-    from faceswap_kohya.config.paths import new_folder
 
     folder = new_folder(plan.out_parent)
     images_dir = folder / "images"

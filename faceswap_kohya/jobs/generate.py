@@ -9,6 +9,7 @@ from typing import Sequence
 
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
+from faceswap_kohya.diffusion.lora import attach_loras, fuse
 from faceswap_kohya.diffusion.prompts import check_size, parse_tags, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
@@ -48,7 +49,6 @@ def image_progress(total: int, on_event: OnEvent):
 
 
 def _load(source: Source, paths: list[Path], device, dtype, offload):
-    from faceswap_kohya.diffusion.lora import attach_loras
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
@@ -85,8 +85,6 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
     distinct = {tuple(sorted((names[p], w) for p, w in loras.items())) for _, loras in plans}
     fused = len(distinct) == 1 and paths
     if fused:
-        from faceswap_kohya.diffusion.lora import fuse
-
         fuse(pipe, dict(next(iter(distinct))))
     folder = new_folder(out_dir)
     update = image_progress(len(plans) * len(seeds), on_event)

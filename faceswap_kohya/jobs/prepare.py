@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faceswap_kohya.config.layout import RunLayout, new_parents, new_run, remove_run_folder
-from faceswap_kohya.config.presets import override_keys
+from faceswap_kohya.config.presets import dump, override_keys
 from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, echo_to, ignore
@@ -14,7 +14,6 @@ def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):
 
     `overrides`: the command line's key=value pairs (a `subject.*` among them wins over Kohya folder names).
     Returns (run layout, layout summary)."""
-    from faceswap_kohya.config.presets import dump
     from faceswap_kohya.data.dataset import layout
     from faceswap_kohya.data.images import check_folder
     from faceswap_kohya.data.kohya_folders import resolve

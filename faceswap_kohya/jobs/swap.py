@@ -20,10 +20,18 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from faceswap_kohya.diffusion.images import ImageInfo
-from faceswap_kohya.diffusion.source import Settings, Source
+from faceswap_kohya.data.images import load_rgb, unreadable_reason
+from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
+from faceswap_kohya.diffusion.lora import attach_loras, fuse
+from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
+from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files, run_preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
+from faceswap_kohya.faces.detect import detect
+from faceswap_kohya.faces.identity import get_embedder
+from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
+from faceswap_kohya.jobs.generate import plan_prompts
+from faceswap_kohya.scoring.scores import load_references, score_embedding
 
 FACE_PROMPT = "{trigger} {class}, photo"
 STRENGTH = 0.75
@@ -117,8 +125,6 @@ def blend(photo: Image.Image, new_crop: Image.Image, region: Region) -> Image.Im
 # ---------------------------------------------------------------- the photo and its face
 def read_photo(path: Path) -> Image.Image:
     """The photo as it is seen: EXIF orientation applied, 8-bit RGB (HEIC, PNG with alpha, 16-bit...)."""
-    from faceswap_kohya.data.images import load_rgb, unreadable_reason
-
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"photo {path}: no such file")
@@ -132,8 +138,6 @@ def read_photo(path: Path) -> Image.Image:
 
 def pick_face(photo: Image.Image, index: int, name: str):
     """(face number `index`, 1 = the largest; all faces found). UserError when there is none or too few."""
-    from faceswap_kohya.faces.detect import detect
-
     found = detect(photo)
     if not found:
         raise UserError(f"photo {name}: no face found; use a clearer photo where the face is frontal, well lit "
@@ -187,15 +191,10 @@ def output_path(folder: Path, photo: Path, seed: int) -> Path:
 # ---------------------------------------------------------------- identity
 def _references(source: Source, refs: Optional[Path]):
     """(References or None, why none). --refs errors are the user's to fix; the run's own may be missing."""
-    from faceswap_kohya.faces.identity import get_embedder
-    from faceswap_kohya.jobs.evaluate import run_refs
-    from faceswap_kohya.scoring.scores import load_references
-
     if refs is not None:
         return load_references(Path(refs).expanduser(), get_embedder("dlib")), ""
     if source.run_dir is None:
         return None, "no reference photos (give --refs PHOTOS_DIR, or a run folder)"
-    from faceswap_kohya.diffusion.source import run_preset
 
     try:
         return load_references(run_refs(source.run_dir, run_preset(source.run_dir)), get_embedder("dlib")), ""
@@ -206,9 +205,7 @@ def _references(source: Source, refs: Optional[Path]):
 def _score(image: Image.Image, region: Region, refs, face=None) -> Optional[dict]:
     """The identity score of `face`, or of the face found in the region's square that overlaps the
     mask most; None when there is no face there."""
-    from faceswap_kohya.faces.detect import detect
     from faceswap_kohya.faces.identity import get_embedder, overlap
-    from faceswap_kohya.scoring.scores import score_embedding
 
     if face is None:
         x0, y0 = region.crop_box[:2]
@@ -254,8 +251,6 @@ class SwapResult:
 
 
 def _working_size(source: Source, size: Optional[int]) -> int:
-    from faceswap_kohya.diffusion.source import run_preset
-
     if size is None:
         size = run_preset(source.run_dir).dataset.resolution if source.run_dir is not None else DEFAULT_SIZE
     if size < 64 or size % 8:
@@ -266,8 +261,6 @@ def _working_size(source: Source, size: Optional[int]) -> int:
 def _prompt(source: Source, prompt: Optional[str]) -> str:
     text = source.fill(prompt if prompt is not None else FACE_PROMPT)
     if "{trigger}" in text or "{class}" in text:
-        from faceswap_kohya.jobs.evaluate import subject_from_lora
-
         subject = subject_from_lora(source.lora) if source.lora is not None else None
         if subject is None:
             raise UserError(f"prompt {text!r}: no trigger/class to fill in (the LoRA is not in a run folder); "
@@ -280,7 +273,6 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
     """StableDiffusionXLInpaintPipeline sharing the loaded SDXL's modules, the LoRAs fused in at their weights."""
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    from faceswap_kohya.diffusion.lora import attach_loras, fuse
     from faceswap_kohya.diffusion.pipeline import load_pipeline, pick_device, pick_dtype
 
     if offload not in (None, "model", "sequential"):
@@ -316,10 +308,6 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
 
     echo = echo_to(on_event)
 
-    from faceswap_kohya.diffusion.images import file_sha256, save_image
-    from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
-    from faceswap_kohya.diffusion.source import check_lora_files
-    from faceswap_kohya.jobs.generate import plan_prompts
 
     started = time.monotonic()
     if not 0 < strength <= 1:

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, new_parents, new_run, remove_run_folder
+from faceswap_kohya.config.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
 from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.data.regularization import balance_advice, check_cost, ensure_regularization
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
+from faceswap_kohya.jobs.evaluate import evaluate_after_training
 from faceswap_kohya.kohya import render
 from faceswap_kohya.kohya.launch import RunResult, judge, latest_state, launch
 from faceswap_kohya.kohya.trainer import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
@@ -45,8 +47,6 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
         raise UserError(f"output.dir: {probe} is not writable")
     check_disk(probe)
     if preset.regularization.generate:
-        from faceswap_kohya.data.regularization import check_cost
-
         check_cost(preset, confirmed, echo)
 
 
@@ -79,8 +79,6 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, n
 
         build_check_model(trainer, echo=echo)
     if preset.regularization.generate:
-        from faceswap_kohya.data.regularization import balance_advice, ensure_regularization
-
         ensure_regularization(preset, run, echo=echo)
         if advice := balance_advice(preset, n_images, preset.regularization.generate):
             echo(advice)
@@ -118,8 +116,6 @@ def _get(preset: Preset, dotted: str):
 
 def copy_prepared(preset: Preset, prepared: Path, run: RunLayout) -> int:
     """Copy a prepared dataset (images, captions as edited, reports) into the run; returns the image count."""
-    from faceswap_kohya.config.layout import instance_dir
-
     source = check_prepared(preset, prepared)
     old = RunLayout(Path(prepared).expanduser().absolute())
     shutil.copytree(source, instance_dir(preset, run))  # the folder name carries this preset's repeats
@@ -178,8 +174,6 @@ def _finish(preset: Preset, result: RunResult, emit: OnEvent, recorder: RunRecor
         emit(Error(f"training failed: {result.diagnosis.reason}"))
     else:
         if preset.evaluate.enabled:
-            from faceswap_kohya.jobs.evaluate import evaluate_after_training
-
             recorder.set(state="evaluating")
             emit(StageStarted("evaluating"))
             t = time.monotonic()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faceswap_kohya.config.presets import dump, validate
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.kohya.gui_format import gui_to_sd_args
 from faceswap_kohya.kohya.import_report import KOHYA_SUFFIXES, Report, check_family_gui, lycoris_available, lycoris_status
@@ -104,15 +105,11 @@ def import_folders(values: dict, data: dict, report: Report) -> None:
 
 def import_preset(path, dataset=None):
     """Import and validate: (Preset, report)."""
-    from faceswap_kohya.config.presets import validate
-
     data, report = import_file(path, dataset)
     return validate(data, f"{path} (imported)"), report
 
 
 def to_yaml(preset, report: Report) -> str:
-    from faceswap_kohya.config.presets import dump
-
     head = [f"# {Path(report.source).stem}: imported from {Path(report.source).name} ({report.kind})",
             "# VRAM: ?",
             "# Run: faceswap-kohya train THIS.yaml" + ("" if preset.dataset.images else

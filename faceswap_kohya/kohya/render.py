@@ -16,6 +16,7 @@ import tomli_w
 from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
 from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.kohya.checkmodel import check_model_path
 from faceswap_kohya.kohya.trainer import Trainer
 
 
@@ -264,8 +265,6 @@ def shell_command(argv: list[str], cwd: Path) -> str:
 def base_model_arg(preset: Preset) -> str:
     """What sd-scripts gets as pretrained_model_name_or_path (the built-in check model resolved)."""
     if preset.base_model.path == CHECK_MODEL:
-        from faceswap_kohya.kohya.checkmodel import check_model_path
-
         return str(check_model_path())
     p = Path(preset.base_model.path)
     return str(p.absolute()) if p.exists() else preset.base_model.path

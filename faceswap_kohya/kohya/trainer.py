@@ -15,7 +15,9 @@ from typing import Optional
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.diffusion.pipeline import check_checkpoint
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
 
 TRAIN_SCRIPT = "sdxl_train_network.py"
 
@@ -63,8 +65,6 @@ def check_base_model(preset: Preset) -> None:
             raise UserError(f"base_model.path: {path} is a folder but not a diffusers model (no model_index.json)")
         return
     if p.is_file():
-        from faceswap_kohya.diffusion.pipeline import check_checkpoint
-
         if p.suffix not in (".safetensors", ".ckpt", ".sft"):
             raise UserError(f"base_model.path: {path} is not a checkpoint file (expected .safetensors or .ckpt)")
         check_checkpoint(p, "base_model.path:")
@@ -95,6 +95,5 @@ def tokenizer_cache(preset: Preset) -> Optional[str]:
     setting = preset.kohya.tokenizer_cache
     if setting is None:
         return None
-    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
 
     return str(ensure_tokenizers(None if setting == "auto" else Path(setting)).absolute())

@@ -7,6 +7,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.events import ValidationLoss
+from faceswap_kohya.kohya.progress import log_events
 from faceswap_kohya.scoring.report import _diff
 from faceswap_kohya.scoring.scores import SCHEMA_VERSION, References, identity_basis, mark_overtrained, pick_best, rank
 
@@ -56,9 +58,6 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
 
 def run_validation_losses(run_dir: Optional[Path]) -> list[dict]:
     """sd-scripts' validation losses on the held-out photos, from the run's train.log (empty without one)."""
-    from faceswap_kohya.events import ValidationLoss
-    from faceswap_kohya.kohya.progress import log_events
-
     log = Path(run_dir) / "train.log" if run_dir else None
     if log is None or not log.is_file():
         return []

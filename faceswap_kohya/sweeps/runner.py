@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from faceswap_kohya import events as ev
 from faceswap_kohya.config.runs import pid_alive
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.sweeps.trials import TrialWatch, summarize_run
+from faceswap_kohya.sweeps.trials import TrialWatch, run_trial, summarize_run
 
 OBJECT_STORE_BYTES = 100 * 2**20
 GiB = 2**30
@@ -142,7 +142,6 @@ def _trial_task(spec: dict) -> dict:
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     except OSError:
         pass
-    from faceswap_kohya.sweeps.trials import run_trial
 
     return run_trial(spec)
 

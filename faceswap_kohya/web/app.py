@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.web.common import Workspace
+from faceswap_kohya.web import evaluate, photos, results, runs, swap, sweeps, train
+from faceswap_kohya.web.common import Workspace, check_output_dir
+from faceswap_kohya.web.pages import Shared, refreshed_runs
 
 LOCAL_FONTS = ["DejaVu Sans", "ui-sans-serif", "system-ui", "sans-serif"]
 LOCAL_MONO = ["DejaVu Sans Mono", "ui-monospace", "monospace"]
@@ -90,8 +92,6 @@ def build(ws: Workspace):
     """The gr.Blocks of the whole app."""
     import gradio as gr
 
-    from faceswap_kohya.web import evaluate, photos, results, runs, swap, sweeps, train
-    from faceswap_kohya.web.pages import Shared, refreshed_runs
 
     # delete_cache: gradio's copies of served files (all re-made on demand) older than a day, checked hourly
     with gr.Blocks(title="faceswap-kohya", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
@@ -132,8 +132,6 @@ def build(ws: Workspace):
 def serve(output: Path, host: str = "127.0.0.1", port: int = 7860, auth: Optional[str] = None,
           open_browser: bool = False, block: bool = True):
     """Check the safety settings first (UserError before anything starts), then start the server."""
-    from faceswap_kohya.web.common import check_output_dir
-
     login = parse_auth(host, auth)
     ws = Workspace(check_output_dir(output)).make()
     quiet_environment(ws)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from faceswap_kohya import events as ev
+from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.config.runs import list_runs
 from faceswap_kohya.errors import UserError
 
@@ -68,8 +69,6 @@ def safe_name(name: str, default: str = "file") -> str:
 
 
 def new_upload_folder(ws: Workspace, kind: str) -> Path:
-    from faceswap_kohya.config.paths import new_folder
-
     return new_folder(ws.uploads / kind, "upload folder")
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceswap_kohya.data.captions import with_trigger
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.web import train
 from faceswap_kohya.web.common import Workspace, error_text, run_job, save_photos
 
 TABLE_HEADERS = ["photo", "used", "why not", "size", "faces", "identity", "crop", "training images", "caption", "caption from"]
@@ -62,7 +64,6 @@ def save_captions(run: Path, rows) -> str:
     """Write the edited captions into the run's `.txt` files; each keeps the trigger and class first, as the CLI does
     with caption files (`with_trigger`)."""
     from faceswap_kohya.config import presets
-    from faceswap_kohya.data.captions import with_trigger
 
     preset = presets.validate(presets.read_yaml(run / "preset.yaml"), str(run / "preset.yaml"))
     folder = instance_folder(run)
@@ -130,7 +131,6 @@ def build(shared) -> Page:
 def wire(page: Page, train_page, shared) -> None:
     import gradio as gr
 
-    from faceswap_kohya.web import train
 
     ws: Workspace = shared.ws
 

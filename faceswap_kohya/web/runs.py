@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faceswap_kohya.config.runs import list_runs, read_status
+from faceswap_kohya.web import photos
 from faceswap_kohya.web.common import Workspace, error_text, run_choices, run_dir
 
 HEADERS = ["run", "kind", "state", "started", "step", "loss", "LoRAs", "error", "folder"]
@@ -62,7 +63,6 @@ def build(shared) -> Page:
 def wire(page: Page, shared, photos_page, train_page) -> None:
     import gradio as gr
 
-    from faceswap_kohya.web import photos
 
     ws = shared.ws
     page.refresh.click(lambda current: refresh_values(ws, current), [page.choice], page.outputs)
