@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from faceswap_kohya import events as ev
 from faceswap_kohya.cli.main import cli
+from faceswap_kohya.cli.progress import Printer
 
 
 @pytest.fixture
@@ -169,3 +171,14 @@ def test_after_training_the_hint_names_the_runs_own_trigger_and_class(tmp_path, 
     _report(RunResult(run, 0, [final], final, seconds=60))
     out = capsys.readouterr().out
     assert f'next: faceswap-kohya generate {run.root} "sks old man, portrait photo"' in out and "<trigger>" not in out
+
+
+def test_the_printer_says_the_validation_loss_when_it_arrives(capsys):
+    """Validation comes after an epoch's last step, when no bar update would show it: it gets its own line."""
+    printer = Printer(bar=False)
+    printer(ev.Step(step=2, total=2, loss=0.79))
+    printer(ev.ValidationLoss(step=2, loss=0.669, epoch=1))
+    printer(ev.ValidationLoss(step=4, loss=0.5, kind="step"))
+    out = capsys.readouterr().out
+    assert "validation loss on the held-out photos (epoch 1): 0.6690" in out
+    assert "(step 4): 0.5000" in out

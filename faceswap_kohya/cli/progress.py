@@ -30,6 +30,8 @@ class Printer:
             self.epoch = f"{event.epoch}/{event.total}"
         elif isinstance(event, ev.ValidationLoss):
             self.val = event.loss
+            when = f"epoch {event.epoch}" if event.epoch is not None else f"step {event.step}"
+            self._line(f"validation loss on the held-out photos ({when}): {event.loss:.4f}")
         elif isinstance(event, ev.CheckpointWritten):
             self._line(f"checkpoint: {event.path}")
         elif isinstance(event, ev.ModelSaved):
