@@ -10,7 +10,7 @@ from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
 from faceswap_kohya.diffusion.prompts import read_prompts_file
-from faceswap_kohya.diffusion.source import default_out_dir, image_settings, resolve_source
+from faceswap_kohya.diffusion.source import Settings, default_out_dir, image_settings, resolve_source
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs.compare import run_compare
 from faceswap_kohya.jobs.generate import run_generate
@@ -138,7 +138,6 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
 def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight, face_index, padding, size, sampler, refs,
              base, epoch, out_dir, device, dtype, offload, quiet):
     """Put the trained face into PHOTO: TARGET is a run folder or a .safetensors LoRA; writes a new PNG."""
-    from faceswap_kohya.diffusion.source import Settings, resolve_source
     from faceswap_kohya.jobs import swap as sw
 
     source = resolve_source(target, base, epoch)

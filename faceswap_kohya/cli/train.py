@@ -12,7 +12,7 @@ from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
 from faceswap_kohya.config.layout import RunLayout, instance_dir
-from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs import train as runner
 from faceswap_kohya.jobs.prepare import dry_run as show
@@ -151,7 +151,6 @@ def regularize(preset, overrides, yes):
 @friendly
 def check_model(force):
     """Build the pipeline-check base model (random SDXL weights: noise, for checking an install)."""
-    from faceswap_kohya.config.schema import CHECK_MODEL, Preset
     from faceswap_kohya.kohya.checkmodel import build_check_model
 
     trainer = Trainer.of(Preset(base_model=CHECK_MODEL))

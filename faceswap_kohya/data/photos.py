@@ -20,7 +20,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.data.images import decode, resized, unreadable_reason
 from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
-from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
+from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, median_scores
 from faceswap_kohya.faces.masks import landmarks68, make_mask
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
@@ -254,8 +254,6 @@ def mark_duplicates(photos: list[Photo]) -> None:
 
 def check_identity(photos: list[Photo], embedder) -> None:
     """Note each photo's median identity score against the others; flag the ones that look like someone else."""
-    from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, median_scores
-
     with_face = [p for p in photos if p.status == "kept" and p.embedding is not None]
     scores = median_scores([p.embedding for p in with_face], embedder.metric)
     for p, score in zip(with_face, scores):

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.faces.detect import _dlib, model_file
+from faceswap_kohya.faces.detect import _DLIB, _dlib, _rgb_array, model_file
 
 MaskKind = Literal["face", "head", "person"]
 KINDS = ("face", "head", "person")
@@ -51,8 +51,6 @@ def landmarks68(image: Image.Image, box: Sequence[float]) -> np.ndarray:
 
     The predictor runs on a crop around the face resampled to ~LANDMARK_FACE_PX wide: the same
     detail for small and large faces, and fast on large photos."""
-    from faceswap_kohya.faces.detect import _DLIB, _dlib, _rgb_array
-
     left, top, right, bottom = (float(v) for v in box)
     if right <= left or bottom <= top:
         raise ValueError(f"face box {tuple(box)}: right/bottom must exceed left/top")

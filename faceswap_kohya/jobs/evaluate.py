@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, instance_dir
+from faceswap_kohya.config.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
@@ -112,7 +112,6 @@ def run_refs(run_dir: Path, preset) -> Path:
 
 def run_held_out(run_dir: Path, preset) -> Optional[Path]:
     """The run's held-out photos (`val/1_<trigger> <class>`), when it has any."""
-    from faceswap_kohya.config.layout import RunLayout, validation_dir
     from faceswap_kohya.data.images import list_images
 
     folder = validation_dir(preset, RunLayout(run_dir))

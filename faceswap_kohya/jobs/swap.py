@@ -28,7 +28,7 @@ from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files, 
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.faces.detect import detect
-from faceswap_kohya.faces.identity import get_embedder
+from faceswap_kohya.faces.identity import get_embedder, overlap
 from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
 from faceswap_kohya.jobs.generate import plan_prompts
 from faceswap_kohya.scoring.scores import load_references, score_embedding
@@ -205,8 +205,6 @@ def _references(source: Source, refs: Optional[Path]):
 def _score(image: Image.Image, region: Region, refs, face=None) -> Optional[dict]:
     """The identity score of `face`, or of the face found in the region's square that overlaps the
     mask most; None when there is no face there."""
-    from faceswap_kohya.faces.identity import get_embedder, overlap
-
     if face is None:
         x0, y0 = region.crop_box[:2]
         # the face fills about half the square: a 400 px copy is plenty for the detectors, and fast

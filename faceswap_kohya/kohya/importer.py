@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceswap_kohya.config.presets import dump, validate
+from faceswap_kohya.config.presets import apply_overrides, dump, load, validate
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.kohya.gui_format import gui_to_sd_args
 from faceswap_kohya.kohya.import_report import KOHYA_SUFFIXES, Report, check_family_gui, lycoris_available, lycoris_status
@@ -127,8 +127,6 @@ def load_any(name_or_path: str, overrides=(), for_training: bool = False):
     """A preset name/YAML, or a Kohya file imported on the fly: (Preset, Path, report or None).
 
     `for_training` also checks that the trainer can run the preset's network (LyCORIS installed)."""
-    from faceswap_kohya.config.presets import apply_overrides, load, validate
-
     if is_kohya_file(name_or_path):
         data, report = import_file(name_or_path)
         preset = validate(apply_overrides(data, list(overrides)), f"{name_or_path} (imported)")
