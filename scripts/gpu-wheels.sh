@@ -42,11 +42,11 @@ pin() { local line; line=$(grep -iE "^$1(\[[^]]*\])?==" "$REQS" | head -1 | sed 
 ours() { local v; v=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null) \
          && echo "$1==$v" || echo "$1"; }
 
-rm -rf "$DIR/trainer" "$DIR/generate" "$DIR/sd-scripts.tar.gz" "$DIR/MANIFEST.txt"
+# all of DIR travels: anything else in it would count against the budget (checked before anything is removed)
 mkdir -p "$DIR"
-# all of DIR travels: anything else in it would count against the budget
-others=$(ls -A "$DIR" | head -5 | tr '\n' ' ')
+others=$(ls -A "$DIR" | grep -vxE 'trainer|generate|sd-scripts\.tar\.gz|MANIFEST\.txt' | head -5 | tr '\n' ' ' || true)
 [ -z "$others" ] || die "$DIR holds files this script did not make ($others...): give a new or empty folder"
+rm -rf "$DIR/trainer" "$DIR/generate" "$DIR/sd-scripts.tar.gz" "$DIR/MANIFEST.txt"
 
 say "trainer set (sd-scripts' pins) → $DIR/trainer"
 trainer=()
