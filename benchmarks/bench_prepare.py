@@ -17,8 +17,8 @@ from PIL import Image, ImageOps
 from skimage import data
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.data import dataset
+from faceswap_kohya.runs.layout import RunLayout
 
 N, SIZE, TARGET_S = 10, (4000, 3000), 5.0
 

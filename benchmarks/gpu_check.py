@@ -211,9 +211,9 @@ class Check:
                                          "head mask: a per-pixel weight, next to nothing in memory or time)")
 
     def build_model(self, limit: float) -> None:
-        from faceswap_kohya.kohya.checkmodel import build_check_model
-        from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
-        from faceswap_kohya.kohya.trainer import Trainer
+        from faceswap_kohya.models.checkmodel import build_check_model
+        from faceswap_kohya.models.tokenizers import ensure_tokenizers
+        from faceswap_kohya.trainer.install import Trainer
 
         trainer = Trainer(self.trainer_python, self.sd_scripts)
         start = time.monotonic()
@@ -241,8 +241,8 @@ class Check:
         import gpu_check_train as tr
 
         from faceswap_kohya.config import presets
-        from faceswap_kohya.config.layout import new_run
         from faceswap_kohya.jobs.train import prepare_run
+        from faceswap_kohya.runs.layout import new_run
 
         p = self.plan
         overrides = [f"dataset.images={photos}", "dataset.framing=as_is", f"dataset.resolution={p.resolution}",

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.events import Step
 from faceswap_kohya.jobs.train import train
-from faceswap_kohya.kohya.progress import LineSplitter, parse_line
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer.progress import LineSplitter, parse_line
 
 
 # ---------------------------------------------------------------- measurements

@@ -38,7 +38,7 @@ def photos(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def user_home(tmp_path_factory):
     """A private FACESWAP_KOHYA_HOME (config folder, hashes, caches), reusing the real offline tokenizers."""
-    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
+    from faceswap_kohya.models.tokenizers import ensure_tokenizers
 
     tokenizers = ensure_tokenizers()
     home = tmp_path_factory.mktemp("home")

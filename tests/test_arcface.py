@@ -71,14 +71,14 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 
 
 def test_missing_runtime_or_models_say_what_to_install(monkeypatch):
-    arc._load.cache_clear()
+    arc.load_embedder.cache_clear()
     monkeypatch.setattr(arc, "package_model_dir", lambda: None)
     with pytest.raises(UserError, match=r"faceswap_kohya\[arcface\].*non-commercial"):
         arc.get_arcface()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it fails
     with pytest.raises(UserError, match=r"onnxruntime: pip install 'faceswap_kohya\[arcface\]'"):
         arc.get_arcface()
-    arc._load.cache_clear()
+    arc.load_embedder.cache_clear()
 
 
 def test_a_model_folder_without_a_detector_is_refused(tmp_path):

@@ -294,8 +294,9 @@ def guarded(monkeypatch):
     """Loading a model or starting the trainer only records the call (and fails, should it happen)."""
     from faceswap_kohya.diffusion import pipeline
     from faceswap_kohya.jobs import train
-    from faceswap_kohya.kohya import checkmodel, launch
+    from faceswap_kohya.models import checkmodel
     from faceswap_kohya.sweeps import runner
+    from faceswap_kohya.trainer import launch
     from faceswap_kohya.web import app
 
     calls = []

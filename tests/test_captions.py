@@ -105,8 +105,8 @@ def test_blip_model_missing_is_a_clear_error(tmp_path):
 def test_prepare_with_blip_captions(tmp_path, tiny_blip, face_recognition_photos):
     pytest.importorskip("dlib")
     from faceswap_kohya.config import presets
-    from faceswap_kohya.config.layout import RunLayout
     from faceswap_kohya.data import dataset
+    from faceswap_kohya.runs.layout import RunLayout
 
     photos = tmp_path / "photos"
     photos.mkdir()

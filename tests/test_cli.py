@@ -117,7 +117,7 @@ def test_export_never_overwrites(run, tmp_path):
 @pytest.fixture
 def crash(monkeypatch):
     """`render` crashes with an error no check foresaw."""
-    from faceswap_kohya.kohya import render
+    from faceswap_kohya.trainer import render
 
     def boom(*args, **kwargs):
         raise KeyError("clas")
@@ -143,7 +143,7 @@ def test_a_helper_that_times_out_is_a_message(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from faceswap_kohya.kohya import check
+    from faceswap_kohya.trainer import check
 
     def slow(cmd, **kwargs):
         raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
@@ -157,10 +157,10 @@ def test_a_helper_that_times_out_is_a_message(tmp_path, monkeypatch):
 
 
 def test_after_training_the_hint_names_the_runs_own_trigger_and_class(tmp_path, capsys):
-    from faceswap_kohya.cli.train import _report
+    from faceswap_kohya.cli.train import report_result
     from faceswap_kohya.config import presets
-    from faceswap_kohya.config.layout import RunLayout
-    from faceswap_kohya.kohya.launch import RunResult
+    from faceswap_kohya.runs.layout import RunLayout
+    from faceswap_kohya.trainer.launch import RunResult
 
     run = RunLayout(tmp_path / "run")
     run.model.mkdir(parents=True)
@@ -168,7 +168,7 @@ def test_after_training_the_hint_names_the_runs_own_trigger_and_class(tmp_path, 
     run.preset.write_text(presets.dump(preset))
     final = run.model / "myface.safetensors"
     final.write_bytes(b"x")
-    _report(RunResult(run, 0, [final], final, seconds=60))
+    report_result(RunResult(run, 0, [final], final, seconds=60))
     out = capsys.readouterr().out
     assert f'next: faceswap-kohya generate {run.root} "sks old man, portrait photo"' in out and "<trigger>" not in out
 

@@ -16,13 +16,13 @@ from PIL import Image
 
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.data.dataset import layout
-from faceswap_kohya.data.images import load_rgb
 from faceswap_kohya.data.photos import crop_box, read_photo
 from faceswap_kohya.data.reports import at_a_glance
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import identity as faces
+from faceswap_kohya.files.images import load_rgb
+from faceswap_kohya.runs.layout import RunLayout
 
 pytest.importorskip("dlib")
 FACE_CENTRE = (223, 127)  # the astronaut's face in skimage's 512×512 portrait

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import detect as faces
 from faceswap_kohya.faces import masks as fm
+from faceswap_kohya.files.images import with_alpha
 
 pytest.importorskip("dlib")
 FLOOR = 0.1
@@ -155,7 +156,7 @@ def test_the_mask_travels_as_the_png_alpha_channel(found):
     photo, _, points = found("astronaut")
     mask = fm.make_mask(photo.size, points, "head", FLOOR)
     buf = io.BytesIO()
-    fm.with_alpha(photo, mask).save(buf, format="PNG")
+    with_alpha(photo, mask).save(buf, format="PNG")
     buf.seek(0)
     rgba = np.asarray(Image.open(buf).convert("RGBA"))  # what sd-scripts' load_image(alpha=True) reads
     assert (rgba[:, :, :3] == np.asarray(photo)).all()  # colours kept under a low alpha
@@ -181,4 +182,4 @@ def test_bad_input_says_what_to_do(found):
     with pytest.raises(ValueError, match="68"):
         fm.make_mask(photo.size, points[:5], "face")
     with pytest.raises(ValueError, match="differs"):
-        fm.with_alpha(photo, fm.make_mask((10, 10), points, "face"))
+        with_alpha(photo, fm.make_mask((10, 10), points, "face"))

@@ -81,7 +81,7 @@ def test_edits_of_one_photo_score_as_the_same_person(astronaut, embedder):
 
 
 def test_one_person_across_photos_and_someone_else(face_recognition_photos, embedder):
-    from faceswap_kohya.data.images import load_rgb
+    from faceswap_kohya.files.images import load_rgb
 
     vectors = {n: embedder.embed(load_rgb(face_recognition_photos / n)) for n in ONE_PERSON + [SOMEONE_ELSE]}
     assert all(v is not None for v in vectors.values())

@@ -16,8 +16,8 @@ from PIL import Image
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.runs import RunRecorder, list_runs, read_events, read_status
 from faceswap_kohya.config.schema import Preset
+from faceswap_kohya.runs.status import RunRecorder, list_runs, read_events, read_status
 
 pytestmark = pytest.mark.usefixtures("user_home")  # a private FACESWAP_KOHYA_HOME
 

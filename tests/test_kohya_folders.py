@@ -20,11 +20,11 @@ from conftest import KOHYA_PYTHON, SD_SCRIPTS, kohya_available
 
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import new_run
 from faceswap_kohya.data.kohya_folders import resolve
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.formats.importer import import_file, import_preset
 from faceswap_kohya.jobs.train import prepare_run
-from faceswap_kohya.kohya.importer import import_file, import_preset
+from faceswap_kohya.runs.layout import new_run
 
 pytest.importorskip("dlib")
 FACES = Path(__file__).parent / "data" / "faces"

@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from faceswap_kohya.cli.main import cli
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.config.presets import validate
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.export import PREPARE_ONLY, export_gui, write_export
-from faceswap_kohya.kohya.import_report import Refused, parse_cli_args
-from faceswap_kohya.kohya.importer import import_file, import_preset, load_any
-from faceswap_kohya.kohya.render import dataset_config, train_config
-from faceswap_kohya.kohya.trainer import Trainer
+from faceswap_kohya.formats.export import PREPARE_ONLY, export_gui, write_export
+from faceswap_kohya.formats.importer import import_file, import_preset, load_any
+from faceswap_kohya.formats.report import Refused, parse_cli_args
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer.install import Trainer
+from faceswap_kohya.trainer.render import dataset_config, train_config
 
 DATA = Path(__file__).parent / "data" / "kohya"
 SHARED = DATA / "kohya_ss"  # kohya_ss' own presets (tests/data/kohya/kohya_ss/README.md)
@@ -372,7 +372,7 @@ def test_load_any_imports_kohya_files_on_the_fly():
 
 
 def test_train_refuses_lycoris_when_the_trainer_lacks_it():
-    from faceswap_kohya.kohya.import_report import lycoris_available
+    from faceswap_kohya.formats.report import lycoris_available
 
     if lycoris_available() is not False:
         pytest.skip("needs a trainer venv without lycoris-lora")
@@ -390,7 +390,7 @@ needs_sd_scripts = pytest.mark.skipif(not (TRAINER.script.is_file() and TRAINER.
 @pytest.mark.parametrize("src", [DATA / "face_gui.json", DATA / "loha_gui.json", DATA / "colab_config.toml"]
                          + [p for p in SDXL_SHARED if "1 image" in p.name or "dogu_cat" in p.name], ids=lambda p: p.stem)
 def test_rendered_imports_pass_sd_scripts_checks(src):
-    from faceswap_kohya.kohya.check import check_rendered
+    from faceswap_kohya.trainer.check import check_rendered
 
     preset, _ = import_preset(src, DATA / "colab_dataset.toml" if src.name == "colab_config.toml" else None)
     result = check_rendered(preset)

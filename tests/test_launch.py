@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.events import CheckpointWritten, Epoch, ModelSaved, Step
-from faceswap_kohya.kohya.launch import judge, launch
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer.launch import judge, launch
 
 FAKE = Path(__file__).parent / "fake_trainer.py"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc (Linux)")

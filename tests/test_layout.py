@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "faceswap_kohya"
-UPPER = ("faceswap_kohya.__main__", "faceswap_kohya.jobs", "faceswap_kohya.cli", "faceswap_kohya.web", "faceswap_kohya.sweeps")
+UPPER = ("faceswap_kohya.__main__", "faceswap_kohya.jobs", "faceswap_kohya.cli", "faceswap_kohya.web")
 
 
 def modules() -> dict[str, Path]:
@@ -66,7 +66,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_stage_folders_exist():
-    for folder in ("config", "kohya", "data", "faces", "diffusion", "scoring", "jobs", "cli"):
+    for folder in ("config", "runs", "files", "models", "faces", "data", "trainer", "formats", "diffusion", "scoring",
+                   "sweeps", "jobs", "cli", "web"):
         assert (PKG / folder / "__init__.py").is_file(), folder
     assert len([p for p in PKG.glob("*.py")]) <= 4, "the package root keeps only __init__, __main__, errors, events"
 
@@ -76,6 +77,31 @@ def test_no_import_circles():
     graph = {m: {t for t in ts if not m.startswith(t + ".") and not t.startswith(m + ".")}
              for m, ts in import_graph().items()}
     assert find_cycle(graph) == []
+
+
+def package_of(module: str) -> str:
+    """`faceswap_kohya.trainer.launch` → `trainer`; the root's own modules (`errors`, `events`) are their own."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_graph() -> dict[str, set[str]]:
+    """package → the packages it imports, module-level imports and those inside functions alike."""
+    graph: dict[str, set[str]] = {}
+    for m, ts in import_graph().items():
+        graph.setdefault(package_of(m), set()).update(package_of(t) for t in ts)
+    return {p: ts - {p} for p, ts in graph.items()}
+
+
+def test_no_package_imports_one_that_imports_it_back():
+    # cli/__init__ and web/__init__ only name their children; every other edge counts, with no exemption.
+    assert find_cycle(package_graph()) == []
+
+
+def test_the_package_graph_sees_a_loop_between_packages():
+    graph = package_graph()
+    graph["runs"] = graph["runs"] | {"jobs"}  # as if the run folder's package asked a job
+    assert find_cycle(graph)
 
 
 def test_find_cycle_sees_a_circle():
@@ -140,7 +166,7 @@ def test_an_installed_copy_finds_its_presets_and_trainer_settings(tmp_path):
                          cwd=tmp_path, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert {"cpu-check", "face-8gb", "face-12gb", "face-24gb"} <= {ln.split()[0] for ln in out.stdout.splitlines()[1:]}
-    code = ("import faceswap_kohya.config.presets as p, faceswap_kohya.kohya.trainer as t; "
+    code = ("import faceswap_kohya.config.presets as p, faceswap_kohya.trainer.install as t; "
             "tr = t.Trainer.of(p.load('face-12gb')[0]); print(p.PRESETS_DIR); print(tr.sd_scripts); print(tr.python)")
     env.update(FACESWAP_KOHYA_SD_SCRIPTS="/opt/sd-scripts", FACESWAP_KOHYA_PYTHON="/opt/kohya/bin/python")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)

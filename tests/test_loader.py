@@ -11,9 +11,10 @@ pytest.importorskip("diffusers")
 import torch  # noqa: E402
 from tiny_sdxl import kohya_modules, save_tiny_pipeline, write_kohya_lora  # noqa: E402
 
-from faceswap_kohya.diffusion.lora import _all_adapters, attach_lora, fuse, read_lora_modules, set_weights
-from faceswap_kohya.diffusion.pipeline import SDXL_CONFIG, config_folder, load_pipeline, pick_dtype, resolve_base
+from faceswap_kohya.diffusion.lora import all_adapters, attach_lora, fuse, read_lora_modules, set_weights
+from faceswap_kohya.diffusion.pipeline import SDXL_CONFIG, config_folder, load_pipeline, pick_dtype
 from faceswap_kohya.errors import UserError  # noqa: E402
+from faceswap_kohya.models.base import resolve_base
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_fused_matches_unfused_and_weight_zero_is_near_the_base(tiny, tmp_path):
     p2 = load_pipeline(str(tiny), device="cpu")
     attach_lora(p2, path)
     fuse(p2, {"myface": 0.8})
-    assert not _all_adapters(p2)  # merged into the weights, no adapter layers left
+    assert not all_adapters(p2)  # merged into the weights, no adapter layers left
     fused = image(p2)
     assert abs(fused - unfused).max() < 1e-4 and abs(fused - base).mean() > 1e-3
     p3 = load_pipeline(str(tiny), device="cpu")
@@ -270,7 +271,7 @@ def test_modules_the_model_lacks_are_named(pipe, tmp_path):
     n = len(tensors) // 3
     with pytest.raises(UserError, match=f"only {n - 1} of {n} modules attached.*{ghost}"):
         attach_lora(pipe, path)
-    assert not _all_adapters(pipe)  # the partial adapter was removed again
+    assert not all_adapters(pipe)  # the partial adapter was removed again
 
 
 def test_wrong_shapes_are_refused(pipe, tmp_path):

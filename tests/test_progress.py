@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.events import CheckpointWritten as Saved
 from faceswap_kohya.events import Epoch, Step, ValidationLoss
 from faceswap_kohya.events import ModelSaved as Finished
-from faceswap_kohya.kohya.launch import judge
-from faceswap_kohya.kohya.progress import LineSplitter, TrainerOutput, diagnose, log_events, parse_line
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer.launch import judge
+from faceswap_kohya.trainer.progress import LineSplitter, TrainerOutput, diagnose, log_events, parse_line
 
 DATA = Path(__file__).parent / "data"
 

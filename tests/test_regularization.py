@@ -8,11 +8,11 @@ from PIL import Image
 from tiny_sdxl import save_tiny_pipeline
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.data import regularization
 from faceswap_kohya.diffusion import pipeline as loader
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs import train as runner
+from faceswap_kohya.runs.layout import RunLayout
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import tomllib
 from conftest import needs_kohya
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout
-from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.check import check_files
-from faceswap_kohya.kohya.trainer import Trainer
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer import render
+from faceswap_kohya.trainer.check import check_files
+from faceswap_kohya.trainer.install import Trainer
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("FACESWAP_KOHYA_UPDATE_GOLDEN") == "1"  # refresh on purpose: FACESWAP_KOHYA_UPDATE_GOLDEN=1 pytest
@@ -148,7 +148,7 @@ def prepared_run(root: Path, preset, held_out: bool = True) -> RunLayout:
     import numpy as np
     from PIL import Image
 
-    from faceswap_kohya.config.layout import instance_dir, reg_dir, validation_dir
+    from faceswap_kohya.runs.layout import instance_dir, reg_dir, validation_dir
 
     run = RunLayout(root)
     folders = [(instance_dir(preset, run), (51, 102, 153)), (reg_dir(preset, run), (None, None))]

@@ -177,7 +177,7 @@ def test_a_second_swap_writes_a_new_file_and_the_lora_weight_matters(first_swap,
 
 
 def test_a_sideways_jpeg_is_swapped_upright_at_its_shown_size(run_dir, photos, tmp_path):
-    from faceswap_kohya.data.images import load_rgb
+    from faceswap_kohya.files.images import load_rgb
 
     src = photos / "sideways.jpg"
     original = src.read_bytes()

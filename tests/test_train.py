@@ -20,16 +20,16 @@ from safetensors import safe_open
 
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import new_run
-from faceswap_kohya.config.runs import read_events, read_status
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import CheckpointWritten as Saved
 from faceswap_kohya.events import Finished as Finished_
 from faceswap_kohya.events import ModelSaved as Finished
 from faceswap_kohya.events import StageStarted, Step
 from faceswap_kohya.jobs.train import preflight, resume, train
-from faceswap_kohya.kohya.launch import latest_state
-from faceswap_kohya.kohya.trainer import Trainer
+from faceswap_kohya.runs.layout import new_run
+from faceswap_kohya.runs.status import read_events, read_status
+from faceswap_kohya.trainer.install import Trainer
+from faceswap_kohya.trainer.launch import latest_state
 
 
 def cpu_check(tmp_path: Path, photos: Path, *extra: str):
@@ -125,8 +125,8 @@ def test_masked_training_with_a_held_out_photo(tmp_path):
     """cpu-check on its six built-in sample photos, with head masks and one photo held out: sd-scripts says
     masked loss is on, computes the validation loss on the held-out photo (one event, recorded in the run
     folder) and writes the LoRA."""
-    from faceswap_kohya.config.runs import read_events, read_status
     from faceswap_kohya.events import ValidationLoss
+    from faceswap_kohya.runs.status import read_events, read_status
 
     preset, path = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}"])
     assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1)
@@ -194,7 +194,7 @@ def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
 
 
 def test_resume_needs_a_saved_state(tmp_path):
-    from faceswap_kohya.config.layout import RunLayout
+    from faceswap_kohya.runs.layout import RunLayout
 
     run = RunLayout(tmp_path / "run")
     run.root.mkdir()

@@ -193,7 +193,7 @@ def test_follow_a_run_folder_and_stop_it(tmp_path):
     """Progress comes from events.jsonl (read incrementally), state from status.json; Stop is SIGINT to the run's
     process; a reloaded page finds the running training."""
     from faceswap_kohya import events as ev
-    from faceswap_kohya.config.runs import RunRecorder
+    from faceswap_kohya.runs.status import RunRecorder
     from faceswap_kohya.web import follow
 
     ws = Workspace(tmp_path / "ws").make()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sweep_data import fake_row
 
-from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Step
+from faceswap_kohya.runs.status import RunRecorder
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.grid import Trial
 from faceswap_kohya.sweeps.plan import SweepPlan

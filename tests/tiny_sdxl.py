@@ -22,7 +22,7 @@ def build_tiny_pipeline(seed: int = 0):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from faceswap_kohya.diffusion.pipeline import SDXL_CONFIG
-    from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
+    from faceswap_kohya.models.tokenizers import ensure_tokenizers
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(

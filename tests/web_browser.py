@@ -73,7 +73,7 @@ class App:
 
     def stop(self) -> None:
         """Stop the app, and any training it started that is still going (as the Stop button does)."""
-        from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive
+        from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive
         from faceswap_kohya.web.follow import stop_run
 
         for root, status in list_runs(self.output) if self.output.is_dir() else []:

@@ -13,7 +13,7 @@ import sys
 import click
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.importer import load_any
+from faceswap_kohya.formats.importer import load_any
 
 overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 DEBUG_ENV = "FACESWAP_KOHYA_DEBUG"

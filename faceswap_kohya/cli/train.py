@@ -11,16 +11,16 @@ import click
 from faceswap_kohya.cli.main import cli, friendly, load_preset, overrides_arg
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config import presets as preset_files
-from faceswap_kohya.config.layout import RunLayout, instance_dir
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs import train as runner
 from faceswap_kohya.jobs.prepare import dry_run as show
 from faceswap_kohya.jobs.prepare import prepare as run_prepare
 from faceswap_kohya.jobs.regularize import regularize as run_regularize
-from faceswap_kohya.kohya.check import check_rendered
-from faceswap_kohya.kohya.render import base_model_arg, shell_command, trainer_argv, write_all
-from faceswap_kohya.kohya.trainer import Trainer, tokenizer_cache
+from faceswap_kohya.runs.layout import RunLayout, instance_dir
+from faceswap_kohya.trainer.check import check_rendered
+from faceswap_kohya.trainer.install import Trainer, tokenizer_cache
+from faceswap_kohya.trainer.render import base_model_arg, shell_command, trainer_argv, write_all
 
 
 # ---------------------------------------------------------------- checking and rendering
@@ -69,7 +69,7 @@ def schema():
 
 
 # ---------------------------------------------------------------- training
-def _report(result) -> None:
+def report_result(result) -> None:
     if result.interrupted:
         saved = ", ".join(p.name for p in result.loras) or "nothing"
         click.secho(f"interrupted: the trainer was stopped; kept {saved} in {result.run.model}", fg="yellow", err=True)
@@ -128,7 +128,7 @@ def train(preset, overrides, resume_dir, prepared_dir, verbose, yes):
             result = runner.train(p, path, printer, on_line, confirmed=yes, overrides=overrides, prepared=prepared_dir)
     finally:
         printer.close()
-    _report(result)
+    report_result(result)
 
 
 @cli.command()
@@ -151,7 +151,7 @@ def regularize(preset, overrides, yes):
 @friendly
 def check_model(force):
     """Build the pipeline-check base model (random SDXL weights: noise, for checking an install)."""
-    from faceswap_kohya.kohya.checkmodel import build_check_model
+    from faceswap_kohya.models.checkmodel import build_check_model
 
     trainer = Trainer.of(Preset(base_model=CHECK_MODEL))
     click.echo(str(build_check_model(trainer, force=force, echo=click.echo)))

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from faceswap_kohya.config.sections import Section, _expand
+from faceswap_kohya.config.sections import Section, expand_home
 from faceswap_kohya.config.texts import PromptTemplate, check_template
 
 
@@ -32,7 +32,7 @@ class Evaluation(Section):
     bleed_margin: float = Field(
         0.1, gt=0, le=1, description="a checkpoint whose mean bleed score exceeds the base model's by more than this is overtrained")
 
-    _expand_paths = field_validator("arcface_models", mode="before")(_expand)
+    _expand_paths = field_validator("arcface_models", mode="before")(expand_home)
 
     @model_validator(mode="before")
     @classmethod

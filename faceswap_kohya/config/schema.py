@@ -15,7 +15,7 @@ from faceswap_kohya.config.evaluation import Evaluation
 from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.sampling import Sampling
-from faceswap_kohya.config.sections import Section, _expand
+from faceswap_kohya.config.sections import Section, expand_home
 from faceswap_kohya.config.texts import (
     KeyValue,
     PromptTemplate,
@@ -47,7 +47,7 @@ class BaseModelSection(Section):
     path: str = Field(description="hub id, diffusers folder, .safetensors file, or builtin:pipeline-check")
     vae: Optional[str] = Field(None, description="optional VAE file or hub id (e.g. an fp16-fixed SDXL VAE)")
 
-    _expand_paths = field_validator("path", "vae", mode="before")(_expand)
+    _expand_paths = field_validator("path", "vae", mode="before")(expand_home)
 
     @property
     def is_single_file(self) -> bool:
@@ -88,7 +88,7 @@ class Subset(Section):
     repeats: int = Field(ge=1, le=1000, description="num_repeats (the N of `N_<tokens>`)")
     class_tokens: str = Field(description="the folder's tokens: the caption of a photo without a caption file")
 
-    _expand_paths = field_validator("folder", mode="before")(_expand)
+    _expand_paths = field_validator("folder", mode="before")(expand_home)
 
     @field_validator("class_tokens")
     @classmethod
@@ -129,7 +129,7 @@ class Dataset(Section):
                                         "unset: 1 when at least 6 photos are usable, else 0")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
-    _expand_paths = field_validator("images", mode="before")(_expand)
+    _expand_paths = field_validator("images", mode="before")(expand_home)
 
     @field_validator("resolution")
     @classmethod
@@ -174,7 +174,7 @@ class Regularization(Section):
                                        "images' mean mask weight (sd-scripts does not rescale masked losses)")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
-    _expand_paths = field_validator("images", mode="before")(_expand)
+    _expand_paths = field_validator("images", mode="before")(expand_home)
     _sampler_alias = field_validator("scheduler", mode="before")(sampler_name)
 
     @model_validator(mode="after")
@@ -268,7 +268,7 @@ class Output(Section):
     dir: str = Field("output", description="runs go to <dir>/<name>/<timestamp>/")
     name: str = Field("myface", description="LoRA file name (without .safetensors)")
 
-    _expand_paths = field_validator("dir", mode="before")(_expand)
+    _expand_paths = field_validator("dir", mode="before")(expand_home)
 
     @field_validator("name")
     @classmethod
@@ -291,7 +291,7 @@ class Kohya(Section):
         30, gt=0, description="stop the trainer and report its last line when it prints nothing for this long (minutes); "
         "null: wait forever")
 
-    _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(_expand)
+    _expand_paths = field_validator("sd_scripts", "python", "tokenizer_cache", mode="before")(expand_home)
 
     _check_extra_args = field_validator("extra_args")(check_extra_args)
 

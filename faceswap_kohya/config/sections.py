@@ -11,5 +11,5 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _expand(value):
+def expand_home(value):
     return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value

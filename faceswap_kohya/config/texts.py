@@ -1,6 +1,6 @@
-"""Checks for the text fields of a preset: prompt and caption templates, the lines of sd-scripts' prompt
-file, sampler names, and the trainer options a preset may add. Each raises ValueError with what to change
-(pydantic puts the field's name in front)."""
+"""The text fields of a preset: `fill` (a `{trigger}`/`{class}` template filled in), and the checks for
+prompt and caption templates, the lines of sd-scripts' prompt file, sampler names, and the trainer options
+a preset may add. Each check raises ValueError with what to change (pydantic puts the field's name in front)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from pydantic import AfterValidator
 from faceswap_kohya.config.samplers import SAMPLERS, SD_SCRIPTS_SAMPLERS, canonical
 
 PLACEHOLDERS = ("trigger", "class")
+
+
+def fill(text: str, preset) -> str:
+    """`{trigger}` and `{class}` filled in from a preset's subject (the schema allows no other placeholder)."""
+    return text.format(trigger=preset.subject.trigger, **{"class": preset.subject.class_word})
+
 # sd-scripts options the run sets itself (kohya.extra_args must not change them), and what to set instead.
 RUN_OPTIONS = {
     "output_dir": "the run folder is made per run", "logging_dir": "the run folder is made per run",

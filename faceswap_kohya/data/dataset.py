@@ -18,11 +18,10 @@ from typing import Callable, Optional
 
 from PIL import Image
 
-from faceswap_kohya.config.layout import RunLayout, instance_dir, reg_dir, validation_dir
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.data import captions, kohya_layout
 from faceswap_kohya.data.captions import caption_files
-from faceswap_kohya.data.images import check_folder, load_rgb, resized, save_with_loss_weight, sort_folder, unreadable_reason
+from faceswap_kohya.data.images import check_folder, sort_folder
 from faceswap_kohya.data.kohya_layout import image_steps, reg_groups
 from faceswap_kohya.data.photos import (
     HELD_OUT,
@@ -39,6 +38,8 @@ from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import identity as faces
+from faceswap_kohya.files.images import load_rgb, resized, save_with_loss_weight, unreadable_reason
+from faceswap_kohya.runs.layout import RunLayout, instance_dir, reg_dir, validation_dir
 
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
 AUTO_HOLDOUT_FROM = 6  # with dataset.holdout unset, one photo is held out from this many usable photos

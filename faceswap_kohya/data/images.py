@@ -1,33 +1,13 @@
-"""Photos → a checked Kohya dataset in the run folder.
-
-`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
-(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
-kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
-(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
-"""
+"""A folder of photos as a command names it: checked (it exists, holds images) and sorted into photos and the
+other files beside them, each with why it is not a photo."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageOps
 
 from faceswap_kohya.data.samples import resolve_images
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.faces.masks import with_alpha
-
-# A PNG text chunk marking an alpha channel that holds a training loss weight (sd-scripts' alpha_mask),
-# not transparency: readers take the colours as they are.
-LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE = "alpha", "loss weight"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
-CAPTION_SUFFIXES = {".txt", ".caption"}
-
-
-# ---------------------------------------------------------------- reading photos
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+from faceswap_kohya.files.images import CAPTION_SUFFIXES, IMAGE_SUFFIXES, list_images
 
 
 def check_folder(folder: str | None, field_name: str) -> Path:
@@ -49,58 +29,6 @@ def check_folder(folder: str | None, field_name: str) -> Path:
     return path
 
 
-def to_rgb(im: Image.Image) -> Image.Image:
-    """8-bit RGB from any mode: 16/32-bit greyscale rescaled (not clipped), alpha over white,
-    CMYK, palette and greyscale converted."""
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if im.mode == "F" and arr.max() <= 1.0:
-            top = 1.0
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if im.mode == "P" and "transparency" in im.info or im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im if im.mode == "RGB" else im.convert("RGB")
-
-
-def decode(data: bytes) -> Image.Image:
-    """A photo as the person sees it: EXIF orientation applied, 8-bit RGB. Raises on unreadable data.
-    A training image whose alpha is a loss weight (see `save_with_loss_weight`) keeps its colours."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        if im.mode == "RGBA" and im.info.get(LOSS_WEIGHT_KEY) == LOSS_WEIGHT_VALUE:
-            return im.convert("RGB")
-        return to_rgb(ImageOps.exif_transpose(im))  # a new image: the file is closed after this
-
-
-def save_with_loss_weight(image: Image.Image, mask: Image.Image, path: Path) -> None:
-    """`image` as an RGBA PNG whose alpha is `mask` (sd-scripts' `alpha_mask` reads it as the loss
-    weight, value / 255), marked so that this package reads the colours back unchanged."""
-    from PIL.PngImagePlugin import PngInfo
-
-
-    info = PngInfo()
-    info.add_text(LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE)
-    with_alpha(image, mask).save(path, compress_level=1, pnginfo=info)
-
-
-def load_rgb(path: Path) -> Image.Image:
-    return decode(path.read_bytes())
-
-
-def unreadable_reason(path: Path, err: Exception) -> str:
-    if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
-    text = str(err)
-    if "truncated" in text.lower() or isinstance(err, (EOFError, SyntaxError)):
-        return f"truncated or damaged ({text or type(err).__name__})"
-    if isinstance(err, Image.DecompressionBombError):
-        return "too many pixels (over Pillow's safety limit)"
-    return f"not a readable image ({type(err).__name__}: {text[:120]})"
-
-
 def sort_folder(folder: Path) -> tuple[list[Path], list[dict]]:
     """(photos, other files with why they are not photos). Caption files beside photos are recognised."""
     photos, other = [], []
@@ -118,12 +46,3 @@ def sort_folder(folder: Path) -> tuple[list[Path], list[dict]]:
         else:
             other.append({"file": p.name, "why": "not a photo (unknown file type)"})
     return photos, other
-
-
-def resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    if image.size == size:
-        return image
-    factor = min(image.width // size[0], image.height // size[1])
-    if factor >= 2:  # cheap integer shrink first, LANCZOS for the last step
-        image = image.reduce(factor)
-    return image.resize(size, Image.LANCZOS)

@@ -23,11 +23,11 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from faceswap_kohya.config.layout import subset_dir
 from faceswap_kohya.config.schema import Preset, Subject, Subset
-from faceswap_kohya.data.images import IMAGE_SUFFIXES, list_images
 from faceswap_kohya.data.samples import resolve_images
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.files.images import IMAGE_SUFFIXES, list_images
+from faceswap_kohya.runs.layout import subset_dir
 
 # sd-scripts' IMAGE_EXTENSIONS (train_util.py): matched case-sensitively by glob, so `.Jpg` is not read.
 SD_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP"}

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.config.layout import RunLayout, subset_dir
 from faceswap_kohya.config.schema import Preset, Subset
-from faceswap_kohya.data.images import list_images, sort_folder
+from faceswap_kohya.data.images import sort_folder
 from faceswap_kohya.data.kohya_folders import (
     CAPTION_EXTENSION,
     SD_IMAGE_SUFFIXES,
@@ -28,6 +27,8 @@ from faceswap_kohya.data.kohya_folders import (
     train_data_dir,
 )
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.files.images import list_images
+from faceswap_kohya.runs.layout import RunLayout, subset_dir
 
 FOLDER_TOKENS = "folder tokens"  # where a caption came from when the photo has no caption file
 

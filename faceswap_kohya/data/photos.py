@@ -18,10 +18,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya.data.images import decode, resized, unreadable_reason
 from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, median_scores
 from faceswap_kohya.faces.masks import landmarks68, make_mask
+from faceswap_kohya.files.images import decode, resized, unreadable_reason
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo

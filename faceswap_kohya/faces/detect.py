@@ -30,7 +30,7 @@ INSTALL_HINT = "pip install 'faceswap_kohya[faces]' (the dlib-bin wheel and face
 Detector = Literal["auto", "hog", "cnn"]
 # dlib's detectors and nets are not thread-safe (concurrent calls crash): one caller at a time.
 # Threads still overlap decoding and resizing, which is most of the time on a phone photo.
-_DLIB = threading.RLock()
+DLIB_LOCK = threading.RLock()
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Face:
 
 
 # ---------------------------------------------------------------- dlib and its model files
-def _dlib():
+def dlib_module():
     try:
         import dlib
     except ImportError:
@@ -84,8 +84,8 @@ def model_file(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _model(kind: str):
-    dlib = _dlib()
+def dlib_model(kind: str):
+    dlib = dlib_module()
     if kind == "hog":
         return dlib.get_frontal_face_detector()
     if kind == "cnn":
@@ -97,7 +97,7 @@ def _model(kind: str):
     raise ValueError(kind)
 
 
-def _rgb_array(image: Image.Image) -> np.ndarray:
+def rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
@@ -120,13 +120,13 @@ def _confirmed(arr: np.ndarray, rect) -> bool:
     crop = Image.fromarray(arr[y0:rect.bottom() + size // 2, x0:rect.right() + size // 2])
     k = 80 / size  # the CNN finds faces from ~40 px; 80 px is safe and cheap
     crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BILINEAR)
-    return len(_model("cnn")(np.asarray(crop), 0)) > 0
+    return len(dlib_model("cnn")(np.asarray(crop), 0)) > 0
 
 
 def _find(arr: np.ndarray, grey: np.ndarray, detector: Detector) -> list[tuple[object, float, str]]:
     found = []
     for upsample in (0, 1) if detector in ("auto", "hog") else ():  # 1: twice the size, faces from ~40 px
-        rects, scores, _ = _model("hog").run(grey, upsample, 0.0)
+        rects, scores, _ = dlib_model("hog").run(grey, upsample, 0.0)
         hits = [(r, float(s), "hog") for r, s in zip(rects, scores)]
         # Weak detections are often not faces: ignored beside a clear face, confirmed by the CNN otherwise.
         found = [h for h in hits if h[1] >= HOG_SURE] or [h for h in hits if _confirmed(arr, h[0])]
@@ -136,14 +136,14 @@ def _find(arr: np.ndarray, grey: np.ndarray, detector: Detector) -> list[tuple[o
         k = min(1.0, CNN_SIDE / max(arr.shape[:2]))
         small = arr if k == 1 else np.asarray(Image.fromarray(arr).resize(
             (round(arr.shape[1] * k), round(arr.shape[0] * k)), Image.BILINEAR))
-        found = [(_scaled(d.rect, 1 / k), float(d.confidence), "cnn") for d in _model("cnn")(small, 0)]
+        found = [(_scaled(d.rect, 1 / k), float(d.confidence), "cnn") for d in dlib_model("cnn")(small, 0)]
     return found
 
 
 def _scaled(rect, k: float):
     if k == 1:
         return rect
-    return _dlib().rectangle(round(rect.left() * k), round(rect.top() * k), round(rect.right() * k), round(rect.bottom() * k))
+    return dlib_module().rectangle(round(rect.left() * k), round(rect.top() * k), round(rect.right() * k), round(rect.bottom() * k))
 
 
 def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_SIDE) -> list[Face]:
@@ -159,10 +159,10 @@ def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_S
         k = min(4.0, side / max(small.size))
         small = small.resize((round(small.width * k), round(small.height * k)), Image.BILINEAR)
         scale = image.width / small.width
-    arr, grey = _rgb_array(small), np.asarray(small.convert("L"))  # HOG looks at brightness only
-    with _DLIB:
+    arr, grey = rgb_array(small), np.asarray(small.convert("L"))  # HOG looks at brightness only
+    with DLIB_LOCK:
         found = _find(arr, grey, detector)
-        shapes = [_model("landmarks")(arr, rect) for rect, _, _ in found]
+        shapes = [dlib_model("landmarks")(arr, rect) for rect, _, _ in found]
     faces = []
     W, H = image.size
     for (rect, conf, how), shape in zip(found, shapes):

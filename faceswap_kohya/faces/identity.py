@@ -18,10 +18,10 @@ from typing import Literal, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from faceswap_kohya.data.images import list_images, load_rgb, unreadable_reason
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces.arcface import get_arcface
-from faceswap_kohya.faces.detect import _DLIB, Face, _dlib, _model, _rgb_array, detect, model_file
+from faceswap_kohya.faces.detect import DLIB_LOCK, Face, detect, dlib_model, dlib_module, model_file, rgb_array
+from faceswap_kohya.files.images import list_images, load_rgb, unreadable_reason
 
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
 SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (see identity_score)
@@ -48,7 +48,7 @@ class DlibEmbedder(Embedder):
     metric = "euclidean"
 
     def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
-        dlib = _dlib()
+        dlib = dlib_module()
         if face is None:
             faces = detect(image)
             if not faces:
@@ -63,13 +63,13 @@ class DlibEmbedder(Embedder):
         k = EMBED_FACE_PX / max(1, face.width)
         crop = image.crop(region)
         crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BILINEAR)
-        arr = _rgb_array(crop)
+        arr = rgb_array(crop)
         rect = dlib.rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
                               round((right - region[0]) * k), round((bottom - region[1]) * k))
-        with _DLIB:
-            shape = _model("landmarks")(arr, rect)
+        with DLIB_LOCK:
+            shape = dlib_model("landmarks")(arr, rect)
             chip = dlib.get_face_chip(arr, shape, size=150, padding=0.25)
-            return np.asarray(_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
+            return np.asarray(dlib_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
 
 
 def overlap(a, b) -> float:
@@ -100,7 +100,7 @@ def get_embedder(kind: str = "dlib", arcface_models: Optional[str] = None) -> Em
     if kind == "dlib":
         for name in ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat"):
             model_file(name)
-        _dlib()
+        dlib_module()
         return DlibEmbedder()
     if kind != "arcface":
         raise UserError(f"unknown face embedder {kind!r}: use one of {', '.join(EMBEDDERS)}")

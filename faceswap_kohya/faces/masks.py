@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.faces.detect import _DLIB, _dlib, _rgb_array, model_file
+from faceswap_kohya.faces.detect import DLIB_LOCK, dlib_module, model_file, rgb_array
 
 MaskKind = Literal["face", "head", "person"]
 KINDS = ("face", "head", "person")
@@ -42,7 +42,7 @@ TORSO_HALF_WIDTH = 1.7  # person: torso at the image's bottom
 # ---------------------------------------------------------------- landmarks
 @functools.lru_cache(maxsize=1)
 def _predictor68():
-    return _dlib().shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
+    return dlib_module().shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
 
 
 def landmarks68(image: Image.Image, box: Sequence[float]) -> np.ndarray:
@@ -60,10 +60,10 @@ def landmarks68(image: Image.Image, box: Sequence[float]) -> np.ndarray:
     k = LANDMARK_FACE_PX / (right - left)
     crop = image.crop(region)
     crop = crop.resize((max(1, round(crop.width * k)), max(1, round(crop.height * k))), Image.BILINEAR)
-    rect = _dlib().rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
+    rect = dlib_module().rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
                              round((right - region[0]) * k), round((bottom - region[1]) * k))
-    arr = _rgb_array(crop)
-    with _DLIB:
+    arr = rgb_array(crop)
+    with DLIB_LOCK:
         shape = _predictor68()(arr, rect)
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
     return points / k + np.array(region[:2], dtype=np.float64)
@@ -201,16 +201,6 @@ def mask_for_photo(image: Image.Image, face_box: Sequence[float], kind: MaskKind
                    latent_scale: int = 8) -> Image.Image:
     """The mask of `kind` for the face in `face_box` of `image` (landmarks found here)."""
     return make_mask(image.size, landmarks68(image, face_box), kind, floor, latent_scale)
-
-
-def with_alpha(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """`image` as RGBA with `mask` as its alpha channel (what sd-scripts' `alpha_mask` reads);
-    the colours are kept unchanged under every alpha value."""
-    if image.size != mask.size:
-        raise ValueError(f"mask size {mask.size} differs from the image's {image.size}")
-    rgba = image.convert("RGB")
-    rgba.putalpha(mask.convert("L"))
-    return rgba
 
 
 def mirrored(mask: Image.Image) -> Image.Image:

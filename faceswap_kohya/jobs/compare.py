@@ -13,7 +13,7 @@ from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Finished, ImageWritten, OnEvent, echo_to, ignore
-from faceswap_kohya.jobs.generate import _info, _load, image_progress, plan_prompts
+from faceswap_kohya.jobs.generate import image_info, image_progress, load_for_generation, plan_prompts
 
 DEFAULT_WEIGHTS = (0.0, 0.7, 1.0)
 
@@ -40,7 +40,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     plans = plan_prompts(prompts, source, 1.0, no_lora=False)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
     check_lora_files(paths)
-    pipe, names = _load(source, [], device, dtype, offload)
+    pipe, names = load_for_generation(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     folder = new_folder(out_dir)
     update = image_progress(len(plans) * len(weights) * len(seeds), on_event)
@@ -72,7 +72,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
             used = {} if w == 0 else {p: (w if p == source.lora else pw) for p, pw in loras.items()}
             for seed, image in zip(seeds, results[pi, w]):
                 save_image(image, folder / f"p{pi + 1}-s{seed}-w{w:g}.png",
-                           _info(pipe, prompt, seed, settings, sampler_label, used, names))
+                           image_info(pipe, prompt, seed, settings, sampler_label, used, names))
         cells = [results[pi, w][r] for r in range(len(seeds)) for w in weights]
         columns = ["base" if w == 0 else f"{source.lora.stem} {w:g}" for w in weights]
         grid = make_grid(cells, columns, [f"seed {s}" for s in seeds], prompt)

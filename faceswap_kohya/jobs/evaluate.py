@@ -37,15 +37,15 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
-from faceswap_kohya.diffusion.pipeline import resolve_base
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
+from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.scoring.document import scores_document
 from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
@@ -83,13 +83,13 @@ class Plan:
 
     @property
     def prompts(self) -> list[str]:
-        from faceswap_kohya.kohya.render import fill
+        from faceswap_kohya.config.texts import fill
 
         return [fill(p, self.preset) for p in self.preset.evaluate.prompts]
 
     @property
     def bleed_prompts(self) -> list[str]:
-        from faceswap_kohya.kohya.render import fill
+        from faceswap_kohya.config.texts import fill
 
         return [fill(p, self.preset) for p in self.preset.evaluate.bleed_prompts]
 
@@ -112,7 +112,7 @@ def run_refs(run_dir: Path, preset) -> Path:
 
 def run_held_out(run_dir: Path, preset) -> Optional[Path]:
     """The run's held-out photos (`val/1_<trigger> <class>`), when it has any."""
-    from faceswap_kohya.data.images import list_images
+    from faceswap_kohya.files.images import list_images
 
     folder = validation_dir(preset, RunLayout(run_dir))
     return folder if folder.is_dir() and list_images(folder) else None

@@ -48,14 +48,14 @@ def image_progress(total: int, on_event: OnEvent):
     return update
 
 
-def _load(source: Source, paths: list[Path], device, dtype, offload):
+def load_for_generation(source: Source, paths: list[Path], device, dtype, offload):
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
     return pipe, attach_loras(pipe, paths)
 
 
-def _info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:
+def image_info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:
     base = pipe.fsk_base
     model_hash = file_sha256(Path(base["path"])) if base.get("path") and Path(base["path"]).is_file() else None
     return ImageInfo(prompt=prompt, negative_prompt=s.negative_prompt, seed=int(seed), steps=s.steps, cfg=s.cfg,
@@ -77,7 +77,7 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
     check_lora_files(paths)
     if all(w == 0 for _, loras in plans for w in loras.values()):
         paths = []  # weight 0 everywhere: the plain base model (attaching and disabling is only ~1e-6 close)
-    pipe, names = _load(source, paths, device, dtype, offload)
+    pipe, names = load_for_generation(source, paths, device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
@@ -96,7 +96,7 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
                                  settings.negative_prompt, lora_weights=[weights],
                                  progress=lambda d, t, base=len(written): update(base + d, None))
         for seed, image in zip(seeds, images):
-            info = _info(pipe, prompt, seed, settings, sampler_label, loras, names)
+            info = image_info(pipe, prompt, seed, settings, sampler_label, loras, names)
             written.append(save_image(image, folder / f"{len(written) + 1:04d}-p{pi + 1}-s{seed}.png", info))
             on_event(ImageWritten(str(written[-1])))
     on_event(Finished(f"{len(written)} images in {folder}", [str(p) for p in written]))

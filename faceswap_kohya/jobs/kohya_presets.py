@@ -11,7 +11,7 @@ from faceswap_kohya.events import Finished, Message, OnEvent, ignore
 
 def import_kohya(file: Path, dataset: Optional[Path] = None, out: Optional[Path] = None, on_event: OnEvent = ignore):
     """The preset YAML text and the import report; written to `out` when given (never over an existing file)."""
-    from faceswap_kohya.kohya.importer import import_preset, to_yaml
+    from faceswap_kohya.formats.importer import import_preset, to_yaml
 
     if out and Path(out).exists():
         raise UserError(f"{out} already exists; choose another name (nothing was overwritten)")
@@ -26,8 +26,8 @@ def import_kohya(file: Path, dataset: Optional[Path] = None, out: Optional[Path]
 def export_kohya(preset: str, overrides=(), fmt: str = "sd-scripts", out: Optional[Path] = None,
                  on_event: OnEvent = ignore) -> list[str]:
     """Write a preset as an sd-scripts config TOML (+ dataset TOML) or a kohya_ss GUI JSON; returns what was done."""
-    from faceswap_kohya.kohya.export import write_export
-    from faceswap_kohya.kohya.importer import load_any
+    from faceswap_kohya.formats.export import write_export
+    from faceswap_kohya.formats.importer import load_any
 
     p, _, imported = load_any(preset, overrides)  # a preset name or YAML, or a Kohya file imported on the fly
     if imported:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from faceswap_kohya.config.layout import RunLayout, new_parents, new_run, remove_run_folder
 from faceswap_kohya.config.presets import dump, override_keys
-from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, echo_to, ignore
+from faceswap_kohya.runs.layout import RunLayout, new_parents, new_run, remove_run_folder
+from faceswap_kohya.runs.status import RunRecorder
 
 
 def prepare(preset: Preset, on_event: OnEvent = ignore, overrides=()):

@@ -20,7 +20,6 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from faceswap_kohya.data.images import load_rgb, unreadable_reason
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
 from faceswap_kohya.diffusion.lora import attach_loras, fuse
 from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
@@ -29,6 +28,7 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.faces.detect import detect
 from faceswap_kohya.faces.identity import get_embedder, overlap
+from faceswap_kohya.files.images import load_rgb, unreadable_reason
 from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
 from faceswap_kohya.jobs.generate import plan_prompts
 from faceswap_kohya.scoring.scores import load_references, score_embedding

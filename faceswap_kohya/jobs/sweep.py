@@ -7,14 +7,20 @@ and the others go on; Ctrl-C stops them all and returns an interrupted result.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from faceswap_kohya.config import presets
+from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, TrialProgress, Warning, ignore
+from faceswap_kohya.jobs.evaluate import evaluate_run
+from faceswap_kohya.jobs.train import train
+from faceswap_kohya.runs.status import list_runs
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.plan import SweepPlan, plan_sweep
-from faceswap_kohya.sweeps.trials import finished_run, is_done, progress_of, summarize_run
+from faceswap_kohya.sweeps.trials import finished_run, is_done, latest_scores, new_run_since, progress_of, summarize_run
 
 
 @dataclass
@@ -43,6 +49,36 @@ class SweepResult:
 def _spec(plan: SweepPlan, trial) -> dict:
     return {"id": trial.id, "label": trial.label, "folder": str(plan.trial_folder(trial)), "source": str(plan.source),
             "preset": plan.trial_preset(trial), "evaluate": plan.evaluate, "confirmed": plan.confirmed}
+
+
+def run_trial(spec: dict) -> dict:
+    """Train (unless a finished run is there) and evaluate one trial; returns its summary, failures included.
+
+    `spec`: id, label, folder, source (the preset file), preset (the whole preset as data), evaluate, confirmed.
+    Ctrl-C (ray.cancel) arrives as KeyboardInterrupt: the train job stops the trainer's process group."""
+    folder = Path(spec["folder"])
+    head = {"id": spec["id"], "label": spec["label"], "host": socket.gethostname()}
+    before = {run for run, _ in list_runs(folder)}
+    try:
+        preset = presets.validate(spec["preset"], spec["label"])
+        done = finished_run(folder)
+        if done is not None and (not spec["evaluate"] or latest_scores(done)):
+            return {**head, **summarize_run(done), "skipped": True}
+        if done is not None:  # trained before, evaluation missing: evaluate only
+            evaluate_run(done)
+            return {**head, **summarize_run(done)}
+        result = train(preset, Path(spec["source"]), confirmed=spec.get("confirmed", False))
+        summary = summarize_run(result.run.root)
+        if result.interrupted:
+            summary["state"] = "interrupted"
+        return {**head, **summary}
+    except KeyboardInterrupt:
+        run = new_run_since(folder, before)
+        return {**head, **(summarize_run(run) if run else {}), "state": "interrupted"}
+    except Exception as e:  # noqa: BLE001 - every failure is reported as the trial's, and the sweep goes on
+        run = new_run_since(folder, before)
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        return {**head, **(summarize_run(run) if run else {}), "state": "failed", "error": why}
 
 
 def _ending(plan: SweepPlan, doc: dict) -> str:
@@ -77,7 +113,7 @@ def run_plan(plan: SweepPlan, ray_address: Optional[str] = None, on_event: OnEve
         leaderboard.write(plan, summaries)
 
     if specs:
-        interrupted = run_specs(specs, ray_address, on_event, on_summary)
+        interrupted = run_specs(specs, ray_address, on_event, on_summary, run_trial)
     else:
         interrupted = False
         on_event(Message(f"every trial finished before: nothing to run (their runs are in {plan.folder})"))

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
-from faceswap_kohya.config.runs import RunRecorder
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.data.regularization import balance_advice, check_cost, ensure_regularization
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_after_training
-from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.launch import RunResult, judge, latest_state, launch
-from faceswap_kohya.kohya.trainer import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
+from faceswap_kohya.runs.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
+from faceswap_kohya.runs.status import RunRecorder
+from faceswap_kohya.trainer import render
+from faceswap_kohya.trainer.install import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
+from faceswap_kohya.trainer.launch import RunResult, judge, latest_state, launch
 
 
 def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=print, photos: bool = True) -> None:
@@ -75,7 +75,7 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, n
             echo(line)
         n_images = len(summary.photos)
     if preset.base_model.path == CHECK_MODEL:
-        from faceswap_kohya.kohya.checkmodel import build_check_model
+        from faceswap_kohya.models.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
     if preset.regularization.generate:

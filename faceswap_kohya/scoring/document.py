@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.events import ValidationLoss
-from faceswap_kohya.kohya.progress import log_events
-from faceswap_kohya.scoring.report import _diff
+from faceswap_kohya.scoring.report import difference
 from faceswap_kohya.scoring.scores import SCHEMA_VERSION, References, identity_basis, mark_overtrained, pick_best, rank
+from faceswap_kohya.trainer.progress import log_events
 
 
 def _embeddings(refs: References) -> dict:
@@ -48,7 +48,7 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
         "best": None if best is None else {
             "label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
             "held_out_mean": best["summary"]["held_out_mean"],
-            "above_base": _diff(best["summary"][basis], entries[0]["summary"][basis]),
+            "above_base": difference(best["summary"][basis], entries[0]["summary"][basis]),
             "bleed": best["bleed"]["summary"]["mean"] if best.get("bleed") else None,
             "bleed_rise": best.get("bleed_rise"), "reason": why},
         "why_no_best": None if best else why,

@@ -32,7 +32,7 @@ from faceswap_kohya.scoring.scores import DECIMALS
 THUMB_PX, TOP_PX = 256, 512  # inline JPEG sizes in the report
 
 
-def _diff(a, b):
+def difference(a, b):
     return None if a is None or b is None else round(a - b, DECIMALS)
 
 
@@ -121,7 +121,7 @@ def _row(c: dict, scores: dict) -> str:
     return (f"<tr class='{cls}'><td>{e(c['label'])}{' (floor)' if not c['file'] else ''}</td>"
             f"<td><b>{_fmt(s.get('held_out_mean'))}</b></td><td>{_fmt(s['mean'])}</td><td>{_fmt(s['std'])}</td>"
             f"<td>{_fmt(s['min'])}</td><td>{_fmt(s['max'])}</td>"
-            f"<td>{_fmt(_diff(s.get(basis), base.get(basis)), '+.3f') if c['file'] else ''}</td>"
+            f"<td>{_fmt(difference(s.get(basis), base.get(basis)), '+.3f') if c['file'] else ''}</td>"
             f"<td>{s['faces']}/{s['images']}</td><td>{s['no_face']}</td>"
             f"<td>{_fmt(bleed['mean']) if bleed else '–'}</td><td>{_fmt(c.get('bleed_rise'), '+.3f') if c['file'] else ''}</td>"
             f"<td>{over}</td><td>{_fmt(s['centroid_mean'])}</td><td>{_fmt(s['copy_gap_mean'], '+.3f')}</td><td>{near}</td></tr>")

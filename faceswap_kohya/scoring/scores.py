@@ -108,8 +108,8 @@ def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.nda
 def load_references(folders, embedder) -> References:
     """Embed the main face of every photo in `folders` (one folder or several, e.g. training photos and
     held-out photos); UserError when none has a face."""
-    from faceswap_kohya.data.images import list_images
     from faceswap_kohya.faces.identity import face_of
+    from faceswap_kohya.files.images import list_images
 
     folders = [Path(f) for f in (folders if isinstance(folders, (list, tuple)) else [folders])]
     files = [p for folder in folders if folder.is_dir() for p in list_images(folder)]

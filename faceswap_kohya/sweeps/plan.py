@@ -81,7 +81,7 @@ def read_plan(folder: Path) -> Optional[dict]:
 
 def _base_data(preset: str, fixed: dict) -> tuple[dict, Path]:
     from faceswap_kohya.config import presets
-    from faceswap_kohya.kohya.importer import import_file, is_kohya_file
+    from faceswap_kohya.formats.importer import import_file, is_kohya_file
 
     if is_kohya_file(preset):  # a kohya_ss JSON or sd-scripts TOML works as the base preset too
         path = Path(preset)
@@ -146,7 +146,7 @@ def read_subject(folder: Path) -> dict:
 
 
 def subject_folders(subjects_dir: Path) -> list[Path]:
-    from faceswap_kohya.data.images import list_images
+    from faceswap_kohya.files.images import list_images
 
     subjects_dir = Path(subjects_dir).expanduser()
     if not subjects_dir.is_dir():

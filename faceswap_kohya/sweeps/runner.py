@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.config.runs import pid_alive
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.sweeps.trials import TrialWatch, run_trial, summarize_run
+from faceswap_kohya.runs.status import pid_alive
+from faceswap_kohya.sweeps.trials import TrialWatch, summarize_run
 
 OBJECT_STORE_BYTES = 100 * 2**20
 GiB = 2**30
@@ -132,8 +132,8 @@ def fit(ask: dict, cluster: Cluster) -> tuple[dict, Optional[str]]:
 
 
 # ---------------------------------------------------------------- running and stopping
-def _trial_task(spec: dict) -> dict:
-    """The Ray task: one trial in a worker."""
+def _trial_task(trial: Callable[[dict], dict], spec: dict) -> dict:
+    """The Ray task: `trial(spec)` in a worker."""
     # Ray starts its processes with SIGINT blocked, and a child inherits that: unblock it so the trainer
     # can be stopped gently (launch sends SIGINT first).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -143,7 +143,7 @@ def _trial_task(spec: dict) -> dict:
     except OSError:
         pass
 
-    return run_trial(spec)
+    return trial(spec)
 
 
 def _outcome(ray, ref, spec: dict, watch: TrialWatch) -> dict:
@@ -202,8 +202,9 @@ def _stop(ray, pending: dict, cluster: Cluster, on_event: ev.OnEvent, on_summary
 
 
 def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
-              on_summary: Callable[[dict, dict], None]) -> bool:
-    """Run every trial spec as a Ray task; `on_summary(spec, summary)` as each ends. True when interrupted."""
+              on_summary: Callable[[dict, dict], None], trial: Callable[[dict], dict]) -> bool:
+    """Run `trial(spec)` for every spec as a Ray task (`trial` is a module-level function the workers import);
+    `on_summary(spec, summary)` as each ends. True when interrupted."""
     ray = _import_ray()
     with ray_session(address) as cluster:
         on_event(ev.Message(f"running {len(specs)} trial{'s' if len(specs) != 1 else ''} on {cluster.describe()}"))
@@ -214,7 +215,7 @@ def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
             if warning and warning not in warned:
                 warned.add(warning)
                 on_event(ev.Warning(warning))
-            ref = task.options(name=f"trial-{spec['id']}", **ask).remote(spec)
+            ref = task.options(name=f"trial-{spec['id']}", **ask).remote(trial, spec)
             pending[ref] = (spec, TrialWatch(spec["id"], spec["label"], Path(spec["folder"])))
         try:
             while pending:

@@ -1,4 +1,4 @@
-"""One trial: what runs in a worker (train, then evaluate), and what a trial's folder says about it.
+"""What a trial's folder says about it: its finished run, its summary, and its live progress followed from the driver.
 
 A trial's summary is a small dict (numbers and paths; no images, no embeddings) built from its run folder
 alone, so it is the same whether a worker returns it or a later sweep reads it from disk.
@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.config.runs import list_runs, read_events, read_status
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.status import list_runs, read_events, read_status
 
 EVAL_FAILED = "evaluation failed:"
 
@@ -95,44 +93,8 @@ def summarize_run(run_dir: Path) -> dict:
     return out
 
 
-def _new_run(trial_folder: Path, before: set) -> Optional[Path]:
+def new_run_since(trial_folder: Path, before: set) -> Optional[Path]:
     return next((run for run, _ in list_runs(trial_folder) if run not in before), None)
-
-
-# ---------------------------------------------------------------- in the worker
-def run_trial(spec: dict) -> dict:
-    """Train (unless a finished run is there) and evaluate one trial; returns its summary, failures included.
-
-    `spec`: id, label, folder, source (the preset file), preset (the whole preset as data), evaluate, confirmed.
-    Ctrl-C (ray.cancel) arrives as KeyboardInterrupt: the train job stops the trainer's process group."""
-    from faceswap_kohya.config import presets
-    from faceswap_kohya.jobs.train import train
-
-    folder = Path(spec["folder"])
-    head = {"id": spec["id"], "label": spec["label"], "host": socket.gethostname()}
-    before = {run for run, _ in list_runs(folder)}
-    try:
-        preset = presets.validate(spec["preset"], spec["label"])
-        done = finished_run(folder)
-        if done is not None and (not spec["evaluate"] or latest_scores(done)):
-            return {**head, **summarize_run(done), "skipped": True}
-        if done is not None:  # trained before, evaluation missing: evaluate only
-            from faceswap_kohya.jobs.evaluate import evaluate_run
-
-            evaluate_run(done)
-            return {**head, **summarize_run(done)}
-        result = train(preset, Path(spec["source"]), confirmed=spec.get("confirmed", False))
-        summary = summarize_run(result.run.root)
-        if result.interrupted:
-            summary["state"] = "interrupted"
-        return {**head, **summary}
-    except KeyboardInterrupt:
-        run = _new_run(folder, before)
-        return {**head, **(summarize_run(run) if run else {}), "state": "interrupted"}
-    except Exception as e:  # noqa: BLE001 - every failure is reported as the trial's, and the sweep goes on
-        run = _new_run(folder, before)
-        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-        return {**head, **(summarize_run(run) if run else {}), "state": "failed", "error": why}
 
 
 # ---------------------------------------------------------------- followed from the driver
@@ -186,7 +148,7 @@ class TrialWatch:
     def poll(self) -> Optional[ev.TrialProgress]:
         """The trial's progress when it changed since the last call, else None."""
         if self.run is None:
-            self.run = _new_run(self.folder, self.before)
+            self.run = new_run_since(self.folder, self.before)
         if self.run is not None:
             found, self.offset = read_events(self.run, self.offset)
             for e in found:

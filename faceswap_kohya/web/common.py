@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Optional
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.config.paths import new_folder
-from faceswap_kohya.config.runs import list_runs
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.status import list_runs
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 

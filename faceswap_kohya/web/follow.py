@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive, read_events, read_status
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_events, read_status
 from faceswap_kohya.web.common import Workspace, timestamp
 
 

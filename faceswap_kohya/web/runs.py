@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from faceswap_kohya.config.runs import list_runs, read_status
+from faceswap_kohya.runs.status import list_runs, read_status
 from faceswap_kohya.web import photos
 from faceswap_kohya.web.common import Workspace, error_text, run_choices, run_dir
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from faceswap_kohya.config.runs import ACTIVE, list_runs, pid_alive
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive
 from faceswap_kohya.web.common import Workspace, error_text, inside
 
 HEADERS = ["#", "trial", "settings", "state", "progress", "held-out", "identity", "bleed", "best", "min", "LoRA"]

@@ -65,7 +65,7 @@ def preset_source(knobs: Knobs, ws: Workspace, keep: bool) -> str:
 
 def load(knobs: Knobs, ws: Workspace, photos_dir: str = "", prepared: str = "", keep: bool = False):
     """(preset, path, import report or None, CLI arguments) exactly as `faceswap-kohya train` would get them."""
-    from faceswap_kohya.kohya.importer import load_any
+    from faceswap_kohya.formats.importer import load_any
 
     source = preset_source(knobs, ws, keep)
     overrides = knobs.overrides(ws)
@@ -78,7 +78,7 @@ def load(knobs: Knobs, ws: Workspace, photos_dir: str = "", prepared: str = "", 
 
 def knob_values(name: str, file: Optional[str]) -> list:
     """The knobs as a preset sets them (after a preset is picked or uploaded)."""
-    from faceswap_kohya.kohya.importer import load_any
+    from faceswap_kohya.formats.importer import load_any
 
     preset, _, _ = load_any(file or name, [])
     t = preset.training

@@ -71,7 +71,7 @@ class Report:
 
 
 # ---------------------------------------------------------------- value helpers
-def _num(v):
+def loose_number(v):
     """Loose GUI numbers: "1e-4" → 0.0001, "" / None → None, bools kept."""
     if v is None or isinstance(v, bool):
         return v
@@ -89,15 +89,15 @@ def _num(v):
             return s
 
 
-def _int(v, default=None):
-    v = _num(v)
+def loose_int(v, default=None):
+    v = loose_number(v)
     if v is None or isinstance(v, str):
         return default
     return int(v)
 
 
-def _float(v, default=None):
-    v = _num(v)
+def loose_float(v, default=None):
+    v = loose_number(v)
     if v is None or isinstance(v, str):
         return default
     return float(v)
@@ -127,7 +127,7 @@ def check_numbers(values: dict, source: str, label=lambda key: key) -> None:
         if key not in NUMERIC_KEYS:
             continue
         for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str) and isinstance(_num(v), str):
+            if isinstance(v, str) and isinstance(loose_number(v), str):
                 raise UserError(f"{source}: {label(key)}: {v!r} is not a number; fix the value in the file")
 
 
@@ -141,14 +141,14 @@ def check_not_options(values: dict, source: str, label=lambda key: key) -> None:
                                 "sd-scripts as an option of its own; remove it from the file")
 
 
-def _unset(v) -> bool:
+def gui_unset(v) -> bool:
     """kohya_ss drops these (`value not in ["", False, None]`, and 0 == False)."""
     if isinstance(v, list):
         return not v
     return v is None or v == "" or v is False or (not isinstance(v, str) and v == 0)
 
 
-def _fmt(v) -> str:
+def toml_value(v) -> str:
     return json.dumps(v) if isinstance(v, (str, list)) else str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -167,12 +167,12 @@ def parse_cli_args(tokens: list[str]) -> dict:
         if tok.startswith("--"):
             name, eq, val = tok[2:].partition("=")
             key = name
-            out[key] = _num(val) if eq else True
+            out[key] = loose_number(val) if eq else True
             if eq:
                 key = None  # `--k=v` takes no more values
         elif key is not None:
             prev = out[key]
-            v = _num(tok)
+            v = loose_number(tok)
             out[key] = v if prev is True else (prev if isinstance(prev, list) else [prev]) + [v]
         else:
             out.setdefault("", []).append(tok)
@@ -184,7 +184,7 @@ def to_cli_args(key: str, value) -> list[str]:
         return [f"--{key}"]
     if isinstance(value, list):
         return [f"--{key}", *(str(v) for v in value)]
-    return [f"--{key}={_fmt(value) if not isinstance(value, str) else value}"]
+    return [f"--{key}={toml_value(value) if not isinstance(value, str) else value}"]
 
 
 # ---------------------------------------------------------------- families
@@ -225,7 +225,7 @@ def check_family_sd(args: dict, source: str) -> None:
     if module in _FAMILY_MODULES:
         _refuse(source, _FAMILY_MODULES[module], f"network_module {module}")
     for key, family in _FAMILY_KEYS.items():
-        if not _unset(args.get(key)):
+        if not gui_unset(args.get(key)):
             _refuse(source, family, f"it sets {key}")
     if args.get("v2") is True:
         _refuse(source, "SD 2.x", "v2 is true")
@@ -236,12 +236,12 @@ def check_family_sd(args: dict, source: str) -> None:
             _refuse(source, family, f"its base model is {args['pretrained_model_name_or_path']}")
 
 
-def _fmt_arg(v) -> str:
+def network_arg_text(v) -> str:
     """A GUI value as kohya_ss' f-string writes it into network_args (Python str())."""
     return str(v)
 
 
-_PATH_KEYS = {"train_data_dir", "reg_data_dir", "output_dir", "logging_dir", "dataset_config", "resume",
+PATH_KEYS = {"train_data_dir", "reg_data_dir", "output_dir", "logging_dir", "dataset_config", "resume",
               "lora_network_weights", "network_weights", "log_tracker_config", "sample_prompts", "output_config",
               "config_file"}
 
@@ -262,7 +262,7 @@ class SdArgs:
 def lycoris_available(preset=None):
     """True/False when the trainer's python answers; None when there is no trainer venv."""
     from faceswap_kohya.config.schema import CHECK_MODEL, Preset
-    from faceswap_kohya.kohya.trainer import Trainer
+    from faceswap_kohya.trainer.install import Trainer
 
     trainer = Trainer.of(preset or Preset(base_model=CHECK_MODEL))
     if not trainer.python.is_file():

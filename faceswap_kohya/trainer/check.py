@@ -7,11 +7,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from faceswap_kohya.config.layout import RunLayout
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.trainer import Trainer
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer import render
+from faceswap_kohya.trainer.install import Trainer
 
 SCRIPT = Path(__file__).parent / "side" / "check_config.py"
 CHECK_TIMEOUT = 600  # seconds; it takes a few

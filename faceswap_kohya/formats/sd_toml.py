@@ -24,8 +24,8 @@ from pathlib import Path
 
 from faceswap_kohya.config.presets import read_text
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.import_report import Report, SdArgs, _fmt, _unset
-from faceswap_kohya.kohya.sd_args import _DIRECT, _put
+from faceswap_kohya.formats.report import Report, SdArgs, gui_unset, toml_value
+from faceswap_kohya.formats.sd_args import DIRECT_KEYS, put_setting
 
 try:  # Python 3.11+
     import tomllib
@@ -73,7 +73,7 @@ def dataset_toml_to_preset(ds: dict, data: dict, report: Report, prefix: str = "
     for section, group in (("dataset", inst), ("regularization", reg)):
         here = _subsets_here(group)
         if here:  # sd-scripts' own reading of them: each folder with its repeats and class tokens
-            _put(data, section, "subsets", here)
+            put_setting(data, section, "subsets", here)
             report.add(f"{prefix}: subsets[{'reg' if section == 'regularization' else 'instance'}]", "transformed",
                        f"{section}.subsets = " + "; ".join(f"{s['folder']} ×{s['repeats']} '{s['class_tokens']}'" for s in here))
         elif section == "dataset":
@@ -96,60 +96,60 @@ def _dataset_key(key: str, value, src: str, data: dict, report: Report) -> None:
         parts = value if isinstance(value, list) else [value, value]
         w, h = int(parts[0]), int(parts[-1])
         side = w if w == h and w % 64 == 0 else max(64, round(math.sqrt(w * h) / 64) * 64)
-        _put(data, "dataset", "resolution", side)
+        put_setting(data, "dataset", "resolution", side)
         report.add(src, "mapped" if side == w == h else "transformed", f"dataset.resolution = {side}")
     elif key == "batch_size":
-        _put(data, "training", "batch_size", int(value))
+        put_setting(data, "training", "batch_size", int(value))
         report.add(src, "transformed", f"training.batch_size = {value}")
     elif key == "num_repeats":
-        _put(data, "dataset", "repeats", int(value))
+        put_setting(data, "dataset", "repeats", int(value))
         report.add(src, "transformed", f"dataset.repeats = {value}")
     elif key == "image_dir":
         if Path(str(value)).expanduser().is_dir():
-            _put(data, "dataset", "images", str(value))
+            put_setting(data, "dataset", "images", str(value))
             report.add(src, "transformed", f"dataset.images = {value}")
         else:
             report.add(src, "ignored", "a folder that does not exist here; set dataset.images=...")
     elif key == "class_tokens":
         words = str(value).split()
         if len(words) >= 2 and re.fullmatch(r"[A-Za-z0-9]+", words[0]):
-            _put(data, "subject", "trigger", words[0])
-            _put(data, "subject", "class_word", " ".join(words[1:]))
+            put_setting(data, "subject", "trigger", words[0])
+            put_setting(data, "subject", "class_word", " ".join(words[1:]))
             report.add(src, "transformed", f"subject.trigger = {words[0]}, subject.class_word = {' '.join(words[1:])}")
         else:
             report.add(src, "unsupported", f"{value!r}: expected 'trigger class', e.g. 'myface woman'")
     elif key == "face_crop_aug_range":
-        _put(data, "dataset", "face_crop_aug_range", list(value))
+        put_setting(data, "dataset", "face_crop_aug_range", list(value))
         report.add(src, "mapped", f"dataset.face_crop_aug_range = {value}")
-    elif key in _DIRECT and _DIRECT[key][0].startswith("dataset"):
-        section, name, typ = _DIRECT[key]
+    elif key in DIRECT_KEYS and DIRECT_KEYS[key][0].startswith("dataset"):
+        section, name, typ = DIRECT_KEYS[key]
         bad = key == "bucket_reso_steps" and int(value) % 32
         if bad:
             report.add(src, "unsupported", f"{value}: SDXL bucket steps must be a multiple of 32; kept 64")
             return
-        _put(data, section, name, bool(value) if typ is bool else typ(value))
-        report.add(src, "mapped", f"{section}.{name} = {_fmt(value)}")
+        put_setting(data, section, name, bool(value) if typ is bool else typ(value))
+        report.add(src, "mapped", f"{section}.{name} = {toml_value(value)}")
     elif key == "caption_extension":
         report.add(src, "ignored", "the dataset step writes .txt captions")
     elif key == "is_reg":
         return
-    elif _unset(value):
-        report.add(src, "ignored", f"unset ({_fmt(value)})")
+    elif gui_unset(value):
+        report.add(src, "ignored", f"unset ({toml_value(value)})")
     else:
-        report.add(src, "unsupported", f"{_fmt(value)}: not applied")
+        report.add(src, "unsupported", f"{toml_value(value)}: not applied")
 
 
 def _reg_subset(reg: list, data: dict, report: Report, prefix: str) -> None:
     for s in reg:
         if Path(str(s.get("image_dir", ""))).expanduser().is_dir():
-            _put(data, "regularization", "images", str(s["image_dir"]))
+            put_setting(data, "regularization", "images", str(s["image_dir"]))
             report.add(f"{prefix}: subsets[reg].image_dir", "transformed", f"regularization.images = {s['image_dir']}")
         else:
             report.add(f"{prefix}: subsets[reg].image_dir", "ignored", "a folder that does not exist here; set regularization.images=...")
         if "num_repeats" in s:
             if isinstance(s["num_repeats"], bool) or not isinstance(s["num_repeats"], int):
                 raise UserError(f"{prefix}: subsets[reg].num_repeats: {s['num_repeats']!r} is not a whole number")
-            _put(data, "regularization", "repeats", s["num_repeats"])
+            put_setting(data, "regularization", "repeats", s["num_repeats"])
             report.add(f"{prefix}: subsets[reg].num_repeats", "transformed", f"regularization.repeats = {s['num_repeats']}")
         for key in set(s) - {"image_dir", "num_repeats", "is_reg"}:
             report.add(f"{prefix}: subsets[reg].{key}", "ignored", "the class word names the regularization folder")
@@ -168,7 +168,7 @@ def _subsets_here(subsets: list[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------- entry points
-def _read(path: Path):
+def read_kohya_file(path: Path):
     text = read_text(path, "a kohya_ss .json or sd-scripts .toml")
     if path.suffix.lower() == ".json":
         try:
@@ -185,7 +185,7 @@ def _read(path: Path):
     return data
 
 
-def _find_dataset_toml(path: Path, config: dict) -> Path | None:
+def find_dataset_toml(path: Path, config: dict) -> Path | None:
     flat = {k: v for sec in config.values() if isinstance(sec, dict) for k, v in sec.items()} | config
     named = flat.get("dataset_config")
     if isinstance(named, str) and named:

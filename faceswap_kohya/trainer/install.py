@@ -15,9 +15,9 @@ from typing import Optional
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
-from faceswap_kohya.diffusion.pipeline import check_checkpoint
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.tokenizers import ensure_tokenizers
+from faceswap_kohya.models.base import check_checkpoint
+from faceswap_kohya.models.tokenizers import ensure_tokenizers
 
 TRAIN_SCRIPT = "sdxl_train_network.py"
 

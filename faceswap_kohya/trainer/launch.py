@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from faceswap_kohya.config.layout import RunLayout
-from faceswap_kohya.kohya import render
-from faceswap_kohya.kohya.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.trainer import render
+from faceswap_kohya.trainer.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
 
 
 @dataclass

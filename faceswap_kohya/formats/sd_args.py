@@ -20,22 +20,22 @@ from __future__ import annotations
 import math
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.import_report import (
-    _PATH_KEYS,
+from faceswap_kohya.formats.report import (
     DEFAULT_BASE_MODEL,
+    PATH_KEYS,
     Report,
     SdArgs,
-    _float,
-    _fmt,
-    _int,
-    _num,
-    _unset,
     check_family_sd,
     check_not_options,
     check_numbers,
+    gui_unset,
+    loose_float,
+    loose_int,
+    loose_number,
     lycoris_status,
     split_args,
     to_cli_args,
+    toml_value,
 )
 
 # ---------------------------------------------------------------- sd-scripts arguments → preset
@@ -72,7 +72,7 @@ _SD_IGNORED = {
     "seed": None,
 }
 # sd-scripts key → preset field (same meaning, maybe another name).
-_DIRECT = {
+DIRECT_KEYS = {
     "network_dim": ("network", "dim", int), "network_alpha": ("network", "alpha", float),
     "network_dropout": ("network", "dropout", float), "optimizer_type": ("optimizer", "type", str),
     "lr_scheduler": ("optimizer", "scheduler", str), "max_grad_norm": ("optimizer", "max_grad_norm", float),
@@ -99,7 +99,7 @@ _DIRECT = {
 }
 
 
-def _put(data: dict, section: str, key: str, value) -> None:
+def put_setting(data: dict, section: str, key: str, value) -> None:
     node = data
     for part in section.split("."):
         node = node.setdefault(part, {})
@@ -131,7 +131,7 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         src = label(key)
         renamed = src != key or bool(sd.origin.get(key, ("", ""))[1])
         status = "transformed" if renamed else "mapped"
-        report.add(src, status, note(key, f"{target} = {_fmt(value)}"))
+        report.add(src, status, note(key, f"{target} = {toml_value(value)}"))
 
     # model family switches that slipped through (TOML); values that are not what their key needs
     check_family_sd(v, report.source)
@@ -143,7 +143,7 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         if module not in ("networks.lora", "lycoris.kohya"):
             raise UserError(f"{report.source}: network module {module!r} ({label('network_module')}) is not supported; "
                             "use LoRA_type Standard, Kohya LoCon or a LyCORIS type")
-        _put(data, "network", "module", module)
+        put_setting(data, "network", "module", module)
         if "network_module" in sd.origin:
             mapped("network_module", "network.module", module)
     net_args = [str(a) for a in v.pop("network_args", [])]
@@ -151,25 +151,25 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
     rest = []
     for a in net_args:
         k, _, val = a.partition("=")
-        if k in ("conv_dim", "conv_alpha") and _num(val) is not None and not isinstance(_num(val), str):
-            conv[k] = _num(val)
+        if k in ("conv_dim", "conv_alpha") and loose_number(val) is not None and not isinstance(loose_number(val), str):
+            conv[k] = loose_number(val)
         else:
             rest.append(a)
     if conv.get("conv_dim"):
-        _put(data, "network", "conv_dim", int(conv["conv_dim"]))
+        put_setting(data, "network", "conv_dim", int(conv["conv_dim"]))
         if "conv_alpha" in conv:
-            _put(data, "network", "conv_alpha", float(conv["conv_alpha"]))
+            put_setting(data, "network", "conv_alpha", float(conv["conv_alpha"]))
     elif conv:
         rest += [f"{k}={val}" for k, val in conv.items()]
     if rest:
-        _put(data, "network", "args", rest)
+        put_setting(data, "network", "args", rest)
     if net_args:
         mapped("network_args", "network.args/conv_dim", net_args)
     if module == "lycoris.kohya":
         report.warnings.append(lycoris_status())
     # learning rates → unet_lr / text_encoder_lr, as sd-scripts resolves them
-    lr = _float(v.pop("learning_rate", None))
-    unet = _float(v.pop("unet_lr", None))
+    lr = loose_float(v.pop("learning_rate", None))
+    unet = loose_float(v.pop("unet_lr", None))
     te = v.pop("text_encoder_lr", None)
     unet_only = bool(v.pop("network_train_unet_only", False))
     if not unet_only and "network_train_unet_only" in sd.origin:
@@ -183,51 +183,51 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
                         "a face LoRA needs the UNet: set a unet_lr")
     if not eff_unet:
         raise UserError(f"{report.source}: no learning rate is set (learning_rate, unet_lr): set unet_lr")
-    _put(data, "optimizer", "unet_lr", eff_unet)
+    put_setting(data, "optimizer", "unet_lr", eff_unet)
     if "unet_lr" in sd.origin and unet:
         mapped("unet_lr", "optimizer.unet_lr", eff_unet)
     if "learning_rate" in sd.origin:
         if unet:
             if unet_only or te_vals:
                 report.add(label("learning_rate"), "ignored" if lr != unet else "mapped",
-                           f"{_fmt(lr)}: " + ("same as unet_lr" if lr == unet else "unet_lr and text_encoder_lr are set, so it has no effect"))
+                           f"{toml_value(lr)}: " + ("same as unet_lr" if lr == unet else "unet_lr and text_encoder_lr are set, so it has no effect"))
             else:
-                report.add(label("learning_rate"), "transformed", f"{_fmt(lr)} → optimizer.text_encoder_lr (text_encoder_lr unset)")
+                report.add(label("learning_rate"), "transformed", f"{toml_value(lr)} → optimizer.text_encoder_lr (text_encoder_lr unset)")
         else:
-            report.add(label("learning_rate"), "transformed", note("learning_rate", f"optimizer.unet_lr = {_fmt(lr)} (unet_lr unset)"))
+            report.add(label("learning_rate"), "transformed", note("learning_rate", f"optimizer.unet_lr = {toml_value(lr)} (unet_lr unset)"))
     if unet_only:
         te_value = 0.0
         src = label("network_train_unet_only")
         report.add(src, "transformed", note("network_train_unet_only", "optimizer.text_encoder_lr = 0 (UNet only)"))
         if te_vals and label("text_encoder_lr") != src:
-            report.add(label("text_encoder_lr"), "ignored", f"{_fmt(te_vals[0])}: network_train_unet_only, so the text encoders are not trained")
+            report.add(label("text_encoder_lr"), "ignored", f"{toml_value(te_vals[0])}: network_train_unet_only, so the text encoders are not trained")
     elif te_vals:
         te_value = te_vals[0] if len(te_vals) == 1 or len(set(te_vals)) == 1 else (te_vals[0], te_vals[1])
         mapped("text_encoder_lr", "optimizer.text_encoder_lr", te_value if not isinstance(te_value, tuple) else list(te_value))
     else:
         te_value = lr if lr else eff_unet  # sd-scripts trains the text encoders at learning_rate
-    _put(data, "optimizer", "text_encoder_lr", list(te_value) if isinstance(te_value, tuple) else te_value)
+    put_setting(data, "optimizer", "text_encoder_lr", list(te_value) if isinstance(te_value, tuple) else te_value)
     opt_args = v.pop("optimizer_args", None)
     if opt_args:
-        _put(data, "optimizer", "args", split_args(opt_args))
+        put_setting(data, "optimizer", "args", split_args(opt_args))
         mapped("optimizer_args", "optimizer.args", split_args(opt_args))
     # warmup
     if "lr_warmup_steps" in v:
-        w = _num(v.pop("lr_warmup_steps"))
-        _put(data, "optimizer", "warmup_steps", w)
+        w = loose_number(v.pop("lr_warmup_steps"))
+        put_setting(data, "optimizer", "warmup_steps", w)
         mapped("lr_warmup_steps", "optimizer.warmup_steps", w)
     # epochs vs steps: max_train_epochs wins in sd-scripts; neither → 1600 steps
-    mte, mts = _int(v.pop("max_train_epochs", None)), _int(v.pop("max_train_steps", None))
+    mte, mts = loose_int(v.pop("max_train_epochs", None)), loose_int(v.pop("max_train_steps", None))
     if mte:
-        _put(data, "training", "epochs", mte)
+        put_setting(data, "training", "epochs", mte)
         mapped("max_train_epochs", "training.epochs", mte)
         if mts:
             report.add(label("max_train_steps"), "ignored", f"{mts}: max_train_epochs overrides it in sd-scripts")
     elif mts:
-        _put(data, "training", "max_steps", mts)
+        put_setting(data, "training", "max_steps", mts)
         mapped("max_train_steps", "training.max_steps", mts)
     else:
-        _put(data, "training", "max_steps", 1600)
+        put_setting(data, "training", "max_steps", 1600)
         report.warnings.append("neither max_train_epochs nor max_train_steps is set: sd-scripts trains 1600 steps "
                                "(training.max_steps=1600); set training.epochs instead if you prefer")
     # resolution "W,H"
@@ -240,24 +240,24 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         w, h = (parts * 2)[:2]
         side = w if w == h else max(64, round(math.sqrt(w * h) / 64) * 64)
         if w == h and w % 64 == 0:
-            _put(data, "dataset", "resolution", w)
+            put_setting(data, "dataset", "resolution", w)
             mapped("resolution", "dataset.resolution", w)
         else:
-            _put(data, "dataset", "resolution", side)
+            put_setting(data, "dataset", "resolution", side)
             report.add(label("resolution"), "transformed",
-                       f"{_fmt(raw)} → dataset.resolution = {side} (square, a multiple of 64, about the same area)")
+                       f"{toml_value(raw)} → dataset.resolution = {side} (square, a multiple of 64, about the same area)")
     # attention
     flags = {k: v.pop(k) for k in ("sdpa", "xformers") if k in v}
     attention = "sdpa" if flags.get("sdpa") else "xformers" if flags.get("xformers") else None
     for k, on in flags.items():
         if k != attention and k in sd.origin and label(k) != label(attention or ""):
-            report.add(label(k), "ignored", f"{_fmt(on)}" + (f": {attention} is used" if attention else ""))
+            report.add(label(k), "ignored", f"{toml_value(on)}" + (f": {attention} is used" if attention else ""))
     if attention:
-        _put(data, "training", "attention", attention)
+        put_setting(data, "training", "attention", attention)
         src_key = "sdpa" if "sdpa" in sd.origin else "xformers"
         mapped(src_key, "training.attention", attention)
     elif from_gui and v.pop("_attention_none", False) or (not from_gui and "sdpa" not in sd.origin and "xformers" not in sd.origin):
-        _put(data, "training", "attention", "none")
+        put_setting(data, "training", "attention", "none")
         if not from_gui:
             report.warnings.append("no sdpa/xformers option: sd-scripts uses its plain attention (training.attention=none)")
     if from_gui:
@@ -265,61 +265,61 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
                   "cache_text_encoder_outputs", "bucket_no_upscale", "enable_bucket", "shuffle_caption"):
             # the GUI leaves false out, so its absence means false for sd-scripts
             if k not in v:
-                field_ = _DIRECT[k]
-                _put(data, field_[0], field_[1], False)
+                field_ = DIRECT_KEYS[k]
+                put_setting(data, field_[0], field_[1], False)
         v.pop("_no_half_vae_off", None)
         if "keep_tokens" not in v:
-            _put(data, "dataset.captions", "keep_tokens", 0)
+            put_setting(data, "dataset.captions", "keep_tokens", 0)
         for k in ("num_cpu_threads_per_process", "num_processes"):
             val = v.pop(f"_accelerate_{k}", None)
             if val is not None:
-                _put(data, "kohya", k, max(1, val))
+                put_setting(data, "kohya", k, max(1, val))
                 report.add(k, "mapped", f"kohya.{k} = {val}")
     else:
         for k in ("cache_latents", "gradient_checkpointing", "no_half_vae", "enable_bucket", "bucket_no_upscale"):
             if k not in v:
-                field_ = _DIRECT[k]
-                _put(data, field_[0], field_[1], False)
+                field_ = DIRECT_KEYS[k]
+                put_setting(data, field_[0], field_[1], False)
         if "keep_tokens" not in v:
-            _put(data, "dataset.captions", "keep_tokens", 0)
+            put_setting(data, "dataset.captions", "keep_tokens", 0)
     # seed: unset means random in sd-scripts; a preset always fixes one
     if "seed" in v:
-        s = _int(v.pop("seed"))
-        _put(data, "training", "seed", s)
+        s = loose_int(v.pop("seed"))
+        put_setting(data, "training", "seed", s)
         mapped("seed", "training.seed", s)
     elif from_gui and "seed" not in sd.origin:
         pass
     # bucket steps: SDXL needs multiples of 32
     if "bucket_reso_steps" in v:
-        b = _int(v["bucket_reso_steps"])
+        b = loose_int(v["bucket_reso_steps"])
         if b is None or b % 32:
             v.pop("bucket_reso_steps")
             report.add(label("bucket_reso_steps"), "unsupported",
-                       f"{_fmt(b)}: sd-scripts rejects SDXL bucket steps that are not a multiple of 32; kept 64")
-    if "max_token_length" in v and _int(v["max_token_length"]) not in (75, 150, 225):
+                       f"{toml_value(b)}: sd-scripts rejects SDXL bucket steps that are not a multiple of 32; kept 64")
+    if "max_token_length" in v and loose_int(v["max_token_length"]) not in (75, 150, 225):
         bad = v.pop("max_token_length")
-        report.add(label("max_token_length"), "unsupported", f"{_fmt(bad)}: sd-scripts accepts only 75, 150 or 225; kept 75")
+        report.add(label("max_token_length"), "unsupported", f"{toml_value(bad)}: sd-scripts accepts only 75, 150 or 225; kept 75")
     # direct fields
     for key in list(v):
-        if key in _DIRECT:
-            section, name, typ = _DIRECT[key]
+        if key in DIRECT_KEYS:
+            section, name, typ = DIRECT_KEYS[key]
             raw = v.pop(key)
-            if _unset(raw) and typ is not bool and key not in ("max_data_loader_n_workers", "max_grad_norm"):
-                report.add(label(key), "ignored", f"unset ({_fmt(raw)})")
+            if gui_unset(raw) and typ is not bool and key not in ("max_data_loader_n_workers", "max_grad_norm"):
+                report.add(label(key), "ignored", f"unset ({toml_value(raw)})")
                 continue
-            value = bool(raw) if typ is bool else typ(_num(raw)) if typ in (int, float) else str(raw)
+            value = bool(raw) if typ is bool else typ(loose_number(raw)) if typ in (int, float) else str(raw)
             if key == "min_snr_gamma" and not value:
                 continue
-            _put(data, section, name, value)
+            put_setting(data, section, name, value)
             mapped(key, f"{section}.{name}", value)
     # options kept for the command line
     for key in list(v):
         if key in EXTRA_OPTIONS:
             raw = v.pop(key)
-            if _unset(raw) or SD_DEFAULTS.get(key, object()) == _num(raw):
-                report.add(label(key), "ignored", f"{_fmt(raw)}: sd-scripts' default")
+            if gui_unset(raw) or SD_DEFAULTS.get(key, object()) == loose_number(raw):
+                report.add(label(key), "ignored", f"{toml_value(raw)}: sd-scripts' default")
                 continue
-            value = _int(raw) if key == "persistent_data_loader_workers" else raw
+            value = loose_int(raw) if key == "persistent_data_loader_workers" else raw
             if key == "persistent_data_loader_workers":
                 value = True
             args = to_cli_args(key, value)
@@ -332,16 +332,16 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         src = label(key)
         if key in _SD_IGNORED and _SD_IGNORED[key]:
             report.add(src, "ignored", _SD_IGNORED[key])
-        elif key in _PATH_KEYS or key in ("train_data_dir", "reg_data_dir"):
+        elif key in PATH_KEYS or key in ("train_data_dir", "reg_data_dir"):
             report.add(src, "ignored", "a path on the machine that wrote the preset")
         elif key == "" and raw:
             report.add(src, "unsupported", f"{raw}: stray values without an option name; not applied")
-        elif _unset(raw):
-            report.add(src, "ignored", f"unset ({_fmt(raw)})")
+        elif gui_unset(raw):
+            report.add(src, "ignored", f"unset ({toml_value(raw)})")
         else:
-            report.add(src, "unsupported", f"{_fmt(raw)}: not a setting this importer knows; not applied")
+            report.add(src, "unsupported", f"{toml_value(raw)}: not a setting this importer knows; not applied")
     if extra:
-        _put(data, "kohya", "extra_args", extra)
+        put_setting(data, "kohya", "extra_args", extra)
     data.setdefault("base_model", {}).setdefault("path", DEFAULT_BASE_MODEL)
     if _get(data, "base_model", "path") == DEFAULT_BASE_MODEL and "pretrained_model_name_or_path" not in sd.origin:
         report.warnings.append(f"no base model in the file: using {DEFAULT_BASE_MODEL} (override with base_model.path=...)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from faceswap_kohya.config.paths import home
 from faceswap_kohya.errors import UserError
 
-KOHYA_SIDE = Path(__file__).parent / "side"
+SIDE = Path(__file__).parent / "side"
 BUILD_TIMEOUT = 60 * 60  # seconds; it takes ~2 min
 
 
@@ -38,7 +38,7 @@ def build_check_model(trainer, force: bool = False, echo=print, device: str = "c
     partial = out.with_name(out.stem + ".partial.safetensors")
     echo(f"building the pipeline-check model (random SDXL weights, ~6.9 GB, a few minutes) → {out}")
     try:
-        proc = subprocess.run([str(trainer.python), str(KOHYA_SIDE / "make_check_model.py"), str(partial), device],
+        proc = subprocess.run([str(trainer.python), str(SIDE / "make_check_model.py"), str(partial), device],
                               cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=timeout or BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         partial.unlink(missing_ok=True)

@@ -13,16 +13,12 @@ from typing import Optional
 import numpy as np
 import tomli_w
 
-from faceswap_kohya.config.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
 from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
-from faceswap_kohya.kohya.checkmodel import check_model_path
-from faceswap_kohya.kohya.trainer import Trainer
-
-
-def fill(text: str, preset: Preset) -> str:
-    """`{trigger}` and `{class}` filled in (the schema allows no other placeholder)."""
-    return text.format(trigger=preset.subject.trigger, **{"class": preset.subject.class_word})
+from faceswap_kohya.config.texts import fill
+from faceswap_kohya.models.checkmodel import check_model_path
+from faceswap_kohya.runs.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
+from faceswap_kohya.trainer.install import Trainer
 
 
 def has_held_out(preset: Preset, run: RunLayout) -> bool:

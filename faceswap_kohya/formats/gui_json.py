@@ -17,19 +17,19 @@ No torch here: this module only reads and writes text.
 
 from __future__ import annotations
 
-from faceswap_kohya.kohya.import_report import (
-    _PATH_KEYS,
+from faceswap_kohya.formats.report import (
+    PATH_KEYS,
     Report,
     SdArgs,
-    _float,
-    _fmt,
-    _fmt_arg,
-    _int,
-    _num,
-    _unset,
     check_numbers,
+    gui_unset,
+    loose_float,
+    loose_int,
+    loose_number,
+    network_arg_text,
     parse_cli_args,
     split_args,
+    toml_value,
 )
 
 # ---------------------------------------------------------------- kohya_ss GUI JSON → sd-scripts arguments
@@ -42,7 +42,7 @@ GUI_DEFAULTS = {
     "lr_warmup_steps": 0, "max_train_steps": 0, "max_train_epochs": 0, "epoch": 1, "lr_scheduler_num_cycles": "",
 }
 # LyCORIS branches of train_model (kohya_ss lora_gui.py): which GUI keys go into network_args, in order.
-_LYCORIS_ARGS = {
+LYCORIS_ARGS = {
     "LyCORIS/BOFT": ("boft", ["LyCORIS_preset", "conv_dim", "conv_alpha", "module_dropout", "use_tucker", "rank_dropout",
                                "rank_dropout_scale", "train_norm"]),
     "LyCORIS/Diag-OFT": ("diag-oft", ["LyCORIS_preset", "conv_dim", "conv_alpha", "module_dropout", "use_tucker",
@@ -62,12 +62,12 @@ _LYCORIS_ARGS = {
     "LyCORIS/Native Fine-Tuning": ("full", ["LyCORIS_preset", "rank_dropout", "module_dropout", "rank_dropout_scale",
                                              "train_norm"]),
 }
-_LYCORIS_ARGS["LoCon"] = _LYCORIS_ARGS["LyCORIS/LoCon"]
-_ARG_NAMES = {"LyCORIS_preset": "preset", "unit": "block_size", "constrain": "constraint"}
+LYCORIS_ARGS["LoCon"] = LYCORIS_ARGS["LyCORIS/LoCon"]
+LYCORIS_ARG_NAMES = {"LyCORIS_preset": "preset", "unit": "block_size", "constrain": "constraint"}
 # Standard / Kohya LoCon: these GUI keys become network_args when truthy.
-_KOHYA_LORA_VARS = ["down_lr_weight", "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold", "block_dims",
+KOHYA_LORA_VARS = ["down_lr_weight", "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold", "block_dims",
                     "block_alphas", "conv_block_dims", "conv_block_alphas", "rank_dropout", "module_dropout"]
-_NETWORK_KEYS = set().union(*(set(v[1]) for v in _LYCORIS_ARGS.values()), _KOHYA_LORA_VARS,
+_NETWORK_KEYS = set().union(*(set(v[1]) for v in LYCORIS_ARGS.values()), KOHYA_LORA_VARS,
                             {"LoRA_type", "conv_dim", "conv_alpha"})
 # GUI keys whose value goes to sd-scripts unchanged, under the same name (0/""/false dropped).
 _GUI_SAME = [
@@ -121,9 +121,9 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     def use(key, sd_key=None, value=None, note=""):
         done.add(key)
         v = g.get(key) if value is None else value
-        if _unset(v):
+        if gui_unset(v):
             if key in gui:
-                report.add(key, "ignored", f"unset ({_fmt(gui[key])}); kohya_ss leaves it out")
+                report.add(key, "ignored", f"unset ({toml_value(gui[key])}); kohya_ss leaves it out")
             return
         out.set(sd_key or key, v, key, note)
 
@@ -131,10 +131,10 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
         if key in gui:
             sd_key = {"optimizer_type": "optimizer"}.get(key, key)
             done.add(sd_key)
-            use(sd_key, key, _num(gui[sd_key]) if not isinstance(gui[sd_key], (bool, list)) else gui[sd_key])
+            use(sd_key, key, loose_number(gui[sd_key]) if not isinstance(gui[sd_key], (bool, list)) else gui[sd_key])
     for key in _GUI_INT:
         if key in gui:
-            use(key, value=_int(gui[key], 0))
+            use(key, value=loose_int(gui[key], 0))
     if "optimizer" in gui:
         use("optimizer", "optimizer_type")
     # resolution, attention, SDXL switches
@@ -145,9 +145,9 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
         choice = "xformers" if x in (True, "xformers") else "sdpa" if x == "sdpa" else None
         done.add("xformers")
         if choice:
-            out.set(choice, True, "xformers", f"{_fmt(x)} means --{choice}")
+            out.set(choice, True, "xformers", f"{toml_value(x)} means --{choice}")
         else:
-            report.add("xformers", "transformed", f"{_fmt(x)} → no xformers/sdpa flag (attention: none)")
+            report.add("xformers", "transformed", f"{toml_value(x)} → no xformers/sdpa flag (attention: none)")
             out.set("_attention_none", True, "xformers")
     if "sdxl_no_half_vae" in gui:
         use("sdxl_no_half_vae", "no_half_vae", value=True if gui["sdxl_no_half_vae"] else None, note="sdxl_no_half_vae")
@@ -159,10 +159,10 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     # seed: `int(seed) if int(seed) != 0 else None`
     if "seed" in gui:
         done.add("seed")
-        if _int(gui["seed"], 0):
-            out.set("seed", _int(gui["seed"]), "seed")
+        if loose_int(gui["seed"], 0):
+            out.set("seed", loose_int(gui["seed"]), "seed")
         else:
-            report.add("seed", "transformed", f"unset ({_fmt(gui['seed'])}: sd-scripts picks a random seed) → "
+            report.add("seed", "transformed", f"unset ({toml_value(gui['seed'])}: sd-scripts picks a random seed) → "
                        "training.seed = 42 (a preset always fixes one)")
     # noise: Original → noise_offset (+ adaptive_noise_scale, random strength); Multires → multires_*
     nt = g.get("noise_offset_type")
@@ -171,22 +171,22 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     for kind, keys in noise_keys.items():
         for key in (k for k in keys if k in gui):
             if nt == kind:
-                use(key, value=_num(gui[key]))
+                use(key, value=loose_number(gui[key]))
             else:
                 done.add(key)
                 report.add(key, "ignored", f"noise_offset_type is {nt!r}: kohya_ss leaves it out")
     if "noise_offset_type" in gui:
         done.add("noise_offset_type")
-        report.add("noise_offset_type", "mapped", f"{_fmt(nt)} selects which noise keys apply")
+        report.add("noise_offset_type", "mapped", f"{toml_value(nt)} selects which noise keys apply")
     # learning rates: text_encoder_lr → [te, te]; unet_lr 0 → unset; UNet-only when te == 0 < unet
-    te = _float(g.get("text_encoder_lr"), 0.0) or 0.0
-    unet = _float(g.get("unet_lr"), 0.0) or 0.0
+    te = loose_float(g.get("text_encoder_lr"), 0.0) or 0.0
+    unet = loose_float(g.get("unet_lr"), 0.0) or 0.0
     if "text_encoder_lr" in gui:
         done.add("text_encoder_lr")
         if te > 0:
             out.set("text_encoder_lr", [te, te], "text_encoder_lr", "one value per text encoder")
         else:
-            report.add("text_encoder_lr", "ignored", f"unset ({_fmt(gui['text_encoder_lr'])}); kohya_ss leaves it out")
+            report.add("text_encoder_lr", "ignored", f"unset ({toml_value(gui['text_encoder_lr'])}); kohya_ss leaves it out")
     if te == 0 and unet != 0:
         out.set("network_train_unet_only", True, "text_encoder_lr", "0 with unet_lr set means UNet only")
     if unet == 0 and te != 0:
@@ -194,7 +194,7 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     # epochs and steps: with a folder dataset kohya_ss computes max_train_steps from `epoch`
     # (images × repeats ÷ batch ÷ accumulation × epoch × reg factor), which is what sd-scripts
     # computes itself from max_train_epochs for the same folder.
-    mte, mts, ep = _int(g.get("max_train_epochs"), 0), _int(g.get("max_train_steps"), 0), _int(g.get("epoch"), 1)
+    mte, mts, ep = loose_int(g.get("max_train_epochs"), 0), loose_int(g.get("max_train_steps"), 0), loose_int(g.get("epoch"), 1)
     for key in ("epoch", "max_train_epochs", "max_train_steps"):
         done.add(key)
     if mte:
@@ -207,30 +207,30 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
                     "sd-scripts computes the same count from max_train_epochs")
         for key in ("max_train_steps",):
             if key in gui:
-                report.add(key, "ignored", f"unset ({_fmt(gui[key])}): the step count follows from the epochs")
+                report.add(key, "ignored", f"unset ({toml_value(gui[key])}): the step count follows from the epochs")
     if mte and "epoch" in gui:
         report.add("epoch", "ignored", f"max_train_epochs={mte} overrides it")
     elif mts and "epoch" in gui:
         report.add("epoch", "ignored", f"max_train_steps={mts} is set, so kohya_ss does not use it")
     if not mte and "max_train_epochs" in gui:
-        report.add("max_train_epochs", "ignored", f"unset ({_fmt(gui['max_train_epochs'])})")
+        report.add("max_train_epochs", "ignored", f"unset ({toml_value(gui['max_train_epochs'])})")
     # lr_warmup (percent) / lr_warmup_steps (absolute override): resolve_lr_warmup_steps
     done.update({"lr_warmup", "lr_warmup_steps"})
-    pct, steps = _float(g.get("lr_warmup"), 0.0) or 0.0, _float(g.get("lr_warmup_steps"), 0.0) or 0.0
+    pct, steps = loose_float(g.get("lr_warmup"), 0.0) or 0.0, loose_float(g.get("lr_warmup_steps"), 0.0) or 0.0
     if steps > 0:
         out.set("lr_warmup_steps", int(steps), "lr_warmup_steps")
         if "lr_warmup" in gui:
             report.add("lr_warmup", "ignored", "lr_warmup_steps overrides it")
     elif pct:
-        out.set("lr_warmup_steps", pct / 100, "lr_warmup", f"{_fmt(pct)} % → ratio {pct / 100:g} of all steps")
+        out.set("lr_warmup_steps", pct / 100, "lr_warmup", f"{toml_value(pct)} % → ratio {pct / 100:g} of all steps")
     else:
         for key in ("lr_warmup", "lr_warmup_steps"):
             if key in gui:
-                report.add(key, "ignored", f"unset ({_fmt(gui[key])}); no warmup")
+                report.add(key, "ignored", f"unset ({toml_value(gui[key])}); no warmup")
     # lr_scheduler_num_cycles: "" → epoch
     if "lr_scheduler_num_cycles" in gui:
         done.add("lr_scheduler_num_cycles")
-        cyc = _int(gui["lr_scheduler_num_cycles"])
+        cyc = loose_int(gui["lr_scheduler_num_cycles"])
         note = "" if cyc is not None else f"empty → epoch ({ep}), as kohya_ss does"
         out.set("lr_scheduler_num_cycles", cyc if cyc is not None else ep, "lr_scheduler_num_cycles", note)
     for key, sd_key in (("optimizer_args", "optimizer_args"), ("lr_scheduler_args", "lr_scheduler_args")):
@@ -238,11 +238,11 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
             use(key, sd_key, value=split_args(gui[key]))
     if "max_data_loader_n_workers" in gui:  # re-added after the filter, 0 included
         done.add("max_data_loader_n_workers")
-        out.set("max_data_loader_n_workers", _int(gui["max_data_loader_n_workers"], 0), "max_data_loader_n_workers")
+        out.set("max_data_loader_n_workers", loose_int(gui["max_data_loader_n_workers"], 0), "max_data_loader_n_workers")
     for key in ("num_cpu_threads_per_process", "num_processes"):
         if key in gui:
             done.add(key)
-            out.set(f"_accelerate_{key}", _int(gui[key], 1), key)
+            out.set(f"_accelerate_{key}", loose_int(gui[key], 1), key)
     # network: LoRA_type branches
     _gui_network(g, gui, out, report, done)
     # additional_parameters: appended to the command line (wins over the TOML)
@@ -256,17 +256,17 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     for key, value in gui.items():
         if key in done:
             continue
-        if key in _PATH_KEYS:
-            report.add(key, "ignored", "a path on the machine that wrote the preset" if not _unset(value) else "empty path")
+        if key in PATH_KEYS:
+            report.add(key, "ignored", "a path on the machine that wrote the preset" if not gui_unset(value) else "empty path")
         elif key in _GUI_IGNORED:
             report.add(key, "ignored", _GUI_IGNORED[key])
         elif key.startswith(("metadata_", "huggingface_", "resume_from_huggingface", "save_state_to_huggingface",
                              "async_upload")):
-            report.add(key, "ignored", "metadata / upload setting" if not _unset(value) else "unset")
-        elif _unset(value):
-            report.add(key, "ignored", f"unset ({_fmt(value)}); kohya_ss leaves it out")
+            report.add(key, "ignored", "metadata / upload setting" if not gui_unset(value) else "unset")
+        elif gui_unset(value):
+            report.add(key, "ignored", f"unset ({toml_value(value)}); kohya_ss leaves it out")
         else:
-            report.add(key, "unsupported", f"{_fmt(value)}: not a setting this importer knows; not applied")
+            report.add(key, "unsupported", f"{toml_value(value)}: not a setting this importer knows; not applied")
     return out
 
 
@@ -275,28 +275,28 @@ def _gui_network(g: dict, gui: dict, out: SdArgs, report: Report, done: set) -> 
     done.add("LoRA_type")
     used: list[str] = []
     args: list[str] = []
-    if lora_type in _LYCORIS_ARGS:
-        algo, keys = _LYCORIS_ARGS[lora_type]
+    if lora_type in LYCORIS_ARGS:
+        algo, keys = LYCORIS_ARGS[lora_type]
         module = "lycoris.kohya"
         for k in keys:
-            args.append(f"{_ARG_NAMES.get(k, k)}={_fmt_arg(g.get(k))}")
+            args.append(f"{LYCORIS_ARG_NAMES.get(k, k)}={network_arg_text(g.get(k))}")
             used.append(k)
         args.append(f"algo={algo}")
     elif lora_type in ("Standard", "Kohya LoCon"):
         module = "networks.lora"
         if lora_type == "Kohya LoCon":
-            args += [f"conv_dim={_fmt_arg(g.get('conv_dim'))}", f"conv_alpha={_fmt_arg(g.get('conv_alpha'))}"]
+            args += [f"conv_dim={network_arg_text(g.get('conv_dim'))}", f"conv_alpha={network_arg_text(g.get('conv_alpha'))}"]
             used += ["conv_dim", "conv_alpha"]
-        for k in _KOHYA_LORA_VARS:
-            if not _unset(_num(g.get(k))):
-                args.append(f"{k}={_fmt_arg(g.get(k))}")
+        for k in KOHYA_LORA_VARS:
+            if not gui_unset(loose_number(g.get(k))):
+                args.append(f"{k}={network_arg_text(g.get(k))}")
                 used.append(k)
     else:
         module = {"LoRA-FA": "networks.lora_fa", "Kohya DyLoRA": "networks.dylora", "Kohya LoHa": "networks.loha",
                   "Kohya LoKr": "networks.lokr"}.get(lora_type, f"? ({lora_type})")
     for k in ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"):
-        if not _unset(_num(g.get(k))):
-            args.append(f"{k}={_fmt_arg(g.get(k))}")
+        if not gui_unset(loose_number(g.get(k))):
+            args.append(f"{k}={network_arg_text(g.get(k))}")
             used.append(k)
     out.set("network_module", module, "LoRA_type", f"{lora_type!r} → {module}")
     if args:
@@ -305,11 +305,11 @@ def _gui_network(g: dict, gui: dict, out: SdArgs, report: Report, done: set) -> 
         if k in gui and k != "LoRA_type":
             done.add(k)
             if k in used:
-                report.add(k, "transformed", f"{_fmt(gui[k])} → network.args ({lora_type})")
-            elif _unset(_num(gui[k])):
-                report.add(k, "ignored", f"unset ({_fmt(gui[k])})")
+                report.add(k, "transformed", f"{toml_value(gui[k])} → network.args ({lora_type})")
+            elif gui_unset(loose_number(gui[k])):
+                report.add(k, "ignored", f"unset ({toml_value(gui[k])})")
             else:
-                report.add(k, "ignored", f"{_fmt(gui[k])}: LoRA_type {lora_type!r} does not use it (kohya_ss leaves it out)")
+                report.add(k, "ignored", f"{toml_value(gui[k])}: LoRA_type {lora_type!r} does not use it (kohya_ss leaves it out)")
     if "dim_from_weights" in gui:
         done.add("dim_from_weights")
         if gui["dim_from_weights"]:

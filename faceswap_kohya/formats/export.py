@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.gui_format import _ARG_NAMES, _KOHYA_LORA_VARS, _LYCORIS_ARGS
-from faceswap_kohya.kohya.import_report import _num, parse_cli_args, to_cli_args
+from faceswap_kohya.formats.gui_json import KOHYA_LORA_VARS, LYCORIS_ARG_NAMES, LYCORIS_ARGS
+from faceswap_kohya.formats.report import loose_number, parse_cli_args, to_cli_args
 
 # ---------------------------------------------------------------- export
 # Dataset settings that act when faceswap-kohya prepares the photos (crops, alpha masks, held-out photos):
@@ -63,8 +63,8 @@ def _not_exported(preset) -> list[str]:
 
 def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
     """A flat config TOML as kohya_ss v24+ writes it, plus its dataset TOML beside it."""
-    from faceswap_kohya.config.layout import RunLayout
-    from faceswap_kohya.kohya.render import dataset_config, train_config
+    from faceswap_kohya.runs.layout import RunLayout
+    from faceswap_kohya.trainer.render import dataset_config, train_config
 
     out_path = Path(out_path)
     run = RunLayout(Path("run"))
@@ -102,20 +102,20 @@ def export_gui(preset) -> tuple[dict, list[str]]:
     additional: list[str] = []
     if n.module == "lycoris.kohya":
         algo = args.pop("algo", "locon")
-        lora_type = next((k for k, (a, _) in _LYCORIS_ARGS.items() if a == algo and k.startswith("LyCORIS/")), None)
+        lora_type = next((k for k, (a, _) in LYCORIS_ARGS.items() if a == algo and k.startswith("LyCORIS/")), None)
         if lora_type is None:
             raise UserError(f"LyCORIS algo {algo!r} has no kohya_ss LoRA_type")
-        keys = _LYCORIS_ARGS[lora_type][1]
-        back = {_ARG_NAMES.get(k, k): k for k in keys}
+        keys = LYCORIS_ARGS[lora_type][1]
+        back = {LYCORIS_ARG_NAMES.get(k, k): k for k in keys}
         for name, value in list(args.items()):
             if name in back:
-                gui[back[name]] = _num(value) if value not in ("True", "False") else value == "True"
+                gui[back[name]] = loose_number(value) if value not in ("True", "False") else value == "True"
                 args.pop(name)
     elif n.conv_dim is not None:
         lora_type = "Kohya LoCon"
     for name, value in list(args.items()):
-        if name in _KOHYA_LORA_VARS or name.startswith("loraplus_"):
-            gui[name] = _num(value)
+        if name in KOHYA_LORA_VARS or name.startswith("loraplus_"):
+            gui[name] = loose_number(value)
             args.pop(name)
     if args:
         raise UserError("network.args " + ", ".join(f"{k}={v}" for k, v in args.items()) +

@@ -21,10 +21,16 @@ from pathlib import Path
 
 from faceswap_kohya.config.presets import apply_overrides, dump, load, validate
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.kohya.gui_format import gui_to_sd_args
-from faceswap_kohya.kohya.import_report import KOHYA_SUFFIXES, Report, check_family_gui, lycoris_available, lycoris_status
-from faceswap_kohya.kohya.sd_args import sd_args_to_preset
-from faceswap_kohya.kohya.sd_toml import _find_dataset_toml, _read, dataset_toml_to_preset, is_dataset_toml, toml_to_sd_args
+from faceswap_kohya.formats.gui_json import gui_to_sd_args
+from faceswap_kohya.formats.report import KOHYA_SUFFIXES, Report, check_family_gui, lycoris_available, lycoris_status
+from faceswap_kohya.formats.sd_args import sd_args_to_preset
+from faceswap_kohya.formats.sd_toml import (
+    dataset_toml_to_preset,
+    find_dataset_toml,
+    is_dataset_toml,
+    read_kohya_file,
+    toml_to_sd_args,
+)
 
 
 def import_file(path, dataset=None) -> tuple[dict, Report]:
@@ -38,7 +44,7 @@ def import_file(path, dataset=None) -> tuple[dict, Report]:
 
 
 def _import_file(path: Path, dataset=None) -> tuple[dict, Report]:
-    raw = _read(path)
+    raw = read_kohya_file(path)
     if path.suffix.lower() == ".json":
         report = Report(str(path), "kohya_ss GUI JSON")
         check_family_gui(raw, str(path))
@@ -54,9 +60,9 @@ def _import_file(path: Path, dataset=None) -> tuple[dict, Report]:
         report = Report(str(path), "kohya-colab sectioned TOML" if sectioned else "sd-scripts TOML")
         sd = toml_to_sd_args(raw, report)
         data = sd_args_to_preset(sd, report, from_gui=False)
-        ds_path = Path(dataset) if dataset else _find_dataset_toml(path, raw)
+        ds_path = Path(dataset) if dataset else find_dataset_toml(path, raw)
         if ds_path:
-            ds = _read(ds_path)
+            ds = read_kohya_file(ds_path)
             if not is_dataset_toml(ds) and "general" not in ds:
                 raise UserError(f"{ds_path}: not a dataset TOML (expected [general] and [[datasets]])")
             dataset_toml_to_preset(ds, data, report, prefix=ds_path.name)
@@ -65,7 +71,7 @@ def _import_file(path: Path, dataset=None) -> tuple[dict, Report]:
             import_folders({k: v for sec in raw.values() if isinstance(sec, dict) for k, v in sec.items()} | raw,
                            data, report)
     if dataset and path.suffix.lower() == ".json":
-        ds = _read(Path(dataset))
+        ds = read_kohya_file(Path(dataset))
         dataset_toml_to_preset(ds, data, report, prefix=Path(dataset).name)
     return data, report
 

@@ -1,0 +1,1 @@
+"""Reading and writing files: photos (EXIF, HEIC, alpha as a loss weight)."""
