@@ -15,10 +15,10 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs.evaluate import evaluate_after_training, evaluate_run, plan_lora, subject_from_lora, summary_lines
+from faceswap_kohya.runs.artifacts import find_checkpoints
 from faceswap_kohya.scoring.scores import (
     SAMPLER,
     References,
-    find_checkpoints,
     identity_basis,
     load_references,
     mark_overtrained,

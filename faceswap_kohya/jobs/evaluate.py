@@ -45,16 +45,14 @@ from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.runs.artifacts import BASE, Checkpoint, find_checkpoints
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.scoring.document import scores_document
 from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
-    BASE,
     LORA_WEIGHT,
     SAMPLER,
-    Checkpoint,
     References,
-    find_checkpoints,
     load_references,
     score_faces,
     score_image,

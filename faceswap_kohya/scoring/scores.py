@@ -21,7 +21,6 @@ report can be recomputed from it: summaries from the per-image scores, scores fr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,51 +33,6 @@ SCHEMA_VERSION = 2  # 2: held-out identity, bleed, overtrained, the reason for t
 LORA_WEIGHT = 1.0
 SAMPLER = "euler"  # the same deterministic sampler for every checkpoint
 DECIMALS = 4  # per-image scores are stored rounded; summaries are computed from the stored values
-
-
-# ---------------------------------------------------------------- checkpoints
-@dataclass
-class Checkpoint:
-    """One model to evaluate: the base (path None) or a LoRA file of the run."""
-
-    label: str  # "base", "epoch 3", "step 500", "final", or the file stem
-    path: Optional[Path] = None
-    epoch: Optional[int] = None
-    step: Optional[int] = None
-
-    @property
-    def slug(self) -> str:
-        """File-name prefix of its images."""
-        if self.path is None:
-            return "base"
-        if self.epoch is not None:
-            return f"e{self.epoch:06d}"
-        if self.step is not None:
-            return f"s{self.step:08d}"
-        return re.sub(r"[^A-Za-z0-9_-]", "_", self.label)
-
-
-BASE = Checkpoint("base")
-
-
-def find_checkpoints(model_dir: Path, name: str) -> list[Checkpoint]:
-    """The run's LoRA files in training order: `<name>-NNNNNN` (epochs), `<name>-stepNNNNNNNN` (steps),
-    then the final `<name>.safetensors`. With both epoch and step files, file times give the order."""
-    if not Path(model_dir).is_dir():
-        return []
-    numbered, final = [], None
-    for p in sorted(Path(model_dir).glob("*.safetensors")):
-        if p.stem == name:
-            final = Checkpoint("final", p)
-        elif m := re.fullmatch(re.escape(name) + r"-(\d{6})", p.stem):
-            numbered.append(Checkpoint(f"epoch {int(m.group(1))}", p, epoch=int(m.group(1))))
-        elif m := re.fullmatch(re.escape(name) + r"-step(\d+)", p.stem):
-            numbered.append(Checkpoint(f"step {int(m.group(1))}", p, step=int(m.group(1))))
-    if any(c.epoch is not None for c in numbered) and any(c.step is not None for c in numbered):
-        numbered.sort(key=lambda c: (c.path.stat().st_mtime, c.path.name))
-    else:
-        numbered.sort(key=lambda c: c.epoch if c.epoch is not None else c.step)
-    return numbered + ([final] if final else [])
 
 
 # ---------------------------------------------------------------- references and scoring
