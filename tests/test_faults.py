@@ -3,10 +3,12 @@ SIGKILL. (Faults inside a real training live beside the training they break, in 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,91 @@ def test_two_prepares_at_the_same_second_into_one_output_folder_get_two_run_fold
     assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
     started = [os.stat(r).st_mtime for r in runs]
     assert abs(started[0] - started[1]) < 60
+
+
+# ---------------------------------------------------------------- SIGTERM (docker stop, systemd, Kubernetes)
+# Sent to the command alone, not to its process group: whatever the command started must be stopped by it.
+from sweep_data import alive_with, fake_kohya, fast_settings  # noqa: E402,F401  (fake_kohya is a fixture)
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))
+    return subprocess.Popen([sys.executable, "-m", "faceswap_kohya", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, text=True, cwd=cwd, start_new_session=True)
+
+
+def wait_for(predicate, proc: subprocess.Popen, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if found := predicate():
+            return found
+        time.sleep(0.3)
+    output = proc.communicate(timeout=60)[0] if proc.poll() is not None else "(still running)"
+    raise AssertionError(f"{what} never happened: {output}")
+
+
+def training_statuses(folder: Path, pattern: str) -> list[Path]:
+    found = []
+    for p in folder.glob(pattern):
+        try:
+            if json.loads(p.read_text()).get("state") == "training":
+                found.append(p)
+        except ValueError:
+            continue
+    return found
+
+
+def test_sigterm_to_train_stops_the_trainer_keeps_the_run_interrupted_and_says_how_to_go_on(fake_kohya, photos, tmp_path):  # noqa: F811
+    out = tmp_path / "out"
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, out, "training.max_steps=2000")], tmp_path)
+    status = wait_for(lambda: training_statuses(out, "*/*/status.json"), proc, 180, "training")[0]
+    wait_for(lambda: "steps:" in (status.parent / "train.log").read_text(errors="replace"), proc, 60, "a step")
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "interrupted: the trainer was stopped" in output and "train again to start over" in output, output
+    assert "Traceback" not in output
+    assert json.loads(status.read_text())["state"] == "interrupted"
+    assert alive_with(str(status.parent / "config.toml")) == "", "no trainer may be left running"
+
+
+def test_sigterm_to_sweep_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_path):  # noqa: F811
+    pytest.importorskip("ray", reason="sweeps need Ray: pip install 'faceswap_kohya[sweep]'")
+    out = tmp_path / "out"
+    proc = start(["sweep", "cpu-check", "network.dim=2,4",
+                  *fast_settings(fake_kohya, photos, out, "training.max_steps=2000")], tmp_path)
+    folder = out / "sweeps" / "cpu-check"
+    wait_for(lambda: len(training_statuses(folder, "*/*/*/status.json")) == 2, proc, 240, "both trials training")
+    training = training_statuses(folder, "*/*/*/status.json")
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert alive_with(str(folder)) == "", "no trainer may be left running"
+    for status in training:
+        assert json.loads(status.read_text())["state"] == "interrupted"
+
+
+def test_sigterm_to_the_web_app_closes_it_with_a_non_zero_exit(tmp_path):
+    pytest.importorskip("gradio", reason="the web app needs gradio: pip install -e '.[ui]'")
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start(["ui", "--port", str(port), "--output", str(tmp_path / "ws")], tmp_path)
+
+    def up():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200
+        except OSError:
+            return False
+
+    wait_for(up, proc, 240, "the web app answering")
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "stopped (SIGTERM)" in output and "Traceback" not in output
+    assert not up()
