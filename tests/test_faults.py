@@ -154,3 +154,52 @@ def test_sigterm_to_the_web_app_closes_it_with_a_non_zero_exit(tmp_path):
     assert proc.returncode == 130, output
     assert "stopped (SIGTERM)" in output and "Traceback" not in output
     assert not up()
+
+
+# ---------------------------------------------------------------- the trainer dies while the wrapper lives
+def trainer_pid(status: Path) -> int:
+    return json.loads(status.read_text())["trainer_pid"]
+
+
+@pytest.mark.parametrize("sig,says", [(signal.SIGKILL, "the trainer was killed (SIGKILL): out of memory?"),
+                                      (signal.SIGSEGV, "the trainer crashed (SIGSEGV)")])
+def test_a_trainer_killed_from_outside_fails_the_run_naming_the_signal(fake_kohya, photos, tmp_path, sig, says):  # noqa: F811
+    """As the kernel's OOM killer does (SIGKILL), or a segfault: the run reads failed, the message names how the
+    trainer died and what to try, with no traceback."""
+    out = tmp_path / "out"
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, out, "training.max_steps=2000")], tmp_path)
+    status = wait_for(lambda: training_statuses(out, "*/*/status.json"), proc, 180, "training")[0]
+    wait_for(lambda: "steps:" in (status.parent / "train.log").read_text(errors="replace"), proc, 60, "a step")
+    os.kill(trainer_pid(status), sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert f"training failed: {says}" in output and "hint: " in output and "Traceback" not in output, output
+    state = json.loads(status.read_text())
+    assert state["state"] == "failed" and says in (state["error"] or ""), state
+
+
+@pytest.mark.trainer
+def test_the_real_trainer_killed_mid_training_is_named_and_nothing_is_left(photos, tmp_path):
+    """sd-scripts under accelerate's launcher, SIGKILLed after its first step (the trainer itself, not the
+    launcher): the message names SIGKILL and memory, the run reads failed, no trainer process is left."""
+    from conftest import kohya_available
+
+    if not kohya_available():
+        pytest.skip("sd-scripts not set up (vendor/sd-scripts + .venv-kohya): run scripts/setup.sh")
+    out = tmp_path / "out"
+    proc = start(["train", "cpu-check", f"dataset.images={photos}", f"output.dir={out}", "training.max_steps=20",
+                  "sampling.prompts=[]", "sampling.every_n_epochs=null", "evaluate.enabled=false"], tmp_path)
+    status = wait_for(lambda: training_statuses(out, "*/*/status.json"), proc, 600, "training")[0]
+    log = status.parent / "train.log"
+    wait_for(lambda: "steps:" in log.read_text(errors="replace") and " 1/" in log.read_text(errors="replace"),
+             proc, 600, "the first step")
+    script = subprocess.run(["pgrep", "-f", f"sdxl_train_network.py --config_file {status.parent / 'config.toml'}"],
+                            capture_output=True, text=True).stdout.split()
+    assert script, "the trainer process must be found to kill it"
+    for pid in script:
+        os.kill(int(pid), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 1, output
+    assert "the trainer was killed (SIGKILL): out of memory?" in output and "Traceback" not in output, output
+    assert json.loads(status.read_text())["state"] == "failed"
+    assert alive_with(str(status.parent / "config.toml")) == ""

@@ -86,6 +86,8 @@ def report_result(result) -> None:
         for line in d.lines:
             click.echo(f"  | {line[:200]}", err=True)
         click.echo(f"hint: {d.hint}\nfull log: {result.run.log}", err=True)
+        if latest_state(result.run.root) is not None:
+            click.echo(f"resume with: faceswap-kohya train --resume {result.run.root}", err=True)
         sys.exit(1)
     click.secho(f"done in {result.seconds / 60:.1f} min: {result.final}", fg="green")
     for lora in result.loras:
