@@ -38,3 +38,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         lines.append(f"  {where}: {msg}{shown}")
     n = len(lines)
     return f"{source}: {n} error{'s' if n != 1 else ''}\n" + "\n".join(lines)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`docker stop`, systemd, Kubernetes), raised where Ctrl-C would be: every job stops the same way,
+    keeping what was saved, and the command exits with 130 as after Ctrl-C."""

@@ -254,3 +254,46 @@ def test_identity_command_with_arcface_from_a_users_insightface_folder(tmp_path)
     assert scores["obama2.jpg"] > 0.4 > scores["biden.jpg"]
     plain = CliRunner().invoke(cli, ["identity", "--refs", str(refs), str(FACES / "obama2.jpg"), "--embedder", "arcface"])
     assert plain.exit_code == 0 and "arcface-w600k-mbf: 2 reference faces" in plain.output and "(cosine)" in plain.output
+
+
+@needs_arcface
+def test_a_face_that_arcface_misses_is_named_and_the_rest_are_scored(tmp_path, embedder):
+    """A tightly cropped small face: dlib finds it, ArcFace's own detector (SCRFD) does not. That photo reads
+    "no face found by arcface-…" as a reference, as an image to score and in evaluation's scoring; the others
+    are scored; nothing stops with an internal error."""
+    import json
+
+    from click.testing import CliRunner
+
+    from faceswap_kohya.cli.main import cli
+    from faceswap_kohya.faces.detect import detect
+    from faceswap_kohya.scoring.scores import load_references, score_image
+
+    photo = Image.open(FACES / "obama.jpg").convert("RGB")
+    left, top, right, bottom = detect(photo)[0].box
+    tight = photo.crop((left, top, right, bottom)).resize(((right - left) // 2, (bottom - top) // 2))
+    assert detect(tight), "dlib must find the face for this test to mean anything"
+    assert embedder.embed(tight, detect(tight)[0]) is None, "ArcFace must miss it for this test to mean anything"
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name in ("obama.jpg", "obama3.jpg"):
+        shutil.copy(FACES / name, refs / name)
+    tight.save(refs / "tight.jpg")
+    tight.save(tmp_path / "tight.jpg")
+    missed = f"no face found by {embedder.name}"
+
+    r = CliRunner().invoke(cli, ["identity", "--refs", str(refs), str(tmp_path / "tight.jpg"), str(FACES / "obama2.jpg"),
+                                 "--embedder", "arcface", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output)
+    by_name = {Path(i["file"]).name: i for i in result["images"]}
+    assert by_name["tight.jpg"] == {"file": str(tmp_path / "tight.jpg"), "error": missed}
+    assert by_name["obama2.jpg"]["score"] > 0.4
+    assert {"file": str(refs / "tight.jpg"), "error": missed} in result["references"]
+    plain = CliRunner().invoke(cli, ["identity", "--refs", str(refs), str(tmp_path / "tight.jpg"), "--embedder", "arcface"])
+    assert plain.exit_code == 0 and missed in plain.output and "Traceback" not in plain.output
+
+    references = load_references([refs], embedder)
+    assert len(references.files) == 2 and {"file": "tight.jpg", "error": missed} in references.entries
+    assert score_image(tight, references, embedder) == {"face_box": None, "error": missed}
+    assert score_image(Image.open(FACES / "obama2.jpg").convert("RGB"), references, embedder)["score"] > 0.4

@@ -213,6 +213,18 @@ CASES = [
      ["truncated.safetensors: not a readable .safetensors file"]),
     ("lora-not-a-lora", "generate @w/not_lora.safetensors 'myface man' --base @w/tiny -o @out",
      ["not_lora.safetensors: not a LoRA"]),
+    # the LoRA is named before any base model is opened, whatever the base model is
+    ("lora-not-a-lora-before-a-missing-base", "generate @w/not_lora.safetensors 'myface man' --base @w/none.safetensors -o @out",
+     ["not_lora.safetensors: not a LoRA"]),
+    ("lora-truncated-before-a-wrong-base", "compare @w/truncated.safetensors 'myface man' --base @w/lora_as_base.safetensors -o @out",
+     ["truncated.safetensors: not a readable"]),
+    ("lora-not-a-lora-before-a-hub-base", "generate @w/not_lora.safetensors 'myface man' --base someone/some-model -o @out",
+     ["not_lora.safetensors: not a LoRA"]),
+    ("lora-not-a-lora-evaluate-before-the-base",
+     "evaluate --lora @w/not_lora.safetensors --refs @w/photos --base @w/none.safetensors --trigger x --class man -o @out",
+     ["not_lora.safetensors: not a LoRA"]),
+    ("lora-not-a-lora-swap-before-the-base", "swap @w/not_lora.safetensors --photo @w/face.jpg --base @w/none.safetensors --prompt 'x man' -o @out",
+     ["not_lora.safetensors: not a LoRA"]),
     ("lora-missing", "compare @w/missing.safetensors 'myface man' -o @out",
      ["missing.safetensors: no such run folder or LoRA file"]),
 

@@ -419,6 +419,31 @@ def test_cli_writes_a_new_folder_each_time_and_names_the_report(tiny, tmp_path):
     assert "best checkpoint: none" in outputs[0] and "final: no face found (1 image)" in outputs[0]
 
 
+def test_a_truncated_or_foreign_checkpoint_is_named_and_skipped_and_the_others_are_scored(tiny, tmp_path):
+    """A checkpoint cut in half (a full disk, a copy stopped midway) and a foreign .safetensors among a run's
+    LoRAs: `evaluate` names both as skipped, scores the good one, and exits 0; when none can be read, one message."""
+    from safetensors.numpy import save_file
+
+    from faceswap_kohya.cli.main import cli
+
+    folder, pipe = tiny
+    run = make_run(tmp_path, folder, pipe, checkpoints=("myface-000001", "myface-000002", "myface"),
+                   prompts=["{trigger} {class}, portrait"])
+    good = (run / "model" / "myface-000002.safetensors").read_bytes()
+    (run / "model" / "myface-000002.safetensors").write_bytes(good[: len(good) // 2])
+    save_file({"foo.weight": np.zeros((2, 2), np.float32)}, str(run / "model" / "myface-000001.safetensors"))
+    res = CliRunner().invoke(cli, ["evaluate", str(run), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "skipped epoch 2 (myface-000002.safetensors)" in res.output and "truncated or corrupt" in res.output
+    assert "skipped epoch 1 (myface-000001.safetensors)" in res.output and "not a LoRA" in res.output
+    scores = json.loads(next((run / "eval").glob("*/scores.json")).read_text())
+    assert [c["label"] for c in scores["checkpoints"]] == ["base", "final"]
+    assert [s["label"] for s in scores["skipped"]] == ["epoch 1", "epoch 2"]
+    (run / "model" / "myface.safetensors").write_bytes(b"")
+    res = CliRunner().invoke(cli, ["evaluate", str(run), "--device", "cpu"])
+    assert res.exit_code == 2 and "no checkpoint of the run can be read" in res.output and "Traceback" not in res.output
+
+
 def test_bad_input_is_one_clear_message(tiny, tmp_path):
     from faceswap_kohya.cli.main import cli
 

@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 
 import click
 
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import Terminated, UserError
 from faceswap_kohya.formats.importer import load_any
 
 overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 DEBUG_ENV = "FACESWAP_KOHYA_DEBUG"
+INTERRUPTED = 130  # the exit code after Ctrl-C, and after SIGTERM, which stops everything the same way
+_terminated: list[int] = []  # set when SIGTERM arrived (a library may swallow the KeyboardInterrupt it raises)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM behaves as Ctrl-C: a Terminated (a KeyboardInterrupt) is raised in the main thread."""
+    def stop(signum, frame):
+        _terminated.append(signum)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _interrupted(e: BaseException) -> None:
+    terminated = isinstance(e, Terminated) or bool(_terminated)
+    click.secho("stopped (SIGTERM)" if terminated else "interrupted", fg="yellow", err=True)
+    sys.exit(INTERRUPTED)
 
 
 def debugging() -> bool:
@@ -34,20 +52,22 @@ def _what(fn) -> str:
 
 
 def friendly(fn):
-    """UserError → its message, exit 2; Ctrl-C → "interrupted", exit 130; any other exception → one line
+    """UserError → its message, exit 2; Ctrl-C → "interrupted", exit 130 (SIGTERM too); any other exception → one line
     naming the command and the error, exit 1 (the traceback with --debug)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            if _terminated:  # e.g. the web server caught it and closed: still a stop, not a success
+                _interrupted(Terminated())
+            return result
         except UserError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             if debugging():
                 raise
-            click.secho("interrupted", fg="yellow", err=True)
-            sys.exit(130)
+            _interrupted(e)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - the one place that turns a crash into a message
@@ -79,6 +99,7 @@ def cli(ctx, debug):
 
 
 def main():
+    stop_on_sigterm()
     cli(prog_name="faceswap-kohya")
 
 

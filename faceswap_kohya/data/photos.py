@@ -224,6 +224,8 @@ def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, em
         photo.faces = detect(rgb)
         if photo.faces:
             photo.embedding = embedder.embed(rgb, photo.faces[0])
+            if photo.embedding is None:
+                photo.notes.append(f"{embedder.missed}: left out of the identity check")
         elif framing != "as_is":
             photo.drop("no face found (a turned, covered or very small face; or no person)")
             return photo

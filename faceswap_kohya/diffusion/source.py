@@ -84,6 +84,8 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
     if not base_model:
         raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
 
+    if lora is not None and not no_lora:
+        read_lora_modules(lora)  # the LoRA first: a file that is not a LoRA is named before any base model is opened
     resolve_base(base_model)  # a missing or wrong base model fails here, not after minutes of loading
     dirs = [Path(d).expanduser() for d in lora_dirs]
     if lora is not None:

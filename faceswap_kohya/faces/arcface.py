@@ -273,6 +273,11 @@ class ArcFaceEmbedder:
     def detect(self, image: Image.Image) -> list[Detection]:
         return self.detector.detect(image)
 
+    @property
+    def missed(self) -> str:
+        """Why a face another detector found has no embedding: SCRFD, ArcFace's own detector, did not find it."""
+        return f"no face found by {self.name}"
+
     def _detection_near(self, image: Image.Image, box: Sequence[float]) -> Optional[Detection]:
         """The detection overlapping `box` most, found in a crop around it (small faces in big photos)."""
         left, top, right, bottom = box

@@ -40,6 +40,11 @@ class Embedder:
     def score(self, embedding: np.ndarray, references: Sequence[np.ndarray]) -> tuple[float, int]:
         return identity_score(embedding, references, metric=self.metric)
 
+    @property
+    def missed(self) -> str:
+        """Why a face the detector found has no embedding: this model's own detector did not find it."""
+        return f"no face found by {self.name}"
+
 
 class DlibEmbedder(Embedder):
     """dlib's ResNet (128-d, 99.38 % on LFW); the face is aligned on its 5 landmarks first."""
@@ -170,8 +175,10 @@ def face_of(path: Path, embedder: Embedder) -> dict:
     found = detect(image)
     if not found:
         return {"file": str(path), "error": "no face"}
-    return {"file": str(path), "face_box": list(found[0].box), "faces": len(found),
-            "embedding": embedder.embed(image, found[0])}
+    embedding = embedder.embed(image, found[0])
+    if embedding is None:  # a face model may miss a face the detector found (ArcFace's own detector)
+        return {"file": str(path), "error": embedder.missed}
+    return {"file": str(path), "face_box": list(found[0].box), "faces": len(found), "embedding": embedding}
 
 
 def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -43,7 +43,7 @@ from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_ima
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
+from faceswap_kohya.events import ImageWritten, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
 from faceswap_kohya.runs.artifacts import BASE, Checkpoint, find_checkpoints
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
@@ -75,8 +75,23 @@ class Plan:
     width: int = 1024
     height: int = 1024
     held_out: Optional[Path] = None  # photos the LoRA never saw
+    skipped: list[dict] = field(default_factory=list)  # {"label", "file", "why"}: checkpoints that cannot be read
 
     def __post_init__(self):
+        # The LoRA files first (headers only): one that is not a LoRA is named before any base model is opened.
+        # Among a run's checkpoints a broken one (truncated, foreign) is skipped and named; the others are scored.
+        readable = []
+        for c in self.checkpoints:
+            try:
+                read_lora_modules(c.path)
+                readable.append(c)
+            except UserError as e:
+                if len(self.checkpoints) == 1:
+                    raise
+                self.skipped.append({"label": c.label, "file": str(c.path), "why": str(e)})
+        if self.checkpoints and not readable:
+            raise UserError("no checkpoint of the run can be read: " + "; ".join(s["why"] for s in self.skipped))
+        self.checkpoints = readable
         resolve_base(self.base_model)  # a missing or wrong base model fails here, before any work
 
     @property
@@ -266,8 +281,8 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     if not prompts or not seeds:
         raise UserError("evaluate.prompts and evaluate.seeds must each have at least one entry")
     scoring = load_scoring(plan, echo)
-    for c in plan.checkpoints:  # refuse broken files before the slow base model load
-        read_lora_modules(c.path)
+    for s in plan.skipped:
+        on_event(Warning(f"skipped {s['label']} ({Path(s['file']).name}): {s['why']}"))
 
     pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload)
     sampler_label = set_sampler(pipe, SAMPLER)
@@ -315,6 +330,7 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
         "base_model": plan.base_model, "prompts": prompts, "bleed_prompts": bleed_prompts, "seeds": seeds,
         "steps": ev.steps, "cfg": ev.cfg, "width": plan.width, "height": plan.height, "sampler": SAMPLER,
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
+    scores["skipped"] = plan.skipped
     scores["seconds"] = round(time.monotonic() - start, 1)
     (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
     on_event(ImageWritten(str(write_chart(scores, folder / "identity.png")), "chart"))

@@ -21,6 +21,7 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_after_training
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
+from faceswap_kohya.runs.lock import held
 from faceswap_kohya.runs.status import RunRecorder
 from faceswap_kohya.trainer import render
 from faceswap_kohya.trainer.install import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
@@ -250,11 +251,16 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
     old = RunLayout(Path(run_dir).absolute())
     if not old.preset.is_file() or not old.config_toml.is_file():
         raise UserError(f"{run_dir}: not a run folder (no preset.yaml / config.toml)")
+    with held(old.root, "being resumed"):  # a second `train --resume` of the same run is refused
+        return _resume(old, overrides, on_event, on_line)
+
+
+def _resume(old: RunLayout, overrides, on_event: OnEvent, on_line: Callable[[str], None]) -> RunResult:
     preset = presets.read_run_preset(old.root, overrides)
     state = latest_state(old)
     if state is None:
         hint = "" if preset.training.save_state else " (the run had training.save_state: false)"
-        raise UserError(f"{run_dir}: no saved training state to resume from{hint}")
+        raise UserError(f"{old.root}: no saved training state to resume from{hint}")
     trainer = Trainer.of(preset)
     check_trainer(trainer)
     check_base_model(preset)

@@ -99,9 +99,11 @@ def score_image(image, refs: References, embedder, held_out: Optional[References
     from faceswap_kohya.faces.detect import detect
 
     found = detect(image)
-    embedding = embedder.embed(image, found[0]) if found else None
-    if embedding is None:
+    if not found:
         return {"face_box": None, "error": "no face"}
+    embedding = embedder.embed(image, found[0])
+    if embedding is None:
+        return {"face_box": None, "error": embedder.missed}
     out = {"face_box": list(found[0].box), **score_embedding(embedding, refs)}
     if held_out is not None:
         held = score_embedding(embedding, held_out)

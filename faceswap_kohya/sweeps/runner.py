@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ def ray_session(address: Optional[str] = None):
     ray = _import_ray()
     address = address or os.environ.get("RAY_ADDRESS") or None
     package_root = str(Path(__file__).resolve().parents[2])
+    # ray.init puts its own SIGTERM handler in (it logs and exits 1): give the command's back, so SIGTERM stops
+    # every trial as Ctrl-C does.
+    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -87,6 +91,8 @@ def ray_session(address: Optional[str] = None):
         raise UserError(f"--ray-address {address}: cannot join the Ray cluster ({str(e).splitlines()[0]}); is its head "
                         "started (`ray start --head`)? With token authentication set RAY_AUTH_MODE=token here, with the "
                         "cluster's token in ~/.ray/auth_token (see README: Sweeps)") from None
+    if callable(term):
+        signal.signal(signal.SIGTERM, term)
     try:
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         yield Cluster(local=not address, address=address or "local", nodes=nodes)

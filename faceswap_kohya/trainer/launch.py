@@ -243,7 +243,7 @@ def judge(run: RunLayout, name: str, code: int, interrupted: bool) -> RunResult:
     if interrupted:
         return result
     if code != 0 or final is None or re.search(r"No data found|avr_loss=nan", log_text):
-        d = diagnose(log_text)
+        d = diagnose(log_text, returncode=code)
         if code == 0 and d.reason == "the trainer failed":
             d = Diagnosis("the trainer exited without writing a LoRA", "read train.log in the run folder", d.lines)
         result.diagnosis = d

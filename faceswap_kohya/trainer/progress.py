@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 from typing import Optional
 
@@ -185,8 +186,41 @@ _STALLED = re.compile(r"faceswap-kohya: the trainer stalled: no output for (?P<t
                       r".*?Its last line: (?P<last>.*)$", re.M)
 
 
-def diagnose(log_text: str, max_lines: int = 6) -> Diagnosis:
-    """The lines that explain a failed run, and a hint for known causes."""
+# accelerate's launcher, when the trainer it started died of a signal
+_DIED = re.compile(r"died with <Signals\.(?P<name>SIG[A-Z0-9]+): (?P<number>\d+)>")
+
+
+def killed_by(log_text: str, returncode: Optional[int]) -> Optional[str]:
+    """The signal that killed the trainer ("SIGKILL"), from its exit status or accelerate's last words; else None."""
+    if returncode is not None and returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    found = _DIED.findall(log_text[-20000:])
+    return found[-1][0] if found else None
+
+
+def died_of(name: str, lines: list[str]) -> Diagnosis:
+    """What to tell the user when the trainer was killed by a signal that this program did not send."""
+    if name == "SIGKILL":
+        return Diagnosis("the trainer was killed (SIGKILL): out of memory? The kernel's OOM killer sends SIGKILL",
+                         "use a smaller preset (`faceswap-kohya presets ls`), lower dataset.resolution or network.dim, "
+                         "or close what else uses memory; `train --resume RUN` continues from the last saved state",
+                         lines)
+    if name in ("SIGSEGV", "SIGBUS", "SIGILL", "SIGABRT"):
+        return Diagnosis(f"the trainer crashed ({name})",
+                         "a native library failed (GPU driver, bitsandbytes, torch build): read train.log's end; "
+                         "`train --resume RUN` continues from the last saved state", lines)
+    return Diagnosis(f"the trainer was stopped by {name} from outside",
+                     "`train --resume RUN` continues from the last saved state", lines)
+
+
+def diagnose(log_text: str, max_lines: int = 6, returncode: Optional[int] = None) -> Diagnosis:
+    """The lines that explain a failed run, and a hint for known causes (a signal that killed the trainer first)."""
+    if name := killed_by(log_text, returncode):
+        lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
+        return died_of(name, [ln for ln in lines if not _LAUNCHER_NOISE.search(ln)][-2:])
     if m := _STALLED.search(log_text):
         return Diagnosis(f"the trainer stalled: no output for {m['time']}; its last line was: {m['last'].strip()[:200]}",
                          "look at the end of train.log for what it was doing; raise kohya.stall_minutes if that step "
