@@ -20,10 +20,11 @@ def _location(loc: tuple) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """Every error of one preset as `field.path: message (got VALUE)`, under the file's name."""
+def format_validation_error(err: ValidationError | None, source: str, problems=()) -> str:
+    """Every error of one preset as `field.path: message (got VALUE)`, under the file's name: the field errors of
+    `err`, then `problems`, (field path, message, value) triples (the cross-field rules)."""
     lines, seen = [], {}
-    for e in err.errors(include_url=False):
+    for e in err.errors(include_url=False) if err is not None else ():
         msg = e["msg"].removeprefix("Value error, ")
         where = _location(e["loc"])
         if e["type"] == "extra_forbidden":
@@ -36,6 +37,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             continue
         seen[where] = len(lines)
         lines.append(f"  {where}: {msg}{shown}")
+    for where, msg, got in problems:
+        lines.append(f"  {where}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
     n = len(lines)
     return f"{source}: {n} error{'s' if n != 1 else ''}\n" + "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+"""`generate`, `compare` and `swap` on the command line: options parsed and checked, the image jobs called, their events shown."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+"""`presets ls/cp/show/import/export` on the command line: the shipped presets, and Kohya files imported and exported."""
 
 from __future__ import annotations
 

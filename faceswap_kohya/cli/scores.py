@@ -1,4 +1,4 @@
-"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+"""`identity` and `evaluate` on the command line: images scored against photos, and a run's checkpoints evaluated."""
 
 from __future__ import annotations
 

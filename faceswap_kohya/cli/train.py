@@ -1,4 +1,4 @@
-"""The command line: parse, call, print. Every user-facing problem is a UserError → one message, exit 2."""
+"""`validate`, `render`, `schema`, `prepare`, `regularize`, `train` (and `--resume`) and `check-model` on the command line."""
 
 from __future__ import annotations
 

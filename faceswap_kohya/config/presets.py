@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from faceswap_kohya.config import rules
 from faceswap_kohya.config.paths import PROJECT_ROOT, presets_dir  # noqa: F401  (PROJECT_ROOT: re-exported)
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.errors import UserError, format_validation_error
@@ -126,10 +127,16 @@ def load_data(path: Path, overrides=()) -> dict:
 
 
 def validate(data: dict, source: str) -> Preset:
+    """The preset of `data`, or one UserError listing every field error and every broken cross-field rule."""
+    preset, errors = None, None
     try:
-        return Preset.model_validate(data)
+        preset = Preset.model_validate(data, context={"rules": False})
     except ValidationError as e:
-        raise UserError(format_validation_error(e, source)) from None
+        errors = e
+    problems = rules.check(data, Preset)
+    if errors is not None or problems:
+        raise UserError(format_validation_error(errors, source, problems))
+    return preset
 
 
 def load(name_or_path: str, overrides=()) -> tuple[Preset, Path]:

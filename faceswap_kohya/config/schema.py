@@ -1,7 +1,7 @@
 """The preset: Pydantic models for one YAML file, strict at every level (`extra="forbid"`).
 
 Paths are kept as written (``~`` expanded); relative paths are relative to the working directory.
-Cross-field rules live in ``Preset.check_*`` validators and say what to change.
+Cross-field rules live in ``config/rules.py`` (reported beside the field errors) and say what to change.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from faceswap_kohya.config import rules
 from faceswap_kohya.config.evaluation import Evaluation
 from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.samplers import SAMPLERS
@@ -145,11 +146,6 @@ class Dataset(Section):
             raise ValueError("SDXL bucket steps must be a multiple of 32 (use 32 or 64)")
         return v
 
-    @model_validator(mode="after")
-    def check_buckets(self):
-        if self.enable_bucket and self.min_bucket_reso > self.max_bucket_reso:
-            raise ValueError(f"min_bucket_reso ({self.min_bucket_reso}) is larger than max_bucket_reso ({self.max_bucket_reso})")
-        return self
 
 
 class Regularization(Section):
@@ -177,11 +173,6 @@ class Regularization(Section):
     _expand_paths = field_validator("images", mode="before")(expand_home)
     _sampler_alias = field_validator("scheduler", mode="before")(sampler_name)
 
-    @model_validator(mode="after")
-    def check_prompt_count(self):
-        if self.generate and not self.prompts:
-            raise ValueError("regularization.generate is set but regularization.prompts is empty: add a prompt")
-        return self
 
 
 class Network(Section):
@@ -193,11 +184,6 @@ class Network(Section):
     dropout: Optional[float] = Field(None, ge=0, le=1, description="network_dropout (neuron dropout)")
     args: list[KeyValue] = Field(default_factory=list, description="extra network_args, each 'key=value'")
 
-    @model_validator(mode="after")
-    def check_conv(self):
-        if self.conv_alpha is not None and self.conv_dim is None:
-            raise ValueError("conv_alpha is set but conv_dim is not: set conv_dim too")
-        return self
 
 
 class Optimizer(Section):
@@ -323,57 +309,11 @@ class Preset(Section):
     def instance_tokens(self) -> str:
         return f"{self.subject.trigger} {self.subject.class_word}"
 
-    # Cross-field rules. Each raises with what to change; pydantic collects them per model.
     @model_validator(mode="after")
-    def check_text_encoder_caching(self):
-        t, c = self.training, self.dataset.captions
-        if t.cache_text_encoder_outputs:
-            problems = []
-            if not self.optimizer.unet_only:
-                problems.append("set optimizer.text_encoder_lr to 0 (UNet-only training)")
-            if c.shuffle:
-                problems.append("set dataset.captions.shuffle to false")
-            if c.dropout_rate:
-                problems.append("set dataset.captions.dropout_rate to 0")
+    def check_rules(self, info: ValidationInfo):
+        """The cross-field rules (config/rules.py); `presets.validate` runs them itself, beside the field errors."""
+        if (info.context or {}).get("rules", True):
+            problems = rules.check(self.model_dump(), type(self))
             if problems:
-                raise ValueError("training.cache_text_encoder_outputs needs fixed text-encoder outputs: " + "; ".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def check_augmentation_vs_cache(self):
-        d = self.dataset
-        if self.training.cache_latents and (d.color_aug or d.random_crop):
-            which = " and ".join(k for k in ("color_aug", "random_crop") if getattr(d, k))
-            raise ValueError(f"dataset.{which} changes images every step, so latents can't be cached: "
-                             "turn it off or set training.cache_latents to false")
-        return self
-
-    @model_validator(mode="after")
-    def check_precision(self):
-        t = self.training
-        if t.full_bf16 and t.mixed_precision != "bf16":
-            raise ValueError("training.full_bf16 needs training.mixed_precision: bf16")
-        return self
-
-    @model_validator(mode="after")
-    def check_sampling(self):
-        s = self.sampling
-        if (s.every_n_epochs or s.every_n_steps) and not s.prompts:
-            raise ValueError("sampling.every_n_epochs/every_n_steps is set but sampling.prompts is empty: add a prompt")
-        return self
-
-    @model_validator(mode="after")
-    def check_bleed_without_trigger(self):
-        trigger = self.subject.trigger.lower()
-        for prompt in self.evaluate.bleed_prompts:
-            if trigger in re.findall(r"[a-z0-9]+", prompt.lower()):
-                raise ValueError(f"evaluate.bleed_prompts: {prompt!r} contains the trigger {self.subject.trigger!r}; "
-                                 "bleed prompts test faces the LoRA should leave alone")
-        return self
-
-    @model_validator(mode="after")
-    def check_regularization(self):
-        r = self.regularization
-        if (r.images or r.subsets) and r.generate:
-            raise ValueError("regularization: set either images (a folder) or generate (a count), not both")
+                raise ValueError("; ".join(f"{p.path}: {p.message} (got {p.value!r})" for p in problems))
         return self

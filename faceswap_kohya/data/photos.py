@@ -1,10 +1,5 @@
-"""Photos → a checked Kohya dataset in the run folder.
-
-`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
-(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
-kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
-(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
-"""
+"""One photo at a time: the crop around its face (framing), its training mask, augmented copies (mirrored, relit),
+duplicates, the photos to hold out, and identity checks against the other photos."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Photos → a checked Kohya dataset in the run folder.
-
-`img/10_myface woman/` (face crops + `.txt` captions starting with the instance tokens), `reg/1_woman/`
-(class images with class-only captions), `contact_sheet.png` and `dataset.md` / `dataset.json`: what was
-kept, cropped, augmented, dropped and why. The input photos are only read: every image is decoded
-(EXIF orientation applied, converted to 8-bit RGB) and written anew into the run folder.
-"""
+"""What `prepare` shows of a dataset: `contact_sheet.png` (each image with its mask as a tint, held-out photos
+framed), `dataset.json` and `dataset.md`."""
 
 from __future__ import annotations
 

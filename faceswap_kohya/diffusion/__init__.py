@@ -1,1 +1,1 @@
-"""diffusion"""
+"""Generating with SDXL and Kohya LoRAs: the pipeline, LoRAs attached, prompts and samplers, images and grids."""

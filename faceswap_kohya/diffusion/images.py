@@ -1,5 +1,5 @@
-"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
-before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+"""Images from a pipeline: one per (prompt, seed), PNGs that carry their generation parameters (A1111
+`parameters` + a JSON sidecar), labelled before/after grids, and cached file hashes."""
 
 from __future__ import annotations
 

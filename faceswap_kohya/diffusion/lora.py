@@ -1,4 +1,5 @@
-"""Load an SDXL pipeline (hub id, diffusers folder, single file) and Kohya LoRAs into it.
+"""Kohya LoRAs on a diffusers SDXL pipeline: a LoRA file's modules read (and checked to be an SDXL LoRA), each
+attached as a peft adapter, adapter weights set, LoRAs fused.
 
 Every LoRA is checked after loading: each module named in the file must have attached to the model,
 because diffusers drops some keys silently (mixed key layouts, blocks the model lacks).

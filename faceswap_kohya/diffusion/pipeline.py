@@ -1,8 +1,5 @@
-"""Load an SDXL pipeline (hub id, diffusers folder, single file) and Kohya LoRAs into it.
-
-Every LoRA is checked after loading: each module named in the file must have attached to the model,
-because diffusers drops some keys silently (mixed key layouts, blocks the model lacks).
-"""
+"""Load an SDXL pipeline (hub id, diffusers folder, single file, or the check model) offline, on the chosen
+device and dtype, and give its memory back when it is dropped."""
 
 from __future__ import annotations
 

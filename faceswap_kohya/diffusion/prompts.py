@@ -1,5 +1,5 @@
-"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
-before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+"""Prompts for generation: `<lora:name:w>` tags, A1111 weights → compel (long/weighted prompts), prompt files,
+size checks and the sampler switch."""
 
 from __future__ import annotations
 

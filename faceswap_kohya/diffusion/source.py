@@ -1,5 +1,5 @@
-"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
-before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+"""What `generate` / `compare` generate with: a run folder, a LoRA file or the base model alone (`resolve_source`),
+and their settings, checked before any model is loaded (`image_settings`)."""
 
 from __future__ import annotations
 

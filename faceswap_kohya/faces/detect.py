@@ -1,12 +1,9 @@
-"""Faces, offline: detect, align and embed with dlib (the `dlib-bin` wheel) and the model files of
-`face_recognition_models` — nothing is downloaded at run time.
+"""Faces found offline with dlib (the `dlib-bin` wheel and the model files of `face_recognition_models` —
+nothing is downloaded at run time).
 
-- `detect(image)`: faces, largest first, boxes in the image's own pixels. Detection runs on a copy
-  at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and the
-  boxes are mapped back.
-- `get_embedder()`: dlib's 128-d ResNet face embedder (or InsightFace's ArcFace when the user has
-  its model files), aligned with 5 landmarks.
-- `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
+`detect(image)`: faces, largest first, with 5-point landmarks, boxes in the image's own pixels. Detection
+runs on a copy at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and
+the boxes are mapped back.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""Faces, offline: detect, align and embed with dlib (the `dlib-bin` wheel) and the model files of
-`face_recognition_models` — nothing is downloaded at run time.
+"""Identity, offline: face embeddings and how alike two faces are.
 
-- `detect(image)`: faces, largest first, boxes in the image's own pixels. Detection runs on a copy
-  at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and the
-  boxes are mapped back.
 - `get_embedder()`: dlib's 128-d ResNet face embedder, aligned with 5 landmarks, or ArcFace
   (`faces.arcface`, an optional extra: InsightFace's weights, non-commercial research only).
 - `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
+- `score_files`: image files or folders scored against the faces in reference photos.
 """
 
 from __future__ import annotations

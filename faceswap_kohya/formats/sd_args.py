@@ -1,19 +1,7 @@
-"""Kohya presets in and out: kohya_ss GUI JSON, flat sd-scripts TOML, sectioned kohya-colab TOML.
-
-Import runs in two steps. A kohya_ss GUI preset is first turned into the sd-scripts arguments
-kohya_ss itself would write (`gui_to_sd_args`, following `train_model` in bmaltais/kohya_ss
-kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops ""/False/None/0, the
-`LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in common_gui.py
-(percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split on
-spaces, appended to the command line)). sd-scripts arguments, from that step or from a TOML (whose
-sections sd-scripts flattens, names ignored), then become preset fields (`sd_args_to_preset`).
-Every key of the input ends in the report: mapped, transformed (from → to), ignored (with the
-reason) or unsupported. Settings the schema has no field for go to network.args, optimizer.args or
-kohya.extra_args (passed to the trainer's command line, which wins over its TOML).
-
-Export writes the reverse: a flat sd-scripts config TOML (+ its dataset TOML) or a kohya_ss JSON.
-No torch here: this module only reads and writes text.
-"""
+"""sd-scripts arguments → preset fields (`sd_args_to_preset`): mapped, transformed, or ignored with the reason;
+settings the schema has no field for go to network.args, optimizer.args or kohya.extra_args (passed to the
+trainer's command line, which wins over its TOML); settings the preset's cross-field rules refuse are changed
+as sd-scripts would accept them, and the report says so."""
 
 from __future__ import annotations
 

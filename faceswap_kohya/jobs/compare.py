@@ -1,5 +1,5 @@
-"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
-before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+"""The `compare` job: per prompt, the base model and the LoRA at several weights with the same seeds → every
+image plus one labelled before/after grid."""
 
 from __future__ import annotations
 

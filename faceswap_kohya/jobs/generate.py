@@ -1,5 +1,5 @@
-"""Images from a base model and Kohya LoRAs: `<lora:name:w>` prompt tags, long/weighted prompts (compel),
-before/after grids, and PNGs that carry their generation parameters (A1111 `parameters` + a JSON sidecar)."""
+"""The `generate` job: an image for every (prompt, seed) from a run's LoRA, a LoRA file or the base model
+(`<lora:name:w>` tags add or reweight LoRAs), into a new folder of PNGs that carry their parameters."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
-
-Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
-writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
-"""
+"""A run folder's layout: where each file of one run lives (`RunLayout`), the Kohya folder names of its images
+(`img/`, `val/`, `reg/`), new run folders (`<output.dir>/<name>/<timestamp>/`, never an existing one), and
+the removal of one that failed before anything worth keeping was in it."""
 
 from __future__ import annotations
 

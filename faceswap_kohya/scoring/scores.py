@@ -1,22 +1,13 @@
-"""Evaluate a run: how much the generated person looks like the photos, per checkpoint, against the base model.
+"""Identity scores of generated faces and the best checkpoint.
 
-The base pipeline is loaded once. The base model (no LoRA) and then every checkpoint of the run
-(`model/<name>-000001.safetensors` ..., the final `model/<name>.safetensors`), each attached in turn
-as an adapter, render the same evaluation set (`preset.evaluate.prompts` × `preset.evaluate.seeds`).
-Each image is scored against the reference photos (the run's training photos) with `faces`:
-
-- `score`: the identity score of its face vs the nearest reference (as `faceswap-kohya identity`);
-- `centroid_score`: its similarity to the mean embedding of all references;
-- `copy_gap = score - centroid_score`: large when a face matches one training photo much better than
-  the person as a whole (a copy of one photo is not success); around zero or below for a face that
-  resembles the person across photos.
-
-Images with no face are counted and reported ("no face"), never dropped. Per checkpoint: mean and
-spread of the scores over the faces found, faces found / images. The best checkpoint has the highest
-mean (ties go to the earlier one); the top-3 images are the highest-scoring LoRA images. Everything
-goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
-report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
-`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
+The reference photos' main faces are embedded (`load_references`); each generated face gets `score` (vs the
+nearest reference), `centroid_score` (vs their mean embedding), `copy_gap = score - centroid_score` (large when
+a face copies one photo rather than resembling the person) and `held_out_score` (vs the held-out photos). Per
+checkpoint: mean and spread over the faces found ("no face" images are counted, never dropped) and the bleed
+(faces in prompts without the trigger). A checkpoint whose bleed rises more than `evaluate.bleed_margin` above
+the base model's is overtrained. The best checkpoint (`pick_best`) has the highest identity (held-out identity
+when the run has held-out photos) among those not overtrained, ties going to the earlier one; when every one
+is overtrained, the one that bleeds least. The top images are the highest-scoring LoRA images.
 """
 
 from __future__ import annotations

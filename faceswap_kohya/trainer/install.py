@@ -1,8 +1,5 @@
-"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
-
-Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
-writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
-"""
+"""The trainer's installation: its python and sd-scripts folder (`Trainer`; a kohya_ss install works too), and
+the checks before a launch: the base model, the trainer, free disk space, and the offline tokenizer cache."""
 
 from __future__ import annotations
 

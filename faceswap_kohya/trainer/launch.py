@@ -1,6 +1,6 @@
-"""Run sd-scripts: a new run folder, checks before launch, the subprocess in its own process group,
-live progress, failure detection (also when the trainer exits 0), interrupt and resume.
-"""
+"""Run sd-scripts: the subprocess in its own process group with a watchdog (which stops it if the launcher
+dies), its output logged and turned into live events, a stall limit, the whole group stopped on Ctrl-C, and
+the run judged (failed also when the trainer exits 0 without a LoRA)."""
 
 from __future__ import annotations
 
