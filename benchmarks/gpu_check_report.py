@@ -74,7 +74,8 @@ def markdown(results: dict) -> str:
         lines += [f"- {n}" for n in results["notes"]] + [""]
     lines += ["## Training (sd-scripts through the wrapper vs the same command by hand)", ""]
     lines += training_table(results.get("train", {})) + [""]
-    lines += ["s/it: after the first steps (warm-up), from the step times read off the trainer's progress bar. "
+    lines += ["s/it: after the first steps (warm-up), by the trainer's own clock (step × the mean rate its progress bar "
+              "shows), read alike from the wrapper's train.log and the by-hand run's output. "
               "Within budget: nvidia-smi's peak, less what was in use before the run, against the preset's VRAM "
               "(torch's peak reserved memory where nvidia-smi is not there).", ""]
     lines += ["## Generation (diffusers, median of the timed images, the LoRA at weight 1)", "",

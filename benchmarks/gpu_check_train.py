@@ -17,15 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.events import Step
 from faceswap_kohya.jobs.train import train
 from faceswap_kohya.runs.layout import RunLayout
-from faceswap_kohya.trainer.progress import LineSplitter, parse_line
+from faceswap_kohya.trainer.launch import trainer_env
+from faceswap_kohya.trainer.progress import bar_clock, log_events
 
 
 # ---------------------------------------------------------------- measurements
 def sec_per_it(steps: list[tuple[int, float]], warmup: int) -> Optional[float]:
-    """Seconds per step from (step, time seen) pairs, counting from step `warmup` on; None if too few."""
+    """Seconds per step from (step, time) pairs, counting from step `warmup` on; None if too few."""
     first_seen: dict[int, float] = {}
     for step, t in steps:
         first_seen.setdefault(step, t)
@@ -121,7 +121,17 @@ def log_tail(path: Path, n: int = 12) -> list[str]:
     return [ln[-300:] for ln in lines[-n:]]
 
 
-def _measured(record: dict, steps: list, warmup: int, peaks: Path, smi: SmiPeak, log: Path) -> dict:
+def trainer_steps(log: Path) -> list[tuple[int, float]]:
+    """(step, seconds) by the trainer's own clock, read from a log: the same for the wrapper's train.log and
+    the by-hand run's output, whoever read the pipe and however late (`trainer.progress.bar_clock`)."""
+    try:
+        return bar_clock(log_events(log.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return []
+
+
+def _measured(record: dict, warmup: int, peaks: Path, smi: SmiPeak, log: Path) -> dict:
+    steps = trainer_steps(log)
     if record.get("status") != "ok":
         record["log_tail"] = log_tail(log)
     record["steps_seen"] = max((s for s, _ in steps), default=0)
@@ -137,20 +147,14 @@ def _measured(record: dict, steps: list, warmup: int, peaks: Path, smi: SmiPeak,
 
 def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: Path) -> tuple[dict, Optional[RunLayout]]:
     """`train` as the CLI calls it; at the limit it gets SIGINT, the wrapper's own Ctrl-C path."""
-    steps: list[tuple[int, float]] = []
     record: dict = {"how": "wrapper"}
-
-    def on_event(event) -> None:
-        if isinstance(event, Step):
-            steps.append((event.step, time.monotonic()))
-
     timer = threading.Timer(limit_s, lambda: os.kill(os.getpid(), signal.SIGINT))
     start = time.monotonic()
     result = None
     with _peak_dir(peaks), SmiPeak() as smi:
         timer.start()
         try:
-            result = train(preset, preset_path, on_event=on_event, confirmed=True)
+            result = train(preset, preset_path, confirmed=True)
         except KeyboardInterrupt:
             pass
         finally:
@@ -164,39 +168,30 @@ def run_wrapper(preset, preset_path: Path, limit_s: float, warmup: int, peaks: P
         record["prepare_s"] = record["total_s"] - result.seconds
         record["lora"] = str(result.final) if result.final else None
     run = result.run if result else None
-    return _measured(record, steps, warmup, peaks, smi, run.log if run else Path("/nonexistent")), run
+    return _measured(record, warmup, peaks, smi, run.log if run else Path("/nonexistent")), run
 
 
 def run_by_hand(run: RunLayout, name: str, limit_s: float, warmup: int, peaks: Path) -> dict:
-    """`sh command.sh` from the run folder, in the environment the wrapper gives the trainer. The LoRA
-    and the latents cached to disk by an earlier run in this folder are removed first (same work both ways)."""
+    """`sh command.sh` from the run folder, in the environment the wrapper gives the trainer, its output
+    straight into a file (nothing reads it meanwhile). The LoRA and the latents cached to disk by an earlier
+    run in this folder are removed first (same work both ways)."""
     shutil.rmtree(run.model, ignore_errors=True)
     for cached in run.root.rglob("*.npz"):
         cached.unlink()
-    steps: list[tuple[int, float]] = []
     record: dict = {"how": "by hand", "command": str(run.command)}
     fired: list[bool] = []
     with _peak_dir(peaks), SmiPeak() as smi, open(run.root / "by_hand.log", "wb") as log:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
-                   COLUMNS="200")  # what kohya.launch gives the trainer
-        env.pop("PYTHONPATH", None)
         start = time.monotonic()
-        proc = subprocess.Popen(["sh", str(run.command)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(["sh", str(run.command)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=trainer_env(), start_new_session=True)
         watchdog = threading.Timer(limit_s, lambda: (fired.append(True), _kill_group(proc)))
         watchdog.start()
-        splitter = LineSplitter()
-        while chunk := proc.stdout.read1(65536):
-            log.write(chunk)
-            for line in splitter.feed(chunk.decode("utf-8", "replace")):
-                if isinstance(event := parse_line(line), Step):
-                    steps.append((event.step, time.monotonic()))
         code = proc.wait()
         watchdog.cancel()
         record["wall_s"] = time.monotonic() - start
     lora = run.model / f"{name}.safetensors"
     record["status"] = "timeout" if fired else ("ok" if code == 0 and lora.is_file() else f"failed: exit {code}")
-    return _measured(record, steps, warmup, peaks, smi, run.root / "by_hand.log")
+    return _measured(record, warmup, peaks, smi, run.root / "by_hand.log")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

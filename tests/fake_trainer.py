@@ -4,7 +4,9 @@ behaviour the launcher must handle. Usage: fake_trainer.py MODE FOLDER
 - ok: a short run (epoch, tqdm steps redrawn with \\r, a checkpoint, "model saved.") that exits 0 and
   leaves a child process running behind it;
 - stubborn: starts a child that ignores SIGINT and one that ignores SIGINT and SIGTERM, then trains on;
-- stall: starts a step bar, then prints nothing more.
+- stall: starts a step bar, then prints nothing more;
+- quiet: a line, nothing for 3 s, a line and a step, then exits 0 (the launcher must sleep meanwhile);
+- long: starts a child (that stops on SIGINT) and trains on until stopped.
 
 Each writes the pids of its process group into FOLDER/pids (one a line; the first is the group id) once
 its children run.
@@ -53,3 +55,16 @@ elif mode == "stall":
     sys.stderr.write("\rcaching latents: 3/8 [00:02<00:03]")
     sys.stderr.flush()
     time.sleep(600)
+elif mode == "quiet":
+    write_pids()
+    print("quiet from now", flush=True)
+    time.sleep(3)
+    print("quiet no more", flush=True)
+    sys.stderr.write("\rsteps: 100%|██████████| 1/1 [00:03<00:00,  3.00s/it, avr_loss=0.1]\n")
+    sys.stderr.flush()
+elif mode == "long":
+    write_pids(child(IGNORE["ok"]))
+    for step in range(1, 10_000):
+        sys.stderr.write(f"\rsteps:   0%|          | {step}/10000 [00:01<99:00,  1.00s/it, avr_loss=0.5]")
+        sys.stderr.flush()
+        time.sleep(0.2)

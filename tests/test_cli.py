@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,19 @@ def test_the_printer_says_the_validation_loss_when_it_arrives(capsys):
     out = capsys.readouterr().out
     assert "validation loss on the held-out photos (epoch 1): 0.6690" in out
     assert "(step 4): 0.5000" in out
+
+
+def test_the_bar_is_redrawn_a_few_times_a_second_and_ends_on_the_latest_step(capsys):
+    """200 trainer redraws within a few milliseconds: a handful of bar redraws, and the last numbers are drawn
+    once the redraw interval is up, without another event."""
+    from faceswap_kohya.cli import progress
+
+    printer = Printer()
+    for i in range(1, 201):
+        printer(ev.Step(step=i // 2, total=1000, loss=i / 1000))
+    time.sleep(progress.REDRAW_S * 3)
+    err = capsys.readouterr().err
+    printer.close()
+    redraws = err.count("\r")
+    assert 1 <= redraws <= 4, f"{redraws} redraws"
+    assert err.rstrip().endswith("loss=0.2000]") and "100/1000" in err.rsplit("\r", 1)[-1]

@@ -1,6 +1,7 @@
 """The trainer launcher against a small fake trainer (tests/fake_trainer.py): progress events, Ctrl-C that
-stops the whole process group — children that ignore SIGINT included — with no orphan left, and a
-stalled trainer reported with its last line. No sd-scripts needed."""
+stops the whole process group — children that ignore SIGINT included — with no orphan left, a stalled
+trainer reported with its last line, a launcher that sleeps while the trainer is quiet, and the watchdog
+that stops the trainer of a killed launcher. No sd-scripts needed."""
 
 from __future__ import annotations
 
@@ -46,13 +47,13 @@ def assert_no_orphans(pgid: int, pids: list[int]) -> None:
     assert not running(pids), f"left running: {running(pids)}"
 
 
-def start(mode: str, tmp_path: Path, **kwargs):
+def start(mode: str, tmp_path: Path, on_line=lambda line: None, **kwargs):
     """Run the fake trainer through `launch`; returns (code, interrupted, events, lines, run)."""
     run = RunLayout(tmp_path / "run")
     run.root.mkdir()
     events, lines = [], []
     code, interrupted = launch([sys.executable, str(FAKE), mode, str(run.root)], tmp_path, run.log, events.append,
-                               lines.append, **kwargs)
+                               lambda line: (lines.append(line), on_line(line)), **kwargs)
     return code, interrupted, events, lines, run
 
 
@@ -110,3 +111,51 @@ def test_a_stalled_trainer_is_stopped_and_reported_with_its_last_line(tmp_path):
 def test_a_trainer_that_prints_is_never_taken_for_stalled(tmp_path):
     code, interrupted, events, lines, run = start("ok", tmp_path, stall_seconds=2)
     assert code == 0 and "stalled" not in run.log.read_text()
+
+
+def thread_usage() -> tuple[float, int]:
+    """This thread's CPU seconds and how often it went to sleep (voluntary context switches)."""
+    switches = int(Path("/proc/thread-self/status").read_text().split("voluntary_ctxt_switches:")[1].split()[0])
+    return time.thread_time(), switches
+
+
+def test_the_launcher_sleeps_while_the_trainer_prints_nothing(tmp_path):
+    """3 s without output (a stall limit set, so select has a timeout): the reading thread sleeps once and
+    wakes when the trainer prints again: no polling, no CPU time."""
+    seen = {}
+
+    def on_line(line: str) -> None:
+        if line.startswith("quiet"):
+            seen[line] = thread_usage()
+
+    started = time.monotonic()
+    code, interrupted, events, lines, run = start("quiet", tmp_path, stall_seconds=60, on_line=on_line)
+    assert (code, interrupted) == (0, False) and Step(1, 1, "00:03", "00:00", 3.0, 0.1) in events
+    assert time.monotonic() - started < 10  # the watchdog was released at once, not waited for
+    (cpu0, sleeps0), (cpu1, sleeps1) = seen["quiet from now"], seen["quiet no more"]
+    assert cpu1 - cpu0 < 0.05, f"the launcher used {cpu1 - cpu0:.3f} s of CPU while the trainer was quiet"
+    assert sleeps1 - sleeps0 <= 2, f"the launcher woke {sleeps1 - sleeps0} times in 3 quiet seconds"
+
+
+def test_a_killed_launcher_s_watchdog_stops_the_trainer(tmp_path):
+    """SIGKILL of the process that launched the trainer: the watchdog (blocked on a pipe only the launcher
+    holds) sees it die and stops the trainer's whole group."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    code = ("import sys; from pathlib import Path; from faceswap_kohya.trainer.launch import launch; "
+            f"launch([sys.executable, {str(FAKE)!r}, 'long', {str(folder)!r}], Path({str(tmp_path)!r}), "
+            f"Path({str(folder / 'train.log')!r}))")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    launcher = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    while not (folder / "pids").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (folder / "pids").is_file(), "the fake trainer never started"
+    pgid, pids = pids_of(RunLayout(folder))
+    assert running(pids) == pids, "trainer and child run"
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 20
+    while running(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert_no_orphans(pgid, pids)

@@ -11,7 +11,7 @@ from faceswap_kohya.events import Epoch, Step, ValidationLoss
 from faceswap_kohya.events import ModelSaved as Finished
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer.launch import judge
-from faceswap_kohya.trainer.progress import LineSplitter, TrainerOutput, diagnose, log_events, parse_line
+from faceswap_kohya.trainer.progress import LineSplitter, TrainerOutput, bar_clock, diagnose, log_events, parse_line
 
 DATA = Path(__file__).parent / "data"
 
@@ -148,3 +148,17 @@ def test_validation_bars_stale_redraws_and_late_close_are_not_reported_twice():
                                                                       ValidationLoss(2, 0.31, None, "epoch")]
     assert [e.step for e in events if isinstance(e, Step)] == [1, 2]
     assert parse_line(lines[3]) is None  # a redraw alone says nothing final
+
+
+def test_a_cut_validation_redraw_is_no_training_step():
+    """A validation bar's redraw read before its closing bracket still names "validation steps:", never a step."""
+    assert parse_line("validation steps:  50%|█    | 2/4 [00:01<00:01,  1.20it/s") is None
+
+
+def test_bar_clock_is_the_trainer_s_own_elapsed_time_per_step():
+    """step × the bar's mean s/it (tqdm smoothing=0), from the first redraw of each step: trainer_ok.log shows
+    1/2 at 4.33 s/it, then 2/2 at 4.25 s/it and again at 4.34 s/it when the bar is closed later."""
+    clock = bar_clock(log_events((DATA / "trainer_ok.log").read_text()))
+    assert clock == [(1, pytest.approx(4.33)), (2, pytest.approx(8.5))]
+    fast = bar_clock([parse_line("steps:  10%|█         | 10/100 [00:05<00:45,  2.00it/s, avr_loss=0.1]")])
+    assert fast == [(10, pytest.approx(5.0))]

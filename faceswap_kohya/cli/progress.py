@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import click
 
 from faceswap_kohya import events as ev
 
+REDRAW_S = 0.25  # the bar is redrawn at most 4 times a second, however often the trainer redraws its own
+
 
 class Printer:
-    """`printer(event)` renders one event; `close()` ends the bar. Messages go to stdout (or stderr with err=True)."""
+    """`printer(event)` renders one event; `close()` ends the bar. Messages go to stdout (or stderr with err=True).
+
+    A step that comes sooner than REDRAW_S after the last redraw only updates the bar's numbers; they are
+    drawn when that time is up (a timer) or with the next redraw, so the bar never stays behind."""
 
     def __init__(self, err: bool = False, bar: bool = True):
         self.err, self.show_bar = err, bar
@@ -18,6 +25,9 @@ class Printer:
         self.epoch = ""
         self.val = None
         self.done = False
+        self._lock = threading.RLock()  # the late redraw runs in a timer's thread
+        self._drawn = 0.0
+        self._late: threading.Timer | None = None
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Message):
@@ -39,10 +49,11 @@ class Printer:
             self.close()
 
     def _line(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr if self.err else sys.stdout)
-        else:
-            click.echo(text, err=self.err)
+        with self._lock:
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr if self.err else sys.stdout)
+                return
+        click.echo(text, err=self.err)
 
     def _step(self, e: ev.Step) -> None:
         if not self.show_bar:
@@ -52,7 +63,7 @@ class Printer:
         if self.bar is None or self.bar.total != e.total:
             self.close()
             self.bar = tqdm(total=e.total, unit=e.unit, dynamic_ncols=True, file=sys.stderr)
-        self.bar.n = e.step
+            self._drawn = 0.0
         post = {}
         if self.epoch:
             post["epoch"] = self.epoch
@@ -66,12 +77,33 @@ class Printer:
             post[f"s/{e.unit}"] = f"{e.sec_per_it:.1f}"
         if e.eta:
             post["eta"] = e.eta
-        self.bar.set_postfix(post, refresh=False)
-        self.bar.refresh()
+        with self._lock:
+            self.bar.n = e.step
+            self.bar.set_postfix(post, refresh=False)
+            wait = self._drawn + REDRAW_S - time.monotonic()
+            if wait <= 0 or e.step >= e.total:
+                self._redraw()
+            elif self._late is None:
+                self._late = threading.Timer(wait, self._redraw)
+                self._late.daemon = True
+                self._late.start()
         if e.unit == "image" and e.step >= e.total:
             self.close()
 
+    def _redraw(self) -> None:
+        with self._lock:
+            if self._late is not None and self._late is not threading.current_thread():
+                self._late.cancel()
+            self._late = None
+            if self.bar is not None:
+                self.bar.refresh()
+                self._drawn = time.monotonic()
+
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        with self._lock:
+            if self._late is not None:
+                self._late.cancel()
+                self._late = None
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None

@@ -4,6 +4,7 @@ the run judged (failed also when the trainer exits 0 without a LoRA)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import select
@@ -42,6 +43,14 @@ class RunResult:
 STALL_MARK = "faceswap-kohya: the trainer stalled"
 
 
+def trainer_env() -> dict:
+    """The environment the trainer runs in: this one, unbuffered UTF-8 output, wide lines, no PYTHONPATH."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
+               COLUMNS="200")  # rich wraps log lines at the terminal width
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,
            on_line: Callable[[str], None] = lambda s: None, on_start: Callable[[int], None] = lambda pid: None,
            stall_seconds: Optional[float] = None, stop_grace: float = 20.0) -> tuple[int, bool]:
@@ -50,79 +59,97 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
     Ctrl-C / SIGTERM stop the whole group (SIGINT, then after `stop_grace` s SIGTERM, then SIGKILL) and
     leave no orphans. A trainer that prints nothing for `stall_seconds` is stopped the same way, and the
     log ends with a line saying so and quoting its last line (see `diagnose`). Returns (exit code, interrupted).
+
+    While the trainer runs, this process sleeps in `poll` until the trainer prints, ends or the stall time
+    is up: its own CPU time stays a small fraction of a percent of the trainer's (benchmarks/bench_train_wrapper.py).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
-               COLUMNS="200")  # rich wraps log lines at the terminal width
-    env.pop("PYTHONPATH", None)
     interrupted = False
     with open(log_path, "ab") as log:
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, bufsize=0)
-        watchdog = _watch_over(proc.pid)
-        on_start(proc.pid)
-
-        def stop(signum, _frame):
-            nonlocal interrupted
-            interrupted = True
-            _stop_group(proc, stop_grace)
-
-        in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
-        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+                                env=trainer_env(), start_new_session=True, bufsize=0)
+        watchdog, done = _watch_over(proc.pid)
         try:
-            stalled = _pump(proc, log, on_event, on_line, stall_seconds)
-            if stalled is not None and not interrupted:
-                minutes = f"{stall_seconds / 60:g} min" if stall_seconds >= 60 else f"{stall_seconds:g} s"
-                log.write(f"\n{STALL_MARK}: no output for {minutes} (kohya.stall_minutes); stopped it. "
-                          f"Its last line: {stalled}\n".encode())
+            on_start(proc.pid)
+
+            def stop(signum, _frame):
+                nonlocal interrupted
+                interrupted = True
                 _stop_group(proc, stop_grace)
-                _drain(proc, log)
-            code = proc.wait()
+
+            in_main = threading.current_thread() is threading.main_thread()  # signal handlers only work there
+            old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+            try:
+                stalled = _pump(proc, log, on_event, on_line, stall_seconds)
+                if stalled is not None and not interrupted:
+                    minutes = f"{stall_seconds / 60:g} min" if stall_seconds >= 60 else f"{stall_seconds:g} s"
+                    log.write(f"\n{STALL_MARK}: no output for {minutes} (kohya.stall_minutes); stopped it. "
+                              f"Its last line: {stalled}\n".encode())
+                    _stop_group(proc, stop_grace)
+                    _drain(proc, log)
+                code = proc.wait()
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+                if proc.poll() is None:
+                    _stop_group(proc, stop_grace)
         finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-            if proc.poll() is None:
-                _stop_group(proc, stop_grace)
-        _reap_group(proc.pid)
-        try:
-            watchdog.wait(timeout=5)  # it ends within a second once the group is gone
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
+            _reap_group(proc.pid)
+            _release(watchdog, done)
+            proc.stdout.close()
     return code, interrupted
 
 
 def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optional[float]) -> Optional[str]:
     """Copy the trainer's output to the log and the callbacks until it ends; returns its last line when it
-    printed nothing for `stall_seconds` (None when it ended by itself)."""
+    printed nothing for `stall_seconds` (None when it ended by itself).
+
+    Sleeps in `poll` on the pipe and on a pidfd of the trainer (readable once it has ended: a child it left
+    behind may hold the pipe open), with the time left until a stall as the only timeout: no busy waiting."""
     fd = proc.stdout.fileno()
     splitter, output = LineSplitter(), TrainerOutput()
     last_line, last_output = "(no output at all)", time.monotonic()
+    try:
+        ended = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux, an old kernel): look at the trainer each second
+        ended = None
+    poller = select.poll()
+    for watched in (fd, ended):
+        if watched is not None:
+            poller.register(watched, select.POLLIN)
 
     def handle(line: str) -> None:
         nonlocal last_line
-        last_line = line.strip()
+        last_line = line
         on_line(line)
         for event in output.feed(line):
             on_event(event)
 
-    while True:
-        ready, _, _ = select.select([fd], [], [], 1.0)  # wake up each second to look at the clocks
-        if not ready:
-            if proc.poll() is not None:  # the trainer ended; a child it left behind may hold the pipe open
+    try:
+        while True:
+            wait = None if not stall_seconds else max(0.0, last_output + stall_seconds - time.monotonic())
+            if ended is None:
+                wait = 1.0 if wait is None else min(wait, 1.0)
+            ready = {f for f, _ in poller.poll(None if wait is None else math.ceil(wait * 1000))}
+            if fd in ready:
+                chunk = os.read(fd, 65536)  # whatever is there, without waiting for more
+                if not chunk:
+                    break
+                last_output = time.monotonic()
+                log.write(chunk)
+                log.flush()  # one write per chunk read: the log is as far as the trainer
+                for line in splitter.feed(chunk.decode("utf-8", "replace")):
+                    handle(line)
+                continue
+            if ready or (ended is None and proc.poll() is not None):  # it ended, all it printed is read
                 break
-            if stall_seconds and time.monotonic() - last_output > stall_seconds:
+            if stall_seconds and time.monotonic() - last_output >= stall_seconds:
                 for event in output.flush():
                     on_event(event)
-                return splitter.pending().strip() or last_line
-            continue
-        chunk = os.read(fd, 65536)  # whatever is there, without waiting for more
-        if not chunk:
-            break
-        last_output = time.monotonic()
-        log.write(chunk)
-        log.flush()
-        for line in splitter.feed(chunk.decode("utf-8", "replace")):
-            handle(line)
+                return splitter.pending().strip() or last_line.strip()
+    finally:
+        if ended is not None:
+            os.close(ended)
     for line in splitter.flush():
         handle(line)
     for event in output.flush():
@@ -132,43 +159,61 @@ def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optiona
 
 def _drain(proc: subprocess.Popen, log) -> None:
     """What a stopped trainer printed while it stopped, into the log."""
-    fd = proc.stdout.fileno()
-    while select.select([fd], [], [], 0)[0] and (chunk := os.read(fd, 65536)):
+    fd, poller = proc.stdout.fileno(), select.poll()
+    poller.register(fd, select.POLLIN)
+    while poller.poll(0) and (chunk := os.read(fd, 65536)):
         log.write(chunk)
 
 
 # Stops the trainer's group when the process that launched it dies without cleaning up (SIGKILL, OOM killer):
-# argv = [our pid, the trainer's group]. It ignores Ctrl-C (the launcher handles that) and ends with the group.
+# argv = [the read end of a pipe whose write end only the launcher holds, the trainer's group]. It sleeps in
+# `read` until the launcher writes a byte (done: it ends) or dies (end of file: it stops the group).
+# It ignores Ctrl-C (the launcher handles that).
 _WATCHDOG = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-parent, group = int(sys.argv[1]), int(sys.argv[2])
-def alive(pid, kill=os.kill):
+fd, group = int(sys.argv[1]), int(sys.argv[2])
+if os.read(fd, 1):
+    sys.exit()
+for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 0)):
     try:
-        kill(pid, 0)
-        return True
+        os.killpg(group, sig)
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            os.killpg(group, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-while alive(group, os.killpg):
-    if not alive(parent):
-        for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 0)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                break
-            end = time.monotonic() + wait
-            while time.monotonic() < end and alive(group, os.killpg):
-                time.sleep(0.5)
         break
-    time.sleep(1)
 """
 
 
-def _watch_over(pgid: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pgid)], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def _watch_over(pgid: int) -> tuple[subprocess.Popen, int]:
+    """The watchdog of group `pgid` and the pipe's write end that keeps it waiting."""
+    read_end, write_end = os.pipe()
+    try:
+        watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(read_end), str(pgid)],
+                                    pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return watchdog, write_end
+
+
+def _release(watchdog: subprocess.Popen, write_end: int) -> None:
+    """Tell the watchdog the group is dealt with, and reap it."""
+    try:
+        os.write(write_end, b"x")
+    except OSError:
+        pass
+    os.close(write_end)
+    try:
+        watchdog.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
@@ -202,17 +247,16 @@ def group_members(pgid: int) -> Optional[list[int]]:
 
 
 def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies, which a container's init may never reap, don't)."""
-    members = group_members(pgid)
-    if members is not None:
-        return bool(members)
+    """Whether any process of the group still runs (zombies, which a container's init may never reap, don't).
+    /proc is read only while the group has a process at all."""
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    members = group_members(pgid)
+    return True if members is None else bool(members)
 
 
 def _reap_group(pgid: int) -> None:

@@ -20,6 +20,9 @@ _FINAL = re.compile(r"\bmodel saved\.")
 _VALIDATION = re.compile(
     r"(?P<epoch>epoch )?validation steps:\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\s*\[(?P<rest>[^\]]*)\]")
 _VAL_LOSS = re.compile(r"val_(?:epoch_)?avg_loss=(?P<loss>[-+\w.]+)")
+# A line that gives an event has one of these (what the patterns above and below need).
+_WORDS = ("steps:", "saving checkpoint: ", "epoch ", "model saved.")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
 # Where sd-scripts writes the same numbers for tensorboard (`--logging_dir`).
 VALIDATION_TAGS = {"epoch": "loss/validation/epoch_average", "step": "loss/validation/step_average"}
 
@@ -47,6 +50,8 @@ class ValidationBar:
 
 
 def validation_bar(line: str) -> Optional[ValidationBar]:
+    if "validation steps:" not in line:  # most lines: a substring test, not a regex
+        return None
     if m := _VALIDATION.search(line):
         loss = _VAL_LOSS.search(m["rest"])
         return ValidationBar("epoch" if m["epoch"] else "step", int(m["done"]), int(m["total"]),
@@ -57,7 +62,9 @@ def validation_bar(line: str) -> Optional[ValidationBar]:
 def parse_line(line: str) -> Optional[Event]:
     """One line (tqdm redraws are separate lines: split output on both \\r and \\n) → an event or None.
     Validation bars give no event here: `TrainerOutput` reports each validation once, when it is done."""
-    if _VALIDATION.search(line):  # before _STEP: "validation steps:" contains "steps:"
+    if not any(word in line for word in _WORDS):  # most lines: substring tests, no regex
+        return None
+    if "validation steps:" in line:  # before _STEP: "validation steps:" contains "steps:"
         return None
     if m := _STEP.search(line):
         rate = _float(m["rate"])
@@ -116,8 +123,21 @@ class TrainerOutput:
 def log_events(text: str) -> list[Event]:
     """The events of a whole trainer log (e.g. a run's train.log)."""
     output = TrainerOutput()
-    events = [e for line in re.split(r"\r\n|\r|\n", text) for e in output.feed(line)]
+    events = [e for line in _NEWLINES.split(text) for e in output.feed(line)]
     return events + output.flush()
+
+
+def bar_clock(events) -> list[tuple[int, float]]:
+    """(step, seconds since the step bar started) by the trainer's own clock, from its first redraw of each step.
+
+    sd-scripts' step bar has tqdm's `smoothing=0`: the rate it shows is the mean since the bar started, so
+    step × s/it is the bar's elapsed time at that redraw, to the rate's two decimals (the elapsed field itself
+    has whole seconds only). It does not depend on when a reader got the line."""
+    clock: dict[int, float] = {}
+    for e in events:
+        if isinstance(e, Step) and e.unit == "step" and e.sec_per_it is not None and e.step > 0:
+            clock.setdefault(e.step, e.step * e.sec_per_it)
+    return sorted(clock.items())
 
 
 class LineSplitter:
@@ -127,7 +147,7 @@ class LineSplitter:
         self._rest = ""
 
     def feed(self, text: str) -> list[str]:
-        parts = re.split(r"\r\n|\r|\n", self._rest + text)
+        parts = _NEWLINES.split(self._rest + text)
         self._rest = parts.pop()
         return [p for p in parts if p.strip()]
 
