@@ -242,10 +242,9 @@ def diagnose(log_text: str, max_lines: int = 6, returncode: Optional[int] = None
         return Diagnosis(f"the trainer stalled: no output for {m['time']}; its last line was: {m['last'].strip()[:200]}",
                          "look at the end of train.log for what it was doing; raise kohya.stall_minutes if that step "
                          "is just slow on this machine", [m["last"].strip()])
-    if name := killed_by(log_text, returncode):
-        lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
-        return died_of(name, [ln for ln in lines if not _LAUNCHER_NOISE.search(ln)][-2:])
     lines = [ln.rstrip() for ln in re.split(r"\r|\n", log_text) if ln.strip() and not _BENIGN.search(ln)]
+    if name := killed_by(log_text, returncode):
+        return died_of(name, [ln for ln in lines if not _LAUNCHER_NOISE.search(ln)][-2:])
     explaining = [ln for ln in lines if _EXPLAINS.search(ln) and not _LAUNCHER_NOISE.search(ln)]
     nan = [ln for ln in explaining if "avr_loss=nan" in ln]
     explaining = [ln for ln in explaining if "avr_loss=nan" not in ln] + nan[-1:]
