@@ -133,7 +133,7 @@ def test_balance_advice():
 
 
 def test_images_and_generate_are_exclusive():
-    with pytest.raises(UserError, match="either images .* or generate"):
+    with pytest.raises(UserError, match=r"either regularization\.images .* or generate"):
         presets.validate({"base_model": "m", "regularization": {"generate": 3, "images": "/x"}}, "p")
 
 
