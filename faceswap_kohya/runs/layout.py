@@ -1,8 +1,5 @@
-"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
-
-Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
-writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
-"""
+"""Where everything of one run lives inside its run folder (`RunLayout`), the Kohya folder names of its photos,
+and making a new run folder (never an existing one) or removing one that failed before it held anything."""
 
 from __future__ import annotations
 
@@ -46,6 +43,11 @@ class RunLayout:
     @property
     def samples(self) -> Path:
         return self.model / "sample"
+
+    @property
+    def eval(self) -> Path:
+        """Evaluations, one `<timestamp>/` folder each (images, scores, report, chart)."""
+        return self.root / "eval"
 
     @property
     def dataset_toml(self) -> Path:

@@ -1,0 +1,167 @@
+"""What a run folder holds, found in one place: its LoRA checkpoints in training order and the final LoRA,
+the trainer's sample images, saved training states, its photo folders, and its evaluations with the latest
+scores.
+
+Every other part asks these functions; nothing else globs `model/`, `img/` or `eval/` or knows the trainer's
+file names. A run is given as its folder or its `RunLayout`. The run's LoRA name is its `status.json` name,
+else its `preset.yaml` `output.name`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.runs.status import read_status
+
+LORA_SUFFIX = ".safetensors"
+SCORES = "scores.json"
+REPORT = "report.html"
+CHART = "identity.png"
+EPOCH_FILE = re.compile(r"-(\d{6})$")
+STEP_FILE = re.compile(r"-step(\d+)$")
+
+Run = Union[Path, str, RunLayout]
+
+
+def layout_of(run: Run) -> RunLayout:
+    """The run's layout, whether it is given as a folder or as its layout."""
+    return run if isinstance(run, RunLayout) else RunLayout(Path(run))
+
+
+@dataclass
+class Checkpoint:
+    """One model to evaluate: the base (path None) or a LoRA file of the run."""
+
+    label: str  # "base", "epoch 3", "step 500", "final", or the file stem
+    path: Optional[Path] = None
+    epoch: Optional[int] = None
+    step: Optional[int] = None
+
+    @property
+    def slug(self) -> str:
+        """File-name prefix of its images."""
+        if self.path is None:
+            return "base"
+        if self.epoch is not None:
+            return f"e{self.epoch:06d}"
+        if self.step is not None:
+            return f"s{self.step:08d}"
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.label)
+
+
+BASE = Checkpoint("base")
+
+
+def find_checkpoints(model_dir: Path, name: str) -> list[Checkpoint]:
+    """The run's LoRA files in training order: `<name>-NNNNNN` (epochs), `<name>-stepNNNNNNNN` (steps),
+    then the final `<name>.safetensors`. With both epoch and step files, file times give the order."""
+    if not Path(model_dir).is_dir():
+        return []
+    numbered, final = [], None
+    for p in sorted(Path(model_dir).glob(f"*{LORA_SUFFIX}")):
+        if p.stem == name:
+            final = Checkpoint("final", p)
+        elif m := re.fullmatch(re.escape(name) + r"-(\d{6})", p.stem):
+            numbered.append(Checkpoint(f"epoch {int(m.group(1))}", p, epoch=int(m.group(1))))
+        elif m := re.fullmatch(re.escape(name) + r"-step(\d+)", p.stem):
+            numbered.append(Checkpoint(f"step {int(m.group(1))}", p, step=int(m.group(1))))
+    if any(c.epoch is not None for c in numbered) and any(c.step is not None for c in numbered):
+        numbered.sort(key=lambda c: (c.path.stat().st_mtime, c.path.name))
+    else:
+        numbered.sort(key=lambda c: c.epoch if c.epoch is not None else c.step)
+    return numbered + ([final] if final else [])
+
+
+def is_checkpoint(stem: str) -> bool:
+    """A numbered checkpoint's file stem (`<name>-000003`, `<name>-step00000500`), not a final LoRA."""
+    return bool(EPOCH_FILE.search(stem) or STEP_FILE.search(stem))
+
+
+def lora_name(run: Run) -> Optional[str]:
+    """The run's LoRA file name without `.safetensors`: status.json's name, else preset.yaml's output.name."""
+    layout = layout_of(run)
+    name = (read_status(layout.root) or {}).get("name")
+    if name:
+        return name
+    try:
+        import yaml
+
+        return ((yaml.safe_load(layout.preset.read_text(encoding="utf-8")) or {}).get("output") or {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def lora_path(run: Run, name: str, epoch: Optional[int] = None) -> Path:
+    """Where the trainer writes the LoRA of epoch `epoch` (`model/<name>-000003.safetensors`), or the final one
+    (`model/<name>.safetensors`) without an epoch; the file need not exist."""
+    stem = name if epoch is None else f"{name}-{epoch:06d}"
+    return layout_of(run).model / f"{stem}{LORA_SUFFIX}"
+
+
+def checkpoints(run: Run, name: Optional[str] = None) -> list[Checkpoint]:
+    """The run's LoRAs in training order, the final one last."""
+    name = name or lora_name(run)
+    return find_checkpoints(layout_of(run).model, name) if name else []
+
+
+def final_lora(run: Run, name: Optional[str] = None) -> Optional[Path]:
+    """`model/<name>.safetensors` when the trainer wrote it."""
+    name = name or lora_name(run)
+    path = lora_path(run, name) if name else None
+    return path if path is not None and path.is_file() else None
+
+
+def run_of_lora(lora: Path) -> Optional[Path]:
+    """The run folder a LoRA file was saved in (`<run>/model/<file>` beside the run's preset.yaml), else None."""
+    lora = Path(lora)
+    layout = RunLayout(lora.parent.parent)
+    return layout.root if lora.parent == layout.model and layout.preset.is_file() else None
+
+
+def samples(run: Run) -> list[Path]:
+    """The trainer's sample images, oldest first."""
+    folder = layout_of(run).samples
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def latest_state(run: Run) -> Optional[Path]:
+    """The newest saved training state (`model/<name>-*-state/`), what `train --resume` continues from."""
+    model = layout_of(run).model
+    states = [p for p in model.glob("*-state") if p.is_dir()] if model.is_dir() else []
+    return max(states, key=lambda p: p.stat().st_mtime) if states else None
+
+
+def photo_folders(run: Run) -> list[Path]:
+    """The run's Kohya photo folders in `img/` (`<repeats>_<tokens>`), by name."""
+    img = layout_of(run).img
+    return sorted(p for p in img.glob("*_*") if p.is_dir()) if img.is_dir() else []
+
+
+def evaluations(run: Run) -> list[Path]:
+    """The run's evaluation folders (`eval/<timestamp>/`) that hold scores, oldest first."""
+    folder = layout_of(run).eval
+    return [p.parent for p in sorted(folder.glob(f"*/{SCORES}"))] if folder.is_dir() else []
+
+
+def latest_scores(run: Run) -> Optional[Path]:
+    """The newest evaluation's scores.json, if the run was evaluated."""
+    found = evaluations(run)
+    return found[-1] / SCORES if found else None
+
+
+def read_scores(path: Optional[Path]) -> Optional[dict]:
+    """A scores.json as data; None when it is missing or unreadable (a torn write reads as no scores)."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
