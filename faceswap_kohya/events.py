@@ -96,6 +96,21 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class EvaluationFailed:
+    """The evaluation after training failed (the training itself succeeded); `run` is the run folder to
+    evaluate again."""
+
+    message: str
+    run: str = ""
+
+    @property
+    def text(self) -> str:
+        """The lines people read: what failed and how to retry."""
+        retry = f"; retry with: faceswap-kohya evaluate {self.run}" if self.run else ""
+        return f"evaluation failed: {self.message}\n  (the training itself succeeded{retry})"
+
+
+@dataclass(frozen=True)
 class TrialProgress:
     """Where one trial of a sweep or batch stands (sent when it changes): state is waiting, preparing, training,
     evaluating, finished, failed, interrupted or skipped (finished before); detail is a short line for people."""
@@ -110,7 +125,7 @@ class TrialProgress:
 
 
 Event = Union[Message, Warning, Error, StageStarted, StageFinished, Step, Epoch, ValidationLoss, ImageWritten,
-              CheckpointWritten, ModelSaved, Finished, TrialProgress]
+              CheckpointWritten, ModelSaved, Finished, EvaluationFailed, TrialProgress]
 EVENT_TYPES = {cls.__name__: cls for cls in Event.__args__}
 OnEvent = Callable[[Event], None]
 

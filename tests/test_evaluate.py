@@ -15,7 +15,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs.evaluate import evaluate_after_training, evaluate_run, plan_lora, subject_from_lora, summary_lines
-from faceswap_kohya.runs.artifacts import find_checkpoints
+from faceswap_kohya.runs.artifacts import checkpoints, find_checkpoints
 from faceswap_kohya.scoring.scores import (
     SAMPLER,
     References,
@@ -480,13 +480,33 @@ def test_embedder_unavailable_and_faceless_references_stop_before_loading(tiny, 
 
 
 def test_train_runs_it_only_when_enabled_and_a_failure_keeps_the_training(tiny, tmp_path):
+    """Training hands over its preset, layout and checkpoints; a failure is an EvaluationFailed event that the
+    run's recorder keeps in events.jsonl, and the trial summary reads it from there."""
+    from faceswap_kohya.config.presets import read_run_preset
+    from faceswap_kohya.events import EvaluationFailed, Message
+    from faceswap_kohya.runs.layout import RunLayout
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import RunRecorder
+    from faceswap_kohya.sweeps.trials import summarize_run
+
     folder, pipe = tiny
     off = make_run(tmp_path / "off", folder, pipe, checkpoints=("myface",))
-    assert evaluate_after_training(off) is None and not (off / "eval").exists()
+    assert evaluate_after_training(read_run_preset(off), RunLayout(off), checkpoints(off)) is None
+    assert not (off / "eval").exists()
     broken = make_run(tmp_path / "on", folder, pipe, checkpoints=(), enabled=True)
-    lines = []
-    assert evaluate_after_training(broken, lambda e: lines.append(e.text) if hasattr(e, 'text') else None) is None
-    assert any(ln.startswith("evaluation failed:") and f"faceswap-kohya evaluate {broken}" in ln for ln in lines)
+    recorder = RunRecorder(broken, "myface")
+    seen = []
+    on_event = recorder.wrap(seen.append)
+    assert evaluate_after_training(read_run_preset(broken), RunLayout(broken), [], on_event) is None
+    recorder.set(state="finished")
+    recorder.close()
+    failed = [e for e in seen if isinstance(e, EvaluationFailed)]
+    assert len(failed) == 1 and "no LoRA checkpoints in" in failed[0].message and failed[0].run == str(broken)
+    assert failed[0].text.startswith("evaluation failed:") and f"faceswap-kohya evaluate {broken}" in failed[0].text
+    assert not any(isinstance(e, Message) and e.text.startswith("evaluation failed") for e in seen)  # typed, not text
+    assert read_run(broken).evaluation_error == failed[0].message
+    summary = summarize_run(broken)
+    assert summary["state"] == "finished" and summary["error"].startswith("evaluation failed: ") and summary["scores"] is None
 
 
 def test_a_lora_file_with_its_subject_in_the_metadata(tiny, tmp_path):
@@ -579,8 +599,10 @@ def test_report_leads_with_held_out_identity_bleed_and_the_reason(tmp_path):
     validation losses and the chosen checkpoint with why, every number named by its face model."""
     from types import SimpleNamespace
 
+    from faceswap_kohya.runs.status import RunRecorder
     from faceswap_kohya.scoring.document import scores_document
     from faceswap_kohya.scoring.report import write_chart, write_report
+    from faceswap_kohya.trainer.progress import log_events
 
     folder = tmp_path / "eval"
     (folder / "images").mkdir(parents=True)
@@ -592,7 +614,10 @@ def test_report_leads_with_held_out_identity_bleed_and_the_reason(tmp_path):
             Image.new("RGB", (32, 32), "gray").save(folder / im["file"])
     run = tmp_path / "run"
     run.mkdir()
-    (run / "train.log").write_text((DATA / "trainer_validation.log").read_text())
+    recorder = RunRecorder(run, "myface")  # the run's events, as the launcher records a real trainer's output
+    for event in log_events((DATA / "trainer_validation.log").read_text()):
+        recorder.record(event)
+    recorder.close()
     ref = References(Path("img"), "euclidean", ["a.png"], [np.zeros(128)], [{"file": "a.png", "face_box": [0, 0, 1, 1]}])
     held = References(Path("val"), "euclidean", ["h.png"], [np.zeros(128)], [{"file": "h.png", "face_box": [0, 0, 1, 1]}])
     scoring = SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-128"), refs=ref, held_out=held)

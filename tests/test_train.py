@@ -26,10 +26,10 @@ from faceswap_kohya.events import Finished as Finished_
 from faceswap_kohya.events import ModelSaved as Finished
 from faceswap_kohya.events import StageStarted, Step
 from faceswap_kohya.jobs.train import preflight, resume, train
+from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.layout import new_run
 from faceswap_kohya.runs.status import read_events, read_status
 from faceswap_kohya.trainer.install import Trainer
-from faceswap_kohya.trainer.launch import latest_state
 
 
 def cpu_check(tmp_path: Path, photos: Path, *extra: str):

@@ -34,6 +34,8 @@ class Printer:
             self._line(event.text)
         elif isinstance(event, ev.Warning):
             self._line(click.style(f"warning: {event.text}", fg="yellow"))
+        elif isinstance(event, ev.EvaluationFailed):
+            self._line(click.style(event.text, fg="yellow"))
         elif isinstance(event, ev.Step) and not self.done:
             self._step(event)
         elif isinstance(event, ev.Epoch):

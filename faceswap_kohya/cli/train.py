@@ -18,6 +18,7 @@ from faceswap_kohya.jobs.prepare import dry_run as show
 from faceswap_kohya.jobs.prepare import prepare as run_prepare
 from faceswap_kohya.jobs.regularize import regularize as run_regularize
 from faceswap_kohya.runs.artifacts import latest_state
+from faceswap_kohya.runs.artifacts import samples as sample_images
 from faceswap_kohya.runs.layout import RunLayout, instance_dir
 from faceswap_kohya.trainer.check import check_rendered
 from faceswap_kohya.trainer.install import Trainer, tokenizer_cache
@@ -93,7 +94,7 @@ def report_result(result) -> None:
     for lora in result.loras:
         if lora != result.final:
             click.echo(f"  checkpoint {lora.name} ({lora.stat().st_size / 1e6:.1f} MB)")
-    samples = sorted(result.run.samples.glob("*.png")) if result.run.samples.is_dir() else []
+    samples = sample_images(result.run)
     if samples:
         click.echo(f"  {len(samples)} sample images in {result.run.samples}")
     click.echo(f"run folder: {result.run.root}\nnext: faceswap-kohya generate {result.run.root} \"{_instance_tokens(result.run)}, portrait photo\"")

@@ -14,6 +14,7 @@ from faceswap_kohya.diffusion.lora import read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.runs.artifacts import LORA_SUFFIX, checkpoints, lora_path, run_of_lora
 
 
 # ---------------------------------------------------------------- what to generate with
@@ -62,22 +63,17 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
             if not (t / "preset.yaml").is_file():
                 raise UserError(f"{t}: not a run folder (no preset.yaml); give a run folder or a .safetensors LoRA")
             run_dir, preset = t, run_preset(t)
-            model_dir, name = t / "model", preset.output.name
-            if epoch is not None:
-                lora = model_dir / f"{name}-{epoch:06d}.safetensors"
-            else:
-                lora = model_dir / f"{name}.safetensors"
+            lora = lora_path(t, preset.output.name, epoch)
             if not lora.is_file() and not no_lora:
-                saved = sorted(p.name for p in model_dir.glob("*.safetensors")) if model_dir.is_dir() else []
+                saved = [c.path.name for c in checkpoints(t, preset.output.name)]
                 hint = f"saved: {', '.join(saved)} (pick one with --epoch N)" if saved else "the run saved no LoRA yet"
-                raise UserError(f"{t}: no {lora.name} in {model_dir}; {hint}")
+                raise UserError(f"{t}: no {lora.name} in {lora.parent}; {hint}")
         elif t.is_file():
-            if t.suffix != ".safetensors":
-                raise UserError(f"{t}: not a LoRA file (expected .safetensors) or a run folder")
+            if t.suffix != LORA_SUFFIX:
+                raise UserError(f"{t}: not a LoRA file (expected {LORA_SUFFIX}) or a run folder")
             lora = t
-            maybe_run = t.parent.parent
-            if t.parent.name == "model" and (maybe_run / "preset.yaml").is_file():
-                run_dir, preset = maybe_run, run_preset(maybe_run)
+            run_dir = run_of_lora(t)
+            preset = run_preset(run_dir) if run_dir is not None else None
         else:
             raise UserError(f"{target}: no such run folder or LoRA file")
     base_model = base or (preset.base_model.path if preset else None)

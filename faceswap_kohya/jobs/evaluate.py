@@ -21,7 +21,7 @@ person: it is marked overtrained. Images with no face are counted and reported (
 dropped. Per checkpoint: mean and spread of the scores over the faces found, faces found / images.
 The best checkpoint has the highest (held-out) identity among those not overtrained (ties go to the
 earlier one), and scores.json and the report say why; the top-3 images are the highest-scoring LoRA
-images. The run's validation losses (sd-scripts, on the held-out photos) are read from its log. Everything
+images. The run's validation losses (sd-scripts, on the held-out photos) come from its recorded events. Everything
 goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
 report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
 `report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
@@ -43,10 +43,22 @@ from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_ima
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.events import ImageWritten, OnEvent, Warning, echo_to, ignore
+from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
-from faceswap_kohya.runs.artifacts import BASE, Checkpoint, find_checkpoints
+from faceswap_kohya.runs.artifacts import (
+    BASE,
+    CHART,
+    LORA_SUFFIX,
+    REPORT,
+    SCORES,
+    Checkpoint,
+    checkpoints,
+    layout_of,
+    photo_folders,
+    run_of_lora,
+)
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
+from faceswap_kohya.runs.status import append_event
 from faceswap_kohya.scoring.document import scores_document
 from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
@@ -107,27 +119,29 @@ class Plan:
         return [fill(p, self.preset) for p in self.preset.evaluate.bleed_prompts]
 
 
-def _read_run_preset(run_dir: Path):
-    if not (Path(run_dir) / "preset.yaml").is_file():
-        raise UserError(f"{run_dir}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
-    return read_run_preset(run_dir)
+def _read_run_preset(run: RunLayout):
+    if not run.preset.is_file():
+        raise UserError(f"{run.root}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
+    return read_run_preset(run.root)
 
 
-def run_refs(run_dir: Path, preset) -> Path:
-    folder = instance_dir(preset, RunLayout(run_dir))
+def run_refs(run, preset) -> Path:
+    """The run's training photos (its instance folder, else its only photo folder); `run`: a folder or its layout."""
+    run = layout_of(run)
+    folder = instance_dir(preset, run)
     if folder.is_dir():
         return folder
-    others = sorted(p for p in (run_dir / "img").glob("*_*") if p.is_dir()) if (run_dir / "img").is_dir() else []
+    others = photo_folders(run)
     if len(others) == 1:
         return others[0]
-    raise UserError(f"{run_dir}: no training photos in {folder} to compare with; give --refs PHOTOS_DIR")
+    raise UserError(f"{run.root}: no training photos in {folder} to compare with; give --refs PHOTOS_DIR")
 
 
-def run_held_out(run_dir: Path, preset) -> Optional[Path]:
+def run_held_out(run, preset) -> Optional[Path]:
     """The run's held-out photos (`val/1_<trigger> <class>`), when it has any."""
     from faceswap_kohya.files.images import list_images
 
-    folder = validation_dir(preset, RunLayout(run_dir))
+    folder = validation_dir(preset, layout_of(run))
     return folder if folder.is_dir() and list_images(folder) else None
 
 
@@ -147,31 +161,38 @@ def subject_from_lora(path: Path) -> Optional[tuple[str, str]]:
     return None
 
 
-def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = None, size: Optional[int] = None,
-             out: Optional[Path] = None) -> Plan:
-    """The base model and every checkpoint of a run folder, against its training photos (or `refs`)."""
-    run_dir = Path(run_dir).expanduser().absolute()
-    preset = _read_run_preset(run_dir)
-    checkpoints = find_checkpoints(run_dir / "model", preset.output.name)
-    if not checkpoints:
-        raise UserError(f"{run_dir}: no LoRA checkpoints in {run_dir / 'model'} ({preset.output.name}*.safetensors); "
+def plan_checkpoints(preset, run: RunLayout, found: list[Checkpoint], refs: Optional[Path] = None,
+                     base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None) -> Plan:
+    """The base model and the given checkpoints of a run, with its (validated) preset, against its photos (or `refs`)."""
+    if not found:
+        raise UserError(f"{run.root}: no LoRA checkpoints in {run.model} ({preset.output.name}*{LORA_SUFFIX}); "
                         "has the run saved one yet?")
     side = size or preset.dataset.resolution
-    held = run_held_out(run_dir, preset)
-    photos = [Path(refs)] if refs else [run_refs(run_dir, preset)] + ([held] if held else [])
-    return Plan(preset, base or preset.base_model.path, checkpoints, photos,
-                Path(out) if out else run_dir / "eval", run_dir, side, side, held)
+    held = run_held_out(run, preset)
+    photos = [Path(refs)] if refs else [run_refs(run, preset)] + ([held] if held else [])
+    return Plan(preset, base or preset.base_model.path, list(found), photos,
+                Path(out) if out else run.eval, run.root, side, side, held)
+
+
+def plan_run(run_dir: Path, refs: Optional[Path] = None, base: Optional[str] = None, size: Optional[int] = None,
+             out: Optional[Path] = None) -> Plan:
+    """The base model and every checkpoint of a run folder, read back from the folder, against its training
+    photos (or `refs`)."""
+    run = RunLayout(Path(run_dir).expanduser().absolute())
+    preset = _read_run_preset(run)
+    return plan_checkpoints(preset, run, checkpoints(run, preset.output.name), refs, base, size, out)
 
 
 def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = None, trigger: Optional[str] = None,
               class_word: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None) -> Plan:
     """One LoRA file (and the base model). Inside a run's model/ folder the run's preset fills the gaps."""
     lora = Path(lora).expanduser().absolute()
-    if not lora.is_file() or lora.suffix != ".safetensors":
-        raise UserError(f"--lora {lora}: no such .safetensors file")
-    run_dir = lora.parent.parent if lora.parent.name == "model" and (lora.parent.parent / "preset.yaml").is_file() else None
-    if run_dir is not None:
-        data = _read_run_preset(run_dir).model_dump()
+    if not lora.is_file() or lora.suffix != LORA_SUFFIX:
+        raise UserError(f"--lora {lora}: no such {LORA_SUFFIX} file")
+    run_dir = run_of_lora(lora)
+    run = RunLayout(run_dir) if run_dir is not None else None
+    if run is not None:
+        data = _read_run_preset(run).model_dump()
     else:
         if not base:
             raise UserError(f"--lora {lora.name}: not inside a run folder, so give --base (the model it was trained on)")
@@ -190,9 +211,9 @@ def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = Non
         data["base_model"] = {"path": base}
     preset = presets.validate(data, f"--lora {lora.name}")
     side = size or preset.dataset.resolution
-    parent = Path(out) if out else (run_dir / "eval" if run_dir else Path.cwd() / "eval")
-    held = run_held_out(run_dir, preset) if run_dir and not refs else None
-    photos = [Path(refs)] if refs else [run_refs(run_dir, preset)] + ([held] if held else [])
+    parent = Path(out) if out else (run.eval if run else Path.cwd() / "eval")
+    held = run_held_out(run, preset) if run and not refs else None
+    photos = [Path(refs)] if refs else [run_refs(run, preset)] + ([held] if held else [])
     return Plan(preset, preset.base_model.path, [Checkpoint(lora.stem, lora)], photos, parent, run_dir, side, side, held)
 
 
@@ -204,15 +225,15 @@ class Result:
 
     @property
     def report(self) -> Path:
-        return self.folder / "report.html"
+        return self.folder / REPORT
 
     @property
     def chart(self) -> Path:
-        return self.folder / "identity.png"
+        return self.folder / CHART
 
     @property
     def scores_json(self) -> Path:
-        return self.folder / "scores.json"
+        return self.folder / SCORES
 
     @property
     def best(self) -> Optional[dict]:
@@ -332,8 +353,8 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
     scores["skipped"] = plan.skipped
     scores["seconds"] = round(time.monotonic() - start, 1)
-    (folder / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
-    on_event(ImageWritten(str(write_chart(scores, folder / "identity.png")), "chart"))
+    (folder / SCORES).write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    on_event(ImageWritten(str(write_chart(scores, folder / CHART)), "chart"))
     on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
 
@@ -346,23 +367,38 @@ def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path]
     return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 
-def evaluate_after_training(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result]:
-    """`train`'s last step when the run's preset has `evaluate.enabled: true`. A failed evaluation does not
-    fail the finished training: it is reported with the command to run it again."""
-    run_dir = Path(run_dir)
-    echo = echo_to(on_event)
+def evaluation_failed(err: BaseException, run_dir: Path) -> EvaluationFailed:
+    """The event of a failed evaluation: its one-line reason, and the run to evaluate again."""
+    return EvaluationFailed(str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}", str(run_dir))
+
+
+def evaluate_after_training(preset, run: RunLayout, found: list[Checkpoint], on_event: OnEvent = ignore) -> Optional[Result]:
+    """`train`'s last step when its preset has `evaluate.enabled: true`: the validated preset and the checkpoints
+    training collected are evaluated as they are (nothing is read back). A failed evaluation does not fail the
+    finished training: it is reported as an EvaluationFailed event (the run's recorder keeps it)."""
+    if not preset.evaluate.enabled:
+        return None
+    on_event(Message("evaluating the checkpoints (evaluate.enabled)"))
     try:
-        if not _read_run_preset(run_dir).evaluate.enabled:
-            return None
-        echo("evaluating the checkpoints (evaluate.enabled)")
-        result = evaluate_run(run_dir, on_event)
+        result = evaluate(plan_checkpoints(preset, run, found), on_event)
     except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
-        why = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-        echo(f"evaluation failed: {why}\n  (the training itself succeeded; retry with: faceswap-kohya evaluate {run_dir})")
+        on_event(evaluation_failed(err, run.root))
         return None
     for line in summary_lines(result):
-        echo(line)
+        on_event(Message(line))
     return result
+
+
+def evaluate_again(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result]:
+    """Evaluate a finished run folder once more (a sweep trial whose scores are missing); a failure is added
+    to the run's events.jsonl as EvaluationFailed, as after training, and None is returned."""
+    try:
+        return evaluate_run(run_dir, on_event)
+    except Exception as err:  # noqa: BLE001 - the trained run stays finished; its record says what failed
+        event = evaluation_failed(err, run_dir)
+        append_event(Path(run_dir), event)
+        on_event(event)
+        return None
 
 
 def summary_lines(result: Result) -> list[str]:

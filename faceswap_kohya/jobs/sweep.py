@@ -15,12 +15,12 @@ from typing import Optional, Sequence
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, TrialProgress, Warning, ignore
-from faceswap_kohya.jobs.evaluate import evaluate_run
+from faceswap_kohya.jobs.evaluate import evaluate_again
 from faceswap_kohya.jobs.train import train
 from faceswap_kohya.runs.status import list_runs
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.plan import SweepPlan, plan_sweep
-from faceswap_kohya.sweeps.trials import finished_run, is_done, latest_scores, new_run_since, progress_of, summarize_run
+from faceswap_kohya.sweeps.trials import evaluated, finished_run, is_done, new_run_since, progress_of, summarize_run
 
 
 @dataclass
@@ -62,10 +62,10 @@ def run_trial(spec: dict) -> dict:
     try:
         preset = presets.validate(spec["preset"], spec["label"])
         done = finished_run(folder)
-        if done is not None and (not spec["evaluate"] or latest_scores(done)):
+        if done is not None and (not spec["evaluate"] or evaluated(done)):
             return {**head, **summarize_run(done), "skipped": True}
-        if done is not None:  # trained before, evaluation missing: evaluate only
-            evaluate_run(done)
+        if done is not None:  # trained before, evaluation missing: evaluate only (a failure is recorded in its events)
+            evaluate_again(done)
             return {**head, **summarize_run(done)}
         result = train(preset, Path(spec["source"]), confirmed=spec.get("confirmed", False))
         summary = summarize_run(result.run.root)

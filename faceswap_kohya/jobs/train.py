@@ -20,12 +20,13 @@ from faceswap_kohya.data.regularization import balance_advice, check_cost, ensur
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_after_training
+from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
 from faceswap_kohya.runs.lock import held
 from faceswap_kohya.runs.status import RunRecorder
 from faceswap_kohya.trainer import render
 from faceswap_kohya.trainer.install import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
-from faceswap_kohya.trainer.launch import RunResult, judge, latest_state, launch
+from faceswap_kohya.trainer.launch import RunResult, judge, launch
 
 
 def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=print, photos: bool = True) -> None:
@@ -61,14 +62,16 @@ def write_run_files(preset: Preset, origin: str, run: RunLayout, trainer: Traine
 
 
 def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, notes=(),
-                prepared: Optional[Path] = None) -> tuple[list[str], Trainer]:
+                prepared: Optional[Path] = None, trainer: Optional[Trainer] = None,
+                prepared_photos: Optional[Path] = None) -> tuple[list[str], Trainer]:
     """Lay out the dataset (or copy the one `prepare` made in `prepared`) and write preset, TOMLs and command
-    (`notes`: kohya_folders.resolve's)."""
+    (`notes`: kohya_folders.resolve's). `trainer` and `prepared_photos` (check_prepared's answer): what the
+    caller found already, so that nothing is looked up twice."""
     from faceswap_kohya.data import dataset
 
-    trainer = Trainer.of(preset)
+    trainer = trainer or Trainer.of(preset)
     if prepared is not None:
-        n_images = copy_prepared(preset, prepared, run)
+        n_images = copy_prepared(preset, prepared, run, prepared_photos)
         echo(f"dataset: {n_images} training images (captions as saved) from {prepared}")
     else:
         summary = dataset.layout(preset, run, echo=echo, notes=notes)  # first: bad photos fail before a model is built
@@ -115,9 +118,10 @@ def _get(preset: Preset, dotted: str):
     return value
 
 
-def copy_prepared(preset: Preset, prepared: Path, run: RunLayout) -> int:
-    """Copy a prepared dataset (images, captions as edited, reports) into the run; returns the image count."""
-    source = check_prepared(preset, prepared)
+def copy_prepared(preset: Preset, prepared: Path, run: RunLayout, source: Optional[Path] = None) -> int:
+    """Copy a prepared dataset (images, captions as edited, reports) into the run; returns the image count.
+    `source`: its photo folder when check_prepared found it already."""
+    source = source or check_prepared(preset, prepared)
     old = RunLayout(Path(prepared).expanduser().absolute())
     shutil.copytree(source, instance_dir(preset, run))  # the folder name carries this preset's repeats
     if old.reg.is_dir():
@@ -174,11 +178,11 @@ def _finish(preset: Preset, result: RunResult, emit: OnEvent, recorder: RunRecor
         recorder.set(state="failed", loras=loras, error=result.diagnosis.reason)
         emit(Error(f"training failed: {result.diagnosis.reason}"))
     else:
-        if preset.evaluate.enabled:
+        if preset.evaluate.enabled:  # what training holds goes on as it is: the preset, its checkpoints, the layout
             recorder.set(state="evaluating")
             emit(StageStarted("evaluating"))
             t = time.monotonic()
-            result.evaluation = evaluate_after_training(result.run.root, emit)
+            result.evaluation = evaluate_after_training(preset, result.run, result.checkpoints, emit)
             emit(StageFinished("evaluating", time.monotonic() - t))
         recorder.set(state="finished", loras=loras)
         emit(Finished(f"LoRA written: {result.final}", [str(result.final)] + [p for p in loras if p != str(result.final)]))
@@ -217,8 +221,7 @@ def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line
     resolved = resolve(preset, presets.override_keys(overrides))
     preset = resolved.preset
     trainer = Trainer.of(preset)
-    if prepared is not None:
-        check_prepared(preset, prepared)
+    prepared_photos = check_prepared(preset, prepared) if prepared is not None else None
     preflight(preset, trainer, confirmed, echo_to(on_event), photos=prepared is None)
     made = new_parents(preset)
     run = new_run(preset)
@@ -228,11 +231,11 @@ def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line
         emit(StageStarted("preparing"))
         emit(Message(f"run folder: {run.root}"))
         t = time.monotonic()
-        argv, trained_by = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes,
-                                       prepared=prepared)
+        argv, _ = prepare_run(preset, preset_path, run, echo=echo_to(emit), notes=resolved.notes, prepared=prepared,
+                              trainer=trainer, prepared_photos=prepared_photos)
         emit(StageFinished("preparing", time.monotonic() - t))
         started.append(True)
-        return _run_trainer(preset, run, argv, trained_by, emit, on_line, recorder)
+        return _run_trainer(preset, run, argv, trainer, emit, on_line, recorder)
 
     try:
         return _recorded(preset, run, on_event, work)

@@ -1,8 +1,10 @@
 """What a run folder holds, found in one place: its LoRA checkpoints in training order and the final LoRA,
-the trainer's sample images, saved training states, and its evaluations with the latest scores.
+the trainer's sample images, saved training states, its photo folders, and its evaluations with the latest
+scores.
 
-Every other part asks these functions; nothing else globs `model/` or `eval/`. The run's LoRA name is its
-`status.json` name, else its `preset.yaml` `output.name`.
+Every other part asks these functions; nothing else globs `model/`, `img/` or `eval/` or knows the trainer's
+file names. A run is given as its folder or its `RunLayout`. The run's LoRA name is its `status.json` name,
+else its `preset.yaml` `output.name`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,24 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.runs.status import read_status
 
+LORA_SUFFIX = ".safetensors"
 SCORES = "scores.json"
 REPORT = "report.html"
+CHART = "identity.png"
 EPOCH_FILE = re.compile(r"-(\d{6})$")
 STEP_FILE = re.compile(r"-step(\d+)$")
+
+Run = Union[Path, str, RunLayout]
+
+
+def layout_of(run: Run) -> RunLayout:
+    """The run's layout, whether it is given as a folder or as its layout."""
+    return run if isinstance(run, RunLayout) else RunLayout(Path(run))
 
 
 @dataclass
@@ -52,7 +63,7 @@ def find_checkpoints(model_dir: Path, name: str) -> list[Checkpoint]:
     if not Path(model_dir).is_dir():
         return []
     numbered, final = [], None
-    for p in sorted(Path(model_dir).glob("*.safetensors")):
+    for p in sorted(Path(model_dir).glob(f"*{LORA_SUFFIX}")):
         if p.stem == name:
             final = Checkpoint("final", p)
         elif m := re.fullmatch(re.escape(name) + r"-(\d{6})", p.stem):
@@ -71,57 +82,77 @@ def is_checkpoint(stem: str) -> bool:
     return bool(EPOCH_FILE.search(stem) or STEP_FILE.search(stem))
 
 
-def lora_name(run_dir: Path) -> Optional[str]:
+def lora_name(run: Run) -> Optional[str]:
     """The run's LoRA file name without `.safetensors`: status.json's name, else preset.yaml's output.name."""
-    run_dir = Path(run_dir)
-    name = (read_status(run_dir) or {}).get("name")
+    layout = layout_of(run)
+    name = (read_status(layout.root) or {}).get("name")
     if name:
         return name
     try:
         import yaml
 
-        return ((yaml.safe_load((run_dir / "preset.yaml").read_text(encoding="utf-8")) or {}).get("output") or {}).get("name")
+        return ((yaml.safe_load(layout.preset.read_text(encoding="utf-8")) or {}).get("output") or {}).get("name")
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def checkpoints(run_dir: Path, name: Optional[str] = None) -> list[Checkpoint]:
+def lora_path(run: Run, name: str, epoch: Optional[int] = None) -> Path:
+    """Where the trainer writes the LoRA of epoch `epoch` (`model/<name>-000003.safetensors`), or the final one
+    (`model/<name>.safetensors`) without an epoch; the file need not exist."""
+    stem = name if epoch is None else f"{name}-{epoch:06d}"
+    return layout_of(run).model / f"{stem}{LORA_SUFFIX}"
+
+
+def checkpoints(run: Run, name: Optional[str] = None) -> list[Checkpoint]:
     """The run's LoRAs in training order, the final one last."""
-    name = name or lora_name(run_dir)
-    return find_checkpoints(RunLayout(Path(run_dir)).model, name) if name else []
+    name = name or lora_name(run)
+    return find_checkpoints(layout_of(run).model, name) if name else []
 
 
-def final_lora(run_dir: Path, name: Optional[str] = None) -> Optional[Path]:
+def final_lora(run: Run, name: Optional[str] = None) -> Optional[Path]:
     """`model/<name>.safetensors` when the trainer wrote it."""
-    name = name or lora_name(run_dir)
-    path = RunLayout(Path(run_dir)).model / f"{name}.safetensors" if name else None
+    name = name or lora_name(run)
+    path = lora_path(run, name) if name else None
     return path if path is not None and path.is_file() else None
 
 
-def samples(run_dir: Path) -> list[Path]:
+def run_of_lora(lora: Path) -> Optional[Path]:
+    """The run folder a LoRA file was saved in (`<run>/model/<file>` beside the run's preset.yaml), else None."""
+    lora = Path(lora)
+    layout = RunLayout(lora.parent.parent)
+    return layout.root if lora.parent == layout.model and layout.preset.is_file() else None
+
+
+def samples(run: Run) -> list[Path]:
     """The trainer's sample images, oldest first."""
-    folder = RunLayout(Path(run_dir)).samples
+    folder = layout_of(run).samples
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
 
 
-def latest_state(run_dir: Path) -> Optional[Path]:
+def latest_state(run: Run) -> Optional[Path]:
     """The newest saved training state (`model/<name>-*-state/`), what `train --resume` continues from."""
-    model = RunLayout(Path(run_dir)).model
+    model = layout_of(run).model
     states = [p for p in model.glob("*-state") if p.is_dir()] if model.is_dir() else []
     return max(states, key=lambda p: p.stat().st_mtime) if states else None
 
 
-def evaluations(run_dir: Path) -> list[Path]:
+def photo_folders(run: Run) -> list[Path]:
+    """The run's Kohya photo folders in `img/` (`<repeats>_<tokens>`), by name."""
+    img = layout_of(run).img
+    return sorted(p for p in img.glob("*_*") if p.is_dir()) if img.is_dir() else []
+
+
+def evaluations(run: Run) -> list[Path]:
     """The run's evaluation folders (`eval/<timestamp>/`) that hold scores, oldest first."""
-    folder = Path(run_dir) / "eval"
+    folder = layout_of(run).eval
     return [p.parent for p in sorted(folder.glob(f"*/{SCORES}"))] if folder.is_dir() else []
 
 
-def latest_scores(run_dir: Path) -> Optional[Path]:
+def latest_scores(run: Run) -> Optional[Path]:
     """The newest evaluation's scores.json, if the run was evaluated."""
-    found = evaluations(run_dir)
+    found = evaluations(run)
     return found[-1] / SCORES if found else None
 
 

@@ -1,6 +1,5 @@
-"""A run folder's layout: where each file of one run lives (`RunLayout`), the Kohya folder names of its images
-(`img/`, `val/`, `reg/`), new run folders (`<output.dir>/<name>/<timestamp>/`, never an existing one), and
-the removal of one that failed before anything worth keeping was in it."""
+"""Where everything of one run lives inside its run folder (`RunLayout`), the Kohya folder names of its photos,
+and making a new run folder (never an existing one) or removing one that failed before it held anything."""
 
 from __future__ import annotations
 
@@ -44,6 +43,11 @@ class RunLayout:
     @property
     def samples(self) -> Path:
         return self.model / "sample"
+
+    @property
+    def eval(self) -> Path:
+        """Evaluations, one `<timestamp>/` folder each (images, scores, report, chart)."""
+        return self.root / "eval"
 
     @property
     def dataset_toml(self) -> Path:

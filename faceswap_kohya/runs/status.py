@@ -96,9 +96,12 @@ def read_status(root: Path) -> Optional[dict]:
     """The run's status, with a dead writer's unfinished state read as `interrupted`; None if there is none."""
     try:
         status = json.loads((Path(root) / STATUS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # missing, or torn mid-write
         return None
-    if status.get("state") in ACTIVE and not pid_alive(status.get("pid")):
+    if not isinstance(status, dict):
+        return None
+    pid = status.get("pid")
+    if status.get("state") in ACTIVE and not pid_alive(pid if isinstance(pid, int) else None):
         status["state"] = "interrupted"
     return status
 
@@ -115,11 +118,21 @@ def read_events(root: Path, start: int = 0) -> tuple[list[ev.Event], int]:
     end = data.rfind(b"\n") + 1
     found = []
     for line in data[:end].decode("utf-8", "replace").splitlines():
-        try:
+        try:  # a line torn mid-write (or not an event) is skipped
             found.append(ev.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return found, start + end
+
+
+def append_event(root: Path, event: ev.Event) -> None:
+    """Add one event to a run's events.jsonl after its recorder closed (e.g. a later evaluation's failure)."""
+    with open(Path(root) / EVENTS, "ab+") as f:
+        torn = False
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"  # a line cut mid-write stays a line of its own (and is skipped)
+        f.write((b"\n" if torn else b"") + json.dumps(ev.to_dict(event)).encode() + b"\n")
 
 
 def list_runs(output_dir: Path) -> Iterator[tuple[Path, dict]]:

@@ -7,10 +7,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Optional
 
-from faceswap_kohya.events import ValidationLoss
+from faceswap_kohya.runs.read import validation_losses
 from faceswap_kohya.scoring.report import difference
 from faceswap_kohya.scoring.scores import SCHEMA_VERSION, References, identity_basis, mark_overtrained, pick_best, rank
-from faceswap_kohya.trainer.progress import log_events
 
 
 def _embeddings(refs: References) -> dict:
@@ -57,9 +56,5 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
 
 
 def run_validation_losses(run_dir: Optional[Path]) -> list[dict]:
-    """sd-scripts' validation losses on the held-out photos, from the run's train.log (empty without one)."""
-    log = Path(run_dir) / "train.log" if run_dir else None
-    if log is None or not log.is_file():
-        return []
-    return [{"kind": e.kind, "epoch": e.epoch, "step": e.step, "loss": e.loss}
-            for e in log_events(log.read_text(encoding="utf-8", errors="replace")) if isinstance(e, ValidationLoss)]
+    """sd-scripts' validation losses on the held-out photos, as the run recorded them (empty without a run)."""
+    return [{"kind": e.kind, "epoch": e.epoch, "step": e.step, "loss": e.loss} for e in validation_losses(run_dir)]

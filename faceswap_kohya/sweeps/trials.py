@@ -7,22 +7,16 @@ alone, so it is the same whether a worker returns it or a later sweep reads it f
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
+from faceswap_kohya.runs.artifacts import REPORT, final_lora, latest_scores, read_scores
+from faceswap_kohya.runs.read import UNKNOWN, read_run
 from faceswap_kohya.runs.status import list_runs, read_events, read_status
-
-EVAL_FAILED = "evaluation failed:"
 
 
 # ---------------------------------------------------------------- reading a trial's folder
-def latest_scores(run_dir: Path) -> Optional[Path]:
-    found = sorted((Path(run_dir) / "eval").glob("*/scores.json"))
-    return found[-1] if found else None
-
-
 def finished_run(trial_folder: Path) -> Optional[Path]:
     """The newest run of the trial whose training finished, if any."""
     return next((run for run, status in list_runs(trial_folder) if status.get("state") == "finished"), None)
@@ -31,7 +25,12 @@ def finished_run(trial_folder: Path) -> Optional[Path]:
 def is_done(trial_folder: Path, evaluate: bool) -> bool:
     """Finished (and evaluated, when the sweep evaluates): a rerun skips it."""
     run = finished_run(trial_folder)
-    return run is not None and (not evaluate or latest_scores(run) is not None)
+    return run is not None and (not evaluate or evaluated(run))
+
+
+def evaluated(run_dir: Path) -> bool:
+    """Whether the run has an evaluation whose scores can be read (a torn scores.json is evaluated again)."""
+    return read_scores(latest_scores(run_dir)) is not None
 
 
 def _seconds(status: dict) -> Optional[float]:
@@ -69,27 +68,23 @@ def score_summary(scores: dict) -> dict:
 
 
 def summarize_run(run_dir: Path) -> dict:
-    """State, error, times, LoRAs and the latest evaluation's numbers of one run folder."""
+    """State, error, times, LoRAs and the latest evaluation's numbers of one run folder (a status torn or
+    missing reads as interrupted)."""
     run_dir = Path(run_dir)
-    status = read_status(run_dir) or {}
-    found, _ = read_events(run_dir)
-    stages = {e.stage: round(e.seconds, 1) for e in found if isinstance(e, ev.StageFinished)}
-    eval_error = next((e.text.splitlines()[0] for e in found if isinstance(e, ev.Message) and e.text.startswith(EVAL_FAILED)), None)
-    loras = status.get("loras") or []
-    name = status.get("name") or ""
-    final = next((p for p in loras if Path(p).name == f"{name}.safetensors"), loras[-1] if loras else None)
-    out = {"run": str(run_dir), "state": status.get("state") or "failed", "error": status.get("error") or eval_error,
-           "seconds": _seconds(status), "train_seconds": stages.get("training"), "eval_seconds": stages.get("evaluating"),
-           "lora": final, "checkpoints": len(loras), "scores": None, "report": None}
+    record = read_run(run_dir)
+    status, stages = record.status, {k: round(v, 1) for k, v in record.stages.items()}
+    eval_error = f"evaluation failed: {record.evaluation_error}" if record.evaluation_error else None
+    loras = record.loras
+    final = final_lora(run_dir, status.get("name")) or (loras[-1] if loras else None)
+    out = {"run": str(run_dir), "state": "interrupted" if record.state == UNKNOWN else record.state,
+           "error": status.get("error") or eval_error, "seconds": _seconds(status), "train_seconds": stages.get("training"),
+           "eval_seconds": stages.get("evaluating"), "lora": str(final) if final else None, "checkpoints": len(loras),
+           "scores": None, "report": None}
     scores_path = latest_scores(run_dir)
-    if scores_path is not None:
-        try:
-            scores = json.loads(scores_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            scores = None
-        if scores is not None:
-            out.update(score_summary(scores), scores=str(scores_path), report=str(scores_path.parent / "report.html"))
-            out["error"] = status.get("error")
+    scores = read_scores(scores_path)
+    if scores is not None:
+        out.update(score_summary(scores), scores=str(scores_path), report=str(scores_path.parent / REPORT))
+        out["error"] = status.get("error")
     return out
 
 
@@ -142,8 +137,8 @@ class TrialWatch:
                 self.detail = f"{e.unit} {e.step}/{e.total}"
         elif isinstance(e, ev.Error):
             self.detail = e.message.splitlines()[0]
-        elif isinstance(e, ev.Message) and e.text.startswith(EVAL_FAILED):
-            self.detail = e.text.splitlines()[0]
+        elif isinstance(e, ev.EvaluationFailed):
+            self.detail = f"evaluation failed: {e.message}".splitlines()[0]
 
     def poll(self) -> Optional[ev.TrialProgress]:
         """The trial's progress when it changed since the last call, else None."""

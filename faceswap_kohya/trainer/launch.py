@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from faceswap_kohya.runs.artifacts import checkpoints, final_lora
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer import render
 from faceswap_kohya.trainer.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
@@ -34,6 +35,7 @@ class RunResult:
     last_loss: Optional[float] = None
     evaluation: object = None  # the evaluation's result when the preset had evaluate.enabled
     steps: int = 0
+    checkpoints: list = field(default_factory=list)  # runs.artifacts.Checkpoint of each LoRA, in training order
 
     @property
     def ok(self) -> bool:
@@ -273,27 +275,16 @@ def _reap_group(pgid: int) -> None:
             time.sleep(0.1)
 
 
-def collect_loras(run: RunLayout, name: str) -> tuple[list[Path], Optional[Path]]:
-    files = sorted(run.model.glob(f"{name}*.safetensors")) if run.model.is_dir() else []
-    final = run.model / f"{name}.safetensors"
-    return files, final if final.is_file() else None
-
-
 def judge(run: RunLayout, name: str, code: int, interrupted: bool) -> RunResult:
     """A run failed if it exited non-zero, said "No data found", or wrote no final LoRA."""
-    loras, final = collect_loras(run, name)
+    found = checkpoints(run, name)
     log_text = run.log.read_text(encoding="utf-8", errors="replace") if run.log.is_file() else ""
-    result = RunResult(run, code, loras, final, interrupted=interrupted)
+    result = RunResult(run, code, [c.path for c in found], final_lora(run, name), interrupted=interrupted, checkpoints=found)
     if interrupted:
         return result
-    if code != 0 or final is None or re.search(r"No data found|avr_loss=nan", log_text):
+    if code != 0 or result.final is None or re.search(r"No data found|avr_loss=nan", log_text):
         d = diagnose(log_text, returncode=code)
         if code == 0 and d.reason == "the trainer failed":
             d = Diagnosis("the trainer exited without writing a LoRA", "read train.log in the run folder", d.lines)
         result.diagnosis = d
     return result
-
-
-def latest_state(run: RunLayout) -> Optional[Path]:
-    states = [p for p in run.model.glob("*-state") if p.is_dir()] if run.model.is_dir() else []
-    return max(states, key=lambda p: p.stat().st_mtime) if states else None

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional
 from faceswap_kohya import events as ev
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.artifacts import final_lora
 from faceswap_kohya.runs.status import list_runs
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
@@ -118,17 +119,6 @@ def run_choices(ws: Workspace, kind: Optional[str] = None, with_lora: bool = Fal
     return found
 
 
-def final_lora(root: Path) -> Optional[Path]:
-    """The run's final LoRA (`model/<output.name>.safetensors`), when there is one."""
-    model = Path(root) / "model"
-    if not model.is_dir():
-        return None
-    for path in model.glob("*.safetensors"):
-        if not re.search(r"-(\d{6}|step\d{8})$", path.stem):
-            return path
-    return None
-
-
 def inside(path: Path, folder: Path) -> bool:
     try:
         Path(path).resolve().relative_to(Path(folder).resolve())
@@ -173,6 +163,8 @@ class JobState:
             self.lines.append(f"warning: {event.text}")
         elif isinstance(event, ev.Error):
             self.lines.append(f"error: {event.message}")
+        elif isinstance(event, ev.EvaluationFailed):
+            self.lines.extend(event.text.splitlines())
         elif isinstance(event, ev.Step):
             self.step = event
         elif isinstance(event, ev.ImageWritten):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from faceswap_kohya.runs.artifacts import latest_scores, read_scores
 from faceswap_kohya.web.common import Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
@@ -15,9 +16,9 @@ TABLE_HEADERS = ["checkpoint", "identity (mean)", "spread", "faces / images", "c
 
 
 def latest_evaluation(run: Path) -> Optional[Path]:
-    """The newest `eval/<timestamp>/` folder of the run that holds scores.json."""
-    found = sorted((run / "eval").glob("*/scores.json")) if (run / "eval").is_dir() else []
-    return found[-1].parent if found else None
+    """The newest `eval/<timestamp>/` folder of the run that holds readable scores."""
+    path = latest_scores(run)
+    return path.parent if read_scores(path) is not None else None
 
 
 def _num(x, fmt: str) -> str:

@@ -16,7 +16,11 @@ from typing import Optional
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_events, read_status
+from faceswap_kohya.runs.artifacts import checkpoints
+from faceswap_kohya.runs.artifacts import samples as sample_images
+from faceswap_kohya.runs.layout import RunLayout
+from faceswap_kohya.runs.read import RunRecord
+from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_status
 from faceswap_kohya.web.common import Workspace, timestamp
 
 
@@ -94,62 +98,27 @@ def running_training(ws: Workspace) -> Optional[Path]:
 
 # ---------------------------------------------------------------- following
 @dataclass
-class RunView:
-    """A run folder's story so far, folded from its events (read incrementally) and its status."""
+class RunView(RunRecord):
+    """A run folder's story so far (runs.read's record, read incrementally), with the lines a page shows."""
 
-    root: Path
-    offset: int = 0
-    status: dict = field(default_factory=dict)
-    step: Optional[ev.Step] = None
-    epoch: str = ""
-    losses: dict = field(default_factory=dict)  # step → loss
-    val_losses: dict = field(default_factory=dict)
     lines: deque = field(default_factory=lambda: deque(maxlen=300))
-    stage: str = ""
-    summary: str = ""
-    error: str = ""
 
     def add(self, event: ev.Event) -> None:
-        if isinstance(event, ev.Step) and event.unit == "step":
-            self.step = event
-            if event.loss is not None:
-                self.losses[event.step] = event.loss
-        elif isinstance(event, ev.Epoch):
-            self.epoch = f"{event.epoch}/{event.total}"
-        elif isinstance(event, ev.ValidationLoss):
-            self.val_losses[event.step if event.step is not None else (self.step.step if self.step else 0)] = event.loss
-        elif isinstance(event, ev.StageStarted):
-            self.stage = event.stage
-        elif isinstance(event, ev.Message):
+        super().add(event)
+        if isinstance(event, ev.Message):
             self.lines.extend(event.text.splitlines())
         elif isinstance(event, ev.Warning):
             self.lines.append(f"warning: {event.text}")
         elif isinstance(event, ev.Error):
-            self.error = event.message
             self.lines.append(f"error: {event.message}")
+        elif isinstance(event, ev.EvaluationFailed):
+            self.lines.extend(event.text.splitlines())
         elif isinstance(event, ev.CheckpointWritten):
             self.lines.append(f"checkpoint: {event.path}")
-        elif isinstance(event, ev.Finished):
-            self.summary = event.summary
-
-    def refresh(self) -> "RunView":
-        found, self.offset = read_events(self.root, self.offset)
-        for event in found:
-            self.add(event)
-        self.status = read_status(self.root) or {}
-        return self
-
-    @property
-    def state(self) -> str:
-        return self.status.get("state", "")
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
 
     def headline(self) -> str:
         s, st = self.step, self.status
-        parts = [f"**{self.root.parent.name}/{self.root.name}**: {self.state or 'starting'}"]
+        parts = [f"**{self.root.parent.name}/{self.root.name}**: {self.status.get('state') or 'starting'}"]
         if s is not None:
             parts.append(f"step {s.step}/{s.total}")
             if s.eta and self.active:
@@ -159,7 +128,7 @@ class RunView:
         elif self.active and self.stage and self.stage != self.state:
             parts.append(self.stage)
         if self.epoch:
-            parts.append(f"epoch {self.epoch}")
+            parts.append(f"epoch {self.epoch.epoch}/{self.epoch.total}")
         if st.get("loss") is not None:
             parts.append(f"loss {st['loss']:.4f}")
         if self.val_losses:
@@ -185,18 +154,18 @@ def view_of(root: Path) -> RunView:
 
 
 def samples(root: Path) -> list[str]:
-    folder = Path(root) / "model" / "sample"
-    return [str(p) for p in sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime)] if folder.is_dir() else []
+    """The trainer's sample images so far, oldest first."""
+    return [str(p) for p in sample_images(root)]
 
 
 def loras(root: Path) -> list[str]:
-    folder = Path(root) / "model"
-    return [str(p) for p in sorted(folder.glob("*.safetensors"))] if folder.is_dir() else []
+    """The run's LoRA files so far, in training order (the final one last)."""
+    return [str(c.path) for c in checkpoints(root)]
 
 
 def log_tail(root: Path, lines: int = 30, max_bytes: int = 32768) -> str:
     """The last lines of train.log, progress-bar redraws (\\r) reduced to their latest state."""
-    log = Path(root) / "train.log"
+    log = RunLayout(Path(root)).log
     if not log.is_file():
         return ""
     with open(log, "rb") as f:
