@@ -17,10 +17,11 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Finished, ImageWritten, Message, OnEvent, TrialProgress, Warning, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_run
 from faceswap_kohya.jobs.train import train
+from faceswap_kohya.runs.artifacts import latest_scores
 from faceswap_kohya.runs.status import list_runs
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.plan import SweepPlan, plan_sweep
-from faceswap_kohya.sweeps.trials import finished_run, is_done, latest_scores, new_run_since, progress_of, summarize_run
+from faceswap_kohya.sweeps.trials import finished_run, is_done, new_run_since, progress_of, summarize_run
 
 
 @dataclass

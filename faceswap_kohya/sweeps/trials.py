@@ -7,22 +7,18 @@ alone, so it is the same whether a worker returns it or a later sweep reads it f
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
+from faceswap_kohya.runs.artifacts import latest_scores, read_scores
 from faceswap_kohya.runs.status import list_runs, read_events, read_status
+from faceswap_kohya.scoring.summary import summarize_scores
 
 EVAL_FAILED = "evaluation failed:"
 
 
 # ---------------------------------------------------------------- reading a trial's folder
-def latest_scores(run_dir: Path) -> Optional[Path]:
-    found = sorted((Path(run_dir) / "eval").glob("*/scores.json"))
-    return found[-1] if found else None
-
-
 def finished_run(trial_folder: Path) -> Optional[Path]:
     """The newest run of the trial whose training finished, if any."""
     return next((run for run, status in list_runs(trial_folder) if status.get("state") == "finished"), None)
@@ -42,30 +38,10 @@ def _seconds(status: dict) -> Optional[float]:
 
 
 def score_summary(scores: dict) -> dict:
-    """The leaderboard's numbers from one evaluation's scores.json: the best checkpoint's identity (held-out
-    identity and bleed where the evaluation measured them), the base model's, and why no checkpoint won."""
-    best = scores.get("best") or {}
-    basis = scores.get("identity_basis") or "mean"
-    base = scores.get("base") or {}
-    loras = [c for c in scores.get("checkpoints", []) if c.get("file")]
-    chosen = next((c for c in loras if c.get("label") == best.get("label")), loras[-1] if loras else {})
-    s = chosen.get("summary") or {}
-    return {
-        "embedder": scores.get("embedder"),
-        "basis": "held_out" if basis == "held_out_mean" else "identity",
-        "identity": best.get("mean"),
-        "held_out": best.get("held_out_mean", best.get("heldout")),
-        "bleed": best.get("bleed"),
-        "bleed_rise": best.get("bleed_rise"),
-        "overtrained": bool(chosen.get("overtrained")),
-        "above_base": best.get("above_base"),
-        "base_identity": base.get(basis),
-        "faces": f"{s.get('faces', 0)}/{s.get('images', 0)}",
-        "best_checkpoint": best.get("label"),
-        "best_lora": best.get("file"),
-        "why": best.get("reason") or scores.get("why_no_best")
-        or (None if best else "no face was found in any LoRA image"),
-    }
+    """The leaderboard's numbers from one evaluation's scores.json: those of `scoring.summary` (what `evaluate`
+    prints and the Evaluate page shows): the best checkpoint's identity, held-out identity and bleed, the base
+    model's, the verdict, and why no checkpoint won."""
+    return summarize_scores(scores).numbers()
 
 
 def summarize_run(run_dir: Path) -> dict:
@@ -83,10 +59,7 @@ def summarize_run(run_dir: Path) -> dict:
            "lora": final, "checkpoints": len(loras), "scores": None, "report": None}
     scores_path = latest_scores(run_dir)
     if scores_path is not None:
-        try:
-            scores = json.loads(scores_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            scores = None
+        scores = read_scores(scores_path)
         if scores is not None:
             out.update(score_summary(scores), scores=str(scores_path), report=str(scores_path.parent / "report.html"))
             out["error"] = status.get("error")
