@@ -1,4 +1,5 @@
-"""Helpers for tests/test_sweep.py: a stand-in for sdxl_train_network.py, subject folders, leaderboard rows."""
+"""Helpers for tests/test_sweep.py: a stand-in for sdxl_train_network.py, subject folders, leaderboard rows built
+from real evaluations (real face photos scored as `evaluate` scores them)."""
 
 from __future__ import annotations
 
@@ -68,17 +69,29 @@ def make_subjects(root: Path, photos: Path, **subject_files) -> Path:
     return root
 
 
-def fake_scores(mean, held=None, bleed=None, overtrained=False, basis="mean"):
-    """A scores.json as the evaluation writes it (held-out identity and bleed only when given)."""
-    best = None if mean is None else {"label": "myface", "file": "/runs/x/model/myface.safetensors", "mean": mean,
-                                      "above_base": round(mean - 0.2, 4)}
-    if best and held is not None:
-        best |= {"held_out_mean": held, "bleed": bleed, "bleed_rise": 0.05, "reason": "highest held-out identity"}
-    summary = {"faces": 2 if mean is not None else 0, "images": 2, "mean": mean}
-    return {"embedder": "dlib", "identity_basis": basis, "base": {"mean": 0.2, "held_out_mean": 0.1},
-            "checkpoints": [{"label": "base", "file": None, "summary": summary},
-                            {"label": "myface", "file": "/m.safetensors", "summary": summary, "overtrained": overtrained}],
-            "best": best}
+# Evaluations of real face photos (tests/scores_data.py) standing in for what a trial's checkpoints generated.
+EVALUATIONS = {
+    "good": {"checkpoints": {"base": ["biden.jpg", None], "final": ["obama_partial_face2.jpg", "obama_partial_face.jpg"]}},
+    "weaker": {"checkpoints": {"base": ["biden.jpg", None], "final": ["biden.jpg", "obama_partial_face.jpg"]}},
+    "faceless": {"checkpoints": {"base": [None], "final": [None, None]}},
+    # the person's face in prompts without the trigger: its only checkpoint is overtrained
+    "overtrained": {"checkpoints": {"base": ["biden.jpg", None], "final": ["obama_partial_face2.jpg", "obama2.jpg"]},
+                    "bleed": {"base": ["biden.jpg"], "final": ["obama.jpg"]}},
+}
+_made: dict = {}
+
+
+def real_scores_of(kind: str, held_out: bool = True) -> dict:
+    """scores.json's data of one of EVALUATIONS, scored by dlib from real photos (made once per session)."""
+    import tempfile
+
+    from scores_data import real_scores
+
+    key = (kind, held_out)
+    if key not in _made:
+        _made[key] = real_scores(Path(tempfile.mkdtemp(prefix=f"scores-{kind}-")) / "eval", held_out=held_out,
+                                 **EVALUATIONS[kind])
+    return _made[key]
 
 
 def fake_plan(tmp_path, n, kind="sweep"):
@@ -88,9 +101,10 @@ def fake_plan(tmp_path, n, kind="sweep"):
     return SweepPlan(kind, "demo", tmp_path / "demo", tmp_path / "p.yaml", trials)
 
 
-def fake_row(trial, state="finished", **scores):
+def fake_row(trial, state="finished", kind=None, held_out=True):
+    """A trial's summary as the sweep returns it; finished ones with the numbers of a real evaluation (`kind`)."""
     return {"id": trial, "state": state, "run": f"/runs/{trial}", "seconds": 90.0,
-            **(score_summary(fake_scores(**scores)) if scores else {})}
+            **(score_summary(real_scores_of(kind, held_out)) if kind else {})}
 
 
 def alive_with(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya

@@ -24,15 +24,16 @@ from sweep_data import (  # noqa: F401
     fake_kohya,
     fake_plan,
     fake_row,
-    fake_scores,
     fast_settings,
     make_subjects,
+    real_scores_of,
     real_settings,
 )
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.scoring.summary import summarize_scores
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.grid import combinations, parse_args, read_variants, split_values
 from faceswap_kohya.sweeps.plan import plan_batch, plan_sweep, read_plan
@@ -160,45 +161,55 @@ def test_old_and_new_scores_give_the_same_fields():
                                                                             "above_base": 0.2},
                          "checkpoints": [{"label": "a", "file": "f", "summary": {"faces": 3, "images": 4}}]})
     assert old["identity"] == 0.5 and old["held_out"] is None and old["basis"] == "identity" and old["faces"] == "3/4"
-    new = score_summary(fake_scores(0.6, held=0.55, bleed=0.3, basis="held_out_mean"))
-    assert (new["held_out"], new["bleed"], new["basis"], new["base_identity"]) == (0.55, 0.3, "held_out", 0.1)
-    none = score_summary(fake_scores(None))
-    assert none["identity"] is None and none["faces"] == "0/2" and "no face" in none["why"]
+    scores = real_scores_of("good")
+    new = score_summary(scores)
+    best = scores["best"]
+    assert (new["held_out"], new["identity"], new["basis"]) == (best["held_out_mean"], best["mean"], "held_out")
+    assert new["base_identity"] == scores["base"]["held_out_mean"] and new["faces"] == "2/2"
+    assert new["verdict"] == summarize_scores(scores).verdict and new["verdict"].startswith("use final: held-out identity")
+    none = score_summary(real_scores_of("faceless"))
+    assert none["identity"] is None and none["faces"] == "0/2" and "no checkpoint produced a face" in none["why"]
 
 
 def test_ranking_by_identity_failed_and_faceless_rows_last(tmp_path):
     plan = fake_plan(tmp_path, 5)
-    summaries = {"t0": fake_row("t0", mean=0.40), "t1": fake_row("t1", mean=0.55), "t2": fake_row("t2", state="failed"),
-                 "t3": fake_row("t3", mean=None), "t4": fake_row("t4", mean=0.55)}
+    summaries = {"t0": fake_row("t0", kind="weaker", held_out=False), "t1": fake_row("t1", kind="good", held_out=False),
+                 "t2": fake_row("t2", state="failed"), "t3": fake_row("t3", kind="faceless", held_out=False),
+                 "t4": fake_row("t4", kind="good", held_out=False)}
     summaries["t2"]["error"] = "base_model.path: /nonexistent.safetensors does not exist"
+    assert summaries["t1"]["identity"] > summaries["t0"]["identity"]  # another person's face pulls "weaker" down
     doc = leaderboard.build(plan, summaries)
     assert [r["id"] for r in doc["rows"]] == ["t1", "t4", "t0", "t2", "t3"], "a tie goes to the earlier trial"
     assert [r["rank"] for r in doc["rows"]] == [1, 2, 3, None, None]
-    assert doc["basis"] == "identity" and doc["winner"]["id"] == "t1" and doc["winner"]["score"] == 0.55
-    assert doc["winner"]["lora"] == "/runs/x/model/myface.safetensors"
+    assert doc["basis"] == "identity" and doc["winner"]["id"] == "t1"
+    assert doc["winner"]["score"] == real_scores_of("good", held_out=False)["best"]["mean"]
+    assert doc["winner"]["lora"] == "/runs/x/model/myface-final.safetensors"
     assert doc["counts"] == {"finished": 4, "failed": 1}
 
 
 def test_held_out_identity_ranks_when_every_trial_has_it_and_overtrained_goes_last(tmp_path):
     plan = fake_plan(tmp_path, 3)
-    summaries = {"t0": fake_row("t0", mean=0.7, held=0.30, bleed=0.2), "t1": fake_row("t1", mean=0.5, held=0.45, bleed=0.2),
-                 "t2": fake_row("t2", mean=0.9, held=0.60, bleed=0.8, overtrained=True)}
+    summaries = {"t0": fake_row("t0", kind="weaker"), "t1": fake_row("t1", kind="good"), "t2": fake_row("t2", kind="overtrained")}
+    assert summaries["t2"]["overtrained"] and summaries["t2"]["held_out"] > summaries["t0"]["held_out"]
     doc = leaderboard.build(plan, summaries)
     assert doc["basis"] == "held_out" and [r["id"] for r in doc["rows"]] == ["t1", "t0", "t2"]
-    summaries["t1"] = fake_row("t1", mean=0.5)  # no held-out photos in one trial: rank all by identity
+    assert doc["winner"]["score"] == real_scores_of("good")["best"]["held_out_mean"]
+    summaries["t1"] = fake_row("t1", kind="good", held_out=False)  # no held-out photos in one trial: rank all by identity
     assert leaderboard.build(plan, summaries)["basis"] == "identity"
 
 
 def test_leaderboard_files_and_a_batch_is_not_ranked(tmp_path):
     plan = fake_plan(tmp_path, 3)
-    doc = leaderboard.write(plan, {"t0": fake_row("t0", mean=0.4), "t1": fake_row("t1", state="failed")})
+    doc = leaderboard.write(plan, {"t0": fake_row("t0", kind="good"), "t1": fake_row("t1", state="failed")})
     for name in (leaderboard.JSON, leaderboard.HTML, leaderboard.CHART):
         assert (plan.folder / name).stat().st_size > 200
     assert leaderboard.read(plan.folder) == json.loads(json.dumps(doc))
     page = (plan.folder / leaderboard.HTML).read_text()
     assert "Winner: network.dim=1" in page and "data:image/png;base64," in page and page.count("<tr") == 4
+    assert f"held-out identity {doc['winner']['score']:.3f}" in page
     assert [r["state"] for r in doc["rows"]] == ["finished", "failed", "waiting"]
-    batch = leaderboard.build(fake_plan(tmp_path, 2, "batch"), {"t0": fake_row("t0", mean=0.4), "t1": fake_row("t1", mean=0.6)})
+    batch = leaderboard.build(fake_plan(tmp_path, 2, "batch"), {"t0": fake_row("t0", kind="good"),
+                                                                "t1": fake_row("t1", kind="weaker")})
     assert batch["winner"] is None and [r["id"] for r in batch["rows"]] == ["t0", "t1"]
     assert all(r["rank"] is None for r in batch["rows"])
 

@@ -8,6 +8,7 @@ Screenshots of every page go to tests/.artifacts/screenshots/.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -18,11 +19,27 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import needs_kohya
-from web_browser import SCREENSHOTS, App, ensure_chromium, fill, images_in, open_tab, pick, shot, text_of, wait_images, wait_text
+from web_browser import (
+    SCREENSHOTS,
+    App,
+    drawn_lines,
+    ensure_chromium,
+    fill,
+    images_in,
+    open_tab,
+    pick,
+    shot,
+    text_of,
+    wait_images,
+    wait_text,
+    whole_images,
+    y_axis_rises,
+)
 
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.status import list_runs
 from faceswap_kohya.web.common import Workspace, safe_name, save_upload
 
 
@@ -327,6 +344,7 @@ def test_browser_photos_page(tmp_path, page_of):
     assert page.hosts == {f"127.0.0.1:{app.port}"}, f"the page talked to {page.hosts}"
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # what a terminal would act on (escape codes, carriage returns)
 QUICK_EVAL = {"evaluate": {"prompts": ["{trigger} {class}, portrait photo"], "seeds": [1], "steps": 2}}
 
 
@@ -369,6 +387,13 @@ def test_browser_end_to_end(tmp_path, page_of):
         page.wait_for_timeout(2500)  # the next refresh brings the LoRA files and samples
         assert "myface-check.safetensors" in text_of(page, "train-loras").replace("\n", "")  # name and suffix in two spans
         assert wait_images(page, "train-samples")
+        lines = drawn_lines(page, "train-loss")
+        assert lines and max(ln["points"] for ln in lines) >= 2, "the finished run's loss chart draws a line"
+        assert y_axis_rises(page, "train-loss"), "the loss axis is a number axis, smallest at the bottom"
+        log = page.locator("#train-log textarea").input_value()
+        assert log and not CONTROL.search(log), f"control characters in the log box: {log[-300:]!r}"
+        bars = [line.split("%|")[0].rsplit(" ", 1)[0] for line in log.splitlines() if "%|" in line]
+        assert len(bars) == len(set(bars)), f"a progress bar shown more than once:\n{log}"
         shot(page, "train-finished")
 
         open_tab(page, "3 · Results")
@@ -383,12 +408,27 @@ def test_browser_end_to_end(tmp_path, page_of):
         page.locator("#results-compare").click()
         wait_text(page, "results-status", "compare: done", timeout=600)
         assert any("grid-p1" in s for s in images_in(page, "results-gallery"))
+        wait_images(page, "results-grid")
+        page.wait_for_timeout(1000)
+        for im in whole_images(page, "results-grid"):  # the before/after grid is shown whole, not cropped
+            assert im["fit"] != "cover" and abs(im["shown"] / im["natural"] - 1) < 0.05, im
+        assert whole_images(page, "results-grid")
         shot(page, "results-grid")
 
         open_tab(page, "4 · Evaluate")
         page.locator("#evaluate-start").click()
         wait_text(page, "evaluate-status", "evaluate: done", timeout=900)
-        assert "Best checkpoint" in text_of(page, "evaluate-summary") and wait_images(page, "evaluate-chart")
+        summary = text_of(page, "evaluate-summary")
+        assert "Best checkpoint" in summary and wait_images(page, "evaluate-chart")
+        run = next(root for root, st in list_runs(app.output) if st.get("kind") == "train")
+        printed = CliRunner().invoke(cli, ["evaluate", str(run), "--last"])
+        assert printed.exit_code == 0, printed.output
+        verdict = next(line for line in printed.output.splitlines() if line.startswith("verdict: ")).removeprefix("verdict: ")
+        assert f"Verdict: {verdict}" in " ".join(summary.split()), (verdict, summary)  # the CLI's verdict, word for word
+        headers = text_of(page, "evaluate-table")
+        assert all(h in headers for h in ("held-out", "all photos", "bleed", "overtrained"))
+        if not images_in(page, "evaluate-top"):  # random-weight images hold no face: the page says why
+            assert "No top-3 images: no face was found in any LoRA image" in text_of(page, "evaluate-top-note")
         shot(page, "evaluate")
 
         open_tab(page, "5 · Swap")
@@ -402,6 +442,8 @@ def test_browser_end_to_end(tmp_path, page_of):
 
         open_tab(page, "Runs")
         assert "finished" in wait_text(page, "runs-table", "train")
+        heights = page.locator("#runs-table thead th").evaluate_all("els => els.map(e => e.getBoundingClientRect().height)")
+        assert heights and max(heights) < 3 * min(heights) and max(heights) < 80, f"headers wrap: {heights}"
         shot(page, "runs")
     finally:
         app.stop()

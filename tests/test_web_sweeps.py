@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from sweep_data import fake_row
+from sweep_data import fake_row, real_scores_of
 
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import Step
 from faceswap_kohya.runs.status import RunRecorder
+from faceswap_kohya.scoring.summary import summarize_scores
 from faceswap_kohya.sweeps import leaderboard
 from faceswap_kohya.sweeps.grid import Trial
 from faceswap_kohya.sweeps.plan import SweepPlan
@@ -31,7 +32,7 @@ def workspace_with_a_sweep(root: Path) -> tuple[Workspace, SweepPlan, RunRecorde
     plan = SweepPlan("sweep", "demo", ws.output / "sweeps" / "demo", root / "p.yaml", trials)
     plan.write()
     failed = {**fake_row("t1", state="failed"), "error": "base_model.path: /nonexistent.safetensors does not exist"}
-    leaderboard.write(plan, {"t0": fake_row("t0", mean=0.42), "t1": failed})
+    leaderboard.write(plan, {"t0": fake_row("t0", kind="good"), "t1": failed})  # a real evaluation's numbers
     run = plan.trial_folder(trials[2]) / "myface" / "20260101-120000"
     run.mkdir(parents=True)
     recorder = RunRecorder(run, "myface")
@@ -51,11 +52,14 @@ def test_sweeps_page_lists_ranks_and_follows(tmp_path):
         demo = next(label for label, v in choices if v == str(plan.folder))
         assert "1 finished, 1 failed, 1 waiting" in demo and "running" in demo, "its process (this one) is alive"
         table = {r[1]: r for r in sweeps.rows(plan.folder)}
-        assert table["t0"][0] == 1 and table["t0"][6] == "0.420" and table["t0"][10] == "myface.safetensors"
+        good = summarize_scores(real_scores_of("good"))
+        assert table["t0"][0] == 1 and table["t0"][5] == f"{good.best.held_out:.3f}" and table["t0"][6] == f"{good.best.identity:.3f}"
+        assert table["t0"][10] == "myface-final.safetensors" and table["t0"][8] == "final"
         assert table["t1"][3] == "failed" and "does not exist" in table["t1"][4]
         assert table["t2"][3] == "running" and table["t2"][4] == "training step 3/8, loss 0.1234"
         text = sweeps.verdict(plan.folder)
-        assert "**Winner: network.dim=8**" in text and "identity 0.420" in text
+        assert "**Winner: network.dim=8**" in text and f"held-out identity {good.best.held_out:.3f}" in text
+        assert f"Its evaluation: {good.verdict}" in text  # the verdict `evaluate` printed for that trial
         with pytest.raises(UserError, match="not a sweep folder"):
             sweeps.sweep_folder(str(tmp_path), ws)
     finally:
@@ -71,7 +75,7 @@ def test_stop_sends_ctrl_c_to_the_sweep_process(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)) if sig else None)  # 0: "alive?"
     assert "SIGINT to process" in sweeps.stop_sweep(plan.folder)
     assert sent == [(os.getpid(), 2)]
-    leaderboard.write(plan, {t.id: fake_row(t.id, mean=0.3) for t in plan.trials})
+    leaderboard.write(plan, {t.id: fake_row(t.id, kind="weaker") for t in plan.trials})
     with pytest.raises(UserError, match="not running"):
         sweeps.stop_sweep(plan.folder)
 
@@ -110,7 +114,8 @@ def test_browser_sweeps_page(tmp_path):
                               capture_output=True, text=True, timeout=600, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
-        assert "Winner: network.dim=8" in seen["verdict"] and "identity 0.420" in seen["verdict"]
+        held = summarize_scores(real_scores_of("good")).best.held_out
+        assert "Winner: network.dim=8" in seen["verdict"] and f"held-out identity {held:.3f}" in seen["verdict"]
         assert "network.dim=16" in seen["table"] and "failed" in seen["table"] and "running" in seen["table"]
         assert seen["chart"]
     finally:

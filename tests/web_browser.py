@@ -156,3 +156,50 @@ def wait_images(page, elem_id: str, timeout: float = 60) -> list[str]:
             return found
         page.wait_for_timeout(500)
     raise AssertionError(f"#{elem_id} shows no image after {timeout:.0f} s")
+
+
+LINE_JS = """e => [...e.querySelectorAll('path')].map(p => {
+    const d = p.getAttribute('d') || '';
+    if (!/^M[-0-9.e]+,[-0-9.e]+(L[-0-9.e]+,[-0-9.e]+)+$/.test(d)) return null;  // a polyline, not an axis box or a mark
+    const s = getComputedStyle(p), box = p.getBoundingClientRect();
+    return {points: d.split('L').length, stroke: s.stroke, opacity: s.strokeOpacity, width: box.width, height: box.height};
+}).filter(x => x)"""
+Y_TICKS_JS = """e => {
+    const labels = [...e.querySelectorAll('svg text')].map(t => ({v: parseFloat(t.textContent), y: t.getBoundingClientRect().top,
+                                                               x: t.getBoundingClientRect().left}));
+    return labels.filter(l => !isNaN(l.v));
+}"""
+
+
+def drawn_lines(page, elem_id: str) -> list[dict]:
+    """The polylines a gr.LinePlot drew (points, size on screen) with ≥2 points and a size."""
+    return [ln for ln in page.locator(f"#{elem_id}").evaluate(LINE_JS)
+            if ln["points"] >= 2 and ln["opacity"] != "0" and (ln["width"] > 1 or ln["height"] > 1)]
+
+
+def y_axis_rises(page, elem_id: str) -> bool:
+    """The plot's y-axis labels (the leftmost column of numbers) grow upwards, as a number axis does."""
+    labels = page.locator(f"#{elem_id}").evaluate(Y_TICKS_JS)
+    if not labels:
+        return False
+    rows: dict = {}
+    for lab in labels:
+        rows.setdefault(round(lab["y"]), []).append(lab)
+    x_axis = max(rows, key=lambda y: len(rows[y]))  # the row with the most numbers: the x axis
+    labels = [lab for lab in labels if round(lab["y"]) != x_axis]
+    if not labels:
+        return False
+    left = min(lab["x"] for lab in labels)
+    column = sorted((lab for lab in labels if lab["x"] < left + 30), key=lambda lab: lab["y"])
+    values = [lab["v"] for lab in column]
+    return len(values) >= 2 and values == sorted(values, reverse=True)
+
+
+def whole_images(page, elem_id: str) -> list[dict]:
+    """Each shown image's natural and displayed aspect ratios and whether it is cropped (object-fit cover, or the
+    box cutting it off)."""
+    return page.locator(f"#{elem_id} img").evaluate_all("""els => els.filter(e => e.naturalWidth).map(e => {
+        const s = getComputedStyle(e), r = e.getBoundingClientRect();
+        return {src: e.src, natural: e.naturalWidth / e.naturalHeight, shown: r.width / Math.max(r.height, 1),
+                fit: s.objectFit, width: r.width, height: r.height};
+    })""")

@@ -12,6 +12,7 @@ from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs import evaluate as ev
 from faceswap_kohya.jobs.identity import identity as run_identity
+from faceswap_kohya.scoring.thresholds import same_person_text
 
 
 @cli.command()
@@ -43,8 +44,8 @@ def identity(refs, images, embedder, arcface_models, as_json):
             click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
         else:
             click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
-    same = "0.4" if result["embedder"].startswith("dlib") else "0.5 (cosine)"
-    click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above {same})")
+    click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above "
+               f"{same_person_text(result['embedder'])})")
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -67,10 +68,18 @@ def identity(refs, images, embedder, arcface_models, as_json):
 @click.option("--device", help="cuda, cuda:1, mps or cpu (default: the best available).")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: bf16/fp16 on GPUs, fp32 on CPU.")
 @click.option("--offload", type=click.Choice(["model", "sequential"]), help="CPU offload for small GPUs.")
+@click.option("--last", is_flag=True, help="Print RUN_DIR's latest evaluation again (nothing is generated).")
 @friendly
-def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class_word, size, out_dir, device, dtype, offload):
+def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class_word, size, out_dir, device, dtype, offload,
+             last):
     """Score likeness (to held-out photos first) and bleed per checkpoint vs the base model; pick the best
     checkpoint, say why, and show the top-3 images."""
+    if last:
+        if not run_dir or lora:
+            raise UserError("--last: give the run folder (evaluate RUN_DIR --last)")
+        for line in ev.summary_lines(ev.latest_result(run_dir)):
+            click.echo(line)
+        return
     if bool(run_dir) == bool(lora):
         raise UserError("give a run folder (evaluate RUN_DIR) or one LoRA file (evaluate --lora FILE --refs PHOTOS)")
     if run_dir:

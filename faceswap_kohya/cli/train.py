@@ -19,10 +19,8 @@ from faceswap_kohya.jobs.prepare import prepare as run_prepare
 from faceswap_kohya.jobs.regularize import regularize as run_regularize
 from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.artifacts import samples as sample_images
-from faceswap_kohya.runs.layout import RunLayout, instance_dir
 from faceswap_kohya.trainer.check import check_rendered
-from faceswap_kohya.trainer.install import Trainer, tokenizer_cache
-from faceswap_kohya.trainer.render import base_model_arg, shell_command, trainer_argv, write_all
+from faceswap_kohya.trainer.install import Trainer
 
 
 # ---------------------------------------------------------------- checking and rendering
@@ -48,19 +46,11 @@ def validate(preset, overrides, with_kohya):
 @friendly
 def render_cmd(preset, overrides, out_dir):
     """Write dataset.toml and config.toml and print the exact trainer command (dry run)."""
-    from faceswap_kohya.data.kohya_folders import resolve
+    from faceswap_kohya.jobs.render import render, rendered_lines
 
-    resolved = resolve(load_preset(preset, overrides)[0], preset_files.override_keys(overrides))
-    p, run = resolved.preset, RunLayout(out_dir.absolute())
-    for note in resolved.notes:
-        click.echo(f"note: {note}")
-    write_all(p, run, base_model_arg(p), tokenizer_cache(p))
-    trainer = Trainer.of(p)
-    click.echo(f"wrote {run.dataset_toml}\nwrote {run.config_toml}")
-    if p.sampling.prompts:
-        click.echo(f"wrote {run.sample_prompts}")
-    click.echo("the photos go to " + str(instance_dir(p, run)) + " (faceswap-kohya prepare lays them out)")
-    click.echo("\n" + shell_command(trainer_argv(p, trainer, run), trainer.sd_scripts))
+    result = render(load_preset(preset, overrides)[0], out_dir, overrides, Printer(bar=False))
+    for line in rendered_lines(result):
+        click.echo(line)
 
 
 @cli.command()

@@ -53,8 +53,10 @@ from faceswap_kohya.runs.artifacts import (
     SCORES,
     Checkpoint,
     checkpoints,
+    latest_scores,
     layout_of,
     photo_folders,
+    read_scores,
     run_of_lora,
 )
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
@@ -71,6 +73,7 @@ from faceswap_kohya.scoring.scores import (
     summarize,
     summarize_bleed,
 )
+from faceswap_kohya.scoring.summary import summarize_scores
 
 
 # ---------------------------------------------------------------- what to evaluate
@@ -402,18 +405,14 @@ def evaluate_again(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result
 
 
 def summary_lines(result: Result) -> list[str]:
-    s = result.scores
-    lines = []
-    if s["best"]:
-        b = s["best"]
-        what = "held-out identity" if s["identity_basis"] == "held_out_mean" else "identity"
-        value = b["held_out_mean"] if s["identity_basis"] == "held_out_mean" else b["mean"]
-        vs = f" ({b['above_base']:+.3f} vs base model)" if b["above_base"] is not None else ""
-        lines.append(f"best checkpoint: {b['label']}  {what} {value:.3f}{vs} ({s['embedder']})  {b['file']}")
-        lines.append(f"  why: {b['reason']}")
-    else:
-        lines.append("best checkpoint: none (no face was found in any LoRA image)")
-    for i, t in enumerate(s["top"], 1):
-        lines.append(f"top {i}: {t['score']:.3f}  {result.folder / t['file']}")
-    lines.append(f"report: {result.report}")
-    return lines
+    """What `evaluate` prints (and `train` after its evaluation): the one summary of the scores, then the report."""
+    return summarize_scores(result.scores).lines(result.folder) + [f"report: {result.report}"]
+
+
+def latest_result(run_dir: Path) -> Result:
+    """The run's latest evaluation, read back (`evaluate RUN --last`); UserError when it was never evaluated."""
+    path = latest_scores(Path(run_dir))
+    scores = read_scores(path)
+    if scores is None:
+        raise UserError(f"{run_dir}: no evaluation yet (run: faceswap-kohya evaluate {run_dir})")
+    return Result(path.parent, scores)

@@ -32,6 +32,7 @@ from faceswap_kohya.files.images import load_rgb, unreadable_reason
 from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
 from faceswap_kohya.jobs.generate import plan_prompts
 from faceswap_kohya.scoring.scores import load_references, score_embedding
+from faceswap_kohya.scoring.thresholds import same_person_text
 
 FACE_PROMPT = "{trigger} {class}, photo"
 STRENGTH = 0.75
@@ -244,7 +245,7 @@ class SwapResult:
         else:
             before = f" (the photo's face: {self.before['score']:.2f})" if self.before else ""
             out.append(f"identity: {self.identity['score']:.2f} vs the reference photos, nearest "
-                       f"{self.identity['nearest']}{before}; with dlib, one person usually scores above 0.4")
+                       f"{self.identity['nearest']}{before}; with dlib, one person usually scores above {same_person_text('dlib')}")
         return out
 
 

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 
 from faceswap_kohya.scoring.scores import DECIMALS
+from faceswap_kohya.scoring.summary import summarize_scores
+from faceswap_kohya.scoring.thresholds import thresholds_note
 
 THUMB_PX, TOP_PX = 256, 512  # inline JPEG sizes in the report
 
@@ -164,9 +166,10 @@ def write_report(scores: dict, folder: Path) -> Path:
     """report.html: the best checkpoint and why (held-out identity first), chart, table with bleed, validation
     loss, top-3 images and every image, all inline."""
     e = html.escape
+    summary = summarize_scores(scores)
     top = "".join(f"<figure><a href='{e(t['file'])}'><img src='{_inline(folder / t['file'], TOP_PX)}' width='256'></a>"
                   f"{i + 1}. {t['score']:.3f} — {e(t['checkpoint'])}, seed {t['seed']}<br>{e(t['prompt'][:60])}</figure>"
-                  for i, t in enumerate(scores["top"])) or "<p class='noface'>no faces found</p>"
+                  for i, t in enumerate(scores["top"])) or f"<p class='noface'>none: {e(summary.why_no_top)}</p>"
     st = scores["settings"]
     refs_used = sum(1 for p in scores["references"]["photos"] if "face_box" in p)
     skipped = [f"{e(p['file'])} ({e(p['error'])})" for p in scores["references"]["photos"] if "error" in p]
@@ -178,6 +181,7 @@ def write_report(scores: dict, folder: Path) -> Path:
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>faceswap_kohya evaluation</title>
 <style>{CSS}</style></head><body>
 <h1>Identity evaluation</h1>
+<p class="why"><b>Verdict:</b> {e(summary.verdict)}</p>
 {_verdict(scores)}
 <p class="note">{e(scores['run'] or '')} — {e(scores['created'])} — face model <b>{e(scores['embedder'])}</b> ({e(scores['metric'])});
 {refs_used} reference face{'s' if refs_used != 1 else ''} from <code>{e(scores['references']['folder'])}</code>{'; not used: ' + ', '.join(skipped) if skipped else ''}.{held_note}<br>
@@ -191,7 +195,7 @@ def write_report(scores: dict, folder: Path) -> Path:
 <p class="note">All scores by {e(scores['embedder'])}. <i>Held-out identity</i>: similarity (0–1, higher = more alike) of each generated
 face to the nearest held-out photo, one the LoRA never saw: the honest measure of likeness, and the one the best
 checkpoint is chosen by when there is one. <i>Identity (all photos)</i>: to the nearest of all the person's photos.
-With dlib, photos of one person usually score above 0.4; with ArcFace (cosine) above 0.5. Images with no face are
+{thresholds_note()} Images with no face are
 counted, not scored. <i>Bleed</i>: mean score of every face in images of prompts without the trigger (below); a
 checkpoint whose bleed exceeds the base model's by more than {st.get('bleed_margin', 0.1):g} gives strangers the person's
 face: overtrained, never chosen while another is not. <i>To mean face</i>: similarity to the mean of all reference faces.

@@ -18,10 +18,11 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.scoring.summary import BASIS_NAMES
 from faceswap_kohya.sweeps.grid import show
 
 JSON, HTML, CHART = "leaderboard.json", "leaderboard.html", "leaderboard.png"
-BASIS_NAME = {"held_out": "held-out identity", "identity": "identity"}
+BASIS_NAME = {"held_out": BASIS_NAMES["held_out_mean"], "identity": BASIS_NAMES["mean"]}  # as the evaluation summary names them
 
 
 def build(plan, summaries: dict) -> dict:

@@ -14,6 +14,7 @@ from faceswap_kohya import events as ev
 from faceswap_kohya.runs.artifacts import REPORT, final_lora, latest_scores, read_scores
 from faceswap_kohya.runs.read import UNKNOWN, read_run
 from faceswap_kohya.runs.status import list_runs, read_events, read_status
+from faceswap_kohya.scoring.summary import summarize_scores
 
 
 # ---------------------------------------------------------------- reading a trial's folder
@@ -41,30 +42,10 @@ def _seconds(status: dict) -> Optional[float]:
 
 
 def score_summary(scores: dict) -> dict:
-    """The leaderboard's numbers from one evaluation's scores.json: the best checkpoint's identity (held-out
-    identity and bleed where the evaluation measured them), the base model's, and why no checkpoint won."""
-    best = scores.get("best") or {}
-    basis = scores.get("identity_basis") or "mean"
-    base = scores.get("base") or {}
-    loras = [c for c in scores.get("checkpoints", []) if c.get("file")]
-    chosen = next((c for c in loras if c.get("label") == best.get("label")), loras[-1] if loras else {})
-    s = chosen.get("summary") or {}
-    return {
-        "embedder": scores.get("embedder"),
-        "basis": "held_out" if basis == "held_out_mean" else "identity",
-        "identity": best.get("mean"),
-        "held_out": best.get("held_out_mean", best.get("heldout")),
-        "bleed": best.get("bleed"),
-        "bleed_rise": best.get("bleed_rise"),
-        "overtrained": bool(chosen.get("overtrained")),
-        "above_base": best.get("above_base"),
-        "base_identity": base.get(basis),
-        "faces": f"{s.get('faces', 0)}/{s.get('images', 0)}",
-        "best_checkpoint": best.get("label"),
-        "best_lora": best.get("file"),
-        "why": best.get("reason") or scores.get("why_no_best")
-        or (None if best else "no face was found in any LoRA image"),
-    }
+    """The leaderboard's numbers from one evaluation's scores.json: those of `scoring.summary` (what `evaluate`
+    prints and the Evaluate page shows): the best checkpoint's identity, held-out identity and bleed, the base
+    model's, the verdict, and why no checkpoint won."""
+    return summarize_scores(scores).numbers()
 
 
 def summarize_run(run_dir: Path) -> dict:

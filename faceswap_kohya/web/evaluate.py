@@ -3,16 +3,17 @@ top-3 images; a button runs `faceswap-kohya evaluate RUN` for a run trained with
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from faceswap_kohya.runs.artifacts import latest_scores, read_scores
+from faceswap_kohya.runs.artifacts import REPORT, SCORES, latest_scores, read_scores
+from faceswap_kohya.scoring.summary import TABLE_HEADERS as SUMMARY_HEADERS
+from faceswap_kohya.scoring.summary import EvaluationSummary, summarize_scores
 from faceswap_kohya.web.common import Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
-TABLE_HEADERS = ["checkpoint", "identity (mean)", "spread", "faces / images", "copy gap"]
+TABLE_HEADERS = SUMMARY_HEADERS  # the same columns as `evaluate` prints
 
 
 def latest_evaluation(run: Path) -> Optional[Path]:
@@ -21,31 +22,34 @@ def latest_evaluation(run: Path) -> Optional[Path]:
     return path.parent if read_scores(path) is not None else None
 
 
-def _num(x, fmt: str) -> str:
-    return "" if x is None else format(x, fmt)
+def summary_text(summary: EvaluationSummary, folder: Path) -> str:
+    """The page's summary: the verdict word for word as `evaluate` prints it, then the best checkpoint and why."""
+    text = f"**Verdict:** {summary.verdict}\n\n"
+    if summary.best is not None:
+        b = summary.best
+        held = f"held-out identity {b.held_out:.3f} · " if b.held_out is not None else "no held-out photos · "
+        vs = f" ({b.above_base:+.3f} vs the base model)" if b.above_base is not None else ""
+        bleed = f" · bleed {b.bleed:.3f}" if b.bleed is not None else ""
+        text += (f"**Best checkpoint: {b.label}** — {held}identity vs all photos {b.identity:.3f}{vs}{bleed}  \n"
+                 f"Why: {summary.reason}  \n`{b.file}`")
+    else:
+        text += f"**Best checkpoint: none** ({summary.best_line().split('(', 1)[1]}"
+    return text + f"\n\n{summary.embedder} scores, {folder}"
 
 
 def evaluation_view(folder: Optional[Path]) -> list:
-    """[summary markdown, chart, table rows, top-3 images, report and scores files] of one evaluation folder."""
-    if folder is None:
-        return ["No evaluation yet for this run: press **Evaluate**.", None, [], [], []]
-    scores = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
-    rows = []
-    for c in scores["checkpoints"]:
-        s = c["summary"]
-        rows.append([c["label"], _num(s["mean"], ".3f"), _num(s.get("std"), ".3f"), f"{s['faces']}/{s['images']}",
-                     _num(s.get("copy_gap_mean"), "+.3f")])
-    best = scores.get("best")
-    if best:
-        vs = f" ({best['above_base']:+.3f} vs the base model)" if best.get("above_base") is not None else ""
-        text = f"**Best checkpoint: {best['label']}** — identity {best['mean']:.3f}{vs}  \n`{best['file']}`"
-    else:
-        text = "**Best checkpoint: none** (no face was found in any LoRA image)"
-    text += f"\n\n{scores['embedder']} scores, {folder}"
-    top = [(str(folder / t["file"]), f"{t['checkpoint']} · {t['score']:.3f}") for t in scores.get("top", [])]
-    files = [str(p) for p in (folder / "report.html", folder / "scores.json") if p.is_file()]
+    """[summary markdown, chart, table rows, top-3 images, why the top 3 is empty, report and scores files] of one
+    evaluation folder."""
+    scores = read_scores(Path(folder) / SCORES) if folder is not None else None
+    if scores is None:
+        return ["No evaluation yet for this run: press **Evaluate**.", None, [], [], "", []]
+    folder = Path(folder)
+    summary = summarize_scores(scores)
+    top = [(str(folder / t["file"]), f"{t['checkpoint']} · {t['score']:.3f}") for t in summary.top]
+    files = [str(p) for p in (folder / REPORT, folder / SCORES) if p.is_file()]
     chart = folder / "identity.png"
-    return [text, str(chart) if chart.is_file() else None, rows, top, files]
+    note = f"**No top-3 images:** {summary.why_no_top}." if not top else ""
+    return [summary_text(summary, folder), str(chart) if chart.is_file() else None, summary.table(), top, note, files]
 
 
 def evaluate(ws: Workspace, run: str, emit):
@@ -84,11 +88,15 @@ def build(shared) -> Page:
     summary = gr.Markdown(elem_id="evaluate-summary")
     with gr.Row():
         chart = gr.Image(label="Identity per checkpoint", type="filepath", interactive=False, elem_id="evaluate-chart")
-        top = gr.Gallery(label="Top 3", columns=3, height=300, object_fit="contain", elem_id="evaluate-top")
-    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Per checkpoint", elem_id="evaluate-table")
+        with gr.Column():
+            top = gr.Gallery(label="Top 3", columns=3, height=300, object_fit="contain", elem_id="evaluate-top")
+            top_note = gr.Markdown(elem_id="evaluate-top-note")
+    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Per checkpoint (held-out: identity to photos the "
+                         "LoRA never saw; all photos: to the nearest of every photo; bleed: faces without the trigger)",
+                         elem_id="evaluate-table")
     files = gr.File(label="Report", file_count="multiple", interactive=False, elem_id="evaluate-files")
     page = Page(run, start, status, log, summary, chart, table, top, files)
-    view = [summary, chart, table, top, files]
+    view = [summary, chart, table, top, top_note, files]
 
     def shown(value):
         try:
@@ -101,9 +109,9 @@ def build(shared) -> Page:
     def on_start(value):
         for state in run_job("evaluate", lambda emit: evaluate(ws, value, emit)):
             if not state.done:
-                yield [state.progress, state.log] + [gr.skip()] * 5
+                yield [state.progress, state.log] + [gr.skip()] * len(view)
         folder = state.result.folder if state.result is not None else None
-        yield [state.progress, state.log] + (evaluation_view(folder) if folder else [gr.skip()] * 5)
+        yield [state.progress, state.log] + (evaluation_view(folder) if folder else [gr.skip()] * len(view))
 
     start.click(on_start, [run], [status, log] + view)
     page.show, page.view = shown, view

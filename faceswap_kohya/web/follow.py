@@ -4,6 +4,7 @@ from `events.jsonl` / `status.json`, stop it as Ctrl-C does. Closing the browser
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,13 +164,38 @@ def loras(root: Path) -> list[str]:
     return [str(c.path) for c in checkpoints(root)]
 
 
+ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")  # CSI, OSC and 2-byte escapes
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+BAR = re.compile(r"^(?P<name>[^|:]{0,60}?):?\s*\d{1,3}%\|")  # a tqdm bar: "steps:  50%|## | 2/4 ..."
+
+
+def clean_lines(text: str) -> list[str]:
+    """Terminal output as a reader sees it: escape codes (cursor moves, colours) and control characters gone,
+    each carriage-return redraw reduced to its last state, and each progress bar (tqdm) kept only in its latest
+    state, where it first appeared."""
+    out: list[str] = []
+    bars: dict[str, int] = {}
+    for raw in ANSI.sub("", text).split("\n"):
+        line = CONTROL.sub("", raw.rstrip("\r").split("\r")[-1]).rstrip()
+        if not line.strip():
+            continue
+        m = BAR.match(line)
+        if m:
+            key = m.group("name").strip()
+            if key in bars:
+                out[bars[key]] = line
+                continue
+            bars[key] = len(out)
+        out.append(line)
+    return out
+
+
 def log_tail(root: Path, lines: int = 30, max_bytes: int = 32768) -> str:
-    """The last lines of train.log, progress-bar redraws (\\r) reduced to their latest state."""
+    """The last lines of train.log as a reader sees them (`clean_lines`: no escape codes, one line per bar)."""
     log = RunLayout(Path(root)).log
     if not log.is_file():
         return ""
     with open(log, "rb") as f:
         f.seek(max(0, log.stat().st_size - max_bytes))
         text = f.read().decode("utf-8", "replace")
-    out = [line.rstrip("\r").split("\r")[-1] for line in text.split("\n")]
-    return "\n".join([line for line in out if line.strip()][-lines:])
+    return "\n".join(clean_lines(text)[-lines:])

@@ -3,13 +3,12 @@ contact sheet and the per-photo table, and edit the captions, which are saved in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceswap_kohya.data.captions import with_trigger
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.jobs import captions as captions_job
 from faceswap_kohya.web import train
 from faceswap_kohya.web.common import Workspace, error_text, run_job, save_photos
 
@@ -19,14 +18,14 @@ CAPTION_HEADERS = ["image", "caption"]
 
 def photo_rows(run: Path) -> list[list]:
     """One row per input photo, from the run's dataset.json."""
-    data = json.loads((run / "dataset.json").read_text(encoding="utf-8"))
-    mode = _caption_mode(run)
+    data = captions_job.dataset_record(run)
+    mode = captions_job.caption_mode(run)
     folder = run / data["instance_dir"]
     rows = []
     for p in data["photos"]:
         crop = p.get("crop_box")
         outputs = p.get("outputs", [])
-        edited = any(_caption(folder / o) not in (None, p.get("caption")) for o in outputs)
+        edited = any(captions_job.caption_of(folder / o) not in (None, p.get("caption")) for o in outputs)
         rows.append([p["file"], "yes" if p["status"] == "kept" else "no", p.get("reason", ""),
                      "×".join(str(v) for v in p.get("size", [])), p.get("faces", 0),
                      "" if p.get("identity_score") is None else f"{p['identity_score']:.2f}",
@@ -35,50 +34,18 @@ def photo_rows(run: Path) -> list[list]:
     return rows
 
 
-def _caption_mode(run: Path) -> str:
-    try:
-        from faceswap_kohya.config import presets
-
-        return presets.read_yaml(run / "preset.yaml").get("dataset", {}).get("captions", {}).get("mode", "template")
-    except (UserError, AttributeError):
-        return "template"
-
-
-def _caption(image: Path):
-    txt = image.with_suffix(".txt")
-    return txt.read_text(encoding="utf-8").strip() if txt.is_file() else None
-
-
 def instance_folder(run: Path) -> Path:
-    data = json.loads((run / "dataset.json").read_text(encoding="utf-8"))
-    return run / data["instance_dir"]
+    return captions_job.instance_folder(run)
 
 
 def caption_rows(run: Path) -> list[list[str]]:
     """Every training image of the run (augmented copies included) with its caption file's text."""
-    folder = instance_folder(run)
-    return [[p.name, _caption(p) or ""] for p in sorted(folder.glob("*.png"))]
+    return [list(row) for row in captions_job.captions(run)]
 
 
 def save_captions(run: Path, rows) -> str:
-    """Write the edited captions into the run's `.txt` files; each keeps the trigger and class first, as the CLI does
-    with caption files (`with_trigger`)."""
-    from faceswap_kohya.config import presets
-
-    preset = presets.validate(presets.read_yaml(run / "preset.yaml"), str(run / "preset.yaml"))
-    folder = instance_folder(run)
-    changed = 0
-    for name, text in rows:
-        image = folder / Path(str(name)).name
-        if not image.is_file() or image.suffix.lower() != ".png":
-            raise UserError(f"captions: {name} is not a training image of {run.name}")
-        if not str(text).strip():
-            raise UserError(f"captions: {name}: the caption is empty; write at least the trigger and class")
-        caption = with_trigger(str(text), preset.subject.trigger, preset.subject.class_word)
-        if caption != _caption(image):
-            image.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
-            changed += 1
-    return f"saved {changed} caption{'s' if changed != 1 else ''} in {folder}"
+    """The caption-editing job (`jobs.captions.save_captions`) on the table's rows."""
+    return captions_job.save_captions(run, rows)
 
 
 def prepare_view(run: Path) -> list:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.web.common import Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
 DEFAULT_PROMPT = "{trigger} {class}, professional portrait photo, soft light"
-SAMPLER_NAMES = ["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim"]
+SAMPLER_NAMES = list(SAMPLERS)  # the one sampler vocabulary (config/samplers.py)
 
 
 def seeds(seed: Optional[float], n: int) -> list[int]:
@@ -77,6 +78,7 @@ class Page:
     log: Any
     gallery: Any
     files: Any
+    grid: Any = None  # the before/after grid, shown whole (a gallery thumbnail crops a wide grid)
 
 
 def build(shared) -> Page:
@@ -103,10 +105,12 @@ def build(shared) -> Page:
     status = gr.Markdown(elem_id="results-status")
     log = gr.Textbox(label="Log", lines=4, max_lines=8, elem_id="results-log")
     gallery = gr.Gallery(label="Images", columns=3, height=420, object_fit="contain", elem_id="results-gallery")
+    grid = gr.Image(label="Before / after grid (whole)", type="filepath", interactive=False, visible=False,
+                    elem_id="results-grid")
     files = gr.File(label="Download PNGs (with metadata)", file_count="multiple", interactive=False,
                     elem_id="results-files")
     page = Page(run, prompt, negative, weight, seed, n, steps, cfg, size, sampler, gen_btn, cmp_btn, status, log,
-                gallery, files)
+                gallery, files, grid)
     _wire(page, shared.ws)
     return page
 
@@ -116,17 +120,19 @@ def _stream(name: str, work):
 
     for state in run_job(name, work):
         if not state.done:
-            yield state.progress, state.log, state.images or gr.skip(), gr.skip()
+            yield state.progress, state.log, state.images or gr.skip(), gr.skip(), gr.skip()
     paths = [str(p) for p in state.result] if state.result else []
-    if name == "compare":  # the grids, and every image of them for download
+    if name == "compare":  # the grids, and every image of them for download; the first grid whole below
         shown, files = paths, sorted(str(p) for p in Path(paths[0]).parent.glob("*.png")) if paths else []
+        grid = gr.Image(value=paths[0], visible=True) if paths else gr.skip()
     else:
         shown = files = state.images or paths
-    yield state.progress, state.log, shown or gr.skip(), downloads(files) or gr.skip()
+        grid = gr.Image(value=None, visible=False)
+    yield state.progress, state.log, shown or gr.skip(), downloads(files) or gr.skip(), grid
 
 
 def _wire(page: Page, ws: Workspace) -> None:
-    outputs = [page.status, page.log, page.gallery, page.files]
+    outputs = [page.status, page.log, page.gallery, page.files, page.grid]
 
     def on_generate(run, prompt, negative, weight, seed, n, steps, cfg, size, sampler):
         yield from _stream("generate", lambda emit: generate(ws, run, prompt, negative, weight, seed, n, steps, cfg,

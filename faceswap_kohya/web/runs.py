@@ -11,6 +11,8 @@ from faceswap_kohya.web import photos
 from faceswap_kohya.web.common import Workspace, error_text, run_choices, run_dir
 
 HEADERS = ["run", "kind", "state", "started", "step", "loss", "LoRAs", "error", "folder"]
+# Every header fits on one line: the long cells (error, folder) wrap, the short columns keep their width.
+COLUMN_WIDTHS = ["150px", "80px", "150px", "160px", "70px", "70px", "70px", "200px", "260px"]
 STATE_WORDS = {"preparing": "running (preparing)", "training": "running (training)", "evaluating": "running (evaluating)"}
 
 
@@ -51,7 +53,8 @@ def build(shared) -> Page:
 
     ws = shared.ws
     gr.Markdown(f"Every run folder under `{ws.output}`, newest first. A run keeps going when this page is closed.")
-    table = gr.Dataframe(headers=HEADERS, value=rows(ws), interactive=False, wrap=True, elem_id="runs-table")
+    table = gr.Dataframe(headers=HEADERS, value=rows(ws), interactive=False, wrap=True, column_widths=COLUMN_WIDTHS,
+                         elem_id="runs-table")
     with gr.Row():
         choice = gr.Dropdown(run_choices(ws), label="Run", elem_id="runs-choice")
         open_btn = gr.Button("Open", variant="primary", elem_id="runs-open")

@@ -4,114 +4,75 @@ to the `faceswap-kohya sweep` process). Sweeps are started with the CLI (`output
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive
-from faceswap_kohya.web.common import Workspace, error_text, inside
+from faceswap_kohya.jobs import sweeps_status as status_job
+from faceswap_kohya.web.common import Workspace, error_text
 
 HEADERS = ["#", "trial", "settings", "state", "progress", "held-out", "identity", "bleed", "best", "min", "LoRA"]
-FINAL = ("finished", "failed", "interrupted")
 
 
 def sweep_folders(ws: Workspace) -> list[Path]:
     """Every sweep or batch folder (it holds sweep.json), newest first."""
-    found = [p.parent for kind in ("sweeps", "batches") for p in (ws.output / kind).glob("*/sweep.json")]
-    return sorted(found, key=lambda p: (p / "sweep.json").stat().st_mtime, reverse=True)
-
-
-def _board(folder: Path) -> dict:
-    from faceswap_kohya.sweeps import leaderboard
-
-    return leaderboard.read(folder) or {"kind": "?", "name": folder.name, "rows": [], "counts": {}, "winner": None,
-                                         "basis": "identity", "basis_name": "identity"}
-
-
-def _plan(folder: Path) -> dict:
-    from faceswap_kohya.sweeps.plan import read_plan
-
-    return read_plan(folder) or {}
+    return status_job.sweep_folders(ws.output)
 
 
 def is_running(folder: Path) -> bool:
-    """The sweep's process (recorded in sweep.json) is alive and some trial has not ended."""
-    board = _board(folder)
-    return pid_alive(_plan(folder).get("pid")) and any(r.get("state") not in FINAL for r in board["rows"])
+    return status_job.is_running(folder)
 
 
 def sweep_choices(ws: Workspace) -> list[tuple[str, str]]:
     out = []
     for folder in sweep_folders(ws):
-        board = _board(folder)
+        board = status_job.board(folder)
         counts = ", ".join(f"{n} {s}" for s, n in board.get("counts", {}).items())
         running = " · running" if is_running(folder) else ""
         out.append((f"{board.get('kind', '?')} {folder.name} · {counts}{running}", str(folder)))
     return out
 
 
-def live(trial_folder: Path) -> str:
-    """What a trial not yet ended is doing, from its newest run folder's status."""
-    for root, status in list_runs(trial_folder):
-        state = status.get("state")
-        if state not in ACTIVE:
-            return ""
-        step = f" step {status.get('step') or 0}/{status['total']}" if status.get("total") else ""
-        loss = f", loss {status['loss']:.4f}" if isinstance(status.get("loss"), (int, float)) else ""
-        return f"{state}{step}{loss}"
-    return ""
-
-
 def _num(x) -> str:
     return "" if x is None else f"{x:.3f}"
 
 
-def rows(folder: Path) -> list[list]:
+def rows(folder: Path, status: Optional[status_job.SweepStatus] = None) -> list[list]:
     """One row per trial: the leaderboard's numbers, and live progress for trials still going."""
+    status = status or status_job.sweep_status(folder)
     out = []
-    for r in _board(folder)["rows"]:
-        state = r.get("state") or "waiting"
-        progress = live(Path(r["folder"])) if state not in FINAL else (r.get("error") or r.get("why") or "")
-        state = "running" if state not in FINAL and progress else state
+    for r in status.board["rows"]:
         minutes = f"{r['seconds'] / 60:.1f}" if r.get("seconds") else ""
         lora = r.get("best_lora") or r.get("lora") or ""
-        out.append([r.get("rank") or "", r["id"], r["label"], "skipped (done before)" if r.get("skipped") else state,
-                    progress[:200], _num(r.get("held_out")), _num(r.get("identity")), _num(r.get("bleed")),
+        out.append([r.get("rank") or "", r["id"], r["label"], "skipped (done before)" if r.get("skipped") else r["state"],
+                    r["progress"][:200], _num(r.get("held_out")), _num(r.get("identity")), _num(r.get("bleed")),
                     r.get("best_checkpoint") or "", minutes, Path(lora).name if lora else ""])
     return out
 
 
-def verdict(folder: Path) -> str:
-    board = _board(folder)
-    counts = ", ".join(f"{n} {s}" for s, n in board.get("counts", {}).items()) or "no trials yet"
-    head = f"**{board.get('kind', 'sweep')} {folder.name}** — {counts}" + (" — running" if is_running(folder) else "")
+def verdict(folder: Path, status: Optional[status_job.SweepStatus] = None) -> str:
+    status = status or status_job.sweep_status(folder)
+    board = status.board
+    head = f"**{status.kind} {folder.name}** — {status.counts or 'no trials yet'}" + (" — running" if status.running else "")
     w = board.get("winner")
     if w:
         head += (f"\n\n**Winner: {w['label']}** — {board['basis_name']} {w['score']:.3f}\n\nLoRA: `{w['lora']}`")
+        row = next((r for r in board["rows"] if r["id"] == w["id"]), {})
+        if row.get("verdict"):
+            head += f"\n\nIts evaluation: {row['verdict']}"
     elif board.get("kind") == "sweep":
         head += "\n\nNo winner yet: no finished trial has an identity score."
     return head + f"\n\nFolder: `{folder}`"
 
 
 def sweep_folder(value: str, ws: Workspace) -> Path:
-    if not value:
-        raise UserError("no sweep chosen: start one with `faceswap-kohya sweep PRESET key=v1,v2 output.dir=" f"{ws.output}`")
-    path = Path(value)
-    if not (path / "sweep.json").is_file() or not inside(path, ws.output):
-        raise UserError(f"{value}: not a sweep folder of this app's output folder {ws.output}")
-    return path
+    return status_job.check_sweep_folder(value, ws.output)
 
 
 def stop_sweep(folder: Path) -> str:
-    """SIGINT to the sweep's process, as Ctrl-C: it cancels every trial and stops their trainers."""
-    if not is_running(folder):
-        raise UserError(f"{folder.name}: not running")
-    pid = _plan(folder)["pid"]
-    os.kill(pid, signal.SIGINT)
-    return f"stopping {folder.name} (SIGINT to process {pid}: every trial is cancelled, each trainer stopped)"
+    """The stop job: SIGINT to the sweep's process, as Ctrl-C."""
+    return status_job.stop_sweep(folder)
 
 
 # ---------------------------------------------------------------- the page
@@ -167,8 +128,9 @@ def view(value: Optional[str], ws: Workspace) -> list:
         return [error_text(e), [], None, [], gr.Timer(active=False)]
     chart = folder / leaderboard.CHART
     files = [str(folder / name) for name in (leaderboard.HTML, leaderboard.JSON) if (folder / name).is_file()]
-    return [verdict(folder), rows(folder), str(chart) if chart.is_file() else None, files,
-            gr.Timer(active=is_running(folder))]
+    status = status_job.sweep_status(folder)
+    return [verdict(folder, status), rows(folder, status), str(chart) if chart.is_file() else None, files,
+            gr.Timer(active=status.running)]
 
 
 def refreshed(ws: Workspace, current: Optional[str]):

@@ -134,11 +134,15 @@ def reattach(ws: Workspace) -> str:
 
 
 def loss_frame(view: follow.RunView):
+    """The losses as typed columns (int steps, float losses), even when there are none yet: an untyped empty frame
+    would make gradio's LinePlot treat the losses as names for good (no line, an axis in text order)."""
     import pandas as pd
 
-    rows = [{"step": s, "loss": v, "series": "training"} for s, v in sorted(view.losses.items())]
-    rows += [{"step": s, "loss": v, "series": "validation"} for s, v in sorted(view.val_losses.items())]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    points = [(s, v, "training") for s, v in sorted(view.losses.items())]
+    points += [(s, v, "validation") for s, v in sorted(view.val_losses.items())]
+    return pd.DataFrame({"step": pd.Series([int(p[0]) for p in points], dtype="int64"),
+                         "loss": pd.Series([float(p[1]) for p in points], dtype="float64"),
+                         "series": pd.Series([p[2] for p in points], dtype="str")})
 
 
 # ---------------------------------------------------------------- the page

@@ -1,0 +1,92 @@
+"""The one evaluation summary (scoring/summary.py) from real scores documents (real face photos as the generated
+images): its verdict, best checkpoint, columns and top-3 reason are what `evaluate` prints, what the Evaluate page
+shows and what the sweep leaderboard ranks by."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from scores_data import CHECKPOINTS, real_scores, write_evaluation
+
+from faceswap_kohya.cli.main import cli
+from faceswap_kohya.scoring.summary import NO_FACE, TABLE_HEADERS, summarize_scores
+from faceswap_kohya.scoring.thresholds import SAME_PERSON, same_person, same_person_text
+from faceswap_kohya.sweeps.trials import score_summary
+
+
+def test_summary_of_real_faces_names_the_best_and_its_numbers(tmp_path):
+    scores = real_scores(tmp_path / "eval")
+    s = summarize_scores(scores)
+    assert s.basis == "held_out_mean" and s.basis_name == "held-out identity"
+    assert [r.label for r in s.rows] == list(CHECKPOINTS) and s.base.file is None
+    assert s.best.label == scores["best"]["label"] == "final"  # biden's face pulls epoch 1 down
+    assert s.best.held_out == scores["best"]["held_out_mean"] and s.best.identity == scores["best"]["mean"]
+    assert s.best.above_base == scores["best"]["above_base"] and s.base.faces == 1 and s.base.images == 2
+    assert s.best.held_out > same_person("dlib-resnet-128")
+    assert s.verdict == (f"use final: held-out identity {s.best.held_out:.3f}, {s.best.held_out - s.base.held_out:+.3f} vs "
+                         "the base model, looks like the person (above 0.4) (dlib-resnet-128)")
+    lines = s.lines()
+    assert lines[0] == f"verdict: {s.verdict}" and lines[2] == f"  why: {scores['best']['reason']}"
+    assert lines[3].split() == [w for h in TABLE_HEADERS for w in h.split()]
+    final = next(line for line in lines if line.startswith("final (best)"))
+    assert f"{s.best.held_out:.3f}" in final and "2/2" in final
+    assert sum(line.startswith("top ") for line in lines) == 3 and s.why_no_top == ""
+
+
+def test_bleed_marks_the_overtrained_checkpoint_and_the_table_says_so(tmp_path):
+    # base and epoch 1: a stranger's face without the trigger; final: the person's own face (bleed)
+    scores = real_scores(tmp_path / "eval", bleed={"base": ["biden.jpg"], "epoch 1": ["biden.jpg"], "final": ["obama.jpg"]})
+    s = summarize_scores(scores)
+    final = next(r for r in s.rows if r.label == "final")
+    assert final.overtrained is True and final.bleed_rise > 0.1 and final.cells()[8] == "yes"
+    assert s.best.label == "epoch 1" and "overtrained: final" in s.reason
+    assert next(r for r in s.rows if r.label == "epoch 1").cells()[8] == "no" and s.base.cells()[8] == ""
+    numbers = score_summary(scores)
+    assert numbers["best_checkpoint"] == "epoch 1" and numbers["overtrained"] is False
+    assert numbers["bleed"] == scores["best"]["bleed"] and numbers["verdict"] == s.verdict
+
+
+def test_no_face_anywhere_says_why_the_top_three_is_empty(tmp_path):
+    scores = real_scores(tmp_path / "eval", {"base": [None], "final": [None, None]})
+    s = summarize_scores(scores)
+    assert s.best is None and s.top == [] and s.why_no_top == NO_FACE
+    assert s.verdict == "no checkpoint to use: no checkpoint produced a face to score (dlib-resnet-128)"
+    assert "best checkpoint: none (no face was found in any LoRA image)" in s.lines()
+    assert f"top 3: none ({NO_FACE})" in s.lines()
+    assert score_summary(scores)["faces"] == "0/2" and score_summary(scores)["identity"] is None
+
+
+def test_thresholds_are_one_set():
+    assert same_person("dlib-resnet-128") == SAME_PERSON["dlib"] == 0.4
+    assert same_person("arcface-w600k-mbf") == SAME_PERSON["arcface"] == 0.5
+    assert same_person_text("arcface-buffalo-l") == "0.5 (cosine)" and same_person_text("dlib-resnet-128") == "0.4"
+
+
+def test_the_evaluate_page_shows_the_cli_verdict_and_columns(tmp_path):
+    from faceswap_kohya.web import evaluate as page
+
+    run = tmp_path / "run"
+    path = write_evaluation(run, bleed={"base": ["biden.jpg"], "epoch 1": ["biden.jpg"], "final": ["obama.jpg"]})
+    r = CliRunner().invoke(cli, ["evaluate", str(run), "--last"])
+    assert r.exit_code == 0, r.output
+    cli_verdict = next(line for line in r.output.splitlines() if line.startswith("verdict: ")).removeprefix("verdict: ")
+    text, _, rows, top, note, files = page.evaluation_view(page.latest_evaluation(run))
+    assert f"**Verdict:** {cli_verdict}\n" in text and "**Best checkpoint: epoch 1**" in text
+    assert page.TABLE_HEADERS == TABLE_HEADERS
+    summary = summarize_scores(json.loads(path.read_text()))
+    assert rows == summary.table() and [row[0] for row in rows] == ["base", "epoch 1 (best)", "final"]
+    for row in rows:  # the CLI's table holds the same cells
+        assert any(line.split()[:1] == row[0].split()[:1] and all(c in line for c in row[1:] if c) for line in r.output.splitlines())
+    assert len(top) == 3 and note == "" and str(path) in files
+
+
+def test_an_empty_top_three_on_the_page_says_why(tmp_path):
+    from faceswap_kohya.web import evaluate as page
+
+    run = tmp_path / "run"
+    write_evaluation(run, checkpoints={"base": [None], "final": [None]})
+    _, _, _, top, note, _ = page.evaluation_view(page.latest_evaluation(run))
+    assert top == [] and note == f"**No top-3 images:** {NO_FACE}."
+    r = CliRunner().invoke(cli, ["evaluate", str(tmp_path), "--last"])
+    assert r.exit_code == 2 and "no evaluation yet" in r.output
