@@ -10,7 +10,10 @@ rewritten after each, so what was measured survives a failure or a timeout.
 
 GPU machine (no network): `scripts/gpu-wheels.sh` made the wheels folder here; it is installed with
 `pip --no-index --no-deps --target` into one folder for the trainer and one for generation.
-`--dry-run`: the same plan on this machine's CPU at toy sizes, with the project's .venv and .venv-kohya.
+`--dry-run`: the same plan on this machine's CPU at toy sizes, with the project's .venv and .venv-kohya:
+every preset through the wrapper, one of them by hand as well (four trainer runs, not six), and
+generation in fp32 only (half precision is for the GPU: a CPU without native bf16/fp16 takes many
+times longer in it).
 
     scripts/gpu-check.sh [--dry-run] [OUT_DIR]
 """
@@ -57,6 +60,8 @@ class Plan:
     limits: dict = field(default_factory=dict)  # seconds per part
     reserve: dict = field(default_factory=dict)  # seconds kept for the parts after this kind
     overrides: tuple = ()  # preset overrides for this machine
+    by_hand: tuple = PRESETS  # presets also run by hand (wrapper vs by hand); the others through the wrapper only
+    gen_dtypes: tuple = ("fp16", "bf16")
 
 
 GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
@@ -67,7 +72,8 @@ GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
 DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 4800.0,
                 {"setup": 60, "environment": 180, "model": 900, "train": 900, "generate": 900, "swap": 600}, {},
                 ("dataset.enable_bucket=false", "training.mixed_precision='no'", "training.full_bf16=false",
-                 "training.batch_size=1", "optimizer.text_encoder_lr=0", "network.dim=4", "network.alpha=2"))
+                 "training.batch_size=1", "optimizer.text_encoder_lr=0", "network.dim=4", "network.alpha=2"),
+                ("face-12gb",), ("fp32",))  # face-12gb runs by hand first: the run folder laid out the wrapper's way
 
 
 class PartFailed(Exception):
@@ -274,7 +280,10 @@ class Check:
                 prepare_run(preset, path, run, echo=lambda s: None)
             return self._add_run(entry, tr.run_by_hand(run, preset.output.name, limit, p.warmup, peaks / "hand"), round_no)
 
-        for how, fn in ((("by hand", by_hand), ("wrapper", wrapper)) if hand_first else (("wrapper", wrapper), ("by hand", by_hand))):
+        order = (("by hand", by_hand), ("wrapper", wrapper)) if hand_first else (("wrapper", wrapper), ("by hand", by_hand))
+        for how, fn in order:
+            if how == "by hand" and name not in p.by_hand:
+                continue
             self.part(f"train {name} {how} #{round_no + 1}", "train", fn)
         entry["summary"] = tr.summarize(entry)
         self.save()
@@ -319,7 +328,7 @@ class Check:
             for r in range(p.rounds):
                 for i, name in enumerate(PRESETS):
                     self.run_preset(name, photos, r, hand_first=(i + r) % 2 == 1)
-            gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", "fp16,bf16"]
+            gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes)]
             self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
             swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]
             self.part("swap", "swap", lambda limit: self.child_part("swap", limit, swap))

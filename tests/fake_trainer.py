@@ -10,6 +10,14 @@ behaviour the launcher must handle. Usage: fake_trainer.py MODE FOLDER
 
 Each writes the pids of its process group into FOLDER/pids (one a line; the first is the group id) once
 its children run.
+
+Copied into a folder as `sdxl_train_network.py` (the sweep and batch tests' stand-in sd-scripts), it is called
+as sd-scripts is (`--config_file config.toml --dataset_config dataset.toml`): it prints "loading model", one
+step line per `max_train_steps` and "model saved.", and writes `output_dir/output_name.safetensors` from the
+template `lora.safetensors` beside it (a LoRA for the tiny SDXL) as the settings say: rank `network_dim`, alpha
+`network_alpha`, no text-encoder modules with `network_train_unet_only`, weights seeded by `seed` and the rank,
+and sd-scripts' metadata (`ss_network_dim`, `ss_network_alpha`, `ss_output_name`, `ss_seed`,
+`ss_max_train_steps`, `ss_dataset_dirs` from the dataset's subsets as sd-scripts counts them).
 """
 
 import os
@@ -17,6 +25,58 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def sd_scripts_stand_in(args: list[str]) -> None:
+    import json
+
+    import numpy as np  # not torch: a trial's stand-in starts in a fraction of a second
+    import tomllib
+    from safetensors.numpy import load_file, save_file
+
+    def section_values(path: str) -> dict:  # config.toml's sections are flattened, as sd-scripts reads them
+        sections = tomllib.loads(Path(path).read_text())
+        return {k: v for part in sections.values() if isinstance(part, dict) for k, v in part.items()}
+
+    config = section_values(args[args.index("--config_file") + 1])
+    dataset = tomllib.loads(Path(args[args.index("--dataset_config") + 1]).read_text())
+    steps = int(config.get("max_train_steps") or 2)
+    print("loading model", flush=True)
+    for i in range(1, steps + 1):
+        time.sleep(0.3)
+        print(f"steps: {100 * i // steps}%|#| {i}/{steps} [00:01<00:00, 3.00it/s, avr_loss=0.{i}]", flush=True)
+    dim, alpha, seed = int(config["network_dim"]), float(config.get("network_alpha", 1.0)), int(config.get("seed", 42))
+    rng = np.random.default_rng(seed * 1000 + dim)
+    template = load_file(str(Path(__file__).with_name("lora.safetensors")))
+    tensors = {}
+    for key, value in template.items():
+        module = key.split(".")[0]
+        if config.get("network_train_unet_only") and not module.startswith("lora_unet_"):
+            continue
+        if key.endswith(".alpha"):
+            tensors[key] = np.array(alpha, dtype=np.float32)
+        elif key.endswith(".lora_down.weight"):
+            tensors[key] = (rng.standard_normal((dim, *value.shape[1:])) * 0.3).astype(np.float32)
+        else:  # lora_up: (out, rank, ...)
+            tensors[key] = (rng.standard_normal((value.shape[0], dim, *value.shape[2:])) * 0.3).astype(np.float32)
+    dirs = {}
+    for subsets in (d.get("subsets", []) for d in dataset.get("datasets", []) if not d.get("validation_split")):
+        for sub in subsets:
+            folder = Path(sub["image_dir"])
+            images = [p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
+            dirs[folder.name] = {"n_repeats": int(sub.get("num_repeats", 1)), "img_count": len(images)}
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(dim), "ss_network_alpha": str(alpha),
+            "ss_output_name": config["output_name"], "ss_seed": str(seed), "ss_max_train_steps": str(steps),
+            "ss_dataset_dirs": json.dumps(dirs)}
+    save_file(tensors, str(out / (config["output_name"] + ".safetensors")), metadata=meta)
+    print("model saved.", flush=True)
+
+
+if "--config_file" in sys.argv:
+    sd_scripts_stand_in(sys.argv[1:])
+    sys.exit(0)
 
 mode, folder = sys.argv[1], Path(sys.argv[2])
 IGNORE = {"ok": "", "stubborn-int": "signal.signal(signal.SIGINT, signal.SIG_IGN)",

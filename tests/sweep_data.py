@@ -12,23 +12,7 @@ import pytest
 from faceswap_kohya.sweeps.plan import SweepPlan
 from faceswap_kohya.sweeps.trials import score_summary
 
-FAKE_TRAINER = '''"""Stands in for sdxl_train_network.py: prints steps as it does, then writes a LoRA for the tiny SDXL."""
-import shutil, sys, time, tomllib
-from pathlib import Path
-
-args = sys.argv[1:]
-sections = tomllib.loads(Path(args[args.index("--config_file") + 1]).read_text())
-config = {k: v for part in sections.values() if isinstance(part, dict) for k, v in part.items()}  # sections are flattened
-steps = int(config.get("max_train_steps") or 2)
-print("loading model", flush=True)
-for i in range(1, steps + 1):
-    time.sleep(0.3)
-    print(f"steps: {100 * i // steps}%|#| {i}/{steps} [00:01<00:00, 3.00it/s, avr_loss=0.{i}]", flush=True)
-out = Path(config["output_dir"])
-out.mkdir(parents=True, exist_ok=True)
-shutil.copy(Path(__file__).with_name("lora.safetensors"), out / (config["output_name"] + ".safetensors"))
-print("model saved.", flush=True)
-'''
+FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")  # as sdxl_train_network.py: a LoRA as its settings say
 
 
 VARIANTS = "- {network.dim: 2}\n- {network.dim: 4}\n- {network.dim: 4, base_model.path: /nonexistent.safetensors}\n"
@@ -36,7 +20,10 @@ VARIANTS = "- {network.dim: 2}\n- {network.dim: 4}\n- {network.dim: 4, base_mode
 
 @pytest.fixture(scope="module")
 def fake_kohya(tmp_path_factory):
-    """(sd-scripts stand-in folder, tiny SDXL folder): trials train in seconds and evaluate on the tiny model."""
+    """(sd-scripts stand-in folder, tiny SDXL folder): trials train in seconds (tests/fake_trainer.py) and evaluate
+    on the tiny model."""
+    import shutil
+
     pytest.importorskip("ray", reason="sweeps need Ray: pip install 'faceswap_kohya[sweep]'")
     pytest.importorskip("dlib", reason="the evaluation needs the faces extra")
     from tiny_sdxl import build_tiny_pipeline, save_tiny_pipeline, write_kohya_lora
@@ -46,7 +33,7 @@ def fake_kohya(tmp_path_factory):
     scripts = root / "sd-scripts"
     scripts.mkdir()
     write_kohya_lora(build_tiny_pipeline(), scripts / "lora.safetensors")
-    (scripts / "sdxl_train_network.py").write_text(FAKE_TRAINER)
+    shutil.copy(FAKE_TRAINER, scripts / "sdxl_train_network.py")
     return scripts, tiny
 
 

@@ -62,7 +62,7 @@ WORDS = ["a", "woman", "girl", "sitting", "on", "bench", "with", "dog", "photo",
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[generate]')")
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     folder = tmp_path_factory.mktemp("tiny-blip")
@@ -97,13 +97,13 @@ def test_blip_captioner_runs_a_local_model(tiny_blip):
 
 
 def test_blip_model_missing_is_a_clear_error(tmp_path):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[generate]')")
     with pytest.raises(UserError, match="dataset.captions.blip_model: cannot load"):
         captions.BlipCaptioner(str(tmp_path / "no such model"))
 
 
 def test_prepare_with_blip_captions(tmp_path, tiny_blip, face_recognition_photos):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     from faceswap_kohya.config import presets
     from faceswap_kohya.data import dataset
     from faceswap_kohya.runs.layout import RunLayout

@@ -24,7 +24,7 @@ from faceswap_kohya.faces import identity as faces
 from faceswap_kohya.files.images import load_rgb
 from faceswap_kohya.runs.layout import RunLayout
 
-pytest.importorskip("dlib")
+pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
 FACE_CENTRE = (223, 127)  # the astronaut's face in skimage's 512×512 portrait
 
 

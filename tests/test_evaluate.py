@@ -128,7 +128,7 @@ def grace_hopper():
 
 @pytest.fixture(scope="module")
 def embedder():
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     from faceswap_kohya.faces.identity import get_embedder
 
     return get_embedder("dlib")
@@ -228,7 +228,7 @@ def tiny(tmp_path_factory, user_home):
 
 @pytest.fixture(scope="module")
 def evaluated(tiny, tmp_path_factory):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     folder, pipe = tiny
     run = make_run(tmp_path_factory.mktemp("runs"), folder, pipe)
     lines = []

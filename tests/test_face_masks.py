@@ -15,7 +15,7 @@ from faceswap_kohya.faces import detect as faces
 from faceswap_kohya.faces import masks as fm
 from faceswap_kohya.files.images import with_alpha
 
-pytest.importorskip("dlib")
+pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
 FLOOR = 0.1
 TOLERANCE = 2 / 255
 LATENT = 8

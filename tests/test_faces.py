@@ -16,7 +16,7 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces.detect import detect, model_file
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, distance, get_embedder, identity_score, median_scores, similarity
 
-pytest.importorskip("dlib")
+pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
 ASTRONAUT_FACE_CENTRE = (223, 127)  # her face in skimage's 512×512 astronaut portrait
 
 

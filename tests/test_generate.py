@@ -55,7 +55,7 @@ def test_prompts_file_and_sizes(tmp_path):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run folder as `train` leaves it: preset.yaml and model/ with the final LoRA and a checkpoint."""
-    pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
     from tiny_sdxl import save_tiny_pipeline, write_kohya_lora
 
     from faceswap_kohya.config import presets
@@ -225,7 +225,7 @@ def test_standalone_script_is_the_same_command(run_dir, tmp_path):
 # ---------------------------------------------------------------- one sampler vocabulary
 @pytest.fixture(scope="module")
 def tiny_pipe():
-    pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
     from tiny_sdxl import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()

@@ -13,6 +13,7 @@ from conftest import KOHYA_PYTHON, SD_SCRIPTS, needs_kohya
 from faceswap_kohya.config.presets import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+import gpu_check as check  # noqa: E402
 import gpu_check_report as report  # noqa: E402
 import gpu_check_train as train  # noqa: E402
 
@@ -74,10 +75,18 @@ def test_report_of_a_partial_check_shows_what_was_measured_and_what_failed(tmp_p
     assert json.loads((tmp_path / "gpu_check.json").read_text())["train"]["face-8gb"]["summary"]["ratio"] == 1.02
 
 
+def test_the_gpu_compares_every_preset_in_half_precision_and_the_dry_run_one_in_fp32():
+    assert check.PRESETS == PRESETS
+    assert check.GPU_PLAN.by_hand == PRESETS and check.GPU_PLAN.gen_dtypes == ("fp16", "bf16")
+    assert check.DRY_PLAN.by_hand == ("face-12gb",) and check.DRY_PLAN.gen_dtypes == ("fp32",)
+    assert "training.mixed_precision='no'" in check.DRY_PLAN.overrides  # the trainer in fp32 on a CPU too
+
+
 @pytest.mark.trainer
 @needs_kohya
 def test_dry_run_measures_every_preset_end_to_end(tmp_path):
-    """The whole plan on the CPU at toy sizes: six real trainer runs, generation and a swap (~15 min on an idle machine)."""
+    """The whole plan on the CPU at toy sizes: four real trainer runs (every preset through the wrapper, face-12gb by
+    hand first as well), generation in fp32 and a swap (~5 min on an idle machine)."""
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "gpu-check.sh"), "--dry-run", str(out), "--",
                            "--sd-scripts", str(SD_SCRIPTS), "--trainer-python", str(KOHYA_PYTHON)],
@@ -87,19 +96,25 @@ def test_dry_run_measures_every_preset_end_to_end(tmp_path):
 
 
 def check_dry_run_output(out: Path) -> None:
-    """Every part ran; every preset has both runs and its figures; generation and swap have theirs; the table exists."""
+    """Every part ran; every preset has its wrapper run and figures, face-12gb its run by hand (first) and the ratio;
+    generation (fp32 only: no half precision on a CPU) and swap have theirs; the table exists."""
     results = json.loads((out / "gpu_check.json").read_text())
     failed = {name: p for name, p in results["parts"].items() if p["status"] != "ok"}
     assert not failed, failed
+    assert results["plan"]["by_hand"] == ["face-12gb"] and results["plan"]["gen_dtypes"] == ["fp32"]
     for name in PRESETS:
         entry = results["train"][name]
-        assert [r["how"] for r in entry["runs"]].count("by hand") == 1 and len(entry["runs"]) == 2
+        hows = [r["how"] for r in entry["runs"]]
+        assert hows == (["by hand", "wrapper"] if name == "face-12gb" else ["wrapper"]), (name, hows)
         s = entry["summary"]
-        for key in ("s_per_it_wrapper", "s_per_it_by_hand", "ratio", "wall_s_wrapper", "wall_s_by_hand", "peak_rss_mib"):
+        both = ("s_per_it_by_hand", "ratio", "wall_s_by_hand") if name == "face-12gb" else ()
+        for key in ("s_per_it_wrapper", "wall_s_wrapper", "peak_rss_mib", *both):
             assert isinstance(s[key], float) and s[key] > 0, (name, key, s[key])
-    for dtype in ("fp16", "bf16"):
-        g = results["generate"][dtype]
-        assert all(g[k] > 0 for k in ("base_s", "unfused_s", "fused_s", "lora_load_s", "fuse_s")), g
+        if name != "face-12gb":
+            assert s["s_per_it_by_hand"] is None and s["ratio"] is None, (name, s)
+    assert set(results["generate"]) == {"fp32"}, results["generate"]
+    g = results["generate"]["fp32"]
+    assert all(g[k] > 0 for k in ("base_s", "unfused_s", "fused_s", "lora_load_s", "fuse_s")), g
     assert results["swap"]["seconds"] > 0
     md = (out / "gpu_check.md").read_text()
-    assert all(f"| {name} |" in md for name in PRESETS)
+    assert all(f"| {name} |" in md for name in PRESETS) and "| fp32 | 64, 2 |" in md

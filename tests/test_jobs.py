@@ -74,7 +74,7 @@ def test_a_status_left_active_by_a_dead_process_reads_interrupted(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run folder as `train` leaves it (preset, training photos, LoRA checkpoints) on a tiny SDXL."""
-    pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
     from skimage import data
     from tiny_sdxl import save_tiny_pipeline, write_kohya_lora
 
@@ -148,7 +148,7 @@ def test_generate_and_compare_jobs(tiny_run):
 
 
 def test_evaluate_job(tiny_run):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     from faceswap_kohya.jobs.evaluate import evaluate, plan_run
 
     seen = []
@@ -160,7 +160,7 @@ def test_evaluate_job(tiny_run):
 
 
 def test_swap_job(tiny_run, tmp_path):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     from skimage import data
 
     from faceswap_kohya.diffusion.source import Settings, resolve_source
@@ -175,7 +175,7 @@ def test_swap_job(tiny_run, tmp_path):
 
 
 def test_identity_job(tmp_path):
-    pytest.importorskip("dlib")
+    pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
     from faceswap_kohya.jobs.identity import identity
 
     faces = Path(__file__).parent / "data" / "faces"

@@ -26,7 +26,7 @@ from faceswap_kohya.formats.importer import import_file, import_preset
 from faceswap_kohya.jobs.train import prepare_run
 from faceswap_kohya.runs.layout import new_run
 
-pytest.importorskip("dlib")
+pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
 FACES = Path(__file__).parent / "data" / "faces"
 CAPTIONS = {  # photo → its caption file's text (others have none: sd-scripts uses the folder's tokens)
     "10_ohwx man/obama.jpg": "ohwx man, smiling, in front of a flag\nsecond line sd-scripts ignores",

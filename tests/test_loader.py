@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("diffusers")
+pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
 import torch  # noqa: E402
 from tiny_sdxl import kohya_modules, save_tiny_pipeline, write_kohya_lora  # noqa: E402
 

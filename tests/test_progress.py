@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from faceswap_kohya.events import CheckpointWritten as Saved
-from faceswap_kohya.events import Epoch, Step, ValidationLoss
-from faceswap_kohya.events import ModelSaved as Finished
+from faceswap_kohya.events import CheckpointWritten, Epoch, ModelSaved, Step, ValidationLoss
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer.launch import judge
 from faceswap_kohya.trainer.progress import LineSplitter, TrainerOutput, bar_clock, diagnose, log_events, parse_line
@@ -37,10 +35,12 @@ def test_successful_run_events():
     assert steps[-1].loss == pytest.approx(1.18)
     assert 3.0 < steps[-1].sec_per_it < 6.0
     assert Epoch(1, 1) in events
-    saved = [e for e in events if isinstance(e, Saved)]
+    saved = [e for e in events if isinstance(e, CheckpointWritten)]
     assert saved and saved[-1].path.endswith("model/myface-check.safetensors")
-    assert isinstance(events[-1], Step) or isinstance(events[-1], Finished)
-    assert any(isinstance(e, Finished) for e in events)
+    saved_at = events.index(ModelSaved())
+    assert events.index(saved[-1]) < saved_at  # the checkpoint, then "model saved."
+    after = events[saved_at + 1:]  # only the step bar's last redraw, at 2/2, follows it
+    assert after and all(isinstance(e, Step) and e.step == e.total == 2 for e in after), after
     assert diagnose((DATA / "trainer_ok.log").read_text()).reason == "the trainer failed"  # nothing known matched
 
 
@@ -49,8 +49,8 @@ def test_successful_run_events():
     ("steps:  10%|█         | 10/100 [00:05<00:45,  2.00it/s, avr_loss=0.1]", Step(10, 100, "00:05", "00:45", 0.5, 0.1)),
     ("steps:   0%|          | 0/1600 [00:00<?, ?it/s]", Step(0, 1600, "00:00", "?", None, None)),
     ("epoch 3/10", Epoch(3, 10)),
-    ("saving checkpoint: /runs/a b/model/me-000002.safetensors", Saved("/runs/a b/model/me-000002.safetensors")),
-    ("2026-11-26 14:36:29 INFO     model saved.                  train_network.py:1729", Finished()),
+    ("saving checkpoint: /runs/a b/model/me-000002.safetensors", CheckpointWritten("/runs/a b/model/me-000002.safetensors")),
+    ("2026-11-26 14:36:29 INFO     model saved.                  train_network.py:1729", ModelSaved()),
     ("INFO     prepare tokenizers", None),
 ])
 def test_single_lines(line, expected):
@@ -125,7 +125,7 @@ def test_validation_loss_is_one_event_per_validation_from_a_real_run():
     # reported after the last training step and before the model is saved; the bar's late redraw when it is
     # closed (at the end, with another elapsed time) is not a second validation
     last_step = next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == e.total)
-    assert last_step < events.index(val) < events.index(Finished())
+    assert last_step < events.index(val) < events.index(ModelSaved())
     assert text.count("4/4 [02:58<00:00") == 1
     assert not [e for e in events if isinstance(e, Step) and e.total == 4], "validation bars are not training steps"
     assert "alpha_mask: True" in text  # sd-scripts says the masked loss is on

@@ -2,7 +2,8 @@
 pipeline-check model, and the diffusers loader attaches every module of it to the full-size SDXL loaded from
 the single file, offline, and generation changes with it.
 
-Runs when sd-scripts is set up; ~4 min and ~22 GB RAM (the trainer, then the pipeline: never both at once).
+Runs when sd-scripts is set up; ~22 GB RAM (the trainer, then the pipeline: never both at once). The LoRA is
+the session's shared run (`trained_run`, tests/trained.py: text encoders at 1e-5, conv_dim 2, UNet at 0.01).
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ from conftest import needs_kohya
 from PIL import Image
 from safetensors import safe_open
 
-from faceswap_kohya.config import presets
 from faceswap_kohya.diffusion.images import generate_images
 from faceswap_kohya.diffusion.lora import attach_lora, attached_names, read_lora_modules
 from faceswap_kohya.diffusion.pipeline import free_memory, load_pipeline
-from faceswap_kohya.jobs import train as runner
 
 pytestmark = [pytest.mark.trainer, needs_kohya]
 
 
-def test_real_lora_attaches_fully_and_changes_the_images(tmp_path, photos):
-    preset, path = presets.load("cpu-check", [
-        f"dataset.images={photos}", f"output.dir={tmp_path}", "optimizer.text_encoder_lr=1e-5", "network.conv_dim=2",
-        "sampling.prompts=[]", "sampling.every_n_epochs=null", "optimizer.unet_lr=0.01"])
-    result = runner.train(preset, path)
+def test_real_lora_attaches_fully_and_changes_the_images(trained_run):
+    result = trained_run.result
     assert result.ok, result.diagnosis
+    assert trained_run.preset.network.conv_dim == 2 and trained_run.preset.optimizer.unet_lr == 0.01
     with safe_open(result.final, "pt") as f:
         prefixes = {k.split("_")[1] for k in f.keys()}
     assert prefixes == {"unet", "te1", "te2"}

@@ -14,7 +14,7 @@ from PIL import Image
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs import swap
 
-pytest.importorskip("dlib")
+pytest.importorskip("dlib", reason="dlib is not installed (pip install -e '.[faces]')")
 ASTRONAUT_FACE_CENTRE = (223, 127)  # her face in skimage's 512×512 astronaut portrait
 FAST = ["--steps", "2", "--cfg", "5", "-q"]  # strength 0.75: 1 denoising step
 
@@ -76,7 +76,7 @@ def astronaut():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, astronaut):
     """A run folder as `train` leaves it: preset.yaml (64 px), a training photo in img/, model/ with the LoRA."""
-    pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
     from tiny_sdxl import build_tiny_pipeline, write_kohya_lora
 
     from faceswap_kohya.config import presets

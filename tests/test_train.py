@@ -1,17 +1,20 @@
 """Training: bad inputs fail before launch; the real sd-scripts trainer end to end; interrupt leaves no orphans.
 
 The end-to-end tests run the real `sdxl_train_network.py` on the pipeline-check model (random full-size
-SDXL, 64 px, 2 steps). They need vendor/sd-scripts and .venv-kohya and most of the machine's RAM.
+SDXL, 64 px, 2 steps). They need vendor/sd-scripts and .venv-kohya and most of the machine's RAM. Those that
+only read a finished run read the session's shared one (`trained_run`, tests/trained.py); resume trains on
+from its saved state; the SIGINT and SIGKILL tests start runs of their own and stop them as soon as the
+trainer runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -21,19 +24,12 @@ from safetensors import safe_open
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.events import CheckpointWritten as Saved
-from faceswap_kohya.events import Finished as Finished_
-from faceswap_kohya.events import ModelSaved as Finished
-from faceswap_kohya.events import StageStarted, Step
-from faceswap_kohya.jobs.train import preflight, resume, train
+from faceswap_kohya.events import CheckpointWritten, Finished, ModelSaved, StageStarted, Step, ValidationLoss
+from faceswap_kohya.jobs.train import preflight, resume
 from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.layout import new_run
 from faceswap_kohya.runs.status import read_events, read_status
 from faceswap_kohya.trainer.install import Trainer
-
-
-def cpu_check(tmp_path: Path, photos: Path, *extra: str):
-    return presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}", *extra])
 
 
 @pytest.mark.parametrize("override,expected", [
@@ -78,60 +74,49 @@ def test_run_folders_never_reuse_a_name(tmp_path):
 
 @pytest.mark.trainer
 @needs_kohya
-def test_real_training_end_to_end(tmp_path, photos):
-    preset, path = cpu_check(tmp_path, photos)
-    events = []
-    photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
-    result = train(preset, path, on_event=events.append)
+def test_real_training_end_to_end(trained_run):
+    preset, result, events, photos = trained_run.preset, trained_run.result, trained_run.events, trained_run.photos
     assert result.ok, result.diagnosis
     assert result.returncode == 0
     assert result.final == result.run.model / "myface-check.safetensors"
     with safe_open(result.final, "pt") as f:
         keys = list(f.keys())
         meta = f.metadata()
-    assert any(k.startswith("lora_unet_") for k in keys)
-    assert not any(k.startswith("lora_te") for k in keys)  # UNet only in this preset
+    assert preset.optimizer.text_encoder_lr > 0 and preset.network.conv_dim == 2  # the shared run's settings
+    assert {k.split("_")[1] for k in keys} == {"unet", "te1", "te2"}  # the UNet and both text encoders
     assert meta["ss_network_dim"] == str(preset.network.dim)
     assert float(meta["ss_network_alpha"]) == preset.network.alpha
+    assert str(json.loads(meta["ss_network_args"])["conv_dim"]) == "2"  # LoCon convs
     steps = [e for e in events if isinstance(e, Step)]
     assert steps and steps[-1].step == steps[-1].total == 2
-    assert any(isinstance(e, Saved) for e in events) and any(isinstance(e, Finished) for e in events)
+    assert any(isinstance(e, CheckpointWritten) for e in events) and any(isinstance(e, ModelSaved) for e in events)
     log = result.run.log.read_text()
     assert "sdxl_train_network.py" in log.splitlines()[0] and "model saved." in log
     for name in ("preset.yaml", "config.toml", "dataset.toml", "command.sh"):
         assert (result.run.root / name).is_file()
     assert sorted(p.name for p in (result.run.root / "img" / "1_myface woman").glob("*.txt"))
-    assert {p: p.read_bytes() for p in photos.iterdir()} == photo_bytes, "the user's photos are untouched"
+    assert {p: p.read_bytes() for p in photos.iterdir()} == trained_run.photo_bytes, "the user's photos are untouched"
     # the run folder tells its own story: every event, step events up to N/N, and how it ended
     recorded, _ = read_events(result.run.root)
     recorded_steps = [e for e in recorded if isinstance(e, Step)]
     assert recorded_steps[-1].step == recorded_steps[-1].total == 2 and recorded_steps[-1].lr is not None
-    assert [type(e).__name__ for e in recorded if isinstance(e, (StageStarted, Finished_))][:2] == ["StageStarted"] * 2
-    assert isinstance(recorded[-1], Finished_) and recorded[-1].paths[0] == str(result.final)
+    assert [type(e).__name__ for e in recorded if isinstance(e, (StageStarted, Finished))][:2] == ["StageStarted"] * 2
+    assert isinstance(recorded[-1], Finished) and recorded[-1].paths[0] == str(result.final)
     status = read_status(result.run.root)
     assert (status["state"], status["step"], status["total"]) == ("finished", 2, 2)
     assert status["trainer_pid"] and status["ended"] and str(result.final) in status["loras"]
-
-    # a second run gets its own folder and leaves the first untouched
-    first = {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()}
-    second = train(preset, path)
-    assert second.ok and second.run.root != result.run.root
-    assert {p: p.stat().st_mtime_ns for p in result.run.root.rglob("*") if p.is_file()} == first
+    # a second run in a new folder, the first untouched: test_resume_continues_from_saved_state_in_a_new_run
 
 
 @pytest.mark.trainer
 @needs_kohya
-def test_masked_training_with_a_held_out_photo(tmp_path):
-    """cpu-check on its six built-in sample photos, with head masks and one photo held out: sd-scripts says
-    masked loss is on, computes the validation loss on the held-out photo (one event, recorded in the run
-    folder) and writes the LoRA."""
-    from faceswap_kohya.events import ValidationLoss
-    from faceswap_kohya.runs.status import read_events, read_status
-
-    preset, path = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}"])
+def test_masked_training_with_a_held_out_photo(trained_run):
+    """cpu-check on its six sample photos, with head masks and one photo held out: sd-scripts says masked loss
+    is on, computes the validation loss on the held-out photo (one event, recorded in the run folder) and
+    writes the LoRA."""
+    preset, result, events = trained_run.preset, trained_run.result, trained_run.events
     assert (preset.dataset.mask, preset.dataset.holdout) == ("head", 1)
-    events = []
-    result = train(preset, path, on_event=events.append)
+    assert len(list(trained_run.photos.glob("*.jpg"))) == 6
     assert result.ok, result.diagnosis
     assert result.final == result.run.model / "myface-check.safetensors" and result.final.stat().st_size > 10_000
     log = result.run.log.read_text()
@@ -172,11 +157,10 @@ def test_interrupt_stops_the_whole_trainer(tmp_path, photos):
 
 @pytest.mark.trainer
 @needs_kohya
-def test_resume_continues_from_saved_state_in_a_new_run(tmp_path, photos):
-    preset, path = cpu_check(tmp_path, photos, "training.save_state=true", "sampling.prompts=[]",
-                             "sampling.every_n_epochs=null")
-    first = train(preset, path)
+def test_resume_continues_from_saved_state_in_a_new_run(trained_run):
+    first = trained_run.result
     assert first.ok, first.diagnosis
+    assert trained_run.preset.training.save_state
     state = latest_state(first.run)
     assert state is not None and (state / "train_state.json").is_file()
     before = {p: p.stat().st_mtime_ns for p in first.run.root.rglob("*") if p.is_file()}
@@ -210,8 +194,8 @@ def test_resume_needs_a_saved_state(tmp_path):
 @pytest.mark.trainer
 @needs_kohya
 def test_a_killed_wrapper_leaves_an_interrupted_run_and_no_trainer(tmp_path, photos):
-    """SIGKILL of `faceswap-kohya train` mid-training: its status reads `interrupted`, and the watchdog stops
-    the trainer it left behind."""
+    """SIGKILL of `faceswap-kohya train` while its trainer runs (sd-scripts has started loading the model): its
+    status reads `interrupted`, and the watchdog stops the trainer it left behind."""
     env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))
     proc = subprocess.Popen([sys.executable, "-m", "faceswap_kohya", "train", "cpu-check", f"dataset.images={photos}",
                              f"output.dir={tmp_path}", "training.max_steps=50"],
@@ -221,11 +205,14 @@ def test_a_killed_wrapper_leaves_an_interrupted_run_and_no_trainer(tmp_path, pho
     while time.monotonic() < deadline and run is None:
         for status_file in tmp_path.rglob("status.json"):
             status = read_status(status_file.parent)
-            if status["state"] == "training" and status["step"] >= 1:
+            log = status_file.parent / "train.log"
+            if status["state"] == "training" and status["trainer_pid"] and log.is_file() \
+                    and "loading model" in log.read_text(errors="replace"):
                 run = status_file.parent
-        time.sleep(1)
-    assert run is not None, "training never reached its first step"
+        time.sleep(0.5)
+    assert run is not None, "the trainer never started"
     assert read_status(run)["state"] == "training"
+    assert subprocess.run(["pgrep", "-f", str(run / "config.toml")], capture_output=True).returncode == 0, "a trainer runs"
     proc.kill()
     proc.wait()
     assert read_status(run)["state"] == "interrupted"

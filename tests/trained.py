@@ -1,0 +1,47 @@
+"""A run the real sd-scripts trainer made once per test session, for every test that only reads a trained run.
+
+`trained_run` trains cpu-check (random-weight full-size SDXL, 64 px, 2 steps) on its six sample photos, copied
+into a folder of the test's own, with the preset's head masks and one photo held out, plus: a saved training
+state (what `resume` continues from), the text encoders trained too (both, at 1e-5) and LoCon convs (rank 2),
+and a UNet learning rate large enough for the LoRA to change generated images. No samples while training (the
+browser test's own run has them). The fixture trains when a test first asks for it, ~1.5 min and ~22 GB RAM:
+tests that use it are marked `trainer` and `needs_kohya`. They must not change the run; a test that needs a
+fault of its own (SIGINT, SIGKILL) or other settings trains its own run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TRAINED_OVERRIDES = ("training.save_state=true", "sampling.prompts=[]", "sampling.every_n_epochs=null",
+                     "optimizer.text_encoder_lr=1e-5", "network.conv_dim=2", "optimizer.unet_lr=0.01")
+
+
+@dataclass
+class TrainedRun:
+    """The shared run: its preset, what `train` returned, every event it reported, and the user's photos."""
+
+    preset: object
+    preset_path: Path
+    result: object  # jobs.train.RunResult
+    events: list
+    photos: Path
+    photo_bytes: dict = field(default_factory=dict)  # each photo's bytes before training
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    from faceswap_kohya.config import presets
+    from faceswap_kohya.data.samples import sample_photos
+    from faceswap_kohya.jobs.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    photos = sample_photos(root / "my photos")
+    photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
+    preset, path = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={root / 'out'}", *TRAINED_OVERRIDES])
+    events = []
+    result = train(preset, path, on_event=events.append)
+    return TrainedRun(preset, path, result, events, photos, photo_bytes)
