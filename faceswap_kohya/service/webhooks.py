@@ -31,7 +31,8 @@ def check_events(value: str | None) -> list[str]:
     chosen = [str(i).strip() for i in items if str(i).strip()]
     bad = [i for i in chosen if i not in EVENTS]
     if bad or not chosen:
-        raise ValueError(f"webhook_events: {', '.join(bad) or value!r} is not one of {', '.join(EVENTS)}")
+        shown = ", ".join(bad) or repr(value)
+        raise ValueError(f"webhook_events: {shown} is not one of {', '.join(EVENTS)}")
     return list(dict.fromkeys(chosen))
 
 
