@@ -62,7 +62,8 @@ class Server:
         raise AssertionError(f"serve did not answer: {self.log()}")
 
     def log(self) -> str:
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def client(self, key: str | None = None, **kw) -> httpx.Client:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import threading
 import time
 import zipfile
 
 import pytest
+from conftest import needs_kohya
 from face_data import FACES
 from postgres import missing_reason, postgres_cluster
 from service_server import Receiver, Server, cli, create_key
+from sweep_data import alive_with
 
 from faceswap_kohya.service.uploads import safe_member
 from faceswap_kohya.service.views import eta_seconds, evaluation_summary
@@ -263,3 +267,118 @@ def test_small_parts():
         [True, False, False, False, False, False]
     assert [eta_seconds(t) for t in ("01:02", "1:00:00", "12s", "?", "")] == [62, 3600, 12, None, None]
     assert evaluation_summary(None) is None
+
+
+# ---------------------------------------------------------------- the real trainer (~22 GB, one training at a time)
+def wait_status(c, job_id: str, states, timeout: float = 900) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/v1/trainings/{job_id}").json()
+        if job["status"] in states:
+            return job
+        time.sleep(1)
+    raise AssertionError(f"{job_id} is still {job['status']} after {timeout:.0f} s: {job}")
+
+
+def trainer_of(server, job_id: str) -> str:
+    return alive_with(str(server.output / "jobs" / job_id / "runs"))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    pytest.importorskip("ray", reason="the service runs jobs on Ray: pip install 'faceswap_kohya[service]'")
+    out = tmp_path_factory.mktemp("live") / "out"
+    key, secret = create_key(out, None, "app")
+    server = Server(out, None)
+    server.key, server.secret = key, secret
+    yield server
+    if server.proc.poll() is None:
+        assert server.stop() == 0, server.log()
+
+
+def submit(c, **data):
+    r = c.post("/v1/trainings", files=photo_files(), data={"preset": "cpu-check", "trigger": "obm", "class_word": "man",
+                                                            **data})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_a_training_succeeds_with_its_lora_events_and_webhook(live):
+    from standardwebhooks.webhooks import Webhook
+
+    receiver = Receiver()
+    try:
+        with live.client(live.key) as c:
+            job = submit(c, webhook=receiver.url, webhook_events="start,completed")
+            events = []
+
+            def read_stream():
+                with live.client(live.key, timeout=None) as s, s.stream("GET", job["urls"]["events"]) as r:
+                    events.append(r.headers["content-type"])
+                    events.extend(r.iter_lines())
+
+            reader = threading.Thread(target=read_stream, daemon=True)
+            reader.start()
+            done = wait_status(c, job["id"], ("succeeded", "failed", "canceled"))
+            assert done["status"] == "succeeded", (done, live.log())
+            assert done["progress"]["step"] == done["progress"]["total"] == 2 and done["lora_url"], done
+            assert done["started_at"] and done["completed_at"] and done["error"] is None
+            r = c.get(done["lora_url"])
+            assert r.status_code == 200
+            n = struct.unpack("<Q", r.content[:8])[0]
+            assert any(k.startswith("lora_unet") for k in json.loads(r.content[8:8 + n])), "a LoRA safetensors"
+            reader.join(timeout=60)
+            assert not reader.is_alive(), "the event stream ends after the last state"
+            assert events[0].startswith("text/event-stream")
+            text = "\n".join(events)
+            for expected in ("event: StageStarted", "event: Step", '"stage": "training"', "event: Finished"):
+                assert expected in text, expected
+            last = json.loads([ln for ln in events if ln.startswith("data: ")][-1][6:])
+            assert last["status"] == "succeeded"
+        calls = receiver.wait_for(lambda calls: any(b'"succeeded"' in b for _, b, _ in calls), timeout=60)
+        bodies = [Webhook(live.secret).verify(b, h) for h, b, _ in calls]
+        assert bodies[0]["status"] == "preparing" and bodies[-1]["status"] == "succeeded"
+        assert len({h["webhook-id"] for h, _, _ in calls}) == len(calls)
+    finally:
+        receiver.close()
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_cancel_mid_training_leaves_no_trainer(live):
+    with live.client(live.key) as c:
+        job = submit(c)
+        wait_status(c, job["id"], ("training",), timeout=600)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and "sdxl_train_network" not in trainer_of(live, job["id"]):
+            time.sleep(1)
+        assert "sdxl_train_network" in trainer_of(live, job["id"]), "the trainer runs"
+        r = c.post(job["urls"]["cancel"])
+        assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
+        assert trainer_of(live, job["id"]) == "", "no trainer is left"
+        assert c.get("/health").json()["running"] == 0
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_sigkill_mid_training_then_restart_finishes_the_job(live):
+    with live.client(live.key) as c:
+        job = submit(c)
+        wait_status(c, job["id"], ("training",), timeout=600)
+    live.kill()
+    deadline = time.monotonic() + 90  # the launcher's watchdog stops a trainer whose launcher died
+    while time.monotonic() < deadline and trainer_of(live, job["id"]):
+        time.sleep(1)
+    restarted = Server(live.output, None, port=live.port)
+    live.proc, live.log_file, live.log_path = restarted.proc, restarted.log_file, restarted.log_path
+    assert job["id"] in restarted.log(), "the restart says which job it queued again"
+    with live.client(live.key) as c:
+        done = wait_status(c, job["id"], ("succeeded", "failed", "canceled"))
+        assert done["status"] == "succeeded", (done, restarted.log())
+        assert done["attempts"] == 2
+        text = c.get(job["urls"]["events"]).text
+        assert "the server stopped while this job was training" in text
+        assert "training again from the start" in text or "from its saved state" in text
+        assert c.get(done["lora_url"]).status_code == 200
