@@ -35,7 +35,7 @@ fi
 stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   say "installing faceswap_kohya into .venv"
-  pipq .venv/bin/pip install -e ".[faces,arcface,ui,sweep,dev]"
+  pipq .venv/bin/pip install -e ".[faces,arcface,ui,sweep,service,dev]"
   # open_clip's BPE vocabulary file is all we need of it (offline CLIP tokenizers); its imports are not.
   pipq .venv/bin/pip install --no-deps open-clip-torch
   rm -f .venv/.installed-*; touch "$stamp"

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "faceswap_kohya"
-UPPER = ("faceswap_kohya.__main__", "faceswap_kohya.jobs", "faceswap_kohya.cli", "faceswap_kohya.web")
+UPPER = ("faceswap_kohya.__main__", "faceswap_kohya.jobs", "faceswap_kohya.cli", "faceswap_kohya.web",
+         "faceswap_kohya.service")
 
 
 def modules() -> dict[str, Path]:

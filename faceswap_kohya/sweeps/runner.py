@@ -10,7 +10,8 @@ Each trial asks for the preset's resources (`resources.*`, else worked out from 
 trainer process when the cluster has GPUs; on a CPU ~20 GiB, so trials run one at a time), and Ray runs
 as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
 Ctrl-C cancels every trial (KeyboardInterrupt in the worker: the train job stops the trainer's process
-group), waits for them to stop, and on this machine stops any trainer still left.
+group), waits for them to stop, and on this machine stops any trainer still left. `run_task` runs one such task
+(the training service's jobs), polling and cancelling it on request.
 """
 
 from __future__ import annotations
@@ -238,3 +239,50 @@ def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
             _stop(ray, pending, cluster, on_event, on_summary)
             return True
     return False
+
+
+@dataclass
+class TaskOutcome:
+    """How one task ended: state finished (value is what the function returned), interrupted or failed (error)."""
+
+    state: str
+    value: object = None
+    error: Optional[str] = None
+    warning: Optional[str] = None
+
+
+def run_task(fn: Callable[[dict], dict], spec: dict, cluster: Cluster, name: str,
+             should_stop: Callable[[], bool] = lambda: False, on_poll: Callable[[], None] = lambda: None) -> TaskOutcome:
+    """`fn(spec)` as one Ray task in a `ray_session`, with the resources `spec["preset"]` (a preset as a dict) asks
+    for; `on_poll()` about every second. When `should_stop()` turns true the task is cancelled gently (as Ctrl-C: the
+    train job stops the trainer's process group), then forced after STOP_WAIT_S. `fn` is a module-level function."""
+    ray = _import_ray()
+    ask, warning = fit(trial_resources(spec.get("preset") or {}, cluster), cluster)
+    ref = ray.remote(max_calls=1, max_retries=0)(_trial_task).options(name=name, **ask).remote(fn, spec)
+    stopping = None
+    while True:
+        ready, _ = ray.wait([ref], num_returns=1, timeout=POLL_S)
+        if ready:
+            break
+        on_poll()
+        if stopping is None and should_stop():
+            ray.cancel(ref, force=False)
+            stopping = time.monotonic()
+        elif stopping is not None and time.monotonic() - stopping > STOP_WAIT_S:
+            ray.cancel(ref, force=True)
+            break
+    try:
+        return TaskOutcome("finished", ray.get(ref), warning=warning)
+    except ray.exceptions.TaskCancelledError:
+        return TaskOutcome("interrupted", error="stopped", warning=warning)
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause
+        if isinstance(cause, UserError):
+            return TaskOutcome("failed", error=str(cause), warning=warning)
+        if isinstance(cause, KeyboardInterrupt):
+            return TaskOutcome("interrupted", error="stopped", warning=warning)
+        return TaskOutcome("failed", error=f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}",
+                           warning=warning)
+    except ray.exceptions.RayError as e:
+        return TaskOutcome("failed", error=f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}",
+                           warning=warning)
