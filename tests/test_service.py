@@ -337,12 +337,72 @@ def test_a_training_succeeds_with_its_lora_events_and_webhook(live):
                 assert expected in text, expected
             last = json.loads([ln for ln in events if ln.startswith("data: ")][-1][6:])
             assert last["status"] == "succeeded"
+            live.trained = job["id"]
         calls = receiver.wait_for(lambda calls: any(b'"succeeded"' in b for _, b, _ in calls), timeout=60)
         bodies = [Webhook(live.secret).verify(b, h) for h, b, _ in calls]
         assert bodies[0]["status"] == "preparing" and bodies[-1]["status"] == "succeeded"
         assert len({h["webhook-id"] for h, _, _ in calls}) == len(calls)
     finally:
         receiver.close()
+
+
+def wait_job(c, url: str, timeout: float = 900) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(url).json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"{url} is still {job['status']} after {timeout:.0f} s: {job}")
+
+
+def png_parameters(data: bytes) -> str:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return image.info.get("parameters", "")
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_generations_and_swaps_on_the_trained_lora(live):
+    """The app's next calls after a training: prompts on its LoRA, and its face into a customer's photo, each a job
+    with images as URLs whose PNGs say how they were made."""
+    training = getattr(live, "trained", None)
+    assert training, "the training test before this one did not succeed"
+    with live.client(live.key) as c:
+        r = c.post("/v1/generations", json={"training": training, "prompts": ["{trigger} {class}, portrait photo"],
+                                            "n": 2, "seed": 7, "width": 64, "height": 64, "steps": 2})
+        assert r.status_code == 201, r.text
+        gen = r.json()
+        assert gen["id"].startswith("gen_") and gen["status"] == "queued"
+        done = wait_job(c, gen["urls"]["self"])
+        assert done["status"] == "succeeded", (done, live.log())
+        assert len(done["images"]) == 2 and done["training"] == training
+        for url in done["images"]:
+            r = c.get(url)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            params = png_parameters(r.content)
+            assert "obm man, portrait photo" in params and "<lora:" in params and "Steps: 2" in params, params
+        assert c.get(done["images"][0].rsplit("/", 1)[0] + "/9").status_code == 404
+
+        photo = (FACES / "obama2.jpg").read_bytes()
+        r = c.post("/v1/swaps", data={"training": training, "strength": "0.5", "steps": "2"},
+                   files=[("photo", ("customer.jpg", photo, "image/jpeg"))])
+        assert r.status_code == 201, r.text
+        swap = wait_job(c, r.json()["urls"]["self"])
+        assert swap["status"] == "succeeded", (swap, live.log())
+        assert len(swap["images"]) == 1 and isinstance(swap.get("identity"), (float, type(None)))
+        r = c.get(swap["images"][0])
+        assert r.status_code == 200
+        assert "Denoising strength: 0.5" in png_parameters(r.content)
+        from PIL import Image
+
+        assert Image.open(io.BytesIO(r.content)).size == Image.open(io.BytesIO(photo)).size, "the photo's own size"
+
+        r = c.post("/v1/generations", json={"training": "trn_nosuchjob", "prompts": ["x"]})
+        assert r.status_code == 404 and error_of(r)["field"] == "training", r.text
 
 
 @pytest.mark.trainer

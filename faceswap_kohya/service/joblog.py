@@ -4,14 +4,11 @@ event format, so one stream can merge both by time."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.runs.status import list_runs
-
-EVENTS = "events.jsonl"
+from faceswap_kohya.runs.status import EVENTS, append_event, list_runs
 
 
 def runs_dir(folder: Path) -> Path:
@@ -27,9 +24,8 @@ def images_dir(folder: Path) -> Path:
 
 
 def note(folder: Path, event: ev.Event) -> None:
-    """Append one event to the job's own events.jsonl."""
-    with open(Path(folder) / EVENTS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(ev.to_dict(event)) + "\n")
+    """Append one event to the job's own events.jsonl (the run folders' format, written the same way)."""
+    append_event(Path(folder), event)
 
 
 def job_runs(folder: Path) -> list[Path]:
@@ -44,4 +40,4 @@ def latest_run(folder: Path) -> Optional[Path]:
 
 def event_files(folder: Path) -> list[Path]:
     """Every events.jsonl that belongs to the job: its own, then each run's."""
-    return [Path(folder) / EVENTS] + [run / "events.jsonl" for run in job_runs(folder)]
+    return [Path(folder) / EVENTS] + [run / EVENTS for run in job_runs(folder)]
