@@ -3,6 +3,7 @@ trainer makes once per session (`trained_run`, tests/trained.py)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixture
 from trained import trained_run  # noqa: F401  (the run trained once per session)
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started as `command &`: the processes the tests stop with
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT (Ctrl-C) must not inherit SIGINT ignored
 
 SD_SCRIPTS = default_sd_scripts()  # FACESWAP_KOHYA_SD_SCRIPTS / FACESWAP_KOHYA_PYTHON point at another install
 KOHYA_PYTHON = default_trainer_python()

@@ -69,7 +69,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
     with open(log_path, "ab") as log:
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=trainer_env(), start_new_session=True, bufsize=0)
+                                env=trainer_env(), start_new_session=True, bufsize=0, preexec_fn=sigint_default())
         watchdog, done = _watch_over(proc.pid)
         try:
             on_start(proc.pid)
@@ -216,6 +216,14 @@ def _release(watchdog: subprocess.Popen, write_end: int) -> None:
     except subprocess.TimeoutExpired:
         watchdog.kill()
         watchdog.wait()
+
+
+def sigint_default():
+    """For `Popen(preexec_fn=)`: where this process was started with SIGINT ignored (a shell's `command &`), the child
+    would inherit that and never stop on the SIGINT that stops it gently; give it SIGINT's default. None otherwise."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return None
+    return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:

@@ -22,6 +22,7 @@ from faceswap_kohya.runs.artifacts import samples as sample_images
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.runs.read import RunRecord
 from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_status
+from faceswap_kohya.trainer.launch import sigint_default
 from faceswap_kohya.web.common import Workspace, timestamp
 
 
@@ -43,7 +44,7 @@ def spawn_cli(args: list[str], ws: Workspace) -> Launch:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=sigint_default())
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()  # no zombie while the app lives
     return Launch(proc, log, argv)
 
