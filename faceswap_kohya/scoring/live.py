@@ -29,6 +29,9 @@ from faceswap_kohya.runs.layout import instance_dir, validation_dir
 POLL_S = 1.0  # how often the sample folder is looked at
 NICE = 10  # the worker thread's niceness: on a CPU-only machine the trainer comes first
 STOP_WAIT_S = 120.0  # after the training: how long the last samples may take to score
+SAMPLE_SIDE = 512  # faces are looked for on a copy this long: a sample's face is large, and dlib holds Python's
+# GIL while it looks: the pipe reader waits meanwhile (4.6 s measured at detect's default 800 px on a 1024 px sample
+# with no face; benchmarks/bench_live_likeness.py measures it)
 NOT_YET = object()  # a sample that does not decode yet (being written): looked at again
 
 
@@ -198,7 +201,7 @@ class LiveLikeness:
         from faceswap_kohya.faces.detect import detect
         from faceswap_kohya.scoring.scores import score_embedding
 
-        faces = detect(image)
+        faces = detect(image, side=SAMPLE_SIDE)
         if not faces:
             return SampleLikeness(**base, note=f"no face found in sample {path.name}")
         embedding = embedder.embed(image, faces[0])
