@@ -2,8 +2,9 @@
 
 `LiveLikeness(run, preset, emit)` watches the run's sample folder (`model/sample/`) from a worker thread of its
 own, at low priority: it looks at the folder's modification time once a second and does nothing else until a
-sample image appears, so the trainer's output is read and reported as before (no work per training step; the
-pipe reader only hands it the last step and epoch). Each new sample, once it is completely written, gets one
+sample image appears (no work per training step; the pipe reader only hands it the last step and epoch). While
+it looks for faces in a sample, dlib holds Python's GIL, so the pipe reader's events wait that long (about a
+second or a few; the trainer itself does not wait: its pipe holds 64 KiB, minutes of progress lines). Each new sample, once it is completely written, gets one
 `SampleLikeness` event: its largest face scored against the training photos (`identity`) and the held-out
 photos (`held_out`), with the preset's face model, as `evaluate` scores a generated image. A sample with no face
 says so ("no face found in sample ..."), as the random-weight check model's samples do. A sample that does not
