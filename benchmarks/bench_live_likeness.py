@@ -77,7 +77,8 @@ def main() -> int:
         start = thread_cpu(watcher.thread)
         time.sleep(IDLE_S)
         idle = (thread_cpu(watcher.thread) - start) * 60 / IDLE_S
-        face = Image.open(FACES / "obama2.jpg").convert("RGB").resize((1024, 1024))
+        face = Image.open(FACES / "obama2.jpg").convert("RGB")
+        face = face.resize((1024, round(1024 * face.height / face.width)))  # a 1024 px sample, not distorted
         noise = Image.effect_noise((1024, 1024), 80).convert("RGB")
         timings = []
         gaps = Gaps()

@@ -31,8 +31,8 @@ POLL_S = 1.0  # how often the sample folder is looked at
 NICE = 10  # the worker thread's niceness: on a CPU-only machine the trainer comes first
 STOP_WAIT_S = 120.0  # after the training: how long the last samples may take to score
 SAMPLE_SIDE = 512  # faces are looked for on a copy this long: a sample's face is large, and dlib holds Python's
-# GIL while it looks: the pipe reader waits meanwhile (4.6 s measured at detect's default 800 px on a 1024 px sample
-# with no face; benchmarks/bench_live_likeness.py measures it)
+# GIL while it looks: the pipe reader waits meanwhile (benchmarks/bench_live_likeness.py, 1024 px samples, 2 cores:
+# at most 1.2 s here, 4.6 s at detect's default 800 px with no face in the sample)
 NOT_YET = object()  # a sample that does not decode yet (being written): looked at again
 
 
