@@ -80,6 +80,40 @@ class ImageWritten:
 
 
 @dataclass(frozen=True)
+class SampleLikeness:
+    """A sample image the trainer wrote while training (`image`, of `epoch` / after `step`), its main face scored
+    against the person's photos: `identity` against the nearest training photo, `held_out` against the nearest
+    held-out photo (None without held-out photos), both on the `embedder`'s scale (as `evaluate` scores them);
+    `faces` the number of faces found. `note` says why there is no number (no face in the sample, scoring off)."""
+
+    image: str
+    epoch: Optional[int] = None
+    step: Optional[int] = None
+    identity: Optional[float] = None
+    held_out: Optional[float] = None
+    faces: int = 0
+    embedder: str = ""
+    note: str = ""
+
+    @property
+    def when(self) -> str:
+        """"epoch 3, step 120", "step 500", or "" when neither is known."""
+        parts = ([f"epoch {self.epoch}"] if self.epoch is not None else []) + ([f"step {self.step}"] if self.step is not None else [])
+        return ", ".join(parts)
+
+    @property
+    def text(self) -> str:
+        """The line people read."""
+        name = self.image.replace("\\", "/").rsplit("/", 1)[-1]
+        when = f" ({self.when})" if self.when else ""
+        if self.identity is None:
+            return f"{self.note or f'sample {name} not scored'}{when}"
+        held = f", held-out photos {self.held_out:.2f}" if self.held_out is not None else ""
+        faces = f"; {self.faces} faces, the largest scored" if self.faces > 1 else ""
+        return f"sample likeness{when}: {self.identity:.2f} to your photos{held} ({self.embedder}{faces}; {name})"
+
+
+@dataclass(frozen=True)
 class CheckpointWritten:
     path: str
 
@@ -125,7 +159,7 @@ class TrialProgress:
 
 
 Event = Union[Message, Warning, Error, StageStarted, StageFinished, Step, Epoch, ValidationLoss, ImageWritten,
-              CheckpointWritten, ModelSaved, Finished, EvaluationFailed, TrialProgress]
+              SampleLikeness, CheckpointWritten, ModelSaved, Finished, EvaluationFailed, TrialProgress]
 EVENT_TYPES = {cls.__name__: cls for cls in Event.__args__}
 OnEvent = Callable[[Event], None]
 

@@ -17,7 +17,10 @@ step line per `max_train_steps` and "model saved.", and writes `output_dir/outpu
 template `lora.safetensors` beside it (a LoRA for the tiny SDXL) as the settings say: rank `network_dim`, alpha
 `network_alpha`, no text-encoder modules with `network_train_unet_only`, weights seeded by `seed` and the rank,
 and sd-scripts' metadata (`ss_network_dim`, `ss_network_alpha`, `ss_output_name`, `ss_seed`,
-`ss_max_train_steps`, `ss_dataset_dirs` from the dataset's subsets as sd-scripts counts them).
+`ss_max_train_steps`, `ss_dataset_dirs` from the dataset's subsets as sd-scripts counts them). When the config
+asks for samples (`sample_prompts` and `sample_every_n_epochs`) and `FAKE_TRAINER_SAMPLES` names image files (joined
+with os.pathsep, e.g. real face photos from tests/data/faces), it writes each as the sample of the next epoch, named
+and logged as sd-scripts does (`output_dir/sample/<output_name>_e000001_00_<time>_<seed>.png`).
 """
 
 import os
@@ -25,6 +28,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def write_samples(config: dict, out: Path, steps: int) -> None:
+    """FAKE_TRAINER_SAMPLES' images as sd-scripts' samples of epochs 1, 2, ... (when the config asks for samples)."""
+    from PIL import Image
+
+    wanted = [p for p in os.environ.get("FAKE_TRAINER_SAMPLES", "").split(os.pathsep) if p]
+    if not (wanted and config.get("sample_prompts") and config.get("sample_every_n_epochs")):
+        return
+    folder = out / "sample"
+    folder.mkdir(parents=True, exist_ok=True)
+    for epoch, source in enumerate(wanted, start=1):
+        print(f"epoch {epoch}/{len(wanted)}", flush=True)
+        print(f"generating sample images at step / サンプル画像生成 ステップ: {steps}", flush=True)
+        name = f"{config['output_name']}_e{epoch:06d}_00_{time.strftime('%Y%m%d%H%M%S')}_{config.get('seed', 42)}.png"
+        Image.open(source).convert("RGB").save(folder / name)
 
 
 def sd_scripts_stand_in(args: list[str]) -> None:
@@ -67,6 +86,7 @@ def sd_scripts_stand_in(args: list[str]) -> None:
             dirs[folder.name] = {"n_repeats": int(sub.get("num_repeats", 1)), "img_count": len(images)}
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
+    write_samples(config, out, steps)
     meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(dim), "ss_network_alpha": str(alpha),
             "ss_output_name": config["output_name"], "ss_seed": str(seed), "ss_max_train_steps": str(steps),
             "ss_dataset_dirs": json.dumps(dirs)}

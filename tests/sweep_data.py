@@ -22,13 +22,17 @@ VARIANTS = "- {network.dim: 2}\n- {network.dim: 4}\n- {network.dim: 4, base_mode
 def fake_kohya(tmp_path_factory):
     """(sd-scripts stand-in folder, tiny SDXL folder): trials train in seconds (tests/fake_trainer.py) and evaluate
     on the tiny model."""
-    import shutil
-
     pytest.importorskip("ray", reason="sweeps need Ray: pip install 'faceswap_kohya[sweep]'")
     pytest.importorskip("dlib", reason="the evaluation needs the faces extra")
+    return make_fake_kohya(tmp_path_factory.mktemp("fake"))
+
+
+def make_fake_kohya(root: Path) -> tuple[Path, Path]:
+    """(sd-scripts stand-in folder, tiny SDXL folder) made in `root` (see fake_kohya)."""
+    import shutil
+
     from tiny_sdxl import build_tiny_pipeline, save_tiny_pipeline, write_kohya_lora
 
-    root = tmp_path_factory.mktemp("fake")
     tiny = save_tiny_pipeline(root / "tiny-sdxl")
     scripts = root / "sd-scripts"
     scripts.mkdir()

@@ -21,12 +21,13 @@ from click.testing import CliRunner
 from conftest import needs_kohya
 from safetensors import safe_open
 
+from faceswap_kohya import events as ev
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import CheckpointWritten, Finished, ModelSaved, StageStarted, Step, ValidationLoss
 from faceswap_kohya.jobs.train import preflight, resume
-from faceswap_kohya.runs.artifacts import latest_state
+from faceswap_kohya.runs.artifacts import latest_state, samples
 from faceswap_kohya.runs.layout import new_run
 from faceswap_kohya.runs.status import read_events, read_status
 from faceswap_kohya.trainer.install import Trainer
@@ -128,6 +129,27 @@ def test_masked_training_with_a_held_out_photo(trained_run):
     assert val.kind == "epoch" and val.epoch == 1 and val.step == 2 and 0 < val.loss < 10
     recorded, _ = read_events(result.run.root)
     assert val in recorded and read_status(result.run.root)["val_loss"] == val.loss
+
+
+@pytest.mark.trainer
+@needs_kohya
+def test_the_real_trainers_sample_is_scored_live_and_has_no_face(trained_run):
+    """sd-scripts renders cpu-check's sample at the end of its epoch; the random-weight model draws no face, and
+    the run says so (an event, a line, status.json's latest) instead of failing or scoring noise."""
+    result, events = trained_run.result, trained_run.events
+    assert result.ok, result.diagnosis
+    (sample,) = samples(result.run)
+    likeness = [e for e in events if isinstance(e, ev.SampleLikeness)]
+    assert likeness == [ev.SampleLikeness(str(sample), 1, 2, None, None, 0, "dlib-resnet-128",
+                                       f"no face found in sample {sample.name}")], likeness
+    assert likeness[0].text == f"no face found in sample {sample.name} (epoch 1, step 2)"
+    assert not [e for e in events if isinstance(e, ev.Warning) and "likeness" in e.text]
+    recorded, _ = read_events(result.run.root)
+    assert likeness[0] in recorded
+    assert read_status(result.run.root)["sample_likeness"]["note"] == likeness[0].note
+    # scored before the run was judged: the event comes before the training stage's end
+    ended = next(i for i, e in enumerate(recorded) if isinstance(e, ev.StageFinished) and e.stage == "training")
+    assert recorded.index(likeness[0]) < ended
 
 
 @pytest.mark.trainer

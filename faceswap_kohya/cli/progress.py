@@ -44,6 +44,8 @@ class Printer:
             self.val = event.loss
             when = f"epoch {event.epoch}" if event.epoch is not None else f"step {event.step}"
             self._line(f"validation loss on the held-out photos ({when}): {event.loss:.4f}")
+        elif isinstance(event, ev.SampleLikeness):
+            self._line(event.text if event.identity is not None else click.style(event.text, fg="yellow"))
         elif isinstance(event, ev.CheckpointWritten):
             self._line(f"checkpoint: {event.path}")
         elif isinstance(event, ev.ModelSaved):

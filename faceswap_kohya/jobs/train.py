@@ -1,5 +1,6 @@
 """The `train` job: checks before anything is made, a new run folder (dataset, TOMLs, command), sd-scripts in
-its own process group with live events, failure detection, evaluation when enabled; and `resume`.
+its own process group with live events (the samples it writes scored for likeness as they appear: scoring.live),
+failure detection, evaluation when enabled; and `resume`.
 
 The run folder records every event (events.jsonl) and its state (status.json) as it goes.
 """
@@ -24,6 +25,7 @@ from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
 from faceswap_kohya.runs.lock import held
 from faceswap_kohya.runs.status import RunRecorder
+from faceswap_kohya.scoring import live as live_likeness
 from faceswap_kohya.trainer import render
 from faceswap_kohya.trainer.install import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
 from faceswap_kohya.trainer.launch import RunResult, judge, launch
@@ -152,17 +154,27 @@ def scheduled_lr(preset: Preset, step: int, total: int) -> Optional[float]:
 
 def _run_trainer(preset: Preset, run: RunLayout, argv: list[str], trainer: Trainer, emit: OnEvent,
                  on_line: Callable[[str], None], recorder: RunRecorder) -> RunResult:
+    live = live_likeness.watch(run, preset, emit)  # the samples scored as they appear, in a thread of its own
+
     def with_lr(event):
         if isinstance(event, Step) and event.lr is None:
             event = dataclasses.replace(event, lr=scheduled_lr(preset, event.step, event.total))
+        if live is not None:
+            live.seen(event)
         emit(event)
 
     recorder.set(state="training")
     emit(StageStarted("training"))
     start = time.monotonic()
     stall = preset.kohya.stall_minutes
-    code, interrupted = launch(argv, trainer.sd_scripts, run.log, with_lr, on_line,
-                               on_start=lambda pid: recorder.set(trainer_pid=pid), stall_seconds=stall * 60 if stall else None)
+    interrupted = True
+    try:
+        code, interrupted = launch(argv, trainer.sd_scripts, run.log, with_lr, on_line,
+                                   on_start=lambda pid: recorder.set(trainer_pid=pid),
+                                   stall_seconds=stall * 60 if stall else None)
+    finally:
+        if live is not None:
+            live.stop(score_rest=not interrupted)  # the last samples are scored before the run is judged
     result = judge(run, preset.output.name, code, interrupted)
     result.seconds = time.monotonic() - start
     emit(StageFinished("training", result.seconds))

@@ -1,5 +1,5 @@
 """What a run folder holds, found in one place: its LoRA checkpoints in training order and the final LoRA,
-the trainer's sample images, saved training states, its photo folders, and its evaluations with the latest
+the trainer's sample images (and the epoch or step of each), saved training states, its photo folders, and its evaluations with the latest
 scores.
 
 Every other part asks these functions; nothing else globs `model/`, `img/` or `eval/` or knows the trainer's
@@ -24,6 +24,9 @@ REPORT = "report.html"
 CHART = "identity.png"
 EPOCH_FILE = re.compile(r"-(\d{6})$")
 STEP_FILE = re.compile(r"-step(\d+)$")
+# sd-scripts' sample images: `<name>_e000003_00_<yyyymmddHHMMSS>[_<seed>].png` (epoch 3, prompt 0) or
+# `<name>_000500_00_<time>...` (step 500)
+SAMPLE_FILE = re.compile(r"_(?:e(?P<epoch>\d{6})|(?P<step>\d{6}))_(?P<prompt>\d{2})_\d{14}(?:_-?\d+)?$")
 
 Run = Union[Path, str, RunLayout]
 
@@ -129,6 +132,14 @@ def samples(run: Run) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def sample_when(path: Path) -> tuple[Optional[int], Optional[int]]:
+    """(epoch, step) a sample image was rendered at, from sd-scripts' file name; (None, None) for another name."""
+    m = SAMPLE_FILE.search(Path(path).stem)
+    if not m:
+        return None, None
+    return (int(m["epoch"]), None) if m["epoch"] else (None, int(m["step"]))
 
 
 def latest_state(run: Run) -> Optional[Path]:

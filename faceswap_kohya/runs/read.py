@@ -1,5 +1,6 @@
 """A run read back from its own record: `status.json` and the events of `events.jsonl` folded into one
-`RunRecord` (state, steps, losses per step, validation losses, errors, stage times, how evaluation went).
+`RunRecord` (state, steps, losses per step, validation losses, the likeness of the trainer's samples, errors,
+stage times, how evaluation went).
 
 `refresh()` reads only the events written since the last call, so a page or a sweep can follow a running
 training cheaply. Torn files never raise: an unreadable status reads as state `unknown`, a line cut mid-write
@@ -30,6 +31,7 @@ class RunRecord:
     losses: dict = field(default_factory=dict)  # step → training loss
     val_losses: dict = field(default_factory=dict)  # step → validation loss
     validation: list = field(default_factory=list)  # every ValidationLoss, in order
+    likeness: list = field(default_factory=list)  # every SampleLikeness (the trainer's samples scored), in order
     stage: str = ""  # the stage last started
     stages: dict = field(default_factory=dict)  # stage → seconds, for the stages that finished
     errors: list = field(default_factory=list)  # every Error's message
@@ -47,6 +49,8 @@ class RunRecord:
         elif isinstance(event, ev.ValidationLoss):
             self.validation.append(event)
             self.val_losses[event.step if event.step is not None else (self.step.step if self.step else 0)] = event.loss
+        elif isinstance(event, ev.SampleLikeness):
+            self.likeness.append(event)
         elif isinstance(event, ev.StageStarted):
             self.stage = event.stage
         elif isinstance(event, ev.StageFinished):
@@ -92,6 +96,17 @@ class RunRecord:
     def error(self) -> Optional[str]:
         """Why the run failed: the status's error, else the last Error event's message."""
         return self.status.get("error") or (self.errors[-1] if self.errors else None)
+
+    @property
+    def sample_likeness(self) -> Optional[ev.SampleLikeness]:
+        """The latest sample's likeness: status.json's, else the last SampleLikeness event's; None before any."""
+        kept = self.status.get("sample_likeness")
+        if isinstance(kept, dict):
+            try:
+                return ev.from_dict({"type": "SampleLikeness", **kept})
+            except (TypeError, KeyError, ValueError):
+                pass
+        return self.likeness[-1] if self.likeness else None
 
     @property
     def loras(self) -> list[str]:

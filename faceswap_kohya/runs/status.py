@@ -6,9 +6,11 @@ Any process can list and follow runs from these two files alone. A status left `
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -41,55 +43,66 @@ def pid_alive(pid: Optional[int]) -> bool:
 
 
 class RunRecorder:
-    """Appends every event to events.jsonl and keeps status.json up to date; wraps a job's callback."""
+    """Appends every event to events.jsonl and keeps status.json up to date; wraps a job's callback.
+
+    Safe to call from several threads (the trainer's output and the live likeness of its samples): one event
+    at a time is recorded and passed on. `status["sample_likeness"]` is the latest `SampleLikeness` (its fields)."""
 
     def __init__(self, root: Path, name: str = "", kind: str = "train"):
         self.root = Path(root)
         self.status = {"state": "preparing", "kind": kind, "name": name, "pid": os.getpid(), "trainer_pid": None,
                        "started": _now(), "ended": None, "step": 0, "total": None, "loss": None, "val_loss": None,
-                       "loras": [], "error": None}
+                       "loras": [], "error": None, "sample_likeness": None}
+        self._lock = threading.RLock()
         self._file = open(self.root / EVENTS, "a", encoding="utf-8")
         self._last_write = 0.0
         self.write_status()
 
     def write_status(self, force: bool = True) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_write < 1.0:
-            return
-        tmp = self.root / (STATUS + ".tmp")
-        tmp.write_text(json.dumps(self.status, indent=1), encoding="utf-8")
-        os.replace(tmp, self.root / STATUS)
-        self._last_write = now
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_write < 1.0:
+                return
+            tmp = self.root / (STATUS + ".tmp")
+            tmp.write_text(json.dumps(self.status, indent=1), encoding="utf-8")
+            os.replace(tmp, self.root / STATUS)
+            self._last_write = now
 
     def set(self, **changes) -> None:
-        self.status.update(changes)
-        if changes.get("state") in ("finished", "failed", "interrupted"):
-            self.status["ended"] = _now()
-        self.write_status()
+        with self._lock:
+            self.status.update(changes)
+            if changes.get("state") in ("finished", "failed", "interrupted"):
+                self.status["ended"] = _now()
+            self.write_status()
 
     def record(self, event: ev.Event) -> None:
-        self._file.write(json.dumps(ev.to_dict(event)) + "\n")
-        self._file.flush()
-        s = self.status
-        if isinstance(event, ev.Step) and event.unit == "step":
-            s.update(step=event.step, total=event.total, loss=event.loss if event.loss is not None else s["loss"])
-            self.write_status(force=event.step == event.total)
-        elif isinstance(event, ev.ValidationLoss):
-            self.set(val_loss=event.loss)
-        elif isinstance(event, ev.CheckpointWritten):
-            self.set(loras=s["loras"] + [event.path])
-        elif isinstance(event, ev.Error):
-            self.set(error=event.message)
+        with self._lock:
+            self._file.write(json.dumps(ev.to_dict(event)) + "\n")
+            self._file.flush()
+            s = self.status
+            if isinstance(event, ev.Step) and event.unit == "step":
+                s.update(step=event.step, total=event.total, loss=event.loss if event.loss is not None else s["loss"])
+                self.write_status(force=event.step == event.total)
+            elif isinstance(event, ev.ValidationLoss):
+                self.set(val_loss=event.loss)
+            elif isinstance(event, ev.SampleLikeness):
+                self.set(sample_likeness=dataclasses.asdict(event))
+            elif isinstance(event, ev.CheckpointWritten):
+                self.set(loras=s["loras"] + [event.path])
+            elif isinstance(event, ev.Error):
+                self.set(error=event.message)
 
     def wrap(self, on_event: ev.OnEvent) -> ev.OnEvent:
         def both(event: ev.Event) -> None:
-            self.record(event)
-            on_event(event)
+            with self._lock:  # events from two threads reach the callback one at a time, in the order recorded
+                self.record(event)
+                on_event(event)
 
         return both
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()
 
 
 def read_status(root: Path) -> Optional[dict]:

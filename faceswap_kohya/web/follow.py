@@ -117,6 +117,8 @@ class RunView(RunRecord):
             self.lines.extend(event.text.splitlines())
         elif isinstance(event, ev.CheckpointWritten):
             self.lines.append(f"checkpoint: {event.path}")
+        elif isinstance(event, ev.SampleLikeness):
+            self.lines.append(event.text)
 
     def headline(self) -> str:
         s, st = self.step, self.status
@@ -135,12 +137,22 @@ class RunView(RunRecord):
             parts.append(f"loss {st['loss']:.4f}")
         if self.val_losses:
             parts.append(f"validation loss {list(self.val_losses.values())[-1]:.4f}")
+        if (sample := self.sample_likeness) is not None:
+            parts.append(likeness_words(sample))
         text = " · ".join(parts)
         if self.summary and self.state == "finished":
             text += f"\n\n{self.summary}"
         if st.get("error"):
             text += f"\n\nerror: {st['error']}"
         return text
+
+
+def likeness_words(sample: ev.SampleLikeness) -> str:
+    """The latest sample's likeness in a few words, for the headline."""
+    if sample.identity is None:
+        return "latest sample: no face" if sample.note.startswith("no face") else "latest sample: not scored"
+    held = f", held-out {sample.held_out:.2f}" if sample.held_out is not None else ""
+    return f"sample likeness {sample.identity:.2f}{held}"
 
 
 _views: dict[Path, RunView] = {}

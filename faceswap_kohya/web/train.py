@@ -1,5 +1,6 @@
 """Train page: a preset (shipped, an imported Kohya file or an uploaded YAML) and the knobs people change, checked
-before Start; then live progress followed from the run folder, Stop (Ctrl-C) and Resume (`train --resume`)."""
+before Start; then live progress followed from the run folder (the loss curve, the samples and their likeness per epoch),
+Stop (Ctrl-C) and Resume (`train --resume`)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,27 @@ def loss_frame(view: follow.RunView):
                          "series": pd.Series([p[2] for p in points], dtype="str")})
 
 
+LIKENESS_SERIES = {"identity": "your photos", "held_out": "held-out photos"}
+
+
+def likeness_frame(view: follow.RunView):
+    """The trainer's samples' likeness per epoch (the mean over that epoch's samples with a face), one series for the
+    training photos and one for the held-out ones, as typed columns (int epochs, float likeness; see loss_frame).
+    Samples without a face have no point."""
+    import pandas as pd
+
+    found: dict = {}
+    for sample in view.likeness:
+        for key, series in LIKENESS_SERIES.items():
+            value = getattr(sample, key)
+            if value is not None:
+                found.setdefault((sample.epoch if sample.epoch is not None else 0, series), []).append(value)
+    points = sorted((epoch, sum(v) / len(v), series) for (epoch, series), v in found.items())
+    return pd.DataFrame({"epoch": pd.Series([int(p[0]) for p in points], dtype="int64"),
+                         "likeness": pd.Series([round(float(p[1]), 4) for p in points], dtype="float64"),
+                         "series": pd.Series([p[2] for p in points], dtype="str")})
+
+
 # ---------------------------------------------------------------- the page
 @dataclass
 class Page:
@@ -156,6 +178,7 @@ class Page:
     message: Any
     headline: Any
     loss: Any
+    likeness: Any
     samples: Any
     log: Any
     loras: Any
@@ -203,12 +226,15 @@ def build(shared) -> Page:
     headline = gr.Markdown("No training followed yet.", elem_id="train-progress")
     with gr.Row():
         loss = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=260, elem_id="train-loss")
-        samples = gr.Gallery(label="Samples", columns=3, height=260, object_fit="contain", elem_id="train-samples")
+        likeness = gr.LinePlot(x="epoch", y="likeness", color="series", y_lim=[0, 1], height=260,
+                               label="Likeness of the samples (their faces vs your photos)", elem_id="train-likeness")
+    samples = gr.Gallery(label="Samples", columns=6, height=200, object_fit="contain", elem_id="train-samples")
     log = gr.Textbox(label="Log (tail of train.log)", lines=10, max_lines=10, elem_id="train-log")
     loras = gr.File(label="LoRA files", file_count="multiple", interactive=False, elem_id="train-loras")
     timer = gr.Timer(2.0, active=False)  # ticks only while a followed run is going
     seen = gr.State(())
-    return Page(knobs, check, start_btn, stop_btn, resume_btn, message, headline, loss, samples, log, loras, timer, seen)
+    return Page(knobs, check, start_btn, stop_btn, resume_btn, message, headline, loss, likeness, samples, log, loras,
+                timer, seen)
 
 
 def wire(page: Page, shared) -> None:
@@ -254,7 +280,7 @@ def wire(page: Page, shared) -> None:
     page.start.click(on_start, inputs, [shared.followed, page.message])
     page.stop.click(on_stop, [shared.followed], [page.message])
     page.resume.click(on_resume, [shared.followed], [shared.followed, page.message])
-    outputs = [page.headline, page.loss, page.samples, page.log, page.loras, page.seen, page.timer]
+    outputs = [page.headline, page.loss, page.likeness, page.samples, page.log, page.loras, page.seen, page.timer]
     page.timer.tick(lambda run, seen: tick(run, seen), [shared.followed, page.seen], outputs, show_progress="hidden")
     shared.followed.change(lambda run: tick(run, ()), [shared.followed], outputs, show_progress="hidden")
 
@@ -265,17 +291,20 @@ def tick(run: str, seen: tuple):
     import gradio as gr
 
     if not run:
-        return [gr.skip()] * 6 + [gr.Timer(active=False)]
+        return [gr.skip()] * 7 + [gr.Timer(active=False)]
     view = follow.view_of(Path(run))
     pictures, files = follow.samples(view.root), follow.loras(view.root)
     log = follow.log_tail(view.root, lines=12)  # what the 10-line box shows: the newest lines
     step = view.step.step if view.step else 0
-    now = (run, view.state, step, len(view.losses), len(view.val_losses), tuple(pictures), tuple(files), log)
+    now = (run, view.state, step, len(view.losses), len(view.val_losses), len(view.likeness), tuple(pictures),
+           tuple(files), log)
     if now == tuple(seen):
-        return [gr.skip()] * 6 + [gr.skip() if view.active else gr.Timer(active=False)]
-    old = dict(zip(("run", "state", "step", "n", "nv", "pictures", "files", "log"), seen or (None,) * 8))
+        return [gr.skip()] * 7 + [gr.skip() if view.active else gr.Timer(active=False)]
+    old = dict(zip(("run", "state", "step", "n", "nv", "nl", "pictures", "files", "log"), seen or (None,) * 9))
+    fresh = run != old["run"]
     return [view.headline(),
             loss_frame(view) if (step, len(view.losses), len(view.val_losses)) != (old["step"], old["n"], old["nv"])
-            or run != old["run"] else gr.skip(),
-            pictures if tuple(pictures) != old["pictures"] or run != old["run"] else gr.skip(),
-            log, files if tuple(files) != old["files"] or run != old["run"] else gr.skip(), now, gr.Timer(active=True)]
+            or fresh else gr.skip(),
+            likeness_frame(view) if len(view.likeness) != old["nl"] or fresh else gr.skip(),
+            pictures if tuple(pictures) != old["pictures"] or fresh else gr.skip(),
+            log, files if tuple(files) != old["files"] or fresh else gr.skip(), now, gr.Timer(active=True)]
