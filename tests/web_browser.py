@@ -158,7 +158,7 @@ def wait_images(page, elem_id: str, timeout: float = 60) -> list[str]:
     raise AssertionError(f"#{elem_id} shows no image after {timeout:.0f} s")
 
 
-LINE_JS = """e => [...e.querySelectorAll('path')].map(p => {
+LINE_JS = """e => [...e.querySelectorAll('g.mark-line path')].map(p => {  // the data's lines, not the grid
     const d = p.getAttribute('d') || '';
     if (!/^M[-0-9.e]+,[-0-9.e]+(L[-0-9.e]+,[-0-9.e]+)+$/.test(d)) return null;  // a polyline, not an axis box or a mark
     const s = getComputedStyle(p), box = p.getBoundingClientRect();
