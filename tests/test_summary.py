@@ -117,3 +117,17 @@ def test_scores_from_another_face_model_are_never_given_as_a_share(tmp_path):
     s = summarize_scores(scores)
     assert s.baseline_mean is None and s.best.own_share is None and "% of your photos" not in s.verdict
     assert "not comparable" in s.baseline_line() and s.numbers()["baseline_share"] is None
+
+
+def test_the_service_and_the_leaderboard_give_the_baseline_and_the_share(tmp_path):
+    from faceswap_kohya.service.views import evaluation_summary
+    from faceswap_kohya.sweeps.leaderboard import own_share
+
+    path = write_evaluation(tmp_path / "run")
+    scores = json.loads(path.read_text(encoding="utf-8"))
+    api = evaluation_summary(tmp_path / "run")
+    own = scores["baseline"]["mean"]
+    assert api["baseline_likeness"] == own and api["baseline_share"] == round(api["held_out_likeness"] / own, 4)
+    row = score_summary(scores)
+    assert row["baseline"] == own and row["baseline_embedder"] == scores["embedder"]
+    assert own_share(row) == f"{row['baseline_share'] * 100:.0f} % of {own:.3f}" and own_share({}) == "–"

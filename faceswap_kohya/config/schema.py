@@ -135,6 +135,11 @@ class Dataset(Section):
 
     _expand_paths = field_validator("images", mode="before")(expand_home)
 
+    @field_validator("identity_check", mode="before")
+    @classmethod
+    def off_is_off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @field_validator("resolution")
     @classmethod
     def check_resolution(cls, v: int) -> int:

@@ -141,11 +141,10 @@ def verdict(photos: list[Photo], gate: Gate) -> str:
     """"7 usable photos, 1 left out (someone else), poses: 5 frontal, 2 three-quarter"."""
     kept = [p for p in photos if p.status == "kept"]
     parts = [f"{len(kept)} usable photo{'s' if len(kept) != 1 else ''}"]
-    dropped = [p for p in photos if p.status == "dropped"]
+    dropped = [p for p in photos if p.status == "dropped" and not p.has("duplicate")]  # duplicates: counted once
     why: dict[str, int] = {}
     for p in dropped:
-        kind = "someone else" if p.has("someone_else") else ("duplicate" if p.has("duplicate") else
-                                                             ("no face" if "no face" in p.reason else "unreadable"))
+        kind = "someone else" if p.has("someone_else") else ("no face" if "no face" in p.reason else "unreadable")
         why[kind] = why.get(kind, 0) + 1
     if dropped:
         parts.append(f"{len(dropped)} left out ({', '.join(f'{n} {k}' if n > 1 else k for k, n in why.items())})")

@@ -71,6 +71,7 @@ class Photo:
     yaw: Optional[float] = None  # the subject's head turn from the landmarks: 0 frontal, 1 profile
     findings: list[dict] = field(default_factory=list)  # {"kind", "text"}: what the photo gate found (data.gate)
     work: Optional[Image.Image] = None  # the decoded photo (reduced), between measure and finish
+    thumb: Optional[Image.Image] = None  # a small copy, for the contact sheet when the gate leaves the photo out
     work_scale: float = 1.0  # photo pixels per pixel of `work`
     mask: Optional[Image.Image] = None  # loss weight ("L", the training image's size), with dataset.mask
     held_out: bool = False  # kept out of training: validation loss and likeness are measured on it
@@ -253,12 +254,12 @@ def mean_weight(mask: Image.Image) -> float:
 
 
 # ---------------------------------------------------------------- measuring
-POSES = ((0.25, "frontal"), (0.7, "three-quarter"), (float("inf"), "profile"))
+POSES = ((0.55, "frontal"), (0.95, "three-quarter"), (float("inf"), "profile"))  # yaw_of: ~25°, ~45°
 
 
 def yaw_of(points68: np.ndarray) -> float:
     """How far the head is turned, from dlib's 68 landmarks: where the nose tip lies between the jaw's ends
-    along the eye line; 0 frontal, about 0.4 at 20°, 1 (clipped) from about 45° on."""
+    along the eye line; 0 frontal, about 0.4 at 20°, 0.65 at 30°, 1 (clipped) from about 45° on."""
     p = np.asarray(points68, dtype=np.float64)
     along = p[42:48].mean(axis=0) - p[36:42].mean(axis=0)
     along /= np.linalg.norm(along) + 1e-12
@@ -320,9 +321,13 @@ def measure(path: Path, embedder, framing: str = "face", resolution: int = 1024)
         return photo
     photo.sha256 = hashlib.sha256(data).hexdigest()
     photo.phash = imagehash.phash(small)
+    photo.thumb = small.copy()
+    photo.thumb.thumbnail((256, 256), Image.BILINEAR)
     k_small = photo.size[0] / small.width
     if embedder is not None:
-        photo.faces = [scaled(f, 1 / k_small) for f in detect(small)]
+        W, H = photo.size
+        photo.faces = [Face((max(0, x0), max(0, y0), min(W, x1), min(H, y1)), f.confidence, f.landmarks, f.detector)
+                       for f in (scaled(f, 1 / k_small) for f in detect(small)) for x0, y0, x1, y1 in [f.box]]
         if not photo.faces and framing != "as_is":
             photo.drop("no face found (a turned, covered or very small face; or no person)")
             return photo

@@ -1,5 +1,5 @@
 """What `prepare` shows of a dataset: `contact_sheet.png` (each image with its mask as a tint, held-out photos
-framed, each photo's findings in red), `dataset.json` and `dataset.md` (the photo gate's verdict, findings per
+framed, each photo's findings in red, the photos the gate left out framed in red), `dataset.json` and `dataset.md` (the photo gate's verdict, findings per
 photo, advice and the person's own baseline)."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from faceswap_kohya.runs.layout import RunLayout
 
 # ---------------------------------------------------------------- reports
 HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
+LEFT_OUT_FRAME = (200, 0, 0)  # the frame around a photo the photo gate left out (someone else, a duplicate)
 
 
 def contact_sheet(items: list[tuple], thumb: int = 256, columns: int = 5) -> Image.Image:
@@ -155,6 +156,9 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
         photo = source[job.path.name]
         warning = "" if job.kind and not held else at_a_glance(photo)
         items.append((shown, title, warning, photo.caption_source, job.caption, HELD_OUT_FRAME if held else None))
+    for e in summary.entries:  # the photos the gate left out, framed in red, with why
+        if e.status == "dropped" and e.thumb is not None and e.findings:
+            items.append((e.thumb, f"{e.source.name} (LEFT OUT)", "! " + e.findings[0]["text"], "", "", LEFT_OUT_FRAME))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)

@@ -3,8 +3,8 @@
 - `get_embedder()`: dlib's 128-d ResNet face embedder, aligned with 5 landmarks, or ArcFace
   (`faces.arcface`, an optional extra: InsightFace's weights, non-commercial research only).
 - `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
-- `score_files`: image files or folders scored against the faces in reference photos, with the photos' own
-  baseline (`faces.likeness`: each against the leave-one-out centroid of the others) and each score's share of it.
+- `score_files`: image files or folders scored against the faces in reference photos (the `identity` job adds
+  the photos' own baseline, `faces.likeness`).
 """
 
 from __future__ import annotations
@@ -182,12 +182,10 @@ def face_of(path: Path, embedder: Embedder) -> dict:
 def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     """Identity scores of `images` (files or folders) against the faces in the photos of `refs`.
 
-    Returns {"embedder", "references": [...], "baseline": Baseline.to_dict() or None (fewer than 2 faces),
-    "images": [{"file", "score", "share", "face_box", "nearest"} or {"file", "error": "no face" / why unreadable}]};
-    `share`: the score as a share of the baseline's mean. `images` may be empty (the baseline only).
-    UserError when no reference photo has a face.
+    Returns {"embedder", "references": [...], "reference_embeddings": [the usable references' vectors, in order],
+    "images": [{"file", "score", "face_box", "nearest"} or {"file", "error": "no face" / why unreadable}]};
+    `images` may be empty. UserError when no reference photo has a face.
     """
-    from faceswap_kohya.faces.likeness import own_baseline, share_of
 
     ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
     if not ref_files:
@@ -198,14 +196,11 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
         raise UserError(f"--refs {refs}: no face found in any of its {len(ref_files)} photos; "
                         "give clear photos of the person's face")
     vectors = [r.pop("embedding") for r in usable]
-    baseline = own_baseline([Path(r["file"]).name for r in usable], vectors, embedder.name, embedder.metric)
-    own = baseline.to_dict() if baseline else None
     results = []
     for path in _image_files(images):
         r = face_of(path, embedder)
         if "embedding" in r:
             score, nearest = embedder.score(r.pop("embedding"), vectors)
-            r |= {"score": round(score, 4), "share": share_of(score, own, embedder.name),
-                  "nearest": Path(usable[nearest]["file"]).name}
+            r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}
         results.append(r)
-    return {"embedder": embedder.name, "references": references, "baseline": own, "images": results}
+    return {"embedder": embedder.name, "references": references, "reference_embeddings": vectors, "images": results}
