@@ -24,7 +24,7 @@ from faceswap_kohya.files.images import decode_reduced, resized, unreadable_reas
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
 # A burst (the same moment shot twice): hashes this close, faces this alike, at the same place in the frame
-BURST_BITS, BURST_SCORE, BURST_PLACE = 12, 0.9, 0.04
+BURST_BITS, BURST_SCORE, BURST_PLACE, BURST_PIXELS = 12, 0.9, 0.04, 10.0  # pixels: mean difference, 32×32 grey
 MAX_FACES = 4  # faces of a group photo embedded to find the subject (largest first)
 SHARPNESS_PX = 128  # the face is resampled to this square before its sharpness is measured
 # Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
@@ -72,6 +72,7 @@ class Photo:
     findings: list[dict] = field(default_factory=list)  # {"kind", "text"}: what the photo gate found (data.gate)
     work: Optional[Image.Image] = None  # the decoded photo (reduced), between measure and finish
     thumb: Optional[Image.Image] = None  # a small copy, for the contact sheet when the gate leaves the photo out
+    tiny: Optional[np.ndarray] = None  # 32×32 grey copy: a burst's frames differ little pixel by pixel
     work_scale: float = 1.0  # photo pixels per pixel of `work`
     mask: Optional[Image.Image] = None  # loss weight ("L", the training image's size), with dataset.mask
     held_out: bool = False  # kept out of training: validation loss and likeness are measured on it
@@ -321,6 +322,7 @@ def measure(path: Path, embedder, framing: str = "face", resolution: int = 1024)
         return photo
     photo.sha256 = hashlib.sha256(data).hexdigest()
     photo.phash = imagehash.phash(small)
+    photo.tiny = np.asarray(small.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float64)
     photo.thumb = small.copy()
     photo.thumb.thumbnail((256, 256), Image.BILINEAR)
     k_small = photo.size[0] / small.width
@@ -402,8 +404,10 @@ def mark_duplicates(photos: list[Photo]) -> None:
 
 
 def burst(a: Photo, b: Photo, similarity) -> bool:
-    """Two shots of one moment: close perceptual hashes, faces alike, the face at the same place in the frame."""
+    """Two shots of one moment: close perceptual hashes, faces alike at the same place in the frame, the same
+    scene pixel by pixel (32×32 grey)."""
     if a.embedding is None or b.embedding is None or (a.phash - b.phash) > BURST_BITS:
         return False
     place = [abs(x / a.size[i % 2] - y / b.size[i % 2]) for i, (x, y) in enumerate(zip(a.faces[0].box, b.faces[0].box))]
-    return max(place) < BURST_PLACE and similarity(a.embedding, b.embedding) >= BURST_SCORE
+    same_scene = a.tiny is not None and b.tiny is not None and float(np.abs(a.tiny - b.tiny).mean()) < BURST_PIXELS
+    return max(place) < BURST_PLACE and same_scene and similarity(a.embedding, b.embedding) >= BURST_SCORE
