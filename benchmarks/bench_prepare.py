@@ -1,7 +1,9 @@
 """Benchmark: prepare 10 phone-like photos of 12 megapixels (EXIF-rotated JPEGs) into a Kohya dataset:
-decoding, face detection, identity embedding, crop to 1024 px, augmentation, captions, contact sheet.
+decoding (JPEG draft mode for detection), face detection, landmarks, identity embedding and the photo gate
+(someone else, blur, small faces, duplicates, pose, light), crop to 1024 px, head masks, augmentation,
+captions, contact sheet.
 
-Target: ≤ 5 s for the 10 photos on 2 CPU cores. Run: .venv/bin/python benchmarks/bench_prepare.py
+Target: ≤ 3 s for the 10 photos on 2 CPU cores. Run: .venv/bin/python benchmarks/bench_prepare.py
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from faceswap_kohya.config import presets
 from faceswap_kohya.data import dataset
 from faceswap_kohya.runs.layout import RunLayout
 
-N, SIZE, TARGET_S = 10, (4000, 3000), 5.0
+N, SIZE, TARGET_S = 10, (4000, 3000), 3.0
 
 
 def phone_photos(folder: Path) -> list[Path]:
@@ -59,6 +61,7 @@ def main() -> int:
     print(f"cores: {len(os.sched_getaffinity(0))}; photos: {N} × {SIZE[0] * SIZE[1] / 1e6:.0f} MP, {kept} used, "
           f"{len(summary.augmented)} augmented, {len(summary.photos)} images at {preset.dataset.resolution} px")
     print(f"prepare: {seconds:.2f} s total, {seconds / N:.3f} s per photo (target ≤ {TARGET_S:g} s for {N})")
+    print(f"photo gate: {summary.gate.get('verdict')}")
     for src, why in summary.skipped:
         print(f"  not used: {src.name}: {why}")
     return 0 if seconds <= TARGET_S and kept == N else 1

@@ -76,6 +76,8 @@ def world(tmp_path_factory) -> Path:
     # photo folders and files
     _photos(w / "photos", ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg"])
     _photos(w / "two_photos", ["obama.jpg", "obama3.jpg"])
+    _photos(w / "two_people", ["obama.jpg", "obama3.jpg", "biden.jpg"])  # with a mirrored biden: 2 + 2, no majority
+    Image.open(FACES / "biden.jpg").transpose(Image.FLIP_LEFT_RIGHT).save(w / "two_people" / "biden-mirrored.jpg", quality=90)
     (w / "faceless").mkdir()  # one photo: each one costs all of face detection's passes
     Image.new("RGB", (200, 160), "gray").save(w / "faceless" / "wall.png")
     (w / "empty").mkdir()
@@ -184,6 +186,13 @@ CASES = [
     ("photos-too-few", "prepare face-8gb dataset.images=@w/two_photos output.dir=@out", ["dataset.images: only 2 usable photos"]),
     ("photos-no-faces", "prepare face-8gb dataset.images=@w/faceless output.dir=@out", ["dataset.images: only 0 usable photos",
                                                                                          "wall.png: no face found"]),
+    ("identity-check-unknown", "prepare face-8gb dataset.images=@w/photos dataset.identity_check=maybe output.dir=@out",
+     ["dataset.identity_check", "exclude", "warn", "off"]),
+    ("identity-check-not-a-word", "render face-8gb dataset.identity_check=1 -o @out", ["dataset.identity_check"]),
+    ("identity-no-majority", "prepare face-8gb dataset.images=@w/two_people output.dir=@out",
+     ["dataset.identity_check: no clear majority identity", "biden"]),
+    ("identity-no-majority-train", "train @w/train.yaml dataset.images=@w/two_people output.dir=@out",
+     ["dataset.identity_check: no clear majority identity"]),
     ("photos-unset", "train face-8gb output.dir=@out", ["dataset.images is not set"]),
     ("photos-too-few-train", "train @w/train.yaml dataset.images=@w/two_photos output.dir=@out", ["only 2 usable photos"]),
     ("photos-reg-missing", "prepare @w/train.yaml regularization.images=@w/nowhere output.dir=@out",

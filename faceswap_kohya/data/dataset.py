@@ -21,18 +21,19 @@ from PIL import Image
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.data import captions, kohya_layout
 from faceswap_kohya.data.captions import caption_files
+from faceswap_kohya.data.gate import run_gate
 from faceswap_kohya.data.images import check_folder, sort_folder
 from faceswap_kohya.data.kohya_layout import image_steps, reg_groups
 from faceswap_kohya.data.photos import (
     HELD_OUT,
     Photo,
     augmentations,
-    check_identity,
     choose_holdout,
+    finish,
     mark_duplicates,
     mean_weight,
+    measure,
     output_name,
-    read_photo,
 )
 from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
@@ -144,22 +145,25 @@ def holdout_count(setting: Optional[int], usable: int) -> tuple[int, Optional[st
 
 
 def read_photos(preset: Preset, paths: list[Path], embedder, summary: LayoutSummary) -> list[Photo]:
-    """Every photo read and checked (duplicates, identity); the usable ones, or UserError when too few."""
+    """Every photo measured once, checked as a set (duplicates, then the photo gate: someone else, which face,
+    blur, small faces, pose and light), then cropped and masked; the usable ones, or UserError when too few."""
     d = preset.dataset
     upscales = not (d.enable_bucket and d.bucket_no_upscale)
     with ThreadPoolExecutor(WORKERS) as pool:
-        photos = list(pool.map(lambda p: read_photo(p, d.framing, d.resolution, d.max_upscale, embedder,
-                                                    d.mask, d.mask_floor, upscales), paths))
-    summary.entries = photos
-    mark_duplicates(photos)
-    if embedder is not None:
-        check_identity(photos, embedder)
-    kept = [p for p in photos if p.status == "kept"]
-    summary.skipped = [(p.source, p.reason) for p in photos if p.status == "dropped"]
-    if len(kept) < MIN_PHOTOS:
-        why = "".join(f"\n  {src.name}: {reason}" for src, reason in summary.skipped)
-        raise UserError(f"dataset.images: only {len(kept)} usable photo{'s' if len(kept) != 1 else ''} in {summary.source} "
-                        f"(at least {MIN_PHOTOS} needed, 5-10 recommended){why}")
+        photos = list(pool.map(lambda p: measure(p, embedder, d.framing, d.resolution), paths))
+        summary.entries = photos
+        mark_duplicates(photos)
+        gate = run_gate(photos, d, embedder.metric if embedder else "euclidean", summary.warnings,
+                        embedder.name if embedder else None)
+        summary.gate = gate.to_dict()
+        summary.advice = gate.advice
+        kept = [p for p in photos if p.status == "kept"]
+        summary.skipped = [(p.source, p.reason) for p in photos if p.status == "dropped"]
+        if len(kept) < MIN_PHOTOS:
+            why = "".join(f"\n  {src.name}: {reason}" for src, reason in summary.skipped)
+            raise UserError(f"dataset.images: only {len(kept)} usable photo{'s' if len(kept) != 1 else ''} in {summary.source} "
+                            f"(at least {MIN_PHOTOS} needed, 5-10 recommended){why}")
+        list(pool.map(lambda p: finish(p, d.framing, d.resolution, d.max_upscale, d.mask, d.mask_floor, upscales), kept))
     return kept
 
 

@@ -1,5 +1,8 @@
-"""One photo at a time: the crop around its face (framing), its training mask, augmented copies (mirrored, relit),
-duplicates, the photos to hold out, and identity checks against the other photos."""
+"""One photo at a time: what is measured of it once (`measure`: decoded at the sizes each check needs — JPEG draft
+mode for detection —, its faces with their landmarks and embeddings, sharpness, light and pose), then its crop
+around the subject's face (framing) and training mask, with every other face at the mask floor (`finish`);
+augmented copies (mirrored, relit), duplicates and the photos to hold out. The checks of the whole set are in
+`data.gate`."""
 
 from __future__ import annotations
 
@@ -13,13 +16,17 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya.faces.detect import DETECT_SIDE, detect, small_copy
-from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, median_scores
-from faceswap_kohya.faces.masks import landmarks68, make_mask
-from faceswap_kohya.files.images import decode, resized, unreadable_reason
+from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect
+from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
+from faceswap_kohya.faces.masks import LANDMARK_FACE_PX, floor_faces, landmarks68, make_mask
+from faceswap_kohya.files.images import decode_reduced, resized, unreadable_reason
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
+# A burst (the same moment shot twice): hashes this close, faces this alike, at the same place in the frame
+BURST_BITS, BURST_SCORE, BURST_PLACE, BURST_PIXELS = 12, 0.9, 0.04, 10.0  # pixels: mean difference, 32×32 grey
+MAX_FACES = 4  # faces of a group photo embedded to find the subject (largest first)
+SHARPNESS_PX = 128  # the face is resampled to this square before its sharpness is measured
 # Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
 # moved down by `dy` box heights (negative: up).
 FRAMING = {"face": (2.2, -0.1), "head_and_shoulders": (3.6, 0.45)}
@@ -49,7 +56,6 @@ class Photo:
     sha256: str = ""
     phash: object = None
     faces: list = field(default_factory=list)  # faces.Face, largest first
-    embedding: Optional[np.ndarray] = None
     crop: Optional[tuple[int, int, int, int]] = None
     upscale: float = 1.0
     image: Optional[Image.Image] = None  # the prepared training image
@@ -57,12 +63,47 @@ class Photo:
     caption_source: str = ""  # a caption file's name, "template" or "BLIP"
     outputs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    identity: Optional[float] = None  # median score against the other photos
+    identity: Optional[float] = None  # score against the centroid of the other photos (data.gate)
+    embeddings: list = field(default_factory=list)  # per face (MAX_FACES at most; None where the face model missed it)
+    landmarks: list = field(default_factory=list)  # per face: dlib's 68 points in the photo's pixels
+    sharpness: list = field(default_factory=list)  # per face: variance of the Laplacian of the face, SHARPNESS_PX square
+    light: Optional[tuple[float, float]] = None  # the main face's brightness (0-255) and warmth (red - blue)
+    yaw: Optional[float] = None  # the subject's head turn from the landmarks: 0 frontal, 1 profile
+    findings: list[dict] = field(default_factory=list)  # {"kind", "text"}: what the photo gate found (data.gate)
+    work: Optional[Image.Image] = None  # the decoded photo (reduced), between measure and finish
+    thumb: Optional[Image.Image] = None  # a small copy, for the contact sheet when the gate leaves the photo out
+    tiny: Optional[np.ndarray] = None  # 32×32 grey copy: a burst's frames differ little pixel by pixel
+    work_scale: float = 1.0  # photo pixels per pixel of `work`
     mask: Optional[Image.Image] = None  # loss weight ("L", the training image's size), with dataset.mask
     held_out: bool = False  # kept out of training: validation loss and likeness are measured on it
 
     def drop(self, reason: str) -> None:
-        self.status, self.reason, self.image = "dropped", reason, None
+        self.status, self.reason, self.image, self.work = "dropped", reason, None, None
+
+    def find(self, kind: str, text: str) -> None:
+        """A finding of the photo gate (someone_else, other_faces, blurry, small_face, duplicate)."""
+        self.findings.append({"kind": kind, "text": text})
+
+    def has(self, kind: str) -> bool:
+        return any(f["kind"] == kind for f in self.findings)
+
+    @property
+    def embedding(self) -> Optional[np.ndarray]:
+        """The subject's (first face's) embedding."""
+        return self.embeddings[0] if self.embeddings else None
+
+    @property
+    def pose(self) -> str:
+        return pose_of(self.yaw)
+
+    def choose_subject(self, i: int) -> None:
+        """Face `i` is the person's: it goes first (the crop, mask and identity follow the first face)."""
+        for name in ("faces", "embeddings", "landmarks", "sharpness"):
+            values = getattr(self, name)
+            if i < len(values):
+                values.insert(0, values.pop(i))
+        if self.landmarks and self.landmarks[0] is not None:
+            self.yaw = yaw_of(self.landmarks[0])
 
     def to_dict(self) -> dict:
         d = {"file": self.source.name, "status": self.status, "size": list(self.size), "faces": len(self.faces)}
@@ -70,6 +111,12 @@ class Photo:
             d["reason"] = self.reason
         if self.faces:
             d["face_box"] = list(self.faces[0].box)
+        if len(self.faces) > 1:
+            d["other_faces"] = [list(f.box) for f in self.faces[1:]]
+        if self.yaw is not None:
+            d["pose"], d["yaw"] = self.pose, round(self.yaw, 2)
+        if self.findings:
+            d["findings"] = self.findings
         if self.crop:
             d["crop_box"] = list(self.crop)
             d["upscale"] = round(self.upscale, 2)
@@ -104,21 +151,26 @@ def crop_box(size: tuple[int, int], face_box, framing: str) -> tuple[int, int, i
     return x0, y0, x0 + side, y0 + side
 
 
-def frame(photo: Photo, rgb: Image.Image, framing: str, resolution: int, max_upscale: float) -> Image.Image:
-    """The training image of one photo: the crop, resized to the resolution (enlarged at most max_upscale)."""
+def planned_crop(photo: Photo, framing: str, resolution: int) -> tuple[tuple[int, int, int, int], float]:
+    """(crop box in the photo's pixels, scale to the training image) before max_upscale."""
     if framing == "as_is" or not photo.faces:
-        box = (0, 0, rgb.width, rgb.height)
-        scale = min(1.0, resolution / min(rgb.size))  # buckets do the rest
-    else:
-        box = crop_box(rgb.size, photo.faces[0].box, framing)
-        scale = resolution / (box[2] - box[0])
+        return (0, 0, *photo.size), min(1.0, resolution / min(photo.size))  # buckets do the rest
+    box = crop_box(photo.size, photo.faces[0].box, framing)
+    return box, resolution / (box[2] - box[0])
+
+
+def frame(photo: Photo, rgb: Image.Image, framing: str, resolution: int, max_upscale: float, k: float = 1.0) -> Image.Image:
+    """The training image of one photo: the crop, resized to the resolution (enlarged at most max_upscale).
+    `rgb` is the photo decoded `k` times smaller than its size."""
+    box, scale = planned_crop(photo, framing, resolution)
     if scale > max_upscale:
         photo.notes.append(f"{box[2] - box[0]} px crop would need ×{scale:.1f} to reach {resolution} px; "
                            f"enlarged ×{max_upscale:g} only (dataset.max_upscale); a sharper or closer photo is better")
         scale = max_upscale
     photo.crop, photo.upscale = box, scale
     w, h = max(1, round((box[2] - box[0]) * scale)), max(1, round((box[3] - box[1]) * scale))
-    region = rgb if box == (0, 0, rgb.width, rgb.height) else rgb.crop(box)
+    inner = tuple(round(v / k) for v in box)
+    region = rgb if inner == (0, 0, rgb.width, rgb.height) else rgb.crop(inner)
     return resized(region, (w, h))
 
 
@@ -177,19 +229,24 @@ def latent_scale(size: tuple[int, int], resolution: int, trainer_upscales: bool)
     return max(1, round(8 * side / trained))
 
 
-def training_mask(photo: Photo, rgb: Image.Image, kind: str, floor: float, resolution: int,
-                  trainer_upscales: bool) -> Image.Image:
-    """The loss-weight mask of the photo's training image, from the 68 landmarks of its main face found
-    in the full photo (more detail than the crop). A photo with no face gets full weight everywhere."""
+def training_mask(photo: Photo, kind: str, floor: float, resolution: int, trainer_upscales: bool) -> Image.Image:
+    """The loss-weight mask of the photo's training image, from the 68 landmarks of its subject's face found
+    in the full photo (more detail than the crop); every other face in the crop at the floor, not the
+    subject's weight. A photo with no face gets full weight everywhere."""
     size = photo.image.size
-    if not photo.faces:
+    if not photo.faces or not photo.landmarks or photo.landmarks[0] is None:
         photo.notes.append("no face found, so no mask: every pixel counts the same")
         return Image.new("L", size, 255)
     left, top, right, bottom = photo.crop
-    points = landmarks68(rgb, photo.faces[0].box)
     scale = np.array([size[0] / (right - left), size[1] / (bottom - top)])
-    mapped = (points - np.array([left, top], dtype=np.float64)) * scale
-    return make_mask(size, mapped, kind, floor, latent_scale(size, resolution, trainer_upscales))
+
+    def mapped(points):
+        return (points - np.array([left, top], dtype=np.float64)) * scale
+
+    cell = latent_scale(size, resolution, trainer_upscales)
+    mask = make_mask(size, mapped(photo.landmarks[0]), kind, floor, cell)
+    others = [mapped(p) for p in photo.landmarks[1:] if p is not None]
+    return floor_faces(mask, others, floor, cell) if others else mask
 
 
 def mean_weight(mask: Image.Image) -> float:
@@ -197,64 +254,160 @@ def mean_weight(mask: Image.Image) -> float:
     return float(np.asarray(mask, dtype=np.float64).mean() / 255)
 
 
-def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, embedder, mask: str = "none",
-               mask_floor: float = 0.1, trainer_upscales: bool = True) -> Photo:
-    """Decode, hash, find faces, embed the main face and prepare the training image (and, unless `mask`
-    is "none", its loss-weight mask) of one photo. `trainer_upscales`: sd-scripts enlarges images smaller
-    than the resolution (not so with buckets and bucket_no_upscale)."""
-    import imagehash
+# ---------------------------------------------------------------- measuring
+POSES = ((0.55, "frontal"), (0.95, "three-quarter"), (float("inf"), "profile"))  # yaw_of: ~25°, ~45°
 
+
+def yaw_of(points68: np.ndarray) -> float:
+    """How far the head is turned, from dlib's 68 landmarks: where the nose tip lies between the jaw's ends
+    along the eye line; 0 frontal, about 0.4 at 20°, 0.65 at 30°, 1 (clipped) from about 45° on."""
+    p = np.asarray(points68, dtype=np.float64)
+    along = p[42:48].mean(axis=0) - p[36:42].mean(axis=0)
+    along /= np.linalg.norm(along) + 1e-12
+    left, right, nose = p[0] @ along, p[16] @ along, p[30] @ along
+    if right - left <= 0:
+        return 1.0
+    return float(min(1.0, abs((nose - left) / (right - left) - 0.5) * 2))
+
+
+def pose_of(yaw: Optional[float]) -> str:
+    """"frontal", "three-quarter" or "profile" ("" unmeasured)."""
+    if yaw is None:
+        return ""
+    return next(name for limit, name in POSES if yaw < limit)
+
+
+def face_sharpness(rgb: Image.Image, box) -> float:
+    """Variance of the Laplacian of the face, resampled to SHARPNESS_PX square: comparable between photos."""
+    face = rgb.crop(tuple(round(v) for v in box)).convert("L").resize((SHARPNESS_PX, SHARPNESS_PX), Image.BILINEAR)
+    a = np.asarray(face, dtype=np.float64)
+    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
+    return float(lap.var())
+
+
+def face_light(rgb: Image.Image, box) -> tuple[float, float]:
+    """(brightness 0-255, warmth: mean red minus mean blue) of the face."""
+    a = np.asarray(rgb.crop(tuple(round(v) for v in box)).resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    return float(a.mean()), float(a[..., 0].mean() - a[..., 2].mean())
+
+
+def scaled(face: Face, k: float) -> Face:
+    """The face in pixels `k` times smaller."""
+    return Face(tuple(round(v / k) for v in face.box), face.confidence, [(x / k, y / k) for x, y in face.landmarks], face.detector)
+
+
+def work_factor(photo: Photo, framing: str, resolution: int) -> int:
+    """How many times smaller than its size the photo may be decoded (1, 2, 4 or 8): the training crop keeps at
+    least the resolution and the main face at least LANDMARK_FACE_PX px."""
+    box, _ = planned_crop(photo, framing, resolution)
+    limit = (box[2] - box[0]) / resolution
+    if photo.faces:
+        limit = min(limit, photo.faces[0].width / LANDMARK_FACE_PX)
+    return next((f for f in (8, 4, 2) if f <= limit), 1)
+
+
+def measure(path: Path, embedder, framing: str = "face", resolution: int = 1024) -> Photo:
+    """Everything the checks need of one photo, each computed once: decode (JPEG draft mode: detection on a
+    copy ~DETECT_SIDE px, the rest at the size the training crop needs), hashes, faces (largest first), and
+    for each of the MAX_FACES largest its 68 landmarks, embedding and sharpness; the main face's light and
+    pose. The decoded photo stays in `work` for `finish`."""
+    import imagehash
 
     photo = Photo(path)
     try:
         data = path.read_bytes()
-        rgb = decode(data)
+        small, photo.size = decode_reduced(data, DETECT_SIDE * 3 // 4)
     except Exception as e:  # noqa: BLE001 - any decoder error means "unusable photo"
         photo.drop(unreadable_reason(path, e))
         return photo
-    photo.size, photo.sha256 = rgb.size, hashlib.sha256(data).hexdigest()
-    small, _ = small_copy(rgb, DETECT_SIDE)
+    photo.sha256 = hashlib.sha256(data).hexdigest()
     photo.phash = imagehash.phash(small)
+    photo.tiny = np.asarray(small.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    photo.thumb = small.copy()
+    photo.thumb.thumbnail((256, 256), Image.BILINEAR)
+    k_small = photo.size[0] / small.width
     if embedder is not None:
-        photo.faces = detect(rgb)
-        if photo.faces:
-            photo.embedding = embedder.embed(rgb, photo.faces[0])
-            if photo.embedding is None:
-                photo.notes.append(f"{embedder.missed}: left out of the identity check")
-        elif framing != "as_is":
+        W, H = photo.size
+        photo.faces = [Face((max(0, x0), max(0, y0), min(W, x1), min(H, y1)), f.confidence, f.landmarks, f.detector)
+                       for f in (scaled(f, 1 / k_small) for f in detect(small)) for x0, y0, x1, y1 in [f.box]]
+        if not photo.faces and framing != "as_is":
             photo.drop("no face found (a turned, covered or very small face; or no person)")
             return photo
-        else:
+        if not photo.faces:
             photo.notes.append("no face found")
-    if len(photo.faces) > 1:
-        photo.notes.append(f"{len(photo.faces)} faces: the largest is taken as the person, the others are in the crop or cut off")
-    photo.image = frame(photo, rgb, framing, resolution, max_upscale)
-    if mask != "none":
-        photo.mask = training_mask(photo, rgb, mask, mask_floor, resolution, trainer_upscales)
+    f = work_factor(photo, framing, resolution)
+    if f >= k_small * 0.99:
+        work, k = small, k_small
+    else:
+        work, _ = decode_reduced(data, -(-min(photo.size) // f) if f > 1 else 0)
+        k = photo.size[0] / work.width
+    photo.work, photo.work_scale = work, k
+    for face in photo.faces[:MAX_FACES]:
+        inner = scaled(face, k)
+        photo.landmarks.append(landmarks68(work, inner.box) * k)
+        photo.sharpness.append(face_sharpness(work, inner.box))
+        if embedder is not None:
+            photo.embeddings.append(embedder.embed(work, inner))
+    if photo.faces:
+        photo.light = face_light(work, scaled(photo.faces[0], k).box)
+        photo.yaw = yaw_of(photo.landmarks[0])
+        if photo.embeddings and photo.embeddings[0] is None:
+            photo.notes.append(f"{embedder.missed}: left out of the identity check")
     return photo
 
 
+def finish(photo: Photo, framing: str, resolution: int, max_upscale: float, mask: str = "none",
+           mask_floor: float = 0.1, trainer_upscales: bool = True) -> Photo:
+    """The training image of a measured photo (and, unless `mask` is "none", its loss-weight mask); `work` is let go."""
+    if photo.status != "kept" or photo.work is None:
+        return photo
+    photo.image = frame(photo, photo.work, framing, resolution, max_upscale, photo.work_scale)
+    if mask != "none":
+        photo.mask = training_mask(photo, mask, mask_floor, resolution, trainer_upscales)
+    photo.work = None
+    return photo
+
+
+def read_photo(path: Path, framing: str, resolution: int, max_upscale: float, embedder, mask: str = "none",
+               mask_floor: float = 0.1, trainer_upscales: bool = True) -> Photo:
+    """One photo on its own (`measure`, then `finish` around its largest face). `trainer_upscales`: sd-scripts
+    enlarges images smaller than the resolution (not so with buckets and bucket_no_upscale)."""
+    photo = measure(path, embedder, framing, resolution)
+    if len(photo.faces) > 1:
+        photo.notes.append(f"{len(photo.faces)} faces: the largest is taken as the person")
+    return finish(photo, framing, resolution, max_upscale, mask, mask_floor, trainer_upscales)
+
+
 def mark_duplicates(photos: list[Photo]) -> None:
-    """Drop exact copies (same bytes) and near copies (perceptual hash), keeping the larger photo."""
+    """Drop exact copies (same bytes), near copies (perceptual hash) and bursts (close hashes and faces that
+    alike), keeping the larger photo: each counts once."""
+    from faceswap_kohya.faces.identity import similarity
+
     kept: list[Photo] = []
     for p in sorted((p for p in photos if p.status == "kept"), key=lambda p: -p.size[0] * p.size[1]):
         twin = next((k for k in kept if k.sha256 == p.sha256), None)
         if twin:
             p.drop(f"exact duplicate of {twin.source.name}")
+            p.find("duplicate", f"the same file as {twin.source.name}: counted once")
             continue
         twin = next((k for k in kept if (k.phash - p.phash) <= NEAR_DUPLICATE_BITS), None)
         if twin:
             p.drop(f"near duplicate of {twin.source.name} (the same picture, resized, recompressed or relit)")
+            p.find("duplicate", f"the same picture as {twin.source.name}: counted once")
+            continue
+        twin = next((k for k in kept if burst(k, p, similarity)), None)
+        if twin:
+            p.drop(f"near duplicate of {twin.source.name} (the same moment shot twice: a burst)")
+            p.find("duplicate", f"a burst with {twin.source.name}: counted once")
             continue
         kept.append(p)
 
 
-def check_identity(photos: list[Photo], embedder) -> None:
-    """Note each photo's median identity score against the others; flag the ones that look like someone else."""
-    with_face = [p for p in photos if p.status == "kept" and p.embedding is not None]
-    scores = median_scores([p.embedding for p in with_face], embedder.metric)
-    for p, score in zip(with_face, scores):
-        p.identity = score
-        if score < SAME_PERSON_SCORE:
-            p.notes.append(f"the face does not look like the others (identity score {score:.2f} < "
-                           f"{SAME_PERSON_SCORE}): is this someone else? Remove it if so")
+def burst(a: Photo, b: Photo, similarity) -> bool:
+    """Two shots of one moment: close perceptual hashes, faces alike at the same place in the frame, the same
+    scene pixel by pixel (32×32 grey)."""
+    if a.embedding is None or b.embedding is None or (a.phash - b.phash) > BURST_BITS:
+        return False
+    place = [abs(x / a.size[i % 2] - y / b.size[i % 2]) for i, (x, y) in enumerate(zip(a.faces[0].box, b.faces[0].box))]
+    same_scene = a.tiny is not None and b.tiny is not None and float(np.abs(a.tiny - b.tiny).mean()) < BURST_PIXELS
+    return max(place) < BURST_PLACE and same_scene and similarity(a.embedding, b.embedding) >= BURST_SCORE

@@ -1,5 +1,6 @@
 """What `prepare` shows of a dataset: `contact_sheet.png` (each image with its mask as a tint, held-out photos
-framed), `dataset.json` and `dataset.md`."""
+framed, each photo's findings in red, the photos the gate left out framed in red), `dataset.json` and `dataset.md` (the photo gate's verdict, findings per
+photo, advice and the person's own baseline)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Optional
 
 from PIL import Image
 
+from faceswap_kohya.data.gate import FINDING_WORDS
 from faceswap_kohya.data.kohya_layout import markdown_lines, text_lines
 from faceswap_kohya.data.photos import HELD_OUT, Photo
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
@@ -18,6 +20,7 @@ from faceswap_kohya.runs.layout import RunLayout
 
 # ---------------------------------------------------------------- reports
 HELD_OUT_FRAME = (230, 120, 0)  # the frame around a held-out photo on the contact sheet
+LEFT_OUT_FRAME = (200, 0, 0)  # the frame around a photo the photo gate left out (someone else, a duplicate)
 
 
 def contact_sheet(items: list[tuple], thumb: int = 256, columns: int = 5) -> Image.Image:
@@ -68,8 +71,10 @@ def wrap(text: str, draw, font, width: int) -> list[str]:
 
 def markdown(summary: LayoutSummary, data: dict) -> str:
     c = data["counts"]
-    out = [f"# Dataset: {c['used']} of {c['photos']} photos used",
-           "",
+    out = [f"# Dataset: {c['used']} of {c['photos']} photos used", ""]
+    if data.get("verdict"):
+        out += [f"**{data['verdict']}**", ""]
+    out += [
            f"- input: `{data['input']}` (read only)",
            f"- training images: {c['training_images']} in `{data['instance_dir']}` "
            f"({c['used'] - c['held_out']} photos + {c['augmented']} augmented copies)"]
@@ -83,23 +88,34 @@ def markdown(summary: LayoutSummary, data: dict) -> str:
     if data["reg_dir"]:
         out.append(f"- regularization: {c['regularization_images']} images in `{data['reg_dir']}`")
     if summary.embedder:
-        out.append(f"- faces: dlib ({summary.embedder}); identity score = similarity to the other photos, 0-1")
+        out.append(f"- faces: dlib ({summary.embedder}); identity score = similarity to the centroid of the other "
+                   "photos (leave-one-out), 0-1")
+    own = (summary.gate or {}).get("baseline")
+    if own:
+        out.append(f"- your photos' own likeness: {own['mean']:.3f} ± {own['std']:.3f} ({own['photos']} photos, "
+                   f"{own['method']}; {own['embedder']}): the scale a trained LoRA's likeness is read on")
     if data["captions"]:
         out.append(f"- captions: {data['captions']}")
     out.append(f"- time: {data['seconds']} s; contact sheet: `contact_sheet.png`")
     if data["warnings"]:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
+    if summary.advice:
+        out += ["", "## Advice", ""] + [f"- {a}" for a in summary.advice]
+    findings = [(e.source.name, f["text"]) for e in summary.entries for f in e.findings]
+    if findings:
+        out += ["", "## Findings per photo", ""] + [f"- `{name}`: {text}" for name, text in findings]
     if summary.skipped:
         out += ["", "## Not used", ""] + [f"- `{src.name}`: {why}" for src, why in summary.skipped]
-    out += ["", "## Used", "", "| photo | size | faces | identity | crop | images | caption | caption from |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += ["", "## Used", "", "| photo | size | faces | identity | pose | findings | crop | images | caption | caption from |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for e in summary.entries:
         if e.status != "kept":
             continue
         crop = f"{e.crop[2] - e.crop[0]} px ×{e.upscale:.2f}" if e.crop else ""
         ident = f"{e.identity:.2f}" if e.identity is not None else ""
         held = " (held out)" if e.held_out else ""
-        out.append(f"| `{e.source.name}`{held} | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {crop} "
+        found = ", ".join(FINDING_WORDS[f["kind"]] for f in e.findings)
+        out.append(f"| `{e.source.name}`{held} | {e.size[0]}×{e.size[1]} | {len(e.faces)} | {ident} | {e.pose} | {found} | {crop} "
                    f"| {', '.join(e.outputs)} | {e.caption} | {e.caption_source} |")
     notes = [(e.source.name, n) for e in summary.entries if e.status == "kept" for n in e.notes]
     if notes:
@@ -119,7 +135,11 @@ def at_a_glance(photo: Photo) -> str:
     if photo.identity is not None and photo.identity < SAME_PERSON_SCORE:
         out.append(f"someone else? (identity {photo.identity:.2f})")
     if len(photo.faces) > 1:
-        out.append(f"{len(photo.faces)} faces")
+        out.append(f"{len(photo.faces)} faces" + (" (others masked)" if photo.mask is not None else ""))
+    if photo.has("blurry"):
+        out.append("blurry")
+    if photo.has("small_face"):
+        out.append("face too small")
     if any("max_upscale" in n for n in photo.notes):
         out.append(f"low resolution (enlarged x{photo.upscale:g})")
     return "! " + ", ".join(out) if out else ""
@@ -136,6 +156,9 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
         photo = source[job.path.name]
         warning = "" if job.kind and not held else at_a_glance(photo)
         items.append((shown, title, warning, photo.caption_source, job.caption, HELD_OUT_FRAME if held else None))
+    for e in summary.entries:  # the photos the gate left out, framed in red, with why
+        if e.status == "dropped" and e.thumb is not None and e.findings:
+            items.append((e.thumb, f"{e.source.name} (LEFT OUT)", "! " + e.findings[0]["text"], "", "", LEFT_OUT_FRAME))
     summary.contact_sheet = run.root / "contact_sheet.png"
     contact_sheet(items).save(summary.contact_sheet, compress_level=1)
     data = summary.to_dict(run.root)
@@ -163,6 +186,8 @@ class LayoutSummary:
     regularization: dict = field(default_factory=dict)
     kohya: dict = field(default_factory=dict)  # Kohya folders: sd-scripts' reading vs ours (kohya_layout)
     embedder: str = ""
+    gate: dict = field(default_factory=dict)  # data.gate.Gate.to_dict(): verdict, someone else, poses, advice, baseline
+    advice: list[str] = field(default_factory=list)  # for the set (pose, light)
     seconds: float = 0.0
     contact_sheet: Optional[Path] = None
     report_md: Optional[Path] = None
@@ -172,8 +197,10 @@ class LayoutSummary:
         """What a person should read in the terminal: counts, warnings, photos not used, where to look."""
         kept = sum(e.status == "kept" for e in self.entries)
         held = f" ({kept - len(self.held_out)} trained on, {len(self.held_out)} held out)" if self.held_out else ""
-        lines = [f"run folder: {root}",
-                 f"dataset: {kept} of {len(self.entries)} photos used{held}, {len(self.augmented)} augmented copies "
+        lines = [f"run folder: {root}"]
+        if self.gate.get("verdict"):
+            lines.append(f"photos: {self.gate['verdict']}")
+        lines += [f"dataset: {kept} of {len(self.entries)} photos used{held}, {len(self.augmented)} augmented copies "
                  f"→ {self.instance_dir.relative_to(root)} ({len(self.photos)} images)"]
         if self.held_out:
             names = ", ".join(p.name for p in self.held_out)
@@ -185,8 +212,15 @@ class LayoutSummary:
             lines.append(f"regularization: {self.reg_images} images → {self.reg_dir.relative_to(root)}")
         if captions := self.caption_sources():
             lines.append(f"captions: {captions}")
+        own = self.gate.get("baseline")
+        if own:
+            lines.append(f"your photos' own likeness: {own['mean']:.3f} ± {own['std']:.3f} ({own['photos']} photos, "
+                         f"{own['method']}; {own['embedder']})")
         lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"advice: {a}" for a in self.advice]
         lines += [f"not used: {src.name}: {why}" for src, why in self.skipped]
+        lines += [f"photo {e.source.name}: {f['text']}" for e in self.entries if e.status == "kept" for f in e.findings
+                  if f["kind"] != "someone_else"]
         lines += [f"note: {e.source.name}: {n}" for e in self.entries if e.status == "kept" for n in e.notes]
         if self.kohya:
             lines += text_lines(self.kohya)
@@ -218,6 +252,9 @@ class LayoutSummary:
                        "held_out": len(self.held_out), "regularization_images": self.reg_images},
             "mask": self.mask or None,
             "face_embedder": self.embedder,
+            "verdict": self.gate.get("verdict", ""),
+            "gate": self.gate or None,
+            "baseline": self.gate.get("baseline"),
             "warnings": self.warnings,
             "captions": self.caption_sources(),
             "photos": [e.to_dict() for e in self.entries],

@@ -3,7 +3,8 @@
 - `get_embedder()`: dlib's 128-d ResNet face embedder, aligned with 5 landmarks, or ArcFace
   (`faces.arcface`, an optional extra: InsightFace's weights, non-commercial research only).
 - `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
-- `score_files`: image files or folders scored against the faces in reference photos.
+- `score_files`: image files or folders scored against the faces in reference photos (the `identity` job adds
+  the photos' own baseline, `faces.likeness`).
 """
 
 from __future__ import annotations
@@ -181,9 +182,11 @@ def face_of(path: Path, embedder: Embedder) -> dict:
 def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     """Identity scores of `images` (files or folders) against the faces in the photos of `refs`.
 
-    Returns {"embedder", "references": [...], "images": [{"file", "score", "face_box", "nearest"} or
-    {"file", "error": "no face" / why unreadable}]}. UserError when no reference photo has a face.
+    Returns {"embedder", "references": [...], "reference_embeddings": [the usable references' vectors, in order],
+    "images": [{"file", "score", "face_box", "nearest"} or {"file", "error": "no face" / why unreadable}]};
+    `images` may be empty. UserError when no reference photo has a face.
     """
+
     ref_files = list_images(Path(refs)) if Path(refs).is_dir() else []
     if not ref_files:
         raise UserError(f"--refs {refs}: no photos in this folder")
@@ -200,4 +203,4 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
             score, nearest = embedder.score(r.pop("embedding"), vectors)
             r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}
         results.append(r)
-    return {"embedder": embedder.name, "references": references, "images": results}
+    return {"embedder": embedder.name, "references": references, "reference_embeddings": vectors, "images": results}

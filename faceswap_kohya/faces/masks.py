@@ -8,7 +8,8 @@ latents (1/8). So a mask here is:
   `head` (up over forehead and hair, out to ears and hair, down to chin and neck) or `person` (the
   head plus shoulders and torso down to the image's bottom);
 - dilated by two latent cells so that it survives the 1/8 downscale, with a feathered edge;
-- `floor` outside it (the background is still learned a little): value = floor + (1 - floor) * region.
+- `floor` outside it (the background is still learned a little): value = floor + (1 - floor) * region;
+- `floor` over every other face in the photo too (`floor_faces`): only the subject is learned as the person.
 
 `latent_scale` is the size of one latent cell in the image's own pixels: 8 when the image is trained
 at its own size, 8 * image side / training side otherwise.
@@ -216,3 +217,13 @@ def overlay(image: Image.Image, mask: Image.Image, strength: float = 0.7) -> Ima
     rgb = image.convert("RGB")
     tinted = Image.blend(rgb, Image.new("RGB", rgb.size, OUTSIDE_TINT), strength)
     return Image.composite(rgb, tinted, mask.convert("L"))
+
+
+def floor_faces(mask: Image.Image, faces68: Sequence[np.ndarray], floor: float, latent_scale: int = 8) -> Image.Image:
+    """`mask` with the `face` region of each other face (its 68 landmarks, in the mask's pixels) at `floor`:
+    someone else in the photo is not learned as the person."""
+    out = np.asarray(mask, dtype=np.float64)
+    for points in faces68:
+        region = np.asarray(make_mask(mask.size, points, "face", 0.0, latent_scale), dtype=np.float64) / 255
+        out = np.minimum(out, 255 * (1 - (1 - floor) * region))
+    return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), "L")

@@ -1,5 +1,6 @@
 """scores.json of an evaluation: every number with the face model that produced it, recomputable from
-the stored per-image scores and embeddings; which checkpoint is best and why."""
+the stored per-image scores and embeddings; which checkpoint is best and why; the person's own baseline
+(`baseline`: each reference photo against the leave-one-out centroid of the others, `faces.likeness`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.faces.likeness import own_baseline
 from faceswap_kohya.runs.read import validation_losses
 from faceswap_kohya.scoring.report import difference
 from faceswap_kohya.scoring.scores import SCHEMA_VERSION, References, identity_basis, mark_overtrained, pick_best, rank
@@ -26,6 +28,7 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
     _, why = pick_best(entries, margin)
     basis = identity_basis(entries)
     refs, held = scoring.refs, scoring.held_out
+    baseline = own_baseline(refs.files, refs.vectors, scoring.embedder.name, refs.metric)
     return {
         "version": SCHEMA_VERSION,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -38,6 +41,7 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
         "identity_basis": basis,
         "settings": settings,
         "references": {"folder": " + ".join(map(str, ref_folders)), "photos": refs.entries, "embeddings": _embeddings(refs)},
+        "baseline": baseline.to_dict() if baseline else None,
         "held_out": None if held is None else {"folder": str(held_folder), "photos": held.entries,
                                                "embeddings": _embeddings(held)},
         "validation_loss": run_validation_losses(run_dir),

@@ -1,6 +1,7 @@
 """What an evaluation shows: `identity.png` (per checkpoint in training order: held-out identity, identity vs
 all photos with its spread, and bleed, beside the base model's) and a self-contained `report.html` (the best
-checkpoint and why, the table with bleed, validation losses, image grids)."""
+checkpoint and why, the person's own baseline and each checkpoint as a share of it, the table with bleed,
+validation losses, image grids)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ figure{display:inline-block;margin:4px;text-align:center;font-size:12px}figure i
 .noface{color:#b00}.note{color:#555;font-size:13px}.why{font-size:15px}"""
 
 
-def _row(c: dict, scores: dict) -> str:
+def _row(c: dict, scores: dict, own: dict) -> str:
     e, s, base = html.escape, c["summary"], scores["base"]
     best = scores["best"]
     basis = scores.get("identity_basis", "mean")
@@ -104,7 +105,8 @@ def _row(c: dict, scores: dict) -> str:
     bleed = c["bleed"]["summary"] if c.get("bleed") else None
     over = "" if not c["file"] else ("yes" if c.get("overtrained") else ("no" if c.get("bleed_rise") is not None else "–"))
     return (f"<tr class='{cls}'><td>{e(c['label'])}{' (floor)' if not c['file'] else ''}</td>"
-            f"<td><b>{_fmt(s.get('held_out_mean'))}</b></td><td>{_fmt(s['mean'])}</td><td>{_fmt(s['std'])}</td>"
+            f"<td><b>{_fmt(s.get('held_out_mean'))}</b></td><td>{_fmt(s['mean'])}</td>"
+            f"<td>{own.get(c['label'], '–')}</td><td>{_fmt(s['std'])}</td>"
             f"<td>{_fmt(s['min'])}</td><td>{_fmt(s['max'])}</td>"
             f"<td>{_fmt(difference(s.get(basis), base.get(basis)), '+.3f') if c['file'] else ''}</td>"
             f"<td>{s['faces']}/{s['images']}</td><td>{s['no_face']}</td>"
@@ -178,23 +180,27 @@ def write_report(scores: dict, folder: Path) -> Path:
                  if held else " No held-out photos: identity is measured against photos the LoRA was trained on.")
     chart = "data:image/png;base64," + base64.b64encode((folder / "identity.png").read_bytes()).decode()
     bleed_prompts = st.get("bleed_prompts") or []
+    own = {r.label: f"{r.own_share * 100:.0f} %" for r in summary.rows if r.own_share is not None}
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>faceswap_kohya evaluation</title>
 <style>{CSS}</style></head><body>
 <h1>Identity evaluation</h1>
 <p class="why"><b>Verdict:</b> {e(summary.verdict)}</p>
+<p class="why">{e(summary.baseline_line())}</p>
 {_verdict(scores)}
 <p class="note">{e(scores['run'] or '')} — {e(scores['created'])} — face model <b>{e(scores['embedder'])}</b> ({e(scores['metric'])});
 {refs_used} reference face{'s' if refs_used != 1 else ''} from <code>{e(scores['references']['folder'])}</code>{'; not used: ' + ', '.join(skipped) if skipped else ''}.{held_note}<br>
 {len(st['prompts'])} prompts + {len(bleed_prompts)} bleed prompts × {len(st['seeds'])} seeds (seeds {', '.join(map(str, st['seeds']))}), {st['steps']} steps, CFG {st['cfg']:g},
 {st['width']}×{st['height']}, {e(st['sampler'])}, LoRA weight {st['lora_weight']:g}, base model <code>{e(st['base_model'])}</code>.</p>
 <img src="{chart}" alt="identity per checkpoint">
-<table><tr><th>checkpoint</th><th>held-out identity</th><th>identity (all photos)</th><th>spread (sd)</th><th>min</th><th>max</th>
+<table><tr><th>checkpoint</th><th>held-out identity</th><th>identity (all photos)</th><th>of your photos' own</th><th>spread (sd)</th><th>min</th><th>max</th>
 <th>vs base</th><th>faces found</th><th>no face</th><th>bleed</th><th>bleed vs base</th><th>overtrained</th><th>to mean face</th>
 <th>copy gap</th><th>nearest photo</th></tr>
-{''.join(_row(c, scores) for c in scores['checkpoints'])}</table>
+{''.join(_row(c, scores, own) for c in scores['checkpoints'])}</table>
 <p class="note">All scores by {e(scores['embedder'])}. <i>Held-out identity</i>: similarity (0–1, higher = more alike) of each generated
 face to the nearest held-out photo, one the LoRA never saw: the honest measure of likeness, and the one the best
 checkpoint is chosen by when there is one. <i>Identity (all photos)</i>: to the nearest of all the person's photos.
+<i>Of your photos' own</i>: that score (held-out when measured) as a share of how much the person's own photos look like
+each other (each against the leave-one-out centroid of the others, same face model; never across face models).
 {thresholds_note()} Images with no face are
 counted, not scored. <i>Bleed</i>: mean score of every face in images of prompts without the trigger (below); a
 checkpoint whose bleed exceeds the base model's by more than {st.get('bleed_margin', 0.1):g} gives strangers the person's

@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.likeness import centroid
 
 SCHEMA_VERSION = 2  # 2: held-out identity, bleed, overtrained, the reason for the best
 LORA_WEIGHT = 1.0
@@ -40,14 +41,6 @@ class References:
     @property
     def centroid(self) -> np.ndarray:
         return centroid(self.vectors, self.metric)
-
-
-def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.ndarray:
-    """The mean embedding (of unit vectors for cosine embedders)."""
-    arr = np.asarray(vectors, dtype=np.float64)
-    if metric == "cosine":
-        arr = arr / (np.linalg.norm(arr, axis=1, keepdims=True) + 1e-12)
-    return arr.mean(axis=0)
 
 
 def load_references(folders, embedder) -> References:

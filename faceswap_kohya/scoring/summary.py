@@ -1,7 +1,9 @@
 """The one summary of an evaluation that every front end shows: from a scores document (scores.json as
 `scoring.document.scores_document` writes it), the best checkpoint and why, its held-out likeness, its
 likeness to all photos, its bleed and overtrained mark, one row per checkpoint, the base model's numbers,
-the top images (or why there are none) and a one-line verdict.
+the top images (or why there are none) and a one-line verdict. Every likeness is also read as a share of the
+person's own baseline (scores.json's `baseline`: their photos against each other, `faces.likeness`), when the
+same face model measured both: "0.640, 90 % of your photos' own 0.710". The best-checkpoint rule is unchanged.
 
 `evaluate` prints it, the web app's Evaluate page shows it, the sweep leaderboard takes its numbers from
 it: they cannot disagree. Older scores.json files (no held-out photos, no bleed) read too.
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.faces.likeness import METHOD, share_of
 from faceswap_kohya.scoring.thresholds import same_person, same_person_text
 
 BASIS_NAMES = {"held_out_mean": "held-out identity", "mean": "identity"}
 # The per-checkpoint columns, in the CLI's table and the Evaluate page's table alike.
-TABLE_HEADERS = ["checkpoint", "held-out", "all photos", "spread", "faces", "vs base", "bleed", "bleed rise",
+TABLE_HEADERS = ["checkpoint", "held-out", "all photos", "of own", "spread", "faces", "vs base", "bleed", "bleed rise",
                  "overtrained", "copy gap"]
 NO_FACE = "no face was found in any LoRA image"
 
@@ -43,12 +46,14 @@ class CheckpointRow:
     bleed_rise: Optional[float]
     overtrained: Optional[bool]  # None: not judged (the base model, or no bleed check)
     best: bool = False
+    own_share: Optional[float] = None  # the ranking basis as a share of the person's own baseline
 
     def cells(self) -> list[str]:
         """The row as the tables show it (TABLE_HEADERS)."""
         over = "" if self.overtrained is None else ("yes" if self.overtrained else "no")
         label = self.label + (" (best)" if self.best else "")
-        return [label, _num(self.held_out), _num(self.identity), _num(self.spread), f"{self.faces}/{self.images}",
+        share = "–" if self.own_share is None else f"{self.own_share * 100:.0f} %"
+        return [label, _num(self.held_out), _num(self.identity), share, _num(self.spread), f"{self.faces}/{self.images}",
                 "" if self.file is None else _num(self.above_base, "+.3f"), _num(self.bleed),
                 "" if self.file is None else _num(self.bleed_rise, "+.3f"), over, _num(self.copy_gap, "+.3f")]
 
@@ -63,6 +68,7 @@ class EvaluationSummary:
     reason: str  # why the best is best, or why there is none
     top: list[dict] = field(default_factory=list)  # {"checkpoint", "file", "score", ...}
     base_bleed: Optional[float] = None
+    baseline: Optional[dict] = None  # scores.json's `baseline` (faces.likeness.Baseline.to_dict), or None
 
     @property
     def basis_name(self) -> str:
@@ -81,6 +87,32 @@ class EvaluationSummary:
     @property
     def base_value(self) -> Optional[float]:
         return self.value(self.base)
+
+    @property
+    def baseline_mean(self) -> Optional[float]:
+        """The person's own likeness, when the same face model measured it as the checkpoints."""
+        b = self.baseline
+        return b["mean"] if b and b.get("embedder") == self.embedder and b.get("mean") else None
+
+    def share(self, value: Optional[float]) -> Optional[float]:
+        """A likeness as a share of the person's own baseline (None without a comparable baseline)."""
+        return share_of(value, self.baseline, self.embedder)
+
+    def of_own(self, value: Optional[float]) -> str:
+        """", 90 % of your photos' own 0.710" ("" without a comparable baseline)."""
+        share = self.share(value)
+        return "" if share is None else f", {share * 100:.0f} % of your photos' own {self.baseline_mean:.3f}"
+
+    def baseline_line(self) -> str:
+        """The person's own baseline in one line, or why there is none to compare with."""
+        b = self.baseline
+        if not b:
+            return "your photos' own likeness: not measured (fewer than 2 reference faces, or an older scores.json)"
+        if self.baseline_mean is None:
+            return (f"your photos' own likeness: {b['mean']:.3f} by {b.get('embedder')}, not comparable with "
+                    f"{self.embedder}'s scores")
+        return (f"your photos' own likeness: {b['mean']:.3f} ± {b['std']:.3f} ({b['photos']} photos, each against the "
+                f"{b.get('method', METHOD)} of the others; {b['embedder']})")
 
     @property
     def same_person(self) -> float:
@@ -113,7 +145,7 @@ class EvaluationSummary:
             like = f"looks like the person (above {same_person_text(self.embedder)})"
         else:
             like = f"does not look like the person yet (one person usually scores above {same_person_text(self.embedder)})"
-        text = f"use {self.best.label}: {self.basis_name} {_num(value)}{vs}, {like}"
+        text = f"use {self.best.label}: {self.basis_name} {_num(value)}{self.of_own(value)}{vs}, {like}"
         if self.best.overtrained:
             text += "; overtrained: faces in prompts without the trigger look like the person too"
         return text + f" ({model})"
@@ -124,10 +156,11 @@ class EvaluationSummary:
             faceless = self.reason in ("", NO_FACE, "no checkpoint produced a face to score")
             return f"best checkpoint: none ({NO_FACE if faceless else self.reason})"
         b = self.best
-        held = f"held-out identity {_num(b.held_out)}, " if b.held_out is not None else ""
+        held = f"held-out identity {_num(b.held_out)}{self.of_own(b.held_out)}, " if b.held_out is not None else ""
         vs = f" ({b.above_base:+.3f} vs base model)" if b.above_base is not None else ""
         bleed = f", bleed {_num(b.bleed)}" if b.bleed is not None else ""
-        return f"best checkpoint: {b.label}  {held}identity {_num(b.identity)}{vs}{bleed} ({self.embedder})  {b.file}"
+        ident = f"identity {_num(b.identity)}" + (self.of_own(b.identity) if b.held_out is None else "")
+        return f"best checkpoint: {b.label}  {held}{ident}{vs}{bleed} ({self.embedder})  {b.file}"
 
     def table(self) -> list[list[str]]:
         """The per-checkpoint rows (TABLE_HEADERS)."""
@@ -146,6 +179,7 @@ class EvaluationSummary:
         out = [f"verdict: {self.verdict}", self.best_line()]
         if self.best is not None:
             out.append(f"  why: {self.reason}")
+        out.append(self.baseline_line())
         out += self.table_lines()
         if self.top:
             out += [f"top {i}: {t['score']:.3f}  {t['checkpoint']}  {Path(folder) / t['file'] if folder else t['file']}"
@@ -168,6 +202,9 @@ class EvaluationSummary:
             "overtrained": bool(chosen.overtrained) if chosen else False,
             "above_base": b.above_base if b else None,
             "base_identity": self.base_value,
+            "baseline": self.baseline_mean,
+            "baseline_share": self.share(self.value(b)) if b else None,
+            "baseline_embedder": (self.baseline or {}).get("embedder"),
             "faces": f"{chosen.faces}/{chosen.images}" if chosen else "0/0",
             "best_checkpoint": b.label if b else None,
             "best_lora": b.file if b else None,
@@ -223,5 +260,8 @@ def summarize_scores(scores: dict) -> EvaluationSummary:
         best_row.held_out = held if held is not None else best_row.held_out
     reason = (best or {}).get("reason") or scores.get("why_no_best") or ("" if best else NO_FACE)
     base_bleed = (scores.get("base_bleed") or {}).get("mean")
-    return EvaluationSummary(scores.get("embedder"), basis, base_row, rows, best_row, reason,
-                             list(scores.get("top") or []), base_bleed)
+    summary = EvaluationSummary(scores.get("embedder"), basis, base_row, rows, best_row, reason,
+                                list(scores.get("top") or []), base_bleed, scores.get("baseline") or None)
+    for r in rows + [x for x in (base_row, best_row) if x is not None and x not in rows]:
+        r.own_share = summary.share(summary.value(r))
+    return summary

@@ -37,6 +37,8 @@ def eta_seconds(eta: str) -> Optional[int]:
 
 def evaluation_summary(run_dir: Optional[Path]) -> Optional[dict]:
     """Best checkpoint, held-out likeness and bleed from the run's latest scores.json; None where none ran.
+    `baseline_likeness`: the person's own photos against each other (same face model, else None);
+    `baseline_share`: the best checkpoint's likeness as a share of it.
 
     The one adapter between the scores' own summary (`scoring.summary`: what `evaluate` prints, the Evaluate page
     and the leaderboard show) and the API's fields."""
@@ -45,7 +47,8 @@ def evaluation_summary(run_dir: Optional[Path]) -> Optional[dict]:
         return None
     s = summarize_scores(scores).numbers()
     return {"best_checkpoint": s["best_checkpoint"], "held_out_likeness": s["held_out"], "likeness": s["identity"],
-            "bleed": s["bleed"], "base_likeness": s["base_identity"], "above_base": s["above_base"],
+            "bleed": s["bleed"], "base_likeness": s["base_identity"],
+            "baseline_likeness": s["baseline"], "baseline_share": s["baseline_share"], "above_base": s["above_base"],
             "overtrained": s["overtrained"], "faces": s["faces"], "verdict": s["verdict"], "note": s["why"], "embedder": s["embedder"],
             "embedder_licence": EMBEDDER_LICENCES.get(s["embedder"] or "", "see README: Service API")}
 

@@ -1,5 +1,6 @@
 """The leaderboard of a sweep, or the summary of a batch: every trial's settings, state, best checkpoint,
-identity (held-out identity and bleed where the evaluation measured them), time and LoRA.
+identity (held-out identity and bleed where the evaluation measured them; as a share of the person's own
+baseline where scores.json has one), time and LoRA.
 
 Sweep trials are ranked by held-out identity when every scored trial has one, else by identity; a trial
 whose best checkpoint is overtrained (bleed) ranks after those that are not; ties go to the earlier trial.
@@ -139,6 +140,12 @@ def _link(path: Optional[str], folder: Path, text: str) -> str:
     return f"<a href='{html.escape(href)}'>{html.escape(text)}</a>"
 
 
+def own_share(row: dict) -> str:
+    """A trial's best score as a share of its person's own baseline ("90 % of 0.710"), "–" without one."""
+    share, own = row.get("baseline_share"), row.get("baseline")
+    return "–" if share is None or own is None else f"{share * 100:.0f} % of {own:.3f}"
+
+
 def page(doc: dict, chart_png: bytes) -> str:
     e = html.escape
     folder = Path(doc["folder"])
@@ -161,6 +168,7 @@ def page(doc: dict, chart_png: bytes) -> str:
             f"<tr class='{cls}'><td class='n'>{r['rank'] or ''}</td><td><code>{e(r['id'])}</code></td><td>{settings}</td>"
             f"<td>{e(r.get('state') or '')}{' (done before)' if r.get('skipped') else ''}</td>"
             f"<td class='n'>{_num(r.get('held_out'))}</td><td class='n'>{_num(r.get('identity'))}</td>"
+            f"<td class='n'>{own_share(r)}</td>"
             f"<td class='n'>{_num(r.get('bleed'))}{' overtrained' if r.get('overtrained') else ''}</td>"
             f"<td class='n'>{_num(r.get('above_base'), '+.3f')}</td><td class='n'>{e(str(r.get('faces') or '–'))}</td>"
             f"<td>{e(r.get('best_checkpoint') or '–')}</td><td class='n'>{minutes}</td>"
@@ -176,11 +184,12 @@ def page(doc: dict, chart_png: bytes) -> str:
 <p class="note">{e(doc['folder'])} — preset <code>{e(doc['source'])}</code> — updated {e(doc['updated'])} — {e(counts)}</p>
 {verdict}
 <img src="{chart}" alt="score per trial">
-<table><tr><th>rank</th><th>trial</th><th>settings</th><th>state</th><th>held-out identity</th><th>identity</th><th>bleed</th>
+<table><tr><th>rank</th><th>trial</th><th>settings</th><th>state</th><th>held-out identity</th><th>identity</th><th>of own photos</th><th>bleed</th>
 <th>vs base</th><th>faces</th><th>best checkpoint</th><th>minutes</th><th>LoRA</th><th>report</th><th>note</th></tr>
 {''.join(rows)}</table>
 <p class="note">{ranked}; face model: {e(doc.get('embedder') or '–')}. Identity: similarity (0–1, higher = more alike) of
 generated faces to the person's photos; held-out identity: to photos the LoRA never saw; bleed: how much faces in prompts
-without the trigger look like the person (lower is better); vs base: the best checkpoint's score minus the base model's.
+without the trigger look like the person (lower is better); of own photos: the ranking score as a share of how much the
+person's own photos look like each other (their baseline, same face model); vs base: the best checkpoint's score minus the base model's.
 Each trial's report holds every image and number.</p>
 </body></html>"""

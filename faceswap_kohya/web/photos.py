@@ -1,5 +1,6 @@
 """Photos page: drop photos in (or name a folder), prepare them into a run folder (the `prepare` job), look at the
-contact sheet and the per-photo table, and edit the captions, which are saved into the run's caption files."""
+contact sheet, the photo gate's verdict and the per-photo table (each photo's findings: someone else, other faces,
+blurry, face too small, duplicate), and edit the captions, which are saved into the run's caption files."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from faceswap_kohya.jobs import captions as captions_job
 from faceswap_kohya.web import train
 from faceswap_kohya.web.common import Workspace, error_text, run_job, save_photos
 
-TABLE_HEADERS = ["photo", "used", "why not", "size", "faces", "identity", "crop", "training images", "caption", "caption from"]
+TABLE_HEADERS = ["photo", "used", "why not", "size", "faces", "identity", "pose", "findings", "crop", "training images",
+                 "caption", "caption from"]
 CAPTION_HEADERS = ["image", "caption"]
 
 
@@ -28,7 +30,8 @@ def photo_rows(run: Path) -> list[list]:
         edited = any(captions_job.caption_of(folder / o) not in (None, p.get("caption")) for o in outputs)
         rows.append([p["file"], "yes" if p["status"] == "kept" else "no", p.get("reason", ""),
                      "×".join(str(v) for v in p.get("size", [])), p.get("faces", 0),
-                     "" if p.get("identity_score") is None else f"{p['identity_score']:.2f}",
+                     "" if p.get("identity_score") is None else f"{p['identity_score']:.2f}", p.get("pose", ""),
+                     "; ".join(f["text"] for f in p.get("findings", [])),
                      f"{crop[2] - crop[0]} px ×{p.get('upscale', 1):g}" if crop else "", ", ".join(outputs),
                      p.get("caption", ""), ("edited" if edited else mode) if outputs else ""])
     return rows
@@ -144,8 +147,10 @@ def wire(page: Page, train_page, shared) -> None:
         if state.error:
             yield gr.skip(), state.progress, state.log, gr.skip(), gr.skip(), gr.skip()
             return
-        run, _summary = state.result
-        yield (str(run.root), state.progress + f" — `{run.root}`", state.log, *prepare_view(run.root))
+        run, summary = state.result
+        verdict = summary.gate.get("verdict")
+        yield (str(run.root), state.progress + f" — `{run.root}`" + (f"  \n**{verdict}**" if verdict else ""), state.log,
+               *prepare_view(run.root))
 
     page.prepare.click(on_prepare, [shared.photos_dir] + train_page.knobs,
                        [shared.prepared, page.status, page.log, page.sheet, page.table, page.captions])
