@@ -24,13 +24,16 @@ earlier one), and scores.json and the report say why; the top-3 images are the h
 images. The run's validation losses (sd-scripts, on the held-out photos) come from its recorded events. Everything
 goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
 report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
-`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
+`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line). scores.json is
+written whole or not at all; a disk that fills up meanwhile removes the unfinished folder and says so (NoSpace).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,7 @@ from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import NoSpace, UserError, is_no_space, no_space_message
 from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
 from faceswap_kohya.runs.artifacts import (
@@ -310,10 +313,28 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
 
     pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload)
     sampler_label = set_sampler(pipe, SAMPLER)
+
+    try:
+        folder = new_folder(plan.out_parent)
+    except OSError as e:
+        if is_no_space(e):
+            raise NoSpace(no_space_message(plan.out_parent, field="--out")) from None
+        raise
+    try:
+        return _evaluate_into(folder, plan, pipe, sampler_label, scoring, prompts, bleed_prompts, seeds, start, on_event)
+    except OSError as e:  # a full disk: no half evaluation is left to be read as one
+        if not is_no_space(e):
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        raise NoSpace(no_space_message(plan.out_parent, Path(e.filename).name if e.filename else "", field="--out")
+                      + f" (the unfinished evaluation {folder.name} was removed)") from None
+
+
+def _evaluate_into(folder: Path, plan: Plan, pipe, sampler_label, scoring, prompts, bleed_prompts, seeds, start, on_event) -> Result:
+    echo = echo_to(on_event)
+    ev = plan.preset.evaluate
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
-
-    folder = new_folder(plan.out_parent)
     images_dir = folder / "images"
     images_dir.mkdir()
     negative = plan.preset.sampling.negative_prompt
@@ -356,7 +377,9 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
     scores["skipped"] = plan.skipped
     scores["seconds"] = round(time.monotonic() - start, 1)
-    (folder / SCORES).write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    partial = folder / (SCORES + ".tmp")  # whole or absent: a torn scores.json is never read as an evaluation
+    partial.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    os.replace(partial, folder / SCORES)
     on_event(ImageWritten(str(write_chart(scores, folder / CHART)), "chart"))
     on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
@@ -372,6 +395,8 @@ def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path]
 
 def evaluation_failed(err: BaseException, run_dir: Path) -> EvaluationFailed:
     """The event of a failed evaluation: its one-line reason, and the run to evaluate again."""
+    if is_no_space(err):
+        err = NoSpace(no_space_message(Path(run_dir) / "eval"))
     return EvaluationFailed(str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}", str(run_dir))
 
 
