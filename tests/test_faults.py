@@ -240,19 +240,24 @@ def small_disk(tmp_path):
 
 
 def fill(disk: Path, leave: int = 0) -> Path:
-    """Fill the disk with one file until `leave` bytes are free (0: until no byte more can be written)."""
+    """Fill the disk with one file until `leave` bytes are free (0: until no byte more can be written), at once:
+    the bulk allocated in one call, the rest written."""
     import shutil as sh
 
     filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:
-        for chunk in (1024**2, 4096, 512):
+        bulk = sh.disk_usage(disk).free - leave - 1024**2
+        if bulk > 0:
+            os.posix_fallocate(fd, 0, bulk)
+        os.lseek(fd, 0, os.SEEK_END)
+        for chunk in (65536, 4096, 512):
             try:
                 while sh.disk_usage(disk).free - chunk >= leave or (leave == 0 and chunk == 512):
                     os.write(fd, bytes(chunk))
-                    os.fsync(fd)
             except OSError:
                 pass
+        os.fsync(fd)
     finally:
         os.close(fd)
     return filler

@@ -50,6 +50,7 @@ SAVE_BYTES = {"float": 4, "fp16": 2, "bf16": 2}
 STATE_COPIES = 2  # sd-scripts writes the new state before it removes the old one (save_last_n_epochs_state=1)
 RUN_MARGIN = 64 * 1024**2  # the dataset's images, logs, events, samples, an evaluation
 CHECK_MODEL_BYTES = 7 * 1024**3  # the pipeline-check model, built once into the cache
+TYPICAL_PHOTOS = 10  # an epoch's photos when they can't be counted before the run
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ def count_photos(preset: Preset) -> Optional[int]:
 def space_needed(preset: Preset, photos: Optional[int] = None) -> SpaceNeeded:
     """What this run will write into output.dir: every checkpoint and the final LoRA, the saved training states,
     the cached latents (training.cache_latents_to_disk) and a margin. `photos`: one epoch's images (count_photos);
-    unknown, an epoch is taken as one step (the most checkpoints)."""
+    unknown (a prepared dataset), TYPICAL_PHOTOS photos × dataset.repeats."""
     t = preset.training
-    per_epoch = max(1, math.ceil((photos or 1) / (t.batch_size * t.gradient_accumulation)))
+    photos = photos or TYPICAL_PHOTOS * preset.dataset.repeats
+    per_epoch = max(1, math.ceil(photos / (t.batch_size * t.gradient_accumulation)))
     epochs = math.ceil(t.max_steps / per_epoch) if t.max_steps else t.epochs
     steps = t.max_steps or epochs * per_epoch
     files = 1 + ((epochs - 1) // t.save_every_n_epochs if t.save_every_n_epochs else 0)
@@ -104,7 +106,7 @@ def space_needed(preset: Preset, photos: Optional[int] = None) -> SpaceNeeded:
         total += STATE_COPIES * state
         parts.append(f"{STATE_COPIES} training states of {size_text(state)}")
     if t.cache_latents and t.cache_latents_to_disk:
-        latents = (photos or 100) * 4 * (preset.dataset.resolution // 8) ** 2 * 4 * 2  # fp32, with the flipped copy
+        latents = photos * 4 * (preset.dataset.resolution // 8) ** 2 * 4 * 2  # fp32, with the flipped copy
         total += latents
         parts.append(f"cached latents {size_text(latents)}")
     parts.append(f"{size_text(RUN_MARGIN)} for the dataset, logs and samples")

@@ -1,6 +1,7 @@
 """Run sd-scripts: the subprocess in its own process group with a watchdog (which stops it if the launcher
 dies), its output logged and turned into live events, a stall limit, the whole group stopped on Ctrl-C, and
-the run judged (failed also when the trainer exits 0 without a LoRA)."""
+the run judged (failed also when the trainer exits 0 without a LoRA; a full disk named as such, and a LoRA file
+it cut short never listed). A full disk stops the log (TrainLog), never the reading of the trainer's output."""
 
 from __future__ import annotations
 
