@@ -304,7 +304,7 @@ def test_free_space_is_checked_against_what_the_run_will_write(fake_kohya, photo
 
 def test_a_disk_filled_mid_training_fails_the_run_naming_the_folder(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
     """The stand-in trainer: the disk filled after its first step (its log can't be written any more, nor its LoRA)."""
-    disk = small_disk(128)
+    disk = small_disk(192)
     before = tree(photos)
     proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "training.max_steps=12")], tmp_path)
     status = wait_for(lambda: training_statuses(disk / "out", "*/*/status.json"), proc, 120, "training")[0]
@@ -352,8 +352,9 @@ def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_koh
     proc = start(["evaluate", str(run)], tmp_path)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, output
-    assert f"error: no space left on device in {run / 'eval'}" in output and " while writing " in output, output
-    assert "was removed" in output and "Traceback" not in output, output
+    assert f"error: no space left on device in {run / 'eval'}" in output, output
+    assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", output) and "Traceback" not in output, output
+    assert "base: " in output, "it failed mid-evaluation, after the first images"
     assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
     assert (run / "status.json").read_bytes() == status_before
     assert tree(disk, skip=run / "eval") == outside
@@ -512,14 +513,17 @@ def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_koh
     assert "one runs at a time" in refused[0], refused
     root = Path(started[0][0])
     try:
+        deadline = time.monotonic() + 120  # stopped while still preparing, a run leaves no folder: let it train first
+        while (read_status(root) or {}).get("state") != "training" and time.monotonic() < deadline:
+            time.sleep(0.3)
         with pytest.raises(UserError, match=f"a training is already running: {root.parent.name}/{root.name}; one runs"):
             train_page.start(ws, knobs(), str(photos), "")
         assert sorted(ws.output.glob("*/*/status.json")) == [root / "status.json"], "one run folder only"
     finally:
         follow.stop_run(root)
     deadline = time.monotonic() + 60
-    while read_status(root)["state"] in ("preparing", "training") and time.monotonic() < deadline:
+    while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert read_status(root)["state"] == "interrupted"
+    assert (read_status(root) or {}).get("state") == "interrupted"
     assert alive_with(str(root / "config.toml")) == "", "no trainer may be left running"
     assert tree(photos) == before
