@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -92,3 +93,20 @@ def no_space_message(folder, writing: str = "", field: str = "output.dir") -> st
 
 class NoSpace(UserError):
     """The disk filled up while a job wrote its files (see no_space_message)."""
+
+
+@contextmanager
+def no_space_in(folder, field: str = "output.dir", what: str = "evaluation"):
+    """A full disk met inside → NoSpace naming `folder`; what was made in `folder` meanwhile (unfinished) is removed."""
+    folder = Path(folder)
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        yield
+    except OSError as e:
+        if not is_no_space(e):
+            raise
+        made = sorted(set(folder.iterdir()) - before) if folder.is_dir() else []
+        for p in made:
+            shutil.rmtree(p, ignore_errors=True)
+        removed = f" (the unfinished {what} {', '.join(p.name for p in made)} was removed)" if made else ""
+        raise NoSpace(no_space_message(folder, field=field) + removed) from None

@@ -24,16 +24,13 @@ earlier one), and scores.json and the report say why; the top-3 images are the h
 images. The run's validation losses (sd-scripts, on the held-out photos) come from its recorded events. Everything
 goes into a new `<run>/eval/<timestamp>/` folder: the images, `scores.json` (every number of the
 report can be recomputed from it: summaries from the per-image scores, scores from the embeddings),
-`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line). scores.json is
-written whole or not at all; a disk that fills up meanwhile removes the unfinished folder and says so (NoSpace).
+`report.html` (self-contained) and `identity.png` (score per checkpoint with the base-model line).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +42,7 @@ from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
-from faceswap_kohya.errors import NoSpace, UserError, is_no_space, no_space_message
+from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
 from faceswap_kohya.runs.artifacts import (
@@ -61,6 +58,7 @@ from faceswap_kohya.runs.artifacts import (
     photo_folders,
     read_scores,
     run_of_lora,
+    write_scores,
 )
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.runs.status import append_event
@@ -313,28 +311,10 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
 
     pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload)
     sampler_label = set_sampler(pipe, SAMPLER)
-
-    try:
-        folder = new_folder(plan.out_parent)
-    except OSError as e:
-        if is_no_space(e):
-            raise NoSpace(no_space_message(plan.out_parent, field="--out")) from None
-        raise
-    try:
-        return _evaluate_into(folder, plan, pipe, sampler_label, scoring, prompts, bleed_prompts, seeds, start, on_event)
-    except OSError as e:  # a full disk: no half evaluation is left to be read as one
-        if not is_no_space(e):
-            raise
-        shutil.rmtree(folder, ignore_errors=True)
-        raise NoSpace(no_space_message(plan.out_parent, Path(e.filename).name if e.filename else "", field="--out")
-                      + f" (the unfinished evaluation {folder.name} was removed)") from None
-
-
-def _evaluate_into(folder: Path, plan: Plan, pipe, sampler_label, scoring, prompts, bleed_prompts, seeds, start, on_event) -> Result:
-    echo = echo_to(on_event)
-    ev = plan.preset.evaluate
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
+
+    folder = new_folder(plan.out_parent)
     images_dir = folder / "images"
     images_dir.mkdir()
     negative = plan.preset.sampling.negative_prompt
@@ -377,9 +357,7 @@ def _evaluate_into(folder: Path, plan: Plan, pipe, sampler_label, scoring, promp
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
     scores["skipped"] = plan.skipped
     scores["seconds"] = round(time.monotonic() - start, 1)
-    partial = folder / (SCORES + ".tmp")  # whole or absent: a torn scores.json is never read as an evaluation
-    partial.write_text(json.dumps(scores, indent=1), encoding="utf-8")
-    os.replace(partial, folder / SCORES)
+    write_scores(folder, scores)
     on_event(ImageWritten(str(write_chart(scores, folder / CHART)), "chart"))
     on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
@@ -389,14 +367,13 @@ def _evaluate_into(folder: Path, plan: Plan, pipe, sampler_label, scoring, promp
 def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path] = None,
                  base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
                  device=None, dtype=None, offload=None) -> Result:
-    """Evaluate every checkpoint of a run folder; returns where the report went and the scores."""
-    return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
+    """Evaluate every checkpoint of a run folder; returns where the report went and the scores (a full disk: NoSpace)."""
+    with no_space_in(Path(out) if out else Path(run_dir).expanduser().absolute() / "eval", "--out"):
+        return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 
 def evaluation_failed(err: BaseException, run_dir: Path) -> EvaluationFailed:
     """The event of a failed evaluation: its one-line reason, and the run to evaluate again."""
-    if is_no_space(err):
-        err = NoSpace(no_space_message(Path(run_dir) / "eval"))
     return EvaluationFailed(str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}", str(run_dir))
 
 
@@ -408,7 +385,7 @@ def evaluate_after_training(preset, run: RunLayout, found: list[Checkpoint], on_
         return None
     on_event(Message("evaluating the checkpoints (evaluate.enabled)"))
     try:
-        result = evaluate(plan_checkpoints(preset, run, found), on_event)
+        with no_space_in(run.eval): result = evaluate(plan_checkpoints(preset, run, found), on_event)  # noqa: E701
     except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
         on_event(evaluation_failed(err, run.root))
         return None

@@ -179,6 +179,14 @@ def latest_scores(run: Run) -> Optional[Path]:
     return found[-1] / SCORES if found else None
 
 
+def write_scores(folder: Path, scores: dict) -> Path:
+    """An evaluation's scores.json, written whole or not at all (a torn one is never read as an evaluation)."""
+    partial = Path(folder) / (SCORES + ".tmp")
+    partial.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    os.replace(partial, Path(folder) / SCORES)
+    return Path(folder) / SCORES
+
+
 def read_scores(path: Optional[Path]) -> Optional[dict]:
     """A scores.json as data; None when it is missing or unreadable (a torn write reads as no scores)."""
     if path is None:
