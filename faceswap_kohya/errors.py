@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -46,3 +50,63 @@ def format_validation_error(err: ValidationError | None, source: str, problems=(
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`docker stop`, systemd, Kubernetes), raised where Ctrl-C would be: every job stops the same way,
     keeping what was saved, and the command exits with 130 as after Ctrl-C."""
+
+
+# A full disk (or a full quota): never an internal error, always where and what to do.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE = "no space left on device"
+
+
+def is_no_space(err: BaseException) -> bool:
+    """Whether `err` is an OSError of a full disk or quota."""
+    return isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS
+
+
+def free_bytes(folder) -> int | None:
+    """Free bytes on the disk that holds `folder` (its nearest existing parent); None when it can't be told."""
+    probe = Path(folder).expanduser().absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def size_text(n: float) -> str:
+    """1.2 GB, 340 MB, 12 KB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1024:.0f} KB"
+
+
+def no_space_message(folder, writing: str = "", field: str = "output.dir") -> str:
+    """"no space left on device in FOLDER (N free) ...: free space on that disk or set output.dir to a folder on another
+    disk" — what a full disk is reported as, wherever it happened (`writing`: what was being written)."""
+    free = free_bytes(folder)
+    shown = f" ({size_text(free)} free)" if free is not None else ""
+    what = f" while writing {writing}" if writing else ""
+    return (f"{NO_SPACE} in {folder}{shown}{what}: free space on that disk, or set {field} to a folder on another disk "
+            "and run again")
+
+
+class NoSpace(UserError):
+    """The disk filled up while a job wrote its files (see no_space_message)."""
+
+
+@contextmanager
+def no_space_in(folder, field: str = "output.dir", what: str = "evaluation"):
+    """A full disk met inside → NoSpace naming `folder`; what was made in `folder` meanwhile (unfinished) is removed."""
+    folder = Path(folder)
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        yield
+    except OSError as e:
+        if not is_no_space(e):
+            raise
+        made = sorted(set(folder.iterdir()) - before) if folder.is_dir() else []
+        for p in made:
+            shutil.rmtree(p, ignore_errors=True)
+        removed = f" (the unfinished {what} {', '.join(p.name for p in made)} was removed)" if made else ""
+        raise NoSpace(no_space_message(folder, field=field) + removed) from None

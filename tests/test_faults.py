@@ -1,10 +1,13 @@
 """Faults caused for real: two processes at once on one output folder or one run, a lock holder killed with
-SIGKILL. (Faults inside a real training live beside the training they break, in the trainer tests.)"""
+SIGKILL, SIGTERM to the commands, a trainer killed from outside, a full disk (a small loop-mounted ext4 as
+output.dir, filled during a real training and an evaluation; needs root), status.json and events.jsonl cut in
+half before every reader, a Ray worker killed mid-trial, two web tabs pressing Start at once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,3 +206,324 @@ def test_the_real_trainer_killed_mid_training_is_named_and_nothing_is_left(photo
     assert "the trainer was killed (SIGKILL): out of memory?" in output and "Traceback" not in output, output
     assert json.loads(status.read_text())["state"] == "failed"
     assert alive_with(str(status.parent / "config.toml")) == ""
+
+
+# ---------------------------------------------------------------- a full disk: a small real ext4 as output.dir
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(megabytes) → the mount point of a fresh loop-mounted ext4 of that size (no blocks reserved for root, so
+    that "full" means full for everyone); unmounted afterwards. Skipped, saying why, without root or loop devices."""
+    import shutil as sh
+
+    why = ("not root" if os.geteuid() != 0 else "no mkfs.ext4" if not sh.which("mkfs.ext4")
+           else "no loop device (/dev/loop-control)" if not Path("/dev/loop-control").exists() else "")
+    if why:
+        print(f"SKIPPED the full-disk test: {why}; it needs root and a loop device to mount a small ext4")
+        pytest.skip(f"a full disk needs a loop-mounted ext4: {why}")
+    mounted = []
+
+    def mount(megabytes: int) -> Path:
+        image, point = tmp_path / f"disk{len(mounted)}.img", tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        subprocess.run(["truncate", "-s", f"{megabytes}M", str(image)], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(image)], check=True)
+        done = subprocess.run(["mount", "-o", "loop", str(image), str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"SKIPPED the full-disk test: mount -o loop failed: {done.stderr.strip()}")
+            pytest.skip(f"mount -o loop failed: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill the disk with one file until `leave` bytes are free (0: until no byte more can be written), at once:
+    the bulk allocated in one call, the rest written."""
+    import shutil as sh
+
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        bulk = sh.disk_usage(disk).free - leave - 1024**2
+        if bulk > 0:
+            os.posix_fallocate(fd, 0, bulk)
+        os.lseek(fd, 0, os.SEEK_END)
+        for chunk in (65536, 4096, 512):
+            try:
+                while sh.disk_usage(disk).free - chunk >= leave or (leave == 0 and chunk == 512):
+                    os.write(fd, bytes(chunk))
+            except OSError:
+                pass
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return filler
+
+
+def tree(folder: Path, skip: Path = None) -> dict:
+    """Every file under `folder` (but under `skip`) → (size, mtime): to see that nothing else was touched."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file() and not (skip and p.is_relative_to(skip))}
+
+
+def assert_failed_for_lack_of_space(output: str, code: int, status: Path, disk: Path, outside: dict, filler: Path):
+    from faceswap_kohya.runs.artifacts import checkpoints, whole_safetensors
+    from faceswap_kohya.runs.status import RESERVE
+
+    run = status.parent
+    assert code == 1, output
+    assert f"training failed: no space left on device in {run}" in output, output
+    assert "free space on that disk, or set output.dir to a folder on another disk" in output, output
+    assert "Traceback" not in output and "failed unexpectedly" not in output and "LoRA written" not in output, output
+    state = json.loads(status.read_text())  # whole, and not left at `training`
+    assert state["state"] == "failed" and "no space left on device" in state["error"], state
+    assert state["loras"] == [], "no half-written LoRA may be listed"
+    assert all(whole_safetensors(p) for p in run.rglob("*.safetensors")), "a half-written LoRA was left in the run"
+    assert checkpoints(run) == []
+    for line in (run / "events.jsonl").read_bytes().splitlines():
+        json.loads(line)  # no torn line
+    assert not (run / RESERVE).exists()
+    assert alive_with(str(run / "config.toml")) == "", "no trainer may be left running"
+    assert tree(disk, skip=run) == outside, "only the run folder may change"
+    assert sorted(p.name for p in disk.iterdir()) == ["filler", "lost+found", "out"]
+
+
+def test_free_space_is_checked_against_what_the_run_will_write(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
+    """A 40 MB disk can't hold a rank-64 SDXL LoRA: refused before anything is written, saying how much is needed."""
+    disk = small_disk(40)
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "network.dim=64")], tmp_path)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    assert re.search(r"output.dir: this run needs about [\d.]+ MB \(1 LoRA file of 3\d\d\.\d MB, ", output), output
+    assert f"is free in {disk}; free space there or set output.dir to a folder on another disk" in output, output
+    assert sorted(p.name for p in disk.iterdir()) == ["lost+found"], "nothing may be written"
+
+
+def test_a_disk_filled_mid_training_fails_the_run_naming_the_folder(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
+    """The stand-in trainer: the disk filled after its first step (its log can't be written any more, nor its LoRA)."""
+    disk = small_disk(192)
+    before = tree(photos)
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "training.max_steps=12")], tmp_path)
+    status = wait_for(lambda: training_statuses(disk / "out", "*/*/status.json"), proc, 120, "training")[0]
+    wait_for(lambda: " 1/12 " in (status.parent / "train.log").read_text(errors="replace"), proc, 60, "a step")
+    filler = fill(disk)
+    outside = tree(disk, skip=status.parent)
+    output, _ = proc.communicate(timeout=120)
+    assert_failed_for_lack_of_space(output, proc.returncode, status, disk, outside, filler)
+    assert tree(photos) == before
+
+
+@pytest.mark.trainer
+def test_the_real_trainer_on_a_disk_that_fills_up_fails_cleanly(photos, small_disk, tmp_path):
+    """sd-scripts, the disk filled after its first step: its LoRA save fails; the run reads failed, naming the folder,
+    and the half-written LoRA is neither listed nor kept."""
+    from conftest import kohya_available
+
+    if not kohya_available():
+        pytest.skip("sd-scripts not set up (vendor/sd-scripts + .venv-kohya): run scripts/setup.sh")
+    disk = small_disk(160)
+    before = tree(photos)
+    proc = start(["train", "cpu-check", f"dataset.images={photos}", f"output.dir={disk / 'out'}", "training.max_steps=3",
+                  "sampling.prompts=[]", "sampling.every_n_epochs=null", "evaluate.enabled=false"], tmp_path)
+    status = wait_for(lambda: training_statuses(disk / "out", "*/*/status.json"), proc, 600, "training")[0]
+    log = status.parent / "train.log"
+    wait_for(lambda: "steps:" in log.read_text(errors="replace") and " 1/3 " in log.read_text(errors="replace"),
+             proc, 600, "the first step")
+    filler = fill(disk)
+    outside = tree(disk, skip=status.parent)
+    output, _ = proc.communicate(timeout=300)
+    assert_failed_for_lack_of_space(output, proc.returncode, status, disk, outside, filler)
+    assert tree(photos) == before
+
+
+def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
+    """`evaluate` on a disk with room for a few images only: one message naming the folder, no half evaluation left."""
+    disk = small_disk(128)
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "evaluate.enabled=false")], tmp_path)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, output
+    (run,) = [p.parent for p in (disk / "out").glob("*/*/status.json")]
+    status_before = (run / "status.json").read_bytes()
+    fill(disk, leave=48 * 1024)
+    outside = tree(disk, skip=run / "eval")
+    proc = start(["evaluate", str(run)], tmp_path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, output
+    assert f"error: no space left on device in {run / 'eval'}" in output, output
+    assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", output) and "Traceback" not in output, output
+    assert "base: " in output, "it failed mid-evaluation, after the first images"
+    assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
+    assert (run / "status.json").read_bytes() == status_before
+    assert tree(disk, skip=run / "eval") == outside
+
+
+# ---------------------------------------------------------------- torn files: every reader
+def torn_run(job: Path) -> Path:
+    """A service job's folder holding one real run whose status.json and events.jsonl were both cut mid-write."""
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.status import RunRecorder
+
+    root = job / "runs" / "myface" / "20260101-000000"
+    root.mkdir(parents=True)
+    preset, _ = presets.load("cpu-check")
+    (root / "preset.yaml").write_text(presets.dump(preset))
+    (root / "config.toml").write_text("")
+    recorder = RunRecorder(root, "myface")
+    recorder.set(state="training")
+    for step in (1, 2, 3):
+        recorder.record(ev.Step(step, 10, eta="00:09", loss=0.5 / step))
+    recorder.close()
+    for name in ("status.json", "events.jsonl"):
+        data = (root / name).read_bytes()
+        (root / name).write_bytes(data[: len(data) // 2 + 7])
+    return root
+
+
+def test_every_reader_takes_a_torn_run_as_unknown_or_interrupted_never_a_crash(tmp_path):
+    """The runs list, the web app's pages, the sweeps' trial summaries and live status, resume, and the service API's
+    views on a run whose status.json and events.jsonl were cut in half (power lost mid-write)."""
+    from faceswap_kohya.jobs.sweeps_status import live
+    from faceswap_kohya.runs.read import UNKNOWN, read_run
+    from faceswap_kohya.runs.status import list_runs
+    from faceswap_kohya.sweeps.trials import summarize_run
+    from faceswap_kohya.web import runs as runs_page
+    from faceswap_kohya.web.common import Workspace, run_choices
+    from faceswap_kohya.web.follow import running_training, stop_run, view_of
+
+    job = tmp_path / "job"
+    root = torn_run(job)
+    before = tree(tmp_path)
+    out = job / "runs"
+    # the runs list: listed, as unknown, saying why
+    ((listed, status),) = list_runs(out)
+    assert listed == root and status["state"] == UNKNOWN and "status.json can't be read" in status["error"]
+    record = read_run(root)
+    assert record.state == UNKNOWN and not record.active and record.steps >= 1  # the whole event lines still tell
+    # the web app: the Runs page, the run pickers, a followed run, Stop
+    ws = Workspace(out)
+    (row,) = runs_page.rows(ws)
+    assert row[2] == UNKNOWN and "can't be read" in row[7] and row[8] == str(root)
+    assert [v for _, v in run_choices(ws)] == [str(root)] and "unknown" in run_choices(ws)[0][0]
+    assert running_training(ws) is None
+    assert view_of(root).headline().startswith(f"**myface/{root.name}**: ")
+    with pytest.raises(UserError, match="no status.json"):
+        stop_run(root)
+    # sweeps: a trial's summary and its live status
+    assert summarize_run(root)["state"] == "interrupted"
+    assert live(out) == ""
+    # resume: the run's own problem, one message
+    with pytest.raises(UserError, match="no saved training state"):
+        resume(root)
+    # the service API
+    pytest.importorskip("fastapi", reason="the service needs fastapi: pip install -e '.[service]'")
+    from faceswap_kohya.service.app import read_lines
+    from faceswap_kohya.service.queue import stop_left_trainers
+    from faceswap_kohya.service.views import evaluation_summary, progress
+
+    assert progress(root)["step"] == 0 and progress(root)["eta_s"] in (None, 9)
+    assert evaluation_summary(root) is None
+    assert stop_left_trainers(job, wait_s=0) == []
+    lines, offset = read_lines(root / "events.jsonl", 0)
+    assert all(isinstance(line, dict) for line in lines) and offset < (root / "events.jsonl").stat().st_size
+    assert tree(tmp_path) == before, "reading must change nothing"
+
+
+# ---------------------------------------------------------------- a Ray worker killed mid-trial
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries_it(fake_kohya, photos, tmp_path):  # noqa: F811
+    """SIGKILL to the Ray worker process running one trial (its trainer's parent): that trial is failed with the
+    reason, its trainer stopped, the other trial finishes; the same sweep again retries only the killed one."""
+    pytest.importorskip("ray", reason="sweeps need Ray: pip install 'faceswap_kohya[sweep]'")
+    from faceswap_kohya.sweeps import leaderboard
+    from faceswap_kohya.sweeps.runner import WORKER_DIED
+
+    out = tmp_path / "out"
+    argv = ["sweep", "cpu-check", "network.dim=2,4", *fast_settings(fake_kohya, photos, out, "training.max_steps=40")]
+    proc = start(argv, tmp_path)
+    folder = out / "sweeps" / "cpu-check"
+    status = wait_for(lambda: training_statuses(folder, "*/*/*/status.json"), proc, 240, "a trial training")[0]
+    wait_for(lambda: "steps:" in (status.parent / "train.log").read_text(errors="replace"), proc, 60, "a step")
+    trainer = trainer_pid(status)
+    worker = parent_of(trainer)
+    assert "ray" in Path(f"/proc/{worker}/cmdline").read_bytes().decode(errors="replace").lower(), "the worker itself"
+    killed = status.parent.parent.parent.name  # the trial's id: <sweep folder>/<trial>/<name>/<run>
+    os.kill(worker, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output
+    assert f"failed: {killed} " in output and WORKER_DIED in output and "Traceback" not in output, output
+    rows = {r["id"]: r for r in leaderboard.read(folder)["rows"]}
+    assert rows[killed]["state"] == "failed" and rows[killed]["error"] == WORKER_DIED
+    (other,) = [r for i, r in rows.items() if i != killed]
+    assert other["state"] == "finished", other
+    assert alive_with(str(status.parent / "config.toml")) == "", "the killed worker's trainer must be stopped"
+    assert json.loads(status.read_text())["state"] == "training" and trainer_pid(status) == trainer  # read as interrupted
+    runs_before = {p.parent for p in folder.glob("*/*/*/status.json")}
+
+    proc = start(argv, tmp_path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    new = {p.parent for p in folder.glob("*/*/*/status.json")} - runs_before
+    assert [p.parent.parent.name for p in new] == [killed], "only the killed trial is trained again"
+    rows = {r["id"]: r for r in leaderboard.read(folder)["rows"]}
+    assert rows[killed]["state"] == "finished" and rows[other["id"]].get("skipped"), rows
+
+
+# ---------------------------------------------------------------- two web tabs pressing Start at once
+def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_kohya, photos, tmp_path):  # noqa: F811
+    """The Train page's Start handler (what each tab's click calls), from two threads released at the same moment,
+    each launching the real CLI: one training runs, the other tab is told one runs at a time; a third Start while it
+    trains names the run. Stop leaves no trainer."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceswap_kohya.runs.status import read_status
+    from faceswap_kohya.web import follow
+    from faceswap_kohya.web import train as train_page
+    from faceswap_kohya.web.common import Workspace
+
+    ws = Workspace(tmp_path / "ws").make()
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, ws.output))
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(presets.dump(preset))
+    before = tree(photos)
+
+    def knobs():
+        return train_page.Knobs("cpu-check", str(quick), "myface", "woman", "steps", 2000, 4, 2, 1e-4, 64, False)
+
+    together = threading.Barrier(2)
+
+    def tab(_):
+        together.wait()
+        try:
+            return train_page.start(ws, knobs(), str(photos), "")
+        except UserError as e:
+            return e
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(tab, range(2)))
+    started = [r for r in results if isinstance(r, tuple)]
+    refused = [str(r) for r in results if isinstance(r, UserError)]
+    assert len(started) == 1 and len(refused) == 1, results
+    assert "one runs at a time" in refused[0], refused
+    root = Path(started[0][0])
+    try:
+        deadline = time.monotonic() + 120  # stopped while still preparing, a run leaves no folder: let it train first
+        while (read_status(root) or {}).get("state") != "training" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        with pytest.raises(UserError, match=f"a training is already running: {root.parent.name}/{root.name}; one runs"):
+            train_page.start(ws, knobs(), str(photos), "")
+        assert sorted(ws.output.glob("*/*/status.json")) == [root / "status.json"], "one run folder only"
+    finally:
+        follow.stop_run(root)
+    deadline = time.monotonic() + 60
+    while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert (read_status(root) or {}).get("state") == "interrupted"
+    assert alive_with(str(root / "config.toml")) == "", "no trainer may be left running"
+    assert tree(photos) == before

@@ -74,11 +74,14 @@ def test_no_data_found_is_a_failure_despite_exit_code_0(tmp_path):
     assert any("No data found" in ln for ln in result.diagnosis.lines)
 
 
+WHOLE = (2).to_bytes(8, "little") + b"{}"  # a whole (empty) .safetensors file
+
+
 def test_nan_loss_is_a_failure_even_with_a_lora_written(tmp_path):
     run = RunLayout(tmp_path)
     run.log.write_text((DATA / "trainer_nan.log").read_text())
     run.model.mkdir()
-    (run.model / "myface-check.safetensors").write_bytes(b"x")
+    (run.model / "myface-check.safetensors").write_bytes(WHOLE)
     result = judge(run, "myface-check", code=0, interrupted=False)
     assert result.final is not None and not result.ok
     assert result.diagnosis.reason == "the loss became NaN"
@@ -97,10 +100,24 @@ def test_ok_run_judged_ok(tmp_path):
     run = RunLayout(tmp_path)
     run.log.write_text((DATA / "trainer_ok.log").read_text())
     run.model.mkdir()
-    (run.model / "myface-check.safetensors").write_bytes(b"x")
+    (run.model / "myface-check.safetensors").write_bytes(WHOLE)
     result = judge(run, "myface-check", code=0, interrupted=False)
     assert result.ok and result.final.name == "myface-check.safetensors"
     assert judge(run, "myface-check", code=1, interrupted=False).diagnosis is not None
+
+
+def test_a_lora_cut_short_is_never_listed_and_is_removed_after_a_failure(tmp_path):
+    run = RunLayout(tmp_path)
+    run.log.write_text("steps: 100%|#| 2/2 [00:01<00:00, 1.00s/it, avr_loss=0.1]\nOSError: [Errno 28] No space left on device\n")
+    run.model.mkdir()
+    (run.model / "myface-check-000001.safetensors").write_bytes(WHOLE)
+    torn = run.model / "myface-check.safetensors"
+    header = b'{"w": {"dtype": "F16", "shape": [8], "data_offsets": [0, 16]}}'
+    torn.write_bytes(len(header).to_bytes(8, "little") + header + bytes(6))  # 6 of its 16 data bytes
+    result = judge(run, "myface-check", code=1, interrupted=False)
+    assert result.final is None and [p.name for p in result.loras] == ["myface-check-000001.safetensors"]
+    assert result.diagnosis.reason.startswith(f"no space left on device in {tmp_path}") and not torn.exists()
+    assert "removed the half-written model/myface-check.safetensors" in result.diagnosis.hint
 
 
 @pytest.mark.parametrize("log,reason", [

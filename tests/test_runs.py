@@ -175,7 +175,9 @@ def test_a_torn_status_reads_as_unknown_never_a_crash(tmp_path):
     status = root / "status.json"
     text = status.read_text()
     status.write_text(text[: len(text) // 2])  # the writer died mid-write
-    assert read_status(root) is None and list(list_runs(tmp_path)) == []
+    assert read_status(root) is None
+    ((listed, unknown),) = list_runs(tmp_path)  # listed, as unknown, saying why
+    assert listed == root and unknown["state"] == UNKNOWN and "status.json can't be read" in unknown["error"]
     r = read_run(root)
     assert r.state == UNKNOWN and not r.active and r.steps == 4 and r.losses[4] == 0.125  # the events still tell
     summary = summarize_run(root)

@@ -10,10 +10,11 @@ import functools
 import os
 import signal
 import sys
+from pathlib import Path
 
 import click
 
-from faceswap_kohya.errors import Terminated, UserError
+from faceswap_kohya.errors import Terminated, UserError, is_no_space, no_space_message
 from faceswap_kohya.formats.importer import load_any
 
 overrides_arg = click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -53,7 +54,8 @@ def _what(fn) -> str:
 
 def friendly(fn):
     """UserError → its message, exit 2; Ctrl-C → "interrupted", exit 130 (SIGTERM too); any other exception → one line
-    naming the command and the error, exit 1 (the traceback with --debug)."""
+    naming the command and the error, exit 1 (the traceback with --debug); a full disk (ENOSPC) is the user's: the
+    folder and what to do, exit 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -73,6 +75,10 @@ def friendly(fn):
         except Exception as e:  # noqa: BLE001 - the one place that turns a crash into a message
             if debugging():
                 raise
+            if is_no_space(e):  # a full disk is the user's to fix: where, and what to do
+                where = Path(e.filename).parent if getattr(e, "filename", None) else Path.cwd()
+                click.secho(f"error: {no_space_message(where)}", fg="red", err=True)
+                sys.exit(2)
             text = " ".join(str(e).split())[:300]
             click.secho(f"error: {_what(fn)} failed unexpectedly ({type(e).__name__}{': ' + text if text else ''}); "
                         f"run with --debug (or {DEBUG_ENV}=1) for the traceback", fg="red", err=True)

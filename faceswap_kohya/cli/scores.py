@@ -9,7 +9,7 @@ import click
 
 from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.faces.likeness import Baseline
 from faceswap_kohya.jobs import evaluate as ev
 from faceswap_kohya.jobs.identity import identity as run_identity
@@ -101,6 +101,7 @@ def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class
         plan.preset.evaluate.embedder = embedder
     if arcface_models:
         plan.preset.evaluate.arcface_models = str(arcface_models)
-    result = ev.evaluate(plan, Printer(err=True), device=device, dtype=dtype, offload=offload)
+    with no_space_in(plan.out_parent, "--out"):  # a full disk: the unfinished evaluation is removed, one message
+        result = ev.evaluate(plan, Printer(err=True), device=device, dtype=dtype, offload=offload)
     for line in ev.summary_lines(result):
         click.echo(line)

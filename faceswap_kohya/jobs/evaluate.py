@@ -42,7 +42,7 @@ from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import resolve_base
 from faceswap_kohya.runs.artifacts import (
@@ -58,6 +58,7 @@ from faceswap_kohya.runs.artifacts import (
     photo_folders,
     read_scores,
     run_of_lora,
+    write_scores,
 )
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
 from faceswap_kohya.runs.status import append_event
@@ -356,7 +357,7 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
         "negative_prompt": negative, "lora_weight": LORA_WEIGHT, "bleed_margin": ev.bleed_margin})
     scores["skipped"] = plan.skipped
     scores["seconds"] = round(time.monotonic() - start, 1)
-    (folder / SCORES).write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    write_scores(folder, scores)
     on_event(ImageWritten(str(write_chart(scores, folder / CHART)), "chart"))
     on_event(ImageWritten(str(write_report(scores, folder)), "report"))
     return Result(folder, scores)
@@ -366,8 +367,9 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
 def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path] = None,
                  base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
                  device=None, dtype=None, offload=None) -> Result:
-    """Evaluate every checkpoint of a run folder; returns where the report went and the scores."""
-    return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
+    """Evaluate every checkpoint of a run folder; returns where the report went and the scores (a full disk: NoSpace)."""
+    with no_space_in(Path(out) if out else Path(run_dir).expanduser().absolute() / "eval", "--out"):
+        return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 
 def evaluation_failed(err: BaseException, run_dir: Path) -> EvaluationFailed:
@@ -383,7 +385,7 @@ def evaluate_after_training(preset, run: RunLayout, found: list[Checkpoint], on_
         return None
     on_event(Message("evaluating the checkpoints (evaluate.enabled)"))
     try:
-        result = evaluate(plan_checkpoints(preset, run, found), on_event)
+        with no_space_in(run.eval): result = evaluate(plan_checkpoints(preset, run, found), on_event)  # noqa: E701
     except Exception as err:  # noqa: BLE001 - e.g. out of GPU memory: the finished training must not look failed
         on_event(evaluation_failed(err, run.root))
         return None

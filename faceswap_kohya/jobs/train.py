@@ -2,7 +2,9 @@
 its own process group with live events (the samples it writes scored for likeness as they appear: scoring.live),
 failure detection, evaluation when enabled; and `resume`.
 
-The run folder records every event (events.jsonl) and its state (status.json) as it goes.
+The run folder records every event (events.jsonl) and its state (status.json) as it goes. Free space is
+checked before against what the run will write; a disk that fills up anyway ends the run `failed` with one
+message naming the folder (NoSpace), whether the trainer or this program found it full.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable, Optional
 from faceswap_kohya.config import presets
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.data.regularization import balance_advice, check_cost, ensure_regularization
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import NoSpace, UserError, is_no_space, no_space_message
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_after_training
 from faceswap_kohya.runs.artifacts import latest_state
@@ -27,7 +29,16 @@ from faceswap_kohya.runs.lock import held
 from faceswap_kohya.runs.status import RunRecorder
 from faceswap_kohya.scoring import live as live_likeness
 from faceswap_kohya.trainer import render
-from faceswap_kohya.trainer.install import Trainer, check_base_model, check_disk, check_trainer, tokenizer_cache
+from faceswap_kohya.trainer.install import (
+    Trainer,
+    check_base_model,
+    check_disk,
+    check_model_space,
+    check_trainer,
+    count_photos,
+    space_needed,
+    tokenizer_cache,
+)
 from faceswap_kohya.trainer.launch import RunResult, judge, launch
 
 
@@ -49,7 +60,9 @@ def preflight(preset: Preset, trainer: Trainer, confirmed: bool = False, echo=pr
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         raise UserError(f"output.dir: {probe} is not writable")
-    check_disk(probe)
+    check_disk(probe, space_needed(preset, count_photos(preset) if photos else None))
+    if preset.base_model.path == CHECK_MODEL:
+        check_model_space(preset)
     if preset.regularization.generate:
         check_cost(preset, confirmed, echo)
 
@@ -203,11 +216,21 @@ def _finish(preset: Preset, result: RunResult, emit: OnEvent, recorder: RunRecor
 
 def _recorded(preset: Preset, run: RunLayout, on_event: OnEvent, work) -> RunResult:
     """Run `work(emit, recorder)` with every event recorded in the run folder; the status says how it ended."""
-    recorder = RunRecorder(run.root, preset.output.name)
+    try:
+        recorder = RunRecorder(run.root, preset.output.name)
+    except OSError as e:
+        if is_no_space(e):
+            raise NoSpace(no_space_message(run.root)) from None
+        raise
     emit = recorder.wrap(on_event)
     try:
-        result = work(emit, recorder)
-        return _finish(preset, result, emit, recorder)
+        try:
+            result = work(emit, recorder)
+            return _finish(preset, result, emit, recorder)
+        except OSError as e:  # this program's own writes (the dataset, the TOMLs, an evaluation) found the disk full
+            if not is_no_space(e):
+                raise
+            raise NoSpace(no_space_message(run.root, Path(e.filename).name if e.filename else "")) from None
     except UserError as e:
         recorder.set(state="failed", error=str(e))
         emit(Error(str(e)))

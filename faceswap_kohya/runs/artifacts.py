@@ -1,6 +1,6 @@
 """What a run folder holds, found in one place: its LoRA checkpoints in training order and the final LoRA,
-the trainer's sample images (and the epoch or step of each), saved training states, its photo folders, and its evaluations with the latest
-scores.
+whether a LoRA file was cut short (`whole_safetensors`), the trainer's sample images (and the epoch or step of
+each), saved training states, its photo folders, and its evaluations with the latest scores.
 
 Every other part asks these functions; nothing else globs `model/`, `img/` or `eval/` or knows the trainer's
 file names. A run is given as its folder or its `RunLayout`. The run's LoRA name is its `status.json` name,
@@ -10,6 +10,7 @@ else its `preset.yaml` `output.name`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,28 @@ def find_checkpoints(model_dir: Path, name: str) -> list[Checkpoint]:
     else:
         numbered.sort(key=lambda c: c.epoch if c.epoch is not None else c.step)
     return numbered + ([final] if final else [])
+
+
+def whole_safetensors(path: Path) -> bool:
+    """Whether a .safetensors file is as long as its header says (not cut short by a full disk or a crash while
+    it was saved). Reads the header only."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if n > 100_000_000:
+                return False
+            header = json.loads(f.read(n))
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    return size >= 8 + n + max(ends, default=0)
 
 
 def is_checkpoint(stem: str) -> bool:
@@ -165,6 +188,14 @@ def latest_scores(run: Run) -> Optional[Path]:
     """The newest evaluation's scores.json, if the run was evaluated."""
     found = evaluations(run)
     return found[-1] / SCORES if found else None
+
+
+def write_scores(folder: Path, scores: dict) -> Path:
+    """An evaluation's scores.json, written whole or not at all (a torn one is never read as an evaluation)."""
+    partial = Path(folder) / (SCORES + ".tmp")
+    partial.write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    os.replace(partial, Path(folder) / SCORES)
+    return Path(folder) / SCORES
 
 
 def read_scores(path: Optional[Path]) -> Optional[dict]:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.runs.status import ACTIVE, read_events, read_status
+from faceswap_kohya.runs.status import ACTIVE, UNREADABLE, read_events, read_status
 
-UNKNOWN = "unknown"  # no readable status.json (missing, or torn)
+UNKNOWN = UNREADABLE  # no readable status.json (missing, or torn)
 
 
 @dataclass

@@ -2,12 +2,18 @@
 
 Any process can list and follow runs from these two files alone. A status left `preparing`/`training`/
 `evaluating` by a process that no longer lives reads as `interrupted`.
+
+A full disk can't tear them or leave a run stuck at `training`: status.json is replaced whole (a small file
+written beside it, then renamed), an event line is appended whole or not at all (a partial write is cut back),
+and while the recorder is open the run folder holds a small reserve file (`.space-reserve`), given up only to
+write how the run ended when the disk is full: a full disk mid-run drops the writes (whole), never the last one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import threading
@@ -16,11 +22,15 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from faceswap_kohya import events as ev
+from faceswap_kohya.errors import is_no_space
 
 STATUS = "status.json"
 EVENTS = "events.jsonl"
 ACTIVE = ("preparing", "training", "evaluating")
-STATES = ACTIVE + ("finished", "failed", "interrupted")
+ENDED = ("finished", "failed", "interrupted")
+STATES = ACTIVE + ENDED
+RESERVE = ".space-reserve"  # given up to make room for the last status write when the disk fills up
+RESERVE_BYTES = 1024**2
 
 
 def _now() -> str:
@@ -46,7 +56,8 @@ class RunRecorder:
     """Appends every event to events.jsonl and keeps status.json up to date; wraps a job's callback.
 
     Safe to call from several threads (the trainer's output and the live likeness of its samples): one event
-    at a time is recorded and passed on. `status["sample_likeness"]` is the latest `SampleLikeness` (its fields)."""
+    at a time is recorded and passed on. `status["sample_likeness"]` is the latest `SampleLikeness` (its fields).
+    `disk_full` is set once a write found the disk full (the reserve was given up to go on)."""
 
     def __init__(self, root: Path, name: str = "", kind: str = "train"):
         self.root = Path(root)
@@ -54,9 +65,43 @@ class RunRecorder:
                        "started": _now(), "ended": None, "step": 0, "total": None, "loss": None, "val_loss": None,
                        "loras": [], "error": None, "sample_likeness": None}
         self._lock = threading.RLock()
-        self._file = open(self.root / EVENTS, "a", encoding="utf-8")
+        self.disk_full = False
+        self._reserve = self.root / RESERVE
+        self._hold_reserve()
+        self._fd = os.open(self.root / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._last_write = 0.0
         self.write_status()
+
+    def _hold_reserve(self) -> None:
+        try:
+            with open(self._reserve, "wb") as f:
+                f.write(bytes(RESERVE_BYTES))  # written, not sparse: the blocks are really taken
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # no room even for that: the checks before a run say so
+            self._reserve.unlink(missing_ok=True)
+
+    def _retry_on_full_disk(self, write) -> bool:
+        """`write()`; False when the disk was full. Once the run has ended (its last state is being written), the
+        reserve is given up to make room and it is tried again; before, the write is left out (status.json stays
+        as it was, whole) and the reserve is kept for the end."""
+        try:
+            write()
+            return True
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self.disk_full = True
+            if self.status["state"] not in ENDED or not self._reserve.exists():
+                return False
+            self._reserve.unlink()
+        try:
+            write()
+            return True
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            return False
 
     def write_status(self, force: bool = True) -> None:
         with self._lock:
@@ -64,21 +109,41 @@ class RunRecorder:
             if not force and now - self._last_write < 1.0:
                 return
             tmp = self.root / (STATUS + ".tmp")
-            tmp.write_text(json.dumps(self.status, indent=1), encoding="utf-8")
-            os.replace(tmp, self.root / STATUS)
+            data = json.dumps(self.status, indent=1).encode("utf-8")
+
+            def write():
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, self.root / STATUS)
+                except OSError:
+                    tmp.unlink(missing_ok=True)  # the old status.json stays as it was, whole
+                    raise
+
+            self._retry_on_full_disk(write)
             self._last_write = now
+
+    def _append(self, line: bytes) -> None:
+        """One whole line at the end of events.jsonl, or nothing (a partial write is cut back off)."""
+        size = os.fstat(self._fd).st_size
+        try:
+            if os.write(self._fd, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root / EVENTS))
+        except OSError:
+            os.ftruncate(self._fd, size)
+            raise
 
     def set(self, **changes) -> None:
         with self._lock:
             self.status.update(changes)
-            if changes.get("state") in ("finished", "failed", "interrupted"):
+            if changes.get("state") in ENDED:
                 self.status["ended"] = _now()
             self.write_status()
 
     def record(self, event: ev.Event) -> None:
         with self._lock:
-            self._file.write(json.dumps(ev.to_dict(event)) + "\n")
-            self._file.flush()
+            line = (json.dumps(ev.to_dict(event)) + "\n").encode("utf-8")
+            self._retry_on_full_disk(lambda: self._append(line))
             s = self.status
             if isinstance(event, ev.Step) and event.unit == "step":
                 s.update(step=event.step, total=event.total, loss=event.loss if event.loss is not None else s["loss"])
@@ -102,7 +167,10 @@ class RunRecorder:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._reserve.unlink(missing_ok=True)
 
 
 def read_status(root: Path) -> Optional[dict]:
@@ -148,12 +216,21 @@ def append_event(root: Path, event: ev.Event) -> None:
         f.write((b"\n" if torn else b"") + json.dumps(ev.to_dict(event)).encode() + b"\n")
 
 
+UNREADABLE = "unknown"  # the state of a run whose status.json can't be read (cut mid-write)
+
+
+def unreadable_status(root: Path) -> dict:
+    """What a run with a torn status.json is listed as: state `unknown`, saying why."""
+    return {"state": UNREADABLE, "kind": "", "name": "", "pid": None, "started": "", "step": 0, "total": None,
+            "loss": None, "loras": [], "error": f"{STATUS} can't be read (cut mid-write?): see events.jsonl and train.log in {root}"}
+
+
 def list_runs(output_dir: Path) -> Iterator[tuple[Path, dict]]:
-    """Every run folder under `output_dir` (`<name>/<timestamp>/`) that has a status, newest first."""
+    """Every run folder under `output_dir` (`<name>/<timestamp>/`) that has a status, newest first; one whose
+    status.json can't be read is listed as `unknown` (unreadable_status), last."""
     found = []
     for status in Path(output_dir).expanduser().glob(f"*/*/{STATUS}"):
         s = read_status(status.parent)
-        if s is not None:
-            found.append((status.parent, s))
+        found.append((status.parent, s if s is not None else unreadable_status(status.parent)))
     found.sort(key=lambda item: item[1].get("started") or "", reverse=True)
     return iter(found)

@@ -9,6 +9,8 @@ starves a trainer on a busy machine). With an address the driver joins that clus
 Each trial asks for the preset's resources (`resources.*`, else worked out from the preset: one GPU per
 trainer process when the cluster has GPUs; on a CPU ~20 GiB, so trials run one at a time), and Ray runs
 as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
+A worker that dies mid-trial (SIGKILL, the OOM killer) fails that trial alone, saying so (WORKER_DIED), and
+its trainer is stopped; the others go on, and running the sweep again retries only the trials not finished.
 Ctrl-C cancels every trial (KeyboardInterrupt in the worker: the train job stops the trainer's process
 group), waits for them to stop, and on this machine stops any trainer still left. `run_task` runs one such task
 (the training service's jobs), polling and cancelling it on request.
@@ -36,6 +38,8 @@ GiB = 2**30
 CPU_TRIAL_GB, GPU_TRIAL_GB = 20, 16  # host RAM of one trial: SDXL on a CPU peaks near 22 GB; with a GPU ~16
 POLL_S = 1.0
 STOP_WAIT_S = 120  # a trainer gets SIGINT, then SIGTERM, then SIGKILL within ~35 s
+WORKER_DIED = ("the Ray worker running it died (killed from outside, or out of memory?); "
+               "run the sweep again to retry this trial only")
 
 
 @dataclass
@@ -161,6 +165,8 @@ def _outcome(ray, ref, spec: dict, watch: TrialWatch) -> dict:
         state, error = "interrupted", "stopped before it started" if watch.run is None else "stopped"
     except ray.exceptions.RayTaskError as e:
         state, error = "failed", f"{type(e.cause).__name__}: {str(e.cause).splitlines()[0] if str(e.cause) else ''}"
+    except ray.exceptions.WorkerCrashedError:
+        state, error = "failed", WORKER_DIED
     except ray.exceptions.RayError as e:
         state, error = "failed", f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
     run = summarize_run(watch.run) if watch.run else {}
@@ -230,7 +236,10 @@ def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
                 for ref in ready:
                     spec, watch = pending.pop(ref)
                     watch.poll()
-                    on_summary(spec, _outcome(ray, ref, spec, watch))
+                    summary = _outcome(ray, ref, spec, watch)
+                    if summary.get("error") == WORKER_DIED and cluster.local:  # its trainer must not train on, orphaned
+                        _kill_left_trainers([watch], on_event)
+                    on_summary(spec, summary)
                 for _, watch in pending.values():
                     if (progress := watch.poll()) is not None:
                         on_event(progress)

@@ -1,8 +1,10 @@
 """The trainer's installation: its python and sd-scripts folder (`Trainer`; a kohya_ss install works too), and
-the checks before a launch: the base model, the trainer, free disk space, and the offline tokenizer cache."""
+the checks before a launch: the base model, the trainer, free disk space against what this run will write
+(`space_needed`: its LoRA files, states and cached latents), and the offline tokenizer cache."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -12,7 +14,7 @@ from typing import Optional
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import UserError, size_text
 from faceswap_kohya.models.base import check_checkpoint
 from faceswap_kohya.models.tokenizers import ensure_tokenizers
 
@@ -38,7 +40,77 @@ class Trainer:
         return self.sd_scripts / TRAIN_SCRIPT
 
 
-MIN_FREE_BYTES = 2 * 1024**3
+# What a run writes into output.dir, estimated before it starts (see space_needed). The LoRA sizes are those of
+# sd-scripts' networks.lora on SDXL (measured: the UNet's attention and feed-forward layers take 2.66 M
+# parameters per rank, both text encoders 0.9 M; LoCon's 3x3 convolutions about 2 M per conv rank).
+UNET_PARAMS_PER_RANK = 2_660_000
+TEXT_PARAMS_PER_RANK = 900_000
+CONV_PARAMS_PER_RANK = 2_000_000
+SAVE_BYTES = {"float": 4, "fp16": 2, "bf16": 2}
+STATE_COPIES = 2  # sd-scripts writes the new state before it removes the old one (save_last_n_epochs_state=1)
+RUN_MARGIN = 64 * 1024**2  # the dataset's images, logs, events, samples, an evaluation
+CHECK_MODEL_BYTES = 7 * 1024**3  # the pipeline-check model, built once into the cache
+TYPICAL_PHOTOS = 10  # an epoch's photos when they can't be counted before the run
+
+
+@dataclass(frozen=True)
+class SpaceNeeded:
+    """What one run will write into output.dir, in bytes, and what it is made of (for the message)."""
+
+    total: int
+    parts: tuple
+
+    def text(self) -> str:
+        return ", ".join(self.parts)
+
+
+def lora_bytes(preset: Preset) -> int:
+    """The size of one LoRA file the trainer will save, from the network's ranks and the save precision."""
+    n = preset.network
+    per_rank = UNET_PARAMS_PER_RANK + (0 if preset.optimizer.unet_only else TEXT_PARAMS_PER_RANK)
+    params = min(n.dim, 4096) * per_rank + min(n.conv_dim or 0, 4096) * CONV_PARAMS_PER_RANK
+    return params * SAVE_BYTES[preset.training.save_precision] + 1024**2  # + the header and metadata
+
+
+def count_photos(preset: Preset) -> Optional[int]:
+    """Photos × repeats of one epoch (the photos as given, before any mirrored or relit copies); None if unknown."""
+    from faceswap_kohya.data.samples import resolve_images
+    from faceswap_kohya.files.images import list_images
+
+    try:
+        if preset.dataset.subsets:
+            return sum(len(list_images(Path(s.folder).expanduser())) * s.repeats for s in preset.dataset.subsets)
+        folder = resolve_images(preset.dataset.images)
+        return len(list_images(Path(folder).expanduser())) * preset.dataset.repeats if folder else None
+    except OSError:
+        return None
+
+
+def space_needed(preset: Preset, photos: Optional[int] = None) -> SpaceNeeded:
+    """What this run will write into output.dir: every checkpoint and the final LoRA, the saved training states,
+    the cached latents (training.cache_latents_to_disk) and a margin. `photos`: one epoch's images (count_photos);
+    unknown (a prepared dataset), TYPICAL_PHOTOS photos × dataset.repeats."""
+    t = preset.training
+    photos = photos or TYPICAL_PHOTOS * preset.dataset.repeats
+    per_epoch = max(1, math.ceil(photos / (t.batch_size * t.gradient_accumulation)))
+    epochs = math.ceil(t.max_steps / per_epoch) if t.max_steps else t.epochs
+    steps = t.max_steps or epochs * per_epoch
+    files = 1 + ((epochs - 1) // t.save_every_n_epochs if t.save_every_n_epochs else 0)
+    files += steps // t.save_every_n_steps if t.save_every_n_steps else 0
+    files = min(files, 10_000)
+    lora = lora_bytes(preset)
+    parts = [f"{files} LoRA file{'s' if files != 1 else ''} of {size_text(lora)}"]
+    total = files * lora + RUN_MARGIN
+    if t.save_state:  # the trained weights in fp32 and AdamW's two moments
+        state = (lora - 1024**2) // SAVE_BYTES[t.save_precision] * 4 * 3
+        total += STATE_COPIES * state
+        parts.append(f"{STATE_COPIES} training states of {size_text(state)}")
+    if t.cache_latents and t.cache_latents_to_disk:
+        latents = photos * 4 * (preset.dataset.resolution // 8) ** 2 * 4 * 2  # fp32, with the flipped copy
+        total += latents
+        parts.append(f"cached latents {size_text(latents)}")
+    parts.append(f"{size_text(RUN_MARGIN)} for the dataset, logs and samples")
+    return SpaceNeeded(total, tuple(parts))
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -82,10 +154,29 @@ def check_trainer(trainer: Trainer) -> None:
                         "or point kohya.python at the python of an existing kohya_ss venv")
 
 
-def check_disk(folder: Path, need: int = MIN_FREE_BYTES) -> None:
+def check_disk(folder: Path, need: SpaceNeeded, field: str = "output.dir") -> None:
+    """One UserError when the disk of `folder` has less free space than this run will need."""
     free = shutil.disk_usage(folder).free
-    if free < need:
-        raise UserError(f"output.dir: only {free / 1024**3:.1f} GB free in {folder}; a run needs at least {need / 1024**3:.0f} GB")
+    if free < need.total:
+        raise UserError(f"{field}: this run needs about {size_text(need.total)} ({need.text()}) but only {size_text(free)} "
+                        f"is free in {folder}; free space there or set {field} to a folder on another disk")
+
+
+def check_model_space(preset: Preset) -> None:
+    """The pipeline-check model is built into the cache on its first use (~7 GB): is there room for it?"""
+    from faceswap_kohya.models.checkmodel import check_model_path
+
+    path = check_model_path()
+    if path.is_file():
+        return
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < CHECK_MODEL_BYTES:
+        raise UserError(f"base_model.path: building the pipeline-check model needs about {size_text(CHECK_MODEL_BYTES)} "
+                        f"but only {size_text(free)} is free in {folder}; free space there (or set FACESWAP_KOHYA_HOME "
+                        "to a folder on another disk)")
 
 
 def tokenizer_cache(preset: Preset) -> Optional[str]:

@@ -1,6 +1,7 @@
 """Run sd-scripts: the subprocess in its own process group with a watchdog (which stops it if the launcher
 dies), its output logged and turned into live events, a stall limit, the whole group stopped on Ctrl-C, and
-the run judged (failed also when the trainer exits 0 without a LoRA)."""
+the run judged (failed also when the trainer exits 0 without a LoRA; a full disk named as such, and a LoRA file
+it cut short never listed). A full disk stops the log (TrainLog), never the reading of the trainer's output."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from faceswap_kohya.runs.artifacts import checkpoints, final_lora
+from faceswap_kohya.errors import free_bytes, is_no_space
+from faceswap_kohya.runs.artifacts import checkpoints, final_lora, whole_safetensors
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer import render
-from faceswap_kohya.trainer.progress import Diagnosis, Event, LineSplitter, TrainerOutput, diagnose
+from faceswap_kohya.trainer.progress import NO_SPACE, Diagnosis, Event, LineSplitter, TrainerOutput, diagnose, no_space
 
 
 @dataclass
@@ -66,7 +68,7 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
     is up: its own CPU time stays a small fraction of a percent of the trainer's (benchmarks/bench_train_wrapper.py).
     """
     interrupted = False
-    with open(log_path, "ab") as log:
+    with TrainLog(log_path) as log:
         log.write(("$ " + render.shell_command(argv, cwd) + "\n").encode())
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=trainer_env(), start_new_session=True, bufsize=0, preexec_fn=sigint_default())
@@ -100,6 +102,42 @@ def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event
             _release(watchdog, done)
             proc.stdout.close()
     return code, interrupted
+
+
+class TrainLog:
+    """train.log, opened for appending: a full disk stops the logging, never the training's reading (the trainer
+    would block on a full pipe) nor the launcher. `full` says whether it happened."""
+
+    def __init__(self, path: Path):
+        self.path, self.full = Path(path), False
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._fd, self.full = -1, True
+
+    def write(self, data: bytes) -> None:
+        if self.full:
+            return
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self.full = True
+
+    def flush(self) -> None:  # every write goes straight to the file
+        pass
+
+    def __enter__(self) -> "TrainLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _pump(proc: subprocess.Popen, log, on_event, on_line, stall_seconds: Optional[float]) -> Optional[str]:
@@ -283,16 +321,37 @@ def _reap_group(pgid: int) -> None:
             time.sleep(0.1)
 
 
+FULL_DISK_BYTES = 8 * 1024**2  # a trainer that fails with less than this free in its run folder ran out of space
+
+
 def judge(run: RunLayout, name: str, code: int, interrupted: bool) -> RunResult:
-    """A run failed if it exited non-zero, said "No data found", or wrote no final LoRA."""
+    """A run failed if it exited non-zero, said "No data found", or wrote no final LoRA.
+
+    A LoRA file cut short (the disk filled up while the trainer saved it) is never a result: it is not listed,
+    and after a failed training it is removed. A failure on a full disk names the folder (`no_space`)."""
     found = checkpoints(run, name)
+    torn = [c.path for c in found if not whole_safetensors(c.path)]
+    found = [c for c in found if c.path not in torn]
+    final = final_lora(run, name)
+    final = final if final is not None and final not in torn else None
     log_text = run.log.read_text(encoding="utf-8", errors="replace") if run.log.is_file() else ""
-    result = RunResult(run, code, [c.path for c in found], final_lora(run, name), interrupted=interrupted, checkpoints=found)
+    result = RunResult(run, code, [c.path for c in found], final, interrupted=interrupted, checkpoints=found)
     if interrupted:
         return result
     if code != 0 or result.final is None or re.search(r"No data found|avr_loss=nan", log_text):
         d = diagnose(log_text, returncode=code)
-        if code == 0 and d.reason == "the trainer failed":
+        free = free_bytes(run.root)
+        full = d.reason == NO_SPACE or (d.reason == "the trainer failed" and free is not None and free < FULL_DISK_BYTES)
+        removed = []
+        for path in torn:  # half-written: useless, and it holds the space the user needs back
+            try:
+                path.unlink()
+                removed.append(path.relative_to(run.root))
+            except OSError:
+                pass
+        if full:
+            d = no_space(run.root, d.lines, removed)
+        elif code == 0 and d.reason == "the trainer failed":
             d = Diagnosis("the trainer exited without writing a LoRA", "read train.log in the run folder", d.lines)
         result.diagnosis = d
     return result

@@ -1,4 +1,5 @@
-"""Reading sd-scripts' output: progress events from its tqdm/log lines, and why a run failed."""
+"""Reading sd-scripts' output: progress events from its tqdm/log lines, and why a run failed (`diagnose`; a full
+disk is `no_space`, naming the folder)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 from dataclasses import dataclass
 from typing import Optional
 
+from faceswap_kohya.errors import NO_SPACE, no_space_message
 from faceswap_kohya.events import CheckpointWritten, Epoch, Event, ModelSaved, Step, ValidationLoss
 
 _STEP = re.compile(
@@ -162,6 +164,9 @@ class LineSplitter:
 
 # Known causes: (pattern in the log, what it means, what to do).
 KNOWN_FAILURES = [
+    (re.compile(r"No space left on device|\[Errno 28\]|StorageFull|ENOSPC|Disk quota exceeded", re.I),
+     NO_SPACE,
+     "free space on that disk, or set output.dir to a folder on another disk and train again"),
     (re.compile(r"No data found", re.I),
      "sd-scripts found no training images",
      "check that the photo folder has images; the run's img/ folder must hold `N_trigger class/` subfolders"),
@@ -234,6 +239,15 @@ def died_of(name: str, lines: list[str]) -> Diagnosis:
                          "`train --resume RUN` continues from the last saved state", lines)
     return Diagnosis(f"the trainer was stopped by {name} from outside",
                      "`train --resume RUN` continues from the last saved state", lines)
+
+
+def no_space(folder, lines: list[str], removed=()) -> Diagnosis:
+    """The disk that holds `folder` filled up while the trainer wrote to it (`removed`: half-written files deleted)."""
+    message = no_space_message(folder)
+    reason, _, hint = message.partition(": ")
+    if removed:
+        hint += "; removed the half-written " + ", ".join(str(p) for p in removed)
+    return Diagnosis(reason, hint, lines)
 
 
 def diagnose(log_text: str, max_lines: int = 6, returncode: Optional[int] = None) -> Diagnosis:

@@ -55,9 +55,12 @@ def evaluation_view(folder: Optional[Path]) -> list:
 
 def evaluate(ws: Workspace, run: str, emit):
     """`faceswap-kohya evaluate RUN`."""
+    from faceswap_kohya.errors import no_space_in
     from faceswap_kohya.jobs import evaluate as ev
 
-    return ev.evaluate(ev.plan_run(run_dir(run, ws)), emit)
+    plan = ev.plan_run(run_dir(run, ws))
+    with no_space_in(plan.out_parent, "--out"):
+        return ev.evaluate(plan, emit)
 
 
 @dataclass

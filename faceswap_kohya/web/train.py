@@ -1,15 +1,18 @@
 """Train page: a preset (shipped, an imported Kohya file or an uploaded YAML) and the knobs people change, checked
-before Start; then live progress followed from the run folder (the loss curve, the samples and their likeness per epoch),
-Stop (Ctrl-C) and Resume (`train --resume`)."""
+before Start; then live progress followed from the run folder (the loss curve, the samples and their likeness per
+epoch), Stop (Ctrl-C) and Resume (`train --resume`). One training at a time: a second Start (another tab) says which
+run is going."""
 
 from __future__ import annotations
 
 import shlex
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.runs.lock import held
 from faceswap_kohya.web import follow
 from faceswap_kohya.web.common import Workspace, error_text, new_upload_folder, save_upload
 
@@ -111,21 +114,43 @@ def check_text(knobs: Knobs, ws: Workspace, photos_dir: str, prepared: str) -> s
     return "\n\n".join(lines)
 
 
+@contextmanager
+def one_training(ws: Workspace) -> Iterator[None]:
+    """One training at a time in the workspace (one machine: two SDXL trainings don't fit in its memory): a second
+    Start, from another tab or while a run trains (from the app or the command line), is refused saying which run
+    is going. Two tabs pressing Start at the same moment: the workspace's lock lets one through."""
+    ws.make()
+    stack = ExitStack()
+    try:
+        stack.enter_context(held(ws.launches, "starting a training"))
+    except UserError:
+        raise UserError("a training is being started from another tab right now: one runs at a time; "
+                        "open it on the Runs page to follow it") from None
+    with stack:
+        running = follow.running_training(ws)
+        if running is not None:
+            raise UserError(f"a training is already running: {running.parent.name}/{running.name}; one runs at a time on "
+                            "this machine: wait for it to end, or Stop it (open it on the Runs page), then start again")
+        yield
+
+
 def start(ws: Workspace, knobs: Knobs, photos_dir: str, prepared: str) -> tuple[str, str]:
-    """Launch `faceswap-kohya train ...` in its own process; (run folder, message)."""
+    """Launch `faceswap-kohya train ...` in its own process; (run folder, message). One at a time (one_training)."""
     preset, _, _, args = load(knobs, ws, photos_dir, prepared, keep=True)
     if not prepared and not preset.dataset.images:
         raise UserError("no photos: add them on the Photos page (or use a preset that names dataset.images)")
-    launch = follow.spawn_cli(args, ws)
-    root = follow.wait_for_run(launch, ws)
+    with one_training(ws):
+        launch = follow.spawn_cli(args, ws)
+        root = follow.wait_for_run(launch, ws)
     return str(root), f"started {root.parent.name}/{root.name} (process {launch.proc.pid})"
 
 
 def resume(ws: Workspace, run: str) -> tuple[str, str]:
     if not run:
         raise UserError("no run to resume: open one on the Runs page")
-    launch = follow.spawn_cli(["train", "--resume", run], ws)
-    root = follow.wait_for_run(launch, ws)
+    with one_training(ws):
+        launch = follow.spawn_cli(["train", "--resume", run], ws)
+        root = follow.wait_for_run(launch, ws)
     return str(root), f"resuming {Path(run).name} in {root.parent.name}/{root.name}"
 
 
