@@ -36,16 +36,23 @@ def _load(path: str, dtype, keys_to=None) -> dict:
     return out
 
 
+def init_empty_weights():
+    """Parameters on the meta device (buffers such as position ids stay real): nothing allocated until loaded."""
+    from accelerate import init_empty_weights as empty
+
+    return empty()
+
+
 def _fill(model, state: dict, what: str, path: str) -> None:
-    """Assign a state dict to a model built on the meta device; every parameter must be set."""
+    """Assign a state dict to a model built with empty weights; every parameter must be set."""
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids")]
+    missing += [n for n, p in model.named_parameters() if p.is_meta and n not in missing]
     if missing:
         raise UserError(f"{path}: not {what} for diffusers ({len(missing)} weights missing, e.g. {missing[0]})")
 
 
 def load_transformer(path: str, dtype):
-    import torch
     from diffusers import FluxTransformer2DModel
     from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 
@@ -54,7 +61,7 @@ def load_transformer(path: str, dtype):
     keys = safetensors_keys(Path(path))
     n_double, n_single = block_counts(keys)
     guidance = any("guidance_in." in k for k in keys)
-    with torch.device("meta"):
+    with init_empty_weights():
         model = FluxTransformer2DModel(num_layers=n_double, num_single_layers=n_single, guidance_embeds=guidance)
     state = convert_flux_transformer_checkpoint_to_diffusers(_load(path, dtype, lambda k: k.removeprefix("model.diffusion_model.")))
     _fill(model, state, "a FLUX DiT", path)
@@ -62,7 +69,6 @@ def load_transformer(path: str, dtype):
 
 
 def load_ae(path: str, dtype):
-    import torch
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
@@ -70,20 +76,19 @@ def load_ae(path: str, dtype):
                   up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
                   latent_channels=16, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
                   use_quant_conv=False, use_post_quant_conv=False)
-    with torch.device("meta"):
+    with init_empty_weights():
         vae = AutoencoderKL(**config)
     _fill(vae, convert_ldm_vae_checkpoint(_load(path, dtype), vae.config), "the FLUX autoencoder", path)
     return vae
 
 
 def load_clip_l(path: str, dtype):
-    import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                             num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
                             layer_norm_eps=1e-5, projection_dim=768, bos_token_id=0, eos_token_id=2, pad_token_id=1)
-    with torch.device("meta"):
+    with init_empty_weights():
         model = CLIPTextModel(config)
     names = {n for n, _ in model.named_parameters()}
     rename = (lambda k: k) if any(n.startswith("text_model.") for n in names) else (lambda k: k.removeprefix("text_model."))
@@ -92,14 +97,13 @@ def load_clip_l(path: str, dtype):
 
 
 def load_t5xxl(path: str, dtype):
-    import torch
     from transformers import T5Config, T5EncoderModel
 
     config = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                       relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
                       layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
                       tie_word_embeddings=False, pad_token_id=0, eos_token_id=1)
-    with torch.device("meta"):
+    with init_empty_weights():
         model = T5EncoderModel(config)
     state = _load(path, dtype)
     if "encoder.embed_tokens.weight" not in state and "shared.weight" in state:
@@ -134,8 +138,14 @@ def load_flux_pipeline(files: dict, torch_dtype, check_model: bool = False, inpa
 
     t5_dtype = torch.bfloat16 if torch_dtype == torch.float32 else torch_dtype
     transformer = load_transformer(files["dit"], torch_dtype)
-    # T5's output meets the DiT at context_embedder: cast it to the DiT's dtype there
-    transformer.context_embedder.register_forward_pre_hook(lambda m, args: tuple(a.to(m.weight.dtype) for a in args))
+    # T5's bf16 output (and the latents the pipeline makes in its dtype) meet the DiT: cast them to the DiT's dtype
+    dit_dtype = transformer.x_embedder.weight.dtype
+
+    def cast(value):
+        return value.to(dit_dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    transformer.register_forward_pre_hook(lambda m, args, kwargs: (tuple(cast(a) for a in args),
+                                                                   {k: cast(v) for k, v in kwargs.items()}), with_kwargs=True)
     clip_tok, t5_tok = tokenizers(check_model, check_tokenizer_cache() if check_model else None)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                 base_image_seq_len=256, max_image_seq_len=4096)
