@@ -107,7 +107,8 @@ def test_flux_config_is_flux_train_networks():
     assert (t["guidance_scale"], t["timestep_sampling"], t["model_prediction_type"], t["blocks_to_swap"]) == \
         (1.0, "flux_shift", "raw", 16)
     assert t["fp8_base"] and t["cache_text_encoder_outputs"] and "no_half_vae" not in t
-    assert render.sample_prompts(preset).rstrip().endswith("--l 1 --g 3.5")  # cfg is FLUX.1's embedded guidance
+    check, _ = presets.load("flux-check")
+    assert render.sample_prompts(check).rstrip().endswith("--l 1 --g 3.5")  # cfg is FLUX.1's embedded guidance
     from faceswap_kohya.trainer.install import Trainer
 
     trainer = Trainer.of(preset)
