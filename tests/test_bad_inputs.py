@@ -59,6 +59,7 @@ def world(tmp_path_factory) -> Path:
     fake_sd = w / "fake-sd-scripts"  # a stand-in trainer: checks pass, and the launch is guarded anyway
     fake_sd.mkdir()
     (fake_sd / "sdxl_train_network.py").write_text("raise SystemExit('never run')\n")
+    (fake_sd / "flux_train_network.py").write_text("raise SystemExit('never run')\n")
     (w / "train.yaml").write_text(
         f"base_model: {w / 'tiny'}\nsubject: {{trigger: myface, class_word: man}}\n"
         f"dataset: {{images: {w / 'photos'}, resolution: 64, repeats: 1}}\n"
@@ -70,6 +71,7 @@ def world(tmp_path_factory) -> Path:
     _json(w / "fast.json", gui | {"learning_rate": "fast"})
     _json(w / "many.json", gui | {"network_dim": "many"})
     _json(w / "big.json", gui | {"max_resolution": "big"})
+    _json(w / "flux_oft_gui.json", {"LoRA_type": "Flux1 OFT", "flux1_checkbox": True, "unet_lr": 1e-4})
     for name in ("sd15_gui.json", "flux_gui.json", "colab_dataset.toml"):
         shutil.copy(DATA / name, w / name)
     (w / "existing.toml").write_text("# mine\n")
@@ -100,6 +102,20 @@ def world(tmp_path_factory) -> Path:
     from safetensors.numpy import save_file
 
     save_file({"foo.weight": np.zeros((2, 2), np.float32)}, str(w / "not_lora.safetensors"))
+    # FLUX files: headers as the real ones (the tensors sd-scripts' loaders need, first dimensions as theirs), tiny
+    tiny = lambda *shape: np.zeros(shape, np.float16)  # noqa: E731
+    save_file({"double_blocks.0.img_attn.proj.bias": tiny(8), "single_blocks.0.modulation.lin.bias": tiny(8)},
+              str(w / "flux_dit.safetensors"))
+    save_file({"encoder.conv_out.weight": tiny(32, 1), "decoder.conv_in.weight": tiny(512, 16)}, str(w / "flux_ae.safetensors"))
+    save_file({"text_model.encoder.layers.0.self_attn.q_proj.weight": tiny(768, 1)}, str(w / "clip_l.safetensors"))
+    save_file({"encoder.block.0.layer.0.SelfAttention.q.weight": tiny(4096, 1)}, str(w / "t5xxl.safetensors"))
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": tiny(4, 1)}, str(w / "sdxl_single.safetensors"))
+    (w / "flux.yaml").write_text(
+        f"base_model: {{family: flux, path: {w / 'flux_dit.safetensors'}, ae: {w / 'flux_ae.safetensors'}, "
+        f"clip_l: {w / 'clip_l.safetensors'}, t5xxl: {w / 't5xxl.safetensors'}}}\n"
+        f"subject: {{trigger: myface, class_word: man}}\n"
+        f"dataset: {{images: {w / 'photos'}, resolution: 64, repeats: 1}}\n"
+        f"kohya: {{sd_scripts: {fake_sd}, python: {sys.executable}, tokenizer_cache: null}}\n")
     (w / "loras").mkdir()
     (w / "loras" / "bad.safetensors").write_bytes(b"garbage")
     # run folders
@@ -172,7 +188,7 @@ CASES = [
     ("kohya-validate", "validate @w/many.json", ["many.json: network_dim: 'many' is not a number"]),
     ("kohya-resolution", "render @w/big.json -o @out", ["big.json: max_resolution: 'big' is not a resolution"]),
     ("kohya-sd15", "render @w/sd15_gui.json -o @out", ["sd15_gui.json", "SD 1.5"]),
-    ("kohya-flux-train", "train @w/flux_gui.json output.dir=@out", ["flux_gui.json", "Flux.1"]),
+    ("kohya-flux-oft-train", "train @w/flux_oft_gui.json output.dir=@out", ["flux_oft_gui.json", "Flux.1 OFT"]),
     ("kohya-dataset-toml", "presets import @w/colab_dataset.toml", ["colab_dataset.toml: this is a dataset TOML"]),
     ("kohya-train-option-value", "train @w/sched_args.json output.dir=@out", ["lr_scheduler_args", "--output_dir=/x"]),
     ("export-existing", "presets export face-8gb --format sd-scripts -o @w/existing.toml", ["existing.toml already exists"]),
@@ -216,6 +232,19 @@ CASES = [
      ["none.safetensors: does not exist"]),
     ("base-missing-regularize", "regularize @w/train.yaml regularization.generate=2 base_model.path=@w/none.safetensors",
      ["none.safetensors: does not exist"]),
+    # FLUX base models: each file checked from its header before anything starts
+    ("base-flux-t5xxl-unset", "validate @w/flux.yaml base_model.t5xxl=null",
+     ["base_model.t5xxl: is required for base_model.family flux"]),
+    ("base-flux-t5xxl-missing", "train @w/flux.yaml base_model.t5xxl=@w/none.safetensors output.dir=@out",
+     ["base_model.t5xxl:", "none.safetensors does not exist"]),
+    ("base-flux-sdxl-as-dit", "train @w/flux.yaml base_model.path=@w/sdxl_single.safetensors output.dir=@out",
+     ["base_model.path:", "is not a FLUX DiT", "looks like an SDXL checkpoint"]),
+    ("base-flux-swapped-encoders", "train @w/flux.yaml base_model.clip_l=@w/t5xxl.safetensors output.dir=@out",
+     ["base_model.clip_l:", "is not a CLIP-L text encoder", "looks like a T5-XXL"]),
+    ("base-flux-file-for-sdxl", "train @w/train.yaml base_model.path=@w/flux_dit.safetensors output.dir=@out",
+     ["base_model.path:", "a FLUX DiT, not an SDXL checkpoint", "family: flux"]),
+    ("base-flux-check-family", "validate face-8gb base_model.path=builtin:flux-check",
+     ["base_model.family: must be flux for builtin:flux-check"]),
     # LoRA files
     ("lora-not-safetensors", "generate @w/lora.bin 'myface man' --base @w/tiny -o @out", ["lora.bin: not a LoRA file"]),
     ("lora-truncated", "generate @w/truncated.safetensors 'myface man' --base @w/tiny -o @out",

@@ -28,6 +28,7 @@ OWN_GUI = [DATA / "face_gui.json", DATA / "loha_gui.json"]
 
 def test_the_kohya_ss_presets_are_all_here():
     assert len(SDXL_SHARED) == 15 and SHARED / "sd15 - EDG_LoraOptiSettings.json" in SHARED_FILES
+    assert SHARED / "flux1D - adamw8bit fp8.json" in SHARED_FILES
 
 
 # ---------------------------------------------------------------- what kohya_ss would produce
@@ -288,10 +289,77 @@ def test_own_colab_sectioned_toml_with_dataset():
     assert any(k.startswith("colab_dataset.toml: subsets[instance].image_dir") for k in report.keys())
 
 
-@pytest.mark.parametrize("name,family", [("sd15_gui.json", "SD 1.5"), ("flux_gui.json", "Flux.1"), ("flux_sd.toml", "Flux.1")])
+@pytest.mark.parametrize("name,family", [("sd15_gui.json", "SD 1.5")])
 def test_other_families_are_refused(name, family):
     with pytest.raises(Refused, match=family):
         import_file(DATA / name)
+
+
+def test_flux_oft_and_sd3_are_refused(tmp_path):
+    (tmp_path / "oft.json").write_text(json.dumps({"LoRA_type": "Flux1 OFT", "flux1_checkbox": True, "unet_lr": 1e-4}))
+    (tmp_path / "sd3.toml").write_text('clip_g = "/m/clip_g.safetensors"\nlearning_rate = 1e-4\n')
+    with pytest.raises(Refused, match="Flux.1 OFT"):
+        import_file(tmp_path / "oft.json")
+    with pytest.raises(Refused, match="SD3"):
+        import_file(tmp_path / "sd3.toml")
+
+
+# ---------------------------------------------------------------- FLUX.1
+FLUX_SHARED = SHARED / "flux1D - adamw8bit fp8.json"
+
+
+def test_shared_flux_preset_imports_key_by_key():
+    """kohya_ss' FLUX.1 preset: the model files, flux_train_network.py's options and networks.lora_flux, every key
+    of the file in the report; rendered, it is what kohya_ss writes for flux_train_network.py."""
+    gui = json.loads(FLUX_SHARED.read_text())
+    preset, report = import_preset(FLUX_SHARED)
+    assert set(gui) == report.keys(), "every key of the file is in the report, and nothing else"
+    assert all(e.detail for e in report.entries)
+    b = preset.base_model
+    assert (b.family, b.path, b.ae, b.clip_l, b.t5xxl) == ("flux", gui["pretrained_model_name_or_path"], gui["ae"],
+                                                           gui["clip_l"], gui["t5xxl"])
+    f = preset.flux
+    assert (f.guidance_scale, f.timestep_sampling, f.model_prediction_type, f.discrete_flow_shift) == (3.5, "sigma", "raw", 1.0)
+    assert f.t5xxl_max_token_length == 512 and f.cache_text_encoder_outputs_to_disk
+    assert preset.training.cache_text_encoder_outputs and preset.training.fp8_base
+    assert (preset.network.module, preset.network.dim, preset.network.alpha, preset.network.conv_dim) == \
+        ("networks.lora_flux", 8, 8.0, None)
+    assert preset.network.args == [] and report.by_key("train_blocks")[0].status == "mapped"  # "all": the default
+    assert (preset.optimizer.type, preset.optimizer.unet_lr, preset.optimizer.text_encoder_lr) == ("AdamW8bit", 1e-4, 0)
+    assert (preset.training.epochs, preset.dataset.resolution) == (25, 512)
+    for key in ("sdxl_no_half_vae", "sdxl_cache_text_encoder_outputs", "max_token_length", "conv_dim"):
+        assert report.by_key(key)[0].status == "ignored", key
+    cfg = train_config(preset, RunLayout(Path("/run")), preset.base_model.path)
+    assert cfg["model"]["ae"] == gui["ae"] and cfg["model"]["t5xxl"] == gui["t5xxl"] and cfg["model"]["clip_l"] == gui["clip_l"]
+    assert cfg["network"]["network_module"] == "networks.lora_flux" and cfg["network"]["network_train_unet_only"]
+    t = cfg["training"]
+    assert (t["guidance_scale"], t["timestep_sampling"], t["model_prediction_type"], t["t5xxl_max_token_length"]) == \
+        (3.5, "sigma", "raw", 512)
+    assert t["cache_text_encoder_outputs"] and t["cache_text_encoder_outputs_to_disk"] and t["fp8_base"]
+    assert "no_half_vae" not in t and "max_token_length" not in t
+
+
+def test_sd_scripts_flux_toml_imports(tmp_path):
+    """An sd-scripts FLUX TOML (docs/flux_train_network.md's LoRA command as a config file) → a flux preset."""
+    toml = (DATA / "flux_sd.toml").read_text() + (
+        't5xxl = "/models/t5xxl_fp16.safetensors"\nclip_l = "/models/clip_l.safetensors"\nlearning_rate = 1e-4\n'
+        'optimizer_type = "AdamW8bit"\nguidance_scale = 1.0\ntimestep_sampling = "flux_shift"\n'
+        'model_prediction_type = "raw"\nblocks_to_swap = 18\ncache_text_encoder_outputs = true\n'
+        'network_train_unet_only = true\nmax_train_epochs = 10\nsdpa = true\n')
+    (tmp_path / "flux.toml").write_text(toml)
+    preset, report = import_preset(tmp_path / "flux.toml")
+    assert (preset.base_model.family, preset.base_model.path, preset.base_model.ae) == \
+        ("flux", "/models/flux1-dev.safetensors", "/models/ae.safetensors")
+    assert (preset.flux.guidance_scale, preset.flux.timestep_sampling, preset.flux.blocks_to_swap) == (1.0, "flux_shift", 18)
+    assert preset.network.module == "networks.lora_flux" and preset.optimizer.text_encoder_lr == 0
+    assert {e.status for e in report.entries} <= {"mapped", "transformed", "ignored"}
+    cfg = train_config(preset, RunLayout(Path("/run")), preset.base_model.path)
+    assert cfg["training"]["blocks_to_swap"] == 18 and cfg["model"]["t5xxl"] == "/models/t5xxl_fp16.safetensors"
+
+
+def test_flux_preset_without_learning_rate_says_so():
+    with pytest.raises(UserError, match="no learning rate"):
+        import_file(DATA / "flux_gui.json")
 
 
 def test_dataset_toml_alone_is_explained():

@@ -21,11 +21,13 @@ RUN = RunLayout(Path("/RUN"))
 
 
 def rendered(preset, tmp: Path) -> dict[str, str]:
+    from faceswap_kohya.config.paths import home
+
     render.write_all(preset, RunLayout(tmp), "BASE_MODEL", "/TOKENIZERS")
     out = {}
     for name in ("dataset.toml", "config.toml", "sample_prompts.txt"):
-        if (tmp / name).is_file():
-            out[name] = (tmp / name).read_text().replace(str(tmp), "/RUN")
+        if (tmp / name).is_file():  # the FLUX check model's files are in the user's cache: /HOME
+            out[name] = (tmp / name).read_text().replace(str(tmp), "/RUN").replace(str(home()), "/HOME")
     return out
 
 

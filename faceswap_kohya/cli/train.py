@@ -147,12 +147,18 @@ def regularize(preset, overrides, yes):
 
 @cli.command("check-model")
 @click.option("--force", is_flag=True, help="Rebuild even if it exists.")
+@click.option("--family", type=click.Choice(["sdxl", "flux"]), default="sdxl", show_default=True,
+              help="sdxl: the check model of cpu-check; flux: that of flux-check (DiT, AE, CLIP-L, T5-XXL).")
 @friendly
-def check_model(force):
-    """Build the pipeline-check base model (random SDXL weights: noise, for checking an install)."""
-    from faceswap_kohya.models.checkmodel import build_check_model
+def check_model(force, family):
+    """Build the pipeline-check base model (random weights: noise, for checking an install)."""
+    from faceswap_kohya.models.checkmodel import build_check_model, build_flux_check_model
 
     trainer = Trainer.of(Preset(base_model=CHECK_MODEL))
+    if family == "flux":
+        for path in build_flux_check_model(trainer, force=force, echo=click.echo).values():
+            click.echo(str(path))
+        return
     click.echo(str(build_check_model(trainer, force=force, echo=click.echo)))
 
 

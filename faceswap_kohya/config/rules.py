@@ -126,7 +126,42 @@ def check_bleed_without_trigger(f: Fields) -> Iterator[Problem]:
                                                          "the LoRA should leave alone", prompt)
 
 
-RULES = (check_text_encoder_lr, check_caption_shuffle, check_caption_dropout, check_augmentation_vs_cache, check_buckets,
+FLUX_FILES = {"ae": "the autoencoder, ae.safetensors", "clip_l": "the CLIP-L text encoder, clip_l.safetensors",
+              "t5xxl": "the T5-XXL text encoder, e.g. t5xxl_fp16.safetensors"}
+BUILTIN_FAMILIES = {"builtin:pipeline-check": "sdxl", "builtin:flux-check": "flux"}
+
+
+def check_family_files(f: Fields) -> Iterator[Problem]:
+    """FLUX needs its three companion files (the check model brings its own); SDXL takes none of them."""
+    family, path = f.get("base_model.family"), f.get("base_model.path")
+    builtin = BUILTIN_FAMILIES.get(path)
+    if builtin and builtin != family:
+        yield Problem("base_model.family", f"must be {builtin} for {path}", family)
+        return
+    chroma = family == "flux" and f.get("flux.model_type") == "chroma"
+    for key, what in FLUX_FILES.items():
+        value = f.get(f"base_model.{key}")
+        if key == "clip_l" and chroma:
+            continue  # Chroma has no CLIP-L
+        if family == "flux" and not builtin and not value:
+            yield Problem(f"base_model.{key}", f"is required for base_model.family flux ({what})", value)
+        elif family == "flux" and builtin and value:
+            yield Problem(f"base_model.{key}", f"must be unset with {path} (it brings its own)", value)
+        elif family == "sdxl" and value:
+            yield Problem(f"base_model.{key}", "is a FLUX file: set base_model.family to flux, or remove it", value)
+    if family == "flux" and (vae := f.get("base_model.vae")):
+        yield Problem("base_model.vae", "is for SDXL; FLUX's autoencoder is base_model.ae", vae)
+
+
+def check_family_network(f: Fields) -> Iterator[Problem]:
+    family, module = f.get("base_model.family"), f.get("network.module")
+    if family == "sdxl" and module == "networks.lora_flux":
+        yield Problem("network.module", "networks.lora_flux is for base_model.family flux (SDXL: networks.lora)", module)
+    if family == "flux" and (conv := f.get("network.conv_dim")) is not None:
+        yield Problem("network.conv_dim", "FLUX's DiT has no 3x3 convolutions: remove it (LoCon is SDXL only)", conv)
+
+
+RULES = (check_family_files, check_family_network, check_text_encoder_lr, check_caption_shuffle, check_caption_dropout, check_augmentation_vs_cache, check_buckets,
          check_regularization_prompts, check_regularization_source, check_conv, check_precision, check_sampling,
          check_bleed_without_trigger)
 

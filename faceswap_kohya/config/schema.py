@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from faceswap_kohya.config import rules
 from faceswap_kohya.config.evaluation import Evaluation
+from faceswap_kohya.config.flux import FluxSettings
 from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.sampling import Sampling
@@ -28,6 +29,9 @@ from faceswap_kohya.config.texts import (
 )
 
 CHECK_MODEL = "builtin:pipeline-check"  # the random-init SDXL built by `faceswap-kohya check-model`
+CHECK_MODEL_FLUX = "builtin:flux-check"  # the random-init FLUX.1 (one double, one single block), built the same way
+CHECK_MODELS = {CHECK_MODEL: "sdxl", CHECK_MODEL_FLUX: "flux"}
+FAMILIES = ("sdxl", "flux")
 
 OPTIMIZERS = (
     "AdamW8bit", "AdamW", "PagedAdamW8bit", "PagedAdamW", "PagedAdamW32bit", "Lion", "Lion8bit",
@@ -39,16 +43,27 @@ SCHEDULERS = (
     "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
 )
-NETWORK_MODULES = ("networks.lora", "lycoris.kohya")
+NETWORK_MODULES = ("networks.lora", "networks.lora_flux", "lycoris.kohya")
 
 
 class BaseModelSection(Section):
-    """Hub id, local diffusers folder, single .safetensors file, or `builtin:pipeline-check`."""
+    """SDXL: a hub id, local diffusers folder, single .safetensors file, or `builtin:pipeline-check`.
+    FLUX: the DiT file (or `builtin:flux-check`) and its three companions, `ae`, `clip_l` and `t5xxl`."""
 
-    path: str = Field(description="hub id, diffusers folder, .safetensors file, or builtin:pipeline-check")
+    family: Literal[FAMILIES] = Field("sdxl", description="sdxl (sdxl_train_network.py) or flux (FLUX.1/Chroma, "  # type: ignore[valid-type]
+                                                          "flux_train_network.py)")
+    path: str = Field(description="hub id, diffusers folder, .safetensors file, or builtin:pipeline-check; "
+                                  "family flux: the DiT .safetensors file, or builtin:flux-check")
     vae: Optional[str] = Field(None, description="optional VAE file or hub id (e.g. an fp16-fixed SDXL VAE)")
+    ae: Optional[str] = Field(None, description="family flux: the autoencoder file (ae.safetensors)")
+    clip_l: Optional[str] = Field(None, description="family flux: the CLIP-L text encoder file (clip_l.safetensors)")
+    t5xxl: Optional[str] = Field(None, description="family flux: the T5-XXL text encoder file (e.g. t5xxl_fp16.safetensors)")
 
-    _expand_paths = field_validator("path", "vae", mode="before")(expand_home)
+    _expand_paths = field_validator("path", "vae", "ae", "clip_l", "t5xxl", mode="before")(expand_home)
+
+    @property
+    def is_flux(self) -> bool:
+        return self.family == "flux"
 
     @property
     def is_single_file(self) -> bool:
@@ -303,6 +318,7 @@ class Preset(Section):
     network: Network = Field(default_factory=Network)
     optimizer: Optimizer = Field(default_factory=Optimizer)
     training: Training = Field(default_factory=Training)
+    flux: FluxSettings = Field(default_factory=FluxSettings)
     sampling: Sampling = Field(default_factory=Sampling)
     output: Output = Field(default_factory=Output)
     kohya: Kohya = Field(default_factory=Kohya)
@@ -314,7 +330,9 @@ class Preset(Section):
     def accept_plain_path(cls, v):
         if isinstance(v, (int, float, list, bool)):
             raise ValueError("expected a hub id, a diffusers folder or a .safetensors file")
-        return {"path": v} if isinstance(v, str) else v
+        if isinstance(v, str):
+            return {"path": v, "family": CHECK_MODELS.get(v, "sdxl")}
+        return v
 
     @property
     def instance_tokens(self) -> str:

@@ -23,7 +23,7 @@ from faceswap_kohya.diffusion.images import generate_images
 from faceswap_kohya.diffusion.pipeline import free_memory, pick_device
 from faceswap_kohya.diffusion.prompts import set_sampler
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.models.base import generation_files
 from faceswap_kohya.models.checkmodel import check_model_path
 from faceswap_kohya.runs.layout import RunLayout, reg_dir
 
@@ -96,7 +96,7 @@ def check_cost(preset: Preset, confirmed: bool, echo=print) -> None:
     echo(f"regularization: {r.generate} class images, {r.generate - len(todo)} cached, {len(todo)} to generate")
     if not todo:
         return
-    resolve_base(preset.base_model.path)
+    generation_files(preset.base_model, preset.base_model.path)  # the base model (a FLUX preset: each file) checked
     device = pick_device(None)
     eta = estimate_seconds(len(todo), r.steps, preset.dataset.resolution, device)
     echo(f"  estimated time on {device}: ~{describe_seconds(eta)} ({r.steps} steps at {preset.dataset.resolution} px)")
@@ -111,7 +111,7 @@ def generate_missing(preset: Preset, todo: list[RegImage], echo=print,
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     r, cache, size = preset.regularization, cache_dir(), preset.dataset.resolution
-    pipe = load_pipeline(preset.base_model.path)
+    pipe = load_pipeline(preset.base_model.path, flux=generation_files(preset.base_model, preset.base_model.path))
     set_sampler(pipe, r.scheduler)
     for done, img in enumerate(todo, 1):
         image = generate_images(pipe, [img.prompt], [img.seed], r.steps, r.cfg, size, size, r.negative_prompt)[0]

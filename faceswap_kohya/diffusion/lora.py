@@ -1,5 +1,5 @@
-"""Kohya LoRAs on a diffusers SDXL pipeline: a LoRA file's modules read (and checked to be an SDXL LoRA), each
-attached as a peft adapter, adapter weights set, LoRAs fused.
+"""Kohya LoRAs on a diffusers SDXL or FLUX pipeline: a LoRA file's modules read (and checked to be a LoRA of the
+pipeline's family), each attached as a peft adapter, adapter weights set, LoRAs fused.
 
 Every LoRA is checked after loading: each module named in the file must have attached to the model,
 because diffusers drops some keys silently (mixed key layouts, blocks the model lacks).
@@ -16,6 +16,16 @@ from typing import Optional
 from faceswap_kohya.errors import UserError
 
 COMPONENTS = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+FLUX_COMPONENTS = {"transformer": "lora_unet_", "text_encoder": "lora_te1_"}  # lora_flux's T5 (lora_te3_) is not loaded
+
+
+def pipeline_family(pipe) -> str:
+    return getattr(pipe, "fsk_family", "sdxl")
+
+
+def lora_family(modules: list[str]) -> str:
+    """flux when the LoRA's modules are FLUX DiT blocks (`lora_unet_double_blocks_*`, `lora_unet_single_blocks_*`)."""
+    return "flux" if any(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules) else "sdxl"
 
 
 @dataclass
@@ -87,9 +97,16 @@ def attached_names(pipe, adapter: str) -> set[str]:
     """Every name a file could use for the modules that carry `adapter` (Kohya original and diffusers
     layouts, and peft/diffusers names)."""
     names = set()
-    for component, prefix in COMPONENTS.items():
+    flux = pipeline_family(pipe) == "flux"
+    for component, prefix in (FLUX_COMPONENTS if flux else COMPONENTS).items():
         model = getattr(pipe, component, None)
         if model is None:
+            continue
+        if component == "transformer":
+            from faceswap_kohya.diffusion.flux import attached_kohya_names
+
+            layers = {name for name, _ in _peft_layers(model, adapter)}
+            names |= attached_kohya_names(model, layers) | {f"transformer.{n}" for n in layers}
             continue
         up_attn = lambda b: True  # noqa: E731
         lpb = 2
@@ -134,6 +151,8 @@ def read_lora_modules(path: Path) -> list[str]:
     if not modules:
         raise UserError(f"{path}: not a LoRA: none of its {len(keys)} tensors is a lora_down/lora_up pair "
                         f"(first key: {keys[0]!r}); is it a full model checkpoint?")
+    if lora_family(modules) == "flux":
+        return modules
     if any(m.startswith("lora_te_") for m in modules) or any("down_blocks_0_attentions" in m for m in modules):
         raise UserError(f"{path}: a LoRA for SD 1.x/2.x (one text encoder: lora_te_*, or attention in the first UNet "
                         "block); it cannot be used with SDXL")
@@ -165,6 +184,10 @@ def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = N
     if not os.path.isfile(path):  # else diffusers treats the path as a hub repo id
         raise UserError(f"LoRA {path}: no such file")
     modules = read_lora_modules(path)
+    family = pipeline_family(pipe)
+    if lora_family(modules) != family:
+        raise UserError(f"LoRA {path}: a {lora_family(modules).upper()} LoRA, and the base model is {family.upper()}: "
+                        "give the base model it was trained on")
     if not hasattr(pipe, "fsk_loras"):
         pipe.fsk_loras = {}
     name = adapter_name or _adapter_name(path, pipe)
@@ -183,7 +206,7 @@ def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = N
         _drop(pipe, name)
         shown = ", ".join(missing[:6]) + (f", ... ({len(missing) - 6} more)" if len(missing) > 6 else "")
         raise UserError(f"LoRA {path}: only {len(modules) - len(missing)} of {len(modules)} modules attached to the model; "
-                        f"not attached: {shown}. Is it a LoRA for this base model (SDXL)?")
+                        f"not attached: {shown}. Is it a LoRA for this base model ({family.upper()})?")
     pipe.fsk_loras[name] = LoraInfo(name, path, float(weight), len(modules))
     set_weights(pipe, {n: info.weight for n, info in pipe.fsk_loras.items()})
     return len(modules)

@@ -1,5 +1,6 @@
-"""Load an SDXL pipeline (hub id, diffusers folder, single file, or the check model) offline, on the chosen
-device and dtype, and give its memory back when it is dropped."""
+"""Load an SDXL pipeline (hub id, diffusers folder, single file, or the check model) or a FLUX.1 one (its four
+files, or the FLUX check model; diffusion/flux.py) offline, on the chosen device and dtype, and give its memory
+back when it is dropped."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config.paths import home
+from faceswap_kohya.config.schema import CHECK_MODEL_FLUX
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.models.base import model_label, resolve_base
+from faceswap_kohya.models.base import check_flux_file, model_label, resolve_base
+from faceswap_kohya.models.checkmodel import flux_check_files
 from faceswap_kohya.models.tokenizers import find_bpe, vocab_and_merges, write_tokenizer
 
 SDXL_CONFIG = Path(__file__).parent / "sdxl_config"
@@ -90,19 +93,29 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[str] = None):
-    """An SDXL pipeline from a hub id, a local diffusers folder, a single file, or builtin:pipeline-check.
+def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[str] = None,
+                  flux: Optional[dict] = None, inpaint: bool = False):
+    """An SDXL pipeline from a hub id, a local diffusers folder, a single file, or builtin:pipeline-check; a FLUX
+    pipeline from `flux` (`models.base.flux_files`: the DiT, AE, CLIP-L and T5-XXL) or builtin:flux-check.
 
     offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
+    inpaint: FLUX only, a FluxInpaintPipeline (SDXL swap makes its own inpainting pipeline from this one).
     """
     quiet_libraries()
     from diffusers import StableDiffusionXLPipeline
 
-    kind, where = resolve_base(base_model)
+    kind, where = resolve_base(base_model) if flux is None else ("flux", flux["dit"])
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
     try:
-        if kind == "file":
+        if kind == "flux":
+            from faceswap_kohya.diffusion.flux import load_flux_pipeline
+
+            files = flux if flux is not None else {k: str(v) for k, v in flux_check_files().items()}
+            for key, path in files.items():
+                check_flux_file(path, key, f"base model {key}")
+            pipe = load_flux_pipeline(files, torch_dtype, check_model=base_model == CHECK_MODEL_FLUX, inpaint=inpaint)
+        elif kind == "file":
             pipe = StableDiffusionXLPipeline.from_single_file(where, config=str(config_folder()), torch_dtype=torch_dtype,
                                                               local_files_only=True)
         elif kind == "folder":
@@ -114,7 +127,8 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
         raise
     except Exception as e:  # noqa: BLE001 - diffusers/safetensors raise many types for a bad or partial file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"base model {base_model}: cannot load it as an SDXL pipeline ({first[:300]})") from None
+        family = "a FLUX" if kind == "flux" else "an SDXL"
+        raise UserError(f"base model {base_model}: cannot load it as {family} pipeline ({first[:300]})") from None
     if offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
@@ -126,4 +140,5 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
     pipe.set_progress_bar_config(disable=True)
     pipe.fsk_base = {"model": base_model, "path": where if kind != "hub" else None, "label": model_label(base_model)}
     pipe.fsk_loras = {}
+    pipe.fsk_family = "flux" if kind == "flux" else "sdxl"
     return pipe

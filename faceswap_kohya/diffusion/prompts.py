@@ -67,9 +67,13 @@ def check_size(width: int, height: int) -> None:
 
 # ---------------------------------------------------------------- encoding and sampling
 def set_sampler(pipe, sampler: str) -> str:
-    """Switch the scheduler (any name of config.samplers); returns the A1111 name for metadata."""
+    """Switch the scheduler (any name of config.samplers); returns the A1111 name for metadata. FLUX keeps its
+    flow-matching Euler (the SD samplers do not apply to it): "Euler"."""
     import diffusers
 
+    if getattr(pipe, "fsk_family", "sdxl") == "flux":
+        check_sampler(sampler)
+        return "Euler"
     chosen = SAMPLERS[check_sampler(sampler)]
     if type(pipe.scheduler).__name__ != chosen.diffusers or chosen.config:
         pipe.scheduler = getattr(diffusers, chosen.diffusers).from_config(pipe.scheduler.config, **chosen.config)
@@ -83,6 +87,8 @@ def _n_tokens(pipe, text: str) -> int:
 def prompt_conditioning(pipe, prompt: str, negative: str) -> dict:
     """Pipeline text arguments: plain strings when diffusers handles them as is, else compel embeddings
     (weighted terms, prompts over 75 tokens)."""
+    if getattr(pipe, "fsk_family", "sdxl") == "flux":
+        return {"prompt": prompt}  # FLUX.1: T5 reads long prompts; no negative pass (cfg is its embedded guidance)
     prompt, negative = a1111_to_compel(prompt), a1111_to_compel(negative or "")
     long = max(_n_tokens(pipe, prompt), _n_tokens(pipe, negative)) > pipe.tokenizer.model_max_length - 2
     if not long and not COMPEL_SYNTAX.search(prompt) and not COMPEL_SYNTAX.search(negative):

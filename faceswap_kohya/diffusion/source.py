@@ -13,7 +13,7 @@ from faceswap_kohya.config.samplers import check_sampler
 from faceswap_kohya.diffusion.lora import read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.models.base import generation_files
 from faceswap_kohya.runs.artifacts import LORA_SUFFIX, checkpoints, lora_path, run_of_lora
 
 
@@ -23,6 +23,7 @@ class Source:
     """The base model and the LoRAs a `generate` / `compare` call can use."""
 
     base_model: str
+    flux: Optional[dict] = None  # a FLUX run's files (models.base.flux_files), for load_pipeline(flux=...)
     lora: Optional[Path] = None  # the default LoRA (the run's final one, or the file given)
     lora_dirs: list = field(default_factory=list)  # where `<lora:NAME:w>` tags look for NAME.safetensors
     run_dir: Optional[Path] = None
@@ -82,14 +83,15 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
 
     if lora is not None and not no_lora:
         read_lora_modules(lora)  # the LoRA first: a file that is not a LoRA is named before any base model is opened
-    resolve_base(base_model)  # a missing or wrong base model fails here, not after minutes of loading
+    # a missing or wrong base model fails here, not after minutes of loading (a FLUX run: each of its files)
+    flux = generation_files(preset.base_model if preset else None, base_model)
     dirs = [Path(d).expanduser() for d in lora_dirs]
     if lora is not None:
         dirs.insert(0, lora.parent)
     for d in dirs:
         if not d.is_dir():
             raise UserError(f"LoRA folder {d}: does not exist")
-    return Source(base_model=base_model, lora=None if no_lora else lora, lora_dirs=dirs, run_dir=run_dir,
+    return Source(base_model=base_model, flux=flux, lora=None if no_lora else lora, lora_dirs=dirs, run_dir=run_dir,
                   trigger=preset.subject.trigger if preset else None,
                   class_word=preset.subject.class_word if preset else None)
 

@@ -78,7 +78,7 @@ def export_sd_scripts(preset, out_path: Path) -> tuple[dict, dict, list[str]]:
 
 
 def export_gui(preset) -> tuple[dict, list[str]]:
-    """A kohya_ss GUI preset (the keys train_model reads for an SDXL LoRA)."""
+    """A kohya_ss GUI preset (the keys train_model reads for an SDXL or FLUX.1 LoRA)."""
     # long: one line per kohya_ss GUI key, the mirror of gui_to_sd_args
     n, o, t, d = preset.network, preset.optimizer, preset.training, preset.dataset
     extra = _extra_dict(preset)
@@ -99,6 +99,10 @@ def export_gui(preset) -> tuple[dict, list[str]]:
                 args.pop(name)
     elif n.conv_dim is not None:
         lora_type = "Kohya LoCon"
+    flux = preset.base_model.is_flux
+    if flux:
+        lora_type = "Flux1"
+        gui["train_blocks"] = args.pop("train_blocks", "all")
     for name, value in list(args.items()):
         if name in KOHYA_LORA_VARS or name.startswith("loraplus_"):
             gui[name] = loose_number(value)
@@ -141,6 +145,21 @@ def export_gui(preset) -> tuple[dict, list[str]]:
         "num_cpu_threads_per_process": preset.kohya.num_cpu_threads_per_process,
         "pretrained_model_name_or_path": preset.base_model.path, "vae": preset.base_model.vae or "",
     }
+    if flux:  # kohya_ss' FLUX.1 keys (flux1_checkbox and its options), the SDXL switches off
+        f, b = preset.flux, preset.base_model
+        gui |= {"sdxl": False, "flux1_checkbox": True, "ae": b.ae or "", "clip_l": b.clip_l or "", "t5xxl": b.t5xxl or "",
+                "guidance_scale": f.guidance_scale, "timestep_sampling": f.timestep_sampling,
+                "model_prediction_type": f.model_prediction_type, "discrete_flow_shift": f.discrete_flow_shift,
+                "t5xxl_max_token_length": f.t5xxl_max_token_length or 0, "apply_t5_attn_mask": f.apply_t5_attn_mask,
+                "blocks_to_swap": f.blocks_to_swap or 0,
+                "flux1_cache_text_encoder_outputs": t.cache_text_encoder_outputs,
+                "flux1_cache_text_encoder_outputs_to_disk": f.cache_text_encoder_outputs_to_disk}
+        for key in ("sdxl_cache_text_encoder_outputs", "sdxl_no_half_vae", "max_token_length", "conv_dim", "conv_alpha"):
+            gui.pop(key)
+        if f.sigmoid_scale != 1.0:
+            gui["sigmoid_scale"] = f.sigmoid_scale
+        if f.model_type != "flux":
+            additional.append(f"--model_type={f.model_type}")
     if isinstance(warm, int) and warm >= 1:
         gui["lr_warmup"] = 0
     if t.max_steps:

@@ -1,5 +1,6 @@
 """kohya_ss GUI JSON → the sd-scripts arguments kohya_ss itself would write (`gui_to_sd_args`, following
-`train_model` in bmaltais/kohya_ss kohya_gui/lora_gui.py: its `config_toml_data` dict, the filter that drops
+`train_model` in bmaltais/kohya_ss kohya_gui/lora_gui.py (SDXL, and FLUX.1 with flux1_checkbox / LoRA_type
+Flux1: its flux1_* and FLUX option keys, networks.lora_flux with train_blocks): its `config_toml_data` dict, the filter that drops
 ""/False/None/0, the `LoRA_type` → network_module/network_args branches, `resolve_lr_warmup_steps` in
 common_gui.py (percent → ratio) and `run_cmd_advanced_training` (additional_parameters: quotes removed, split
 on spaces, appended to the command line)); the LyCORIS and LoRA network tables export uses too."""
@@ -98,8 +99,17 @@ _GUI_IGNORED = {
 }
 
 
+# FLUX.1 (flux1_checkbox): GUI keys that reach flux_train_network.py under the same name, and the renamed ones
+FLUX_GUI_SAME = ["ae", "clip_l", "t5xxl", "guidance_scale", "timestep_sampling", "model_prediction_type",
+                 "discrete_flow_shift", "sigmoid_scale", "t5xxl_max_token_length", "apply_t5_attn_mask", "blocks_to_swap",
+                 "mem_eff_save", "cpu_offload_checkpointing", "fused_backward_pass", "split_mode"]
+FLUX_GUI_RENAMED = {"flux1_cache_text_encoder_outputs": "cache_text_encoder_outputs",
+                    "flux1_cache_text_encoder_outputs_to_disk": "cache_text_encoder_outputs_to_disk"}
+FLUX_GUI_SDXL_ONLY = ("sdxl_cache_text_encoder_outputs", "sdxl_no_half_vae", "max_token_length", "clip_skip")
+
+
 def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
-    """What kohya_ss' train_model writes for an SDXL LoRA (config TOML + additional_parameters)."""
+    """What kohya_ss' train_model writes for an SDXL or FLUX.1 LoRA (config TOML + additional_parameters)."""
     # long: one line per kohya_ss GUI key (a table in code); each key's rule sits where it is read
     check_numbers(gui, report.source)
     g = dict(GUI_DEFAULTS)
@@ -116,13 +126,18 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
             return
         out.set(sd_key or key, v, key, note)
 
+    flux = gui.get("flux1_checkbox") is True or gui.get("LoRA_type") == "Flux1"
+    if flux:
+        _gui_flux(gui, out, report, done)
     for key in _GUI_SAME:
+        if key in done:
+            continue
         if key in gui:
             sd_key = {"optimizer_type": "optimizer"}.get(key, key)
             done.add(sd_key)
             use(sd_key, key, loose_number(gui[sd_key]) if not isinstance(gui[sd_key], (bool, list)) else gui[sd_key])
     for key in _GUI_INT:
-        if key in gui:
+        if key in gui and key not in done:
             use(key, value=loose_int(gui[key], 0))
     if "optimizer" in gui:
         use("optimizer", "optimizer_type")
@@ -138,11 +153,11 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
         else:
             report.add("xformers", "transformed", f"{toml_value(x)} → no xformers/sdpa flag (attention: none)")
             out.set("_attention_none", True, "xformers")
-    if "sdxl_no_half_vae" in gui:
+    if "sdxl_no_half_vae" in gui and not flux:
         use("sdxl_no_half_vae", "no_half_vae", value=True if gui["sdxl_no_half_vae"] else None, note="sdxl_no_half_vae")
         if not gui["sdxl_no_half_vae"]:
             out.set("_no_half_vae_off", True, "sdxl_no_half_vae")
-    if "sdxl_cache_text_encoder_outputs" in gui:
+    if "sdxl_cache_text_encoder_outputs" in gui and not flux:
         use("sdxl_cache_text_encoder_outputs", "cache_text_encoder_outputs",
             value=True if gui["sdxl_cache_text_encoder_outputs"] else None)
     # seed: `int(seed) if int(seed) != 0 else None`
@@ -259,6 +274,38 @@ def gui_to_sd_args(gui: dict, report: Report) -> SdArgs:
     return out
 
 
+def _gui_flux(gui: dict, out: SdArgs, report: Report, done: set) -> None:
+    """A FLUX.1 preset's own keys: its model files and flux_train_network.py options; the SDXL-only ones ignored."""
+    done.add("flux1_checkbox")
+    report.add("flux1_checkbox", "mapped", "FLUX.1: base_model.family = flux (flux_train_network.py)")
+    for key in FLUX_GUI_SAME:
+        if key not in gui:
+            continue
+        done.add(key)
+        value = gui[key]
+        if gui_unset(value):
+            report.add(key, "ignored", f"unset ({toml_value(value)}); kohya_ss leaves it out")
+        else:
+            out.set(key, loose_number(value) if not isinstance(value, (bool, list)) and key not in FLUX_PATHS else value, key)
+    for key, sd_key in FLUX_GUI_RENAMED.items():
+        if key in gui:
+            done.add(key)
+            if gui[key]:
+                out.set(sd_key, True, key, f"kohya_ss passes it as {sd_key}")
+            else:
+                report.add(key, "ignored", "false; kohya_ss leaves it out")
+    for key in FLUX_GUI_SDXL_ONLY:
+        if key in gui:
+            done.add(key)
+            report.add(key, "ignored", f"{toml_value(gui[key])}: an SDXL setting; kohya_ss leaves it out for FLUX.1")
+    if "sdxl" in gui:
+        done.add("sdxl")
+        report.add("sdxl", "ignored", f"{toml_value(gui['sdxl'])}: this is a FLUX.1 preset")
+
+
+FLUX_PATHS = ("ae", "clip_l", "t5xxl")
+
+
 def _gui_network(g: dict, gui: dict, out: SdArgs, report: Report, done: set) -> None:
     lora_type = g.get("LoRA_type", "Standard")
     done.add("LoRA_type")
@@ -280,6 +327,16 @@ def _gui_network(g: dict, gui: dict, out: SdArgs, report: Report, done: set) -> 
             if not gui_unset(loose_number(g.get(k))):
                 args.append(f"{k}={network_arg_text(g.get(k))}")
                 used.append(k)
+    elif lora_type == "Flux1":
+        module = "networks.lora_flux"
+        blocks = g.get("train_blocks", "all")
+        done.add("train_blocks")
+        if blocks == "all" and "train_blocks" in gui:
+            report.add("train_blocks", "mapped", "all: networks.lora_flux's default (every block)")
+        elif not gui_unset(blocks):
+            args.append(f"train_blocks={network_arg_text(blocks)}")
+            used.append("train_blocks")
+            report.add("train_blocks", "transformed", f"{toml_value(blocks)} → network.args (Flux1)")
     else:
         module = {"LoRA-FA": "networks.lora_fa", "Kohya DyLoRA": "networks.dylora", "Kohya LoHa": "networks.loha",
                   "Kohya LoKr": "networks.lokr"}.get(lora_type, f"? ({lora_type})")

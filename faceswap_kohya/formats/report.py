@@ -179,35 +179,42 @@ class Refused(UserError):
     """The file targets a model family this tool does not train."""
 
 
-_FAMILY_CHECKBOXES = {"flux1_checkbox": "Flux.1", "sd3_checkbox": "SD3", "hunyuan_image_checkbox": "HunyuanImage-2.1",
+_FAMILY_CHECKBOXES = {"sd3_checkbox": "SD3", "hunyuan_image_checkbox": "HunyuanImage-2.1",
                       "anima_checkbox": "Anima", "lumina_checkbox": "Lumina Image 2.0"}
-_FAMILY_LORA_TYPES = {"Flux1": "Flux.1", "Flux1 OFT": "Flux.1", "HunyuanImage-2.1": "HunyuanImage-2.1",
+_FAMILY_LORA_TYPES = {"Flux1 OFT": "Flux.1 OFT", "HunyuanImage-2.1": "HunyuanImage-2.1",
                       "Anima": "Anima", "Lumina": "Lumina Image 2.0"}
-_FAMILY_MODULES = {"networks.lora_flux": "Flux.1", "networks.oft_flux": "Flux.1", "networks.lora_sd3": "SD3",
+_FAMILY_MODULES = {"networks.oft_flux": "Flux.1 OFT", "networks.lora_sd3": "SD3",
                    "networks.lora_hunyuan_image": "HunyuanImage-2.1", "networks.lora_anima": "Anima",
                    "networks.lora_lumina": "Lumina Image 2.0"}
-_FAMILY_KEYS = {"t5xxl": "Flux.1 or SD3", "ae": "Flux.1", "clip_g": "SD3", "guidance_scale": "Flux.1",
-                "discrete_flow_shift": "Flux.1", "timestep_sampling": "Flux.1", "apply_t5_attn_mask": "Flux.1"}
+_FAMILY_KEYS = {"clip_g": "SD3"}
+# what makes an sd-scripts argument set a FLUX.1 one (flux_train_network.py's own options)
+FLUX_KEYS = ("ae", "t5xxl", "clip_l", "guidance_scale", "discrete_flow_shift", "timestep_sampling", "apply_t5_attn_mask",
+             "model_prediction_type", "t5xxl_max_token_length", "blocks_to_swap", "model_type")
 
 
 def _refuse(source: str, family: str, why: str):
-    raise Refused(f"{source}: this preset targets {family} ({why}); faceswap-kohya trains SDXL LoRAs only. "
-                  "Use an SDXL preset, or start from a shipped one (`faceswap-kohya presets ls`).")
+    raise Refused(f"{source}: this preset targets {family} ({why}); faceswap-kohya trains SDXL and FLUX.1 LoRAs only. "
+                  "Use an SDXL or FLUX.1 preset, or start from a shipped one (`faceswap-kohya presets ls`).")
 
 
-def check_family_gui(gui: dict, source: str) -> None:
+def check_family_gui(gui: dict, source: str) -> str:
+    """The model family of a kohya_ss GUI preset ("sdxl" or "flux"); any other family is refused."""
     for key, family in _FAMILY_CHECKBOXES.items():
         if gui.get(key) is True:
             _refuse(source, family, f"{key} is true")
     if gui.get("LoRA_type") in _FAMILY_LORA_TYPES:
         _refuse(source, _FAMILY_LORA_TYPES[gui["LoRA_type"]], f"LoRA_type {gui['LoRA_type']!r}")
+    if gui.get("flux1_checkbox") is True or gui.get("LoRA_type") == "Flux1":
+        return "flux"
     if gui.get("v2") is True:
         _refuse(source, "SD 2.x", "v2 is true")
     if gui.get("sdxl") is not True:
         _refuse(source, "SD 1.5", "sdxl is " + ("missing" if "sdxl" not in gui else json.dumps(gui["sdxl"])))
+    return "sdxl"
 
 
-def check_family_sd(args: dict, source: str) -> None:
+def check_family_sd(args: dict, source: str) -> str:
+    """The model family of sd-scripts arguments ("sdxl" or "flux"); any other family is refused."""
     module = str(args.get("network_module", ""))
     if module in _FAMILY_MODULES:
         _refuse(source, _FAMILY_MODULES[module], f"network_module {module}")
@@ -217,10 +224,15 @@ def check_family_sd(args: dict, source: str) -> None:
     if args.get("v2") is True:
         _refuse(source, "SD 2.x", "v2 is true")
     model = str(args.get("pretrained_model_name_or_path", "")).lower()
+    if module == "networks.lora_flux" or any(not gui_unset(args.get(k)) for k in FLUX_KEYS):
+        return "flux"
     for pat, family in (("flux", "Flux.1"), ("sd3", "SD3"), ("stable-diffusion-3", "SD3"), ("v1-5", "SD 1.5"),
                         ("sd15", "SD 1.5"), ("sd-1-5", "SD 1.5"), ("stable-diffusion-v1", "SD 1.5")):
         if pat in model and "xl" not in model:
+            if family == "Flux.1":
+                return "flux"
             _refuse(source, family, f"its base model is {args['pretrained_model_name_or_path']}")
+    return "sdxl"
 
 
 def network_arg_text(v) -> str:

@@ -59,6 +59,22 @@ _SD_IGNORED = {
     "sdxl": "selects SDXL", "dynamo_backend": "accelerate setting", "skip_cache_check": "cache bookkeeping only",
     "seed": None,
 }
+# flux_train_network.py's own options → the preset's `flux` section / FLUX model files (base_model).
+FLUX_DIRECT = {
+    "ae": ("base_model", "ae", str), "clip_l": ("base_model", "clip_l", str), "t5xxl": ("base_model", "t5xxl", str),
+    "guidance_scale": ("flux", "guidance_scale", float), "timestep_sampling": ("flux", "timestep_sampling", str),
+    "model_prediction_type": ("flux", "model_prediction_type", str),
+    "discrete_flow_shift": ("flux", "discrete_flow_shift", float), "sigmoid_scale": ("flux", "sigmoid_scale", float),
+    "blocks_to_swap": ("flux", "blocks_to_swap", int), "t5xxl_max_token_length": ("flux", "t5xxl_max_token_length", int),
+    "apply_t5_attn_mask": ("flux", "apply_t5_attn_mask", bool), "model_type": ("flux", "model_type", str),
+    "cache_text_encoder_outputs_to_disk": ("flux", "cache_text_encoder_outputs_to_disk", bool),
+}
+FLUX_EXTRA = {"mem_eff_save", "cpu_offload_checkpointing", "fused_backward_pass", "fp8_base_unet", "weighting_scheme",
+              "logit_mean", "logit_std", "mode_scale", "text_encoder_batch_size"}
+FLUX_IGNORED = {"max_token_length": "an SD option; FLUX.1 reads flux.t5xxl_max_token_length",
+                "no_half_vae": "an SDXL option (FLUX.1's autoencoder runs as it is)",
+                "clip_skip": "an SD option; flux_train_network.py does not use it",
+                "split_mode": "deprecated in sd-scripts (use flux.blocks_to_swap)"}
 # sd-scripts key → preset field (same meaning, maybe another name).
 DIRECT_KEYS = {
     "network_dim": ("network", "dim", int), "network_alpha": ("network", "alpha", float),
@@ -122,13 +138,15 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         report.add(src, status, note(key, f"{target} = {toml_value(value)}"))
 
     # model family switches that slipped through (TOML); values that are not what their key needs
-    check_family_sd(v, report.source)
+    family = check_family_sd(v, report.source)
     check_numbers(v, report.source, label)
     check_not_options(v, report.source, label)
+    if family == "flux":
+        _flux_args(v, data, report, label, mapped)
     # network
-    module = v.pop("network_module", "networks.lora")
+    module = v.pop("network_module", "networks.lora_flux" if family == "flux" else "networks.lora")
     if "network_module" in sd.origin or not from_gui:
-        if module not in ("networks.lora", "lycoris.kohya"):
+        if module not in ("networks.lora", "lycoris.kohya", "networks.lora_flux"):
             raise UserError(f"{report.source}: network module {module!r} ({label('network_module')}) is not supported; "
                             "use LoRA_type Standard, Kohya LoCon or a LyCORIS type")
         put_setting(data, "network", "module", module)
@@ -143,7 +161,10 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
             conv[k] = loose_number(val)
         else:
             rest.append(a)
-    if conv.get("conv_dim"):
+    if conv and family == "flux":
+        report.add(label("network_args"), "ignored", f"{', '.join(f'{k}={x}' for k, x in conv.items())}: FLUX's DiT has "
+                                                     "no 3x3 convolutions (networks.lora_flux ignores them)")
+    elif conv.get("conv_dim"):
         put_setting(data, "network", "conv_dim", int(conv["conv_dim"]))
         if "conv_alpha" in conv:
             put_setting(data, "network", "conv_alpha", float(conv["conv_alpha"]))
@@ -329,12 +350,43 @@ def sd_args_to_preset(sd: SdArgs, report: Report, from_gui: bool) -> dict:
         else:
             report.add(src, "unsupported", f"{toml_value(raw)}: not a setting this importer knows; not applied")
     if extra:
-        put_setting(data, "kohya", "extra_args", extra)
+        data.setdefault("kohya", {}).setdefault("extra_args", []).extend(extra)
+    if family == "flux" and "pretrained_model_name_or_path" not in sd.origin:
+        report.warnings.append("no FLUX.1 DiT in the file: set base_model.path (and ae, clip_l, t5xxl) to your files")
+        data.setdefault("base_model", {}).setdefault("path", "models/flux1-dev.safetensors")
     data.setdefault("base_model", {}).setdefault("path", DEFAULT_BASE_MODEL)
+    if family == "flux":
+        data["base_model"]["family"] = "flux"
     if _get(data, "base_model", "path") == DEFAULT_BASE_MODEL and "pretrained_model_name_or_path" not in sd.origin:
         report.warnings.append(f"no base model in the file: using {DEFAULT_BASE_MODEL} (override with base_model.path=...)")
     _fix_cross_rules(data, report)
     return data
+
+
+def _flux_args(v: dict, data: dict, report: Report, label, mapped) -> None:
+    """flux_train_network.py's own options: the model files into base_model, the rest into the `flux` section;
+    SD-only options ignored with the reason, FLUX options without a field kept for the command line."""
+    for key in list(v):
+        if key in FLUX_DIRECT:
+            section, name, typ = FLUX_DIRECT[key]
+            raw = v.pop(key)
+            if gui_unset(raw) and typ is not bool:
+                report.add(label(key), "ignored", f"unset ({toml_value(raw)})")
+                continue
+            value = bool(raw) if typ is bool else typ(loose_number(raw)) if typ in (int, float) else str(raw)
+            put_setting(data, section, name, value)
+            mapped(key, f"{section}.{name}", value)
+        elif key in FLUX_IGNORED:
+            raw = v.pop(key)
+            report.add(label(key), "ignored", f"{toml_value(raw)}: {FLUX_IGNORED[key]}")
+        elif key in FLUX_EXTRA:
+            raw = v.pop(key)
+            if gui_unset(raw):
+                report.add(label(key), "ignored", f"unset ({toml_value(raw)})")
+                continue
+            args = to_cli_args(key, raw)
+            data.setdefault("kohya", {}).setdefault("extra_args", []).extend(args)
+            report.add(label(key), "transformed", f"kohya.extra_args += {' '.join(args)}")
 
 
 def _fix_cross_rules(data: dict, report: Report) -> None:

@@ -44,7 +44,7 @@ from faceswap_kohya.diffusion.lora import attach_lora, read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
-from faceswap_kohya.models.base import resolve_base
+from faceswap_kohya.models.base import generation_files
 from faceswap_kohya.runs.artifacts import (
     BASE,
     CHART,
@@ -108,7 +108,8 @@ class Plan:
         if self.checkpoints and not readable:
             raise UserError("no checkpoint of the run can be read: " + "; ".join(s["why"] for s in self.skipped))
         self.checkpoints = readable
-        resolve_base(self.base_model)  # a missing or wrong base model fails here, before any work
+        # a missing or wrong base model fails here, before any work (a FLUX run: each of its files)
+        self.flux = generation_files(getattr(self.preset, "base_model", None), self.base_model)
 
     @property
     def prompts(self) -> list[str]:
@@ -309,7 +310,7 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     for s in plan.skipped:
         on_event(Warning(f"skipped {s['label']} ({Path(s['file']).name}): {s['why']}"))
 
-    pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload)
+    pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload, flux=plan.flux)
     sampler_label = set_sampler(pipe, SAMPLER)
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None

@@ -51,7 +51,7 @@ def image_progress(total: int, on_event: OnEvent):
 def load_for_generation(source: Source, paths: list[Path], device, dtype, offload):
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
-    pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload)
+    pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload, flux=source.flux)
     return pipe, attach_loras(pipe, paths)
 
 

@@ -269,8 +269,9 @@ def _prompt(source: Source, prompt: Optional[str]) -> str:
 
 
 def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo):
-    """StableDiffusionXLInpaintPipeline sharing the loaded SDXL's modules, the LoRAs fused in at their weights."""
-    from diffusers import StableDiffusionXLInpaintPipeline
+    """StableDiffusionXLInpaintPipeline (FLUX: FluxInpaintPipeline) sharing the loaded model's modules, the LoRAs
+    fused in at their weights."""
+    from diffusers import FluxInpaintPipeline, StableDiffusionXLInpaintPipeline
 
     from faceswap_kohya.diffusion.pipeline import load_pipeline, pick_device, pick_dtype
 
@@ -278,14 +279,18 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
         raise UserError(f"offload {offload!r}: use 'model' or 'sequential'")
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
-    pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype)
+    pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype, flux=source.flux)
     names = attach_loras(pipe, loras)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
     if names:
         fuse(pipe, {names[p]: w for p, w in loras.items()})
-    inpaint = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False, add_watermarker=False,
-                                               force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+    if pipe.fsk_family == "flux":
+        inpaint = FluxInpaintPipeline(**pipe.components)
+    else:
+        inpaint = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False, add_watermarker=False,
+                                                   force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+    inpaint.fsk_family = pipe.fsk_family
     if offload == "model":
         inpaint.enable_model_cpu_offload(device=device)
     elif offload == "sequential":

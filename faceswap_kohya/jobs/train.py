@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from faceswap_kohya.config import presets
-from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.config.schema import CHECK_MODEL, CHECK_MODEL_FLUX, Preset
 from faceswap_kohya.data.regularization import balance_advice, check_cost, ensure_regularization
 from faceswap_kohya.errors import NoSpace, UserError, is_no_space, no_space_message
 from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
@@ -97,6 +97,10 @@ def prepare_run(preset: Preset, preset_path: Path, run: RunLayout, echo=print, n
         from faceswap_kohya.models.checkmodel import build_check_model
 
         build_check_model(trainer, echo=echo)
+    elif preset.base_model.path == CHECK_MODEL_FLUX:
+        from faceswap_kohya.models.checkmodel import build_flux_check_model
+
+        build_flux_check_model(trainer, echo=echo)
     if preset.regularization.generate:
         ensure_regularization(preset, run, echo=echo)
         if advice := balance_advice(preset, n_images, preset.regularization.generate):

@@ -22,7 +22,8 @@ def check_files(trainer: Trainer, config_toml: Path, dataset_toml: Path) -> dict
     if not trainer.python.is_file() or not trainer.script.is_file():
         raise UserError(f"sd-scripts or its python is missing ({trainer.sd_scripts}, {trainer.python}): run scripts/setup.sh")
     try:
-        proc = subprocess.run([str(trainer.python), str(SCRIPT), str(config_toml), str(dataset_toml)],
+        proc = subprocess.run([str(trainer.python), str(SCRIPT), str(config_toml), str(dataset_toml),
+                               trainer.script.stem],
                               cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=CHECK_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise UserError(f"sd-scripts' checker ({trainer.python}) did not finish within {CHECK_TIMEOUT // 60} min") from None

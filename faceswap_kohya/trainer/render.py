@@ -1,7 +1,10 @@
-"""Preset → the two TOML files of `sdxl_train_network.py`, its prompt file and its command line.
+"""Preset → the two TOML files of `sdxl_train_network.py` (family sdxl) or `flux_train_network.py` (family
+flux), its prompt file and its command line.
 
 Pure: the functions compute dicts, text and argv from a preset and a run folder; `write_*` only
-writes them. Every config key is one `sdxl_train_network.setup_parser()` knows, typed as it parses.
+writes them. Every config key is one the script's `setup_parser()` knows, typed as it parses. The dataset
+TOML is the same for both families; the config differs in the model files, the network module and the
+FLUX-only settings (the preset's `flux` section).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 import tomli_w
 
 from faceswap_kohya.config.samplers import SAMPLERS
-from faceswap_kohya.config.schema import CHECK_MODEL, Preset
+from faceswap_kohya.config.schema import CHECK_MODEL, CHECK_MODEL_FLUX, Preset
 from faceswap_kohya.config.texts import fill
+from faceswap_kohya.models.base import flux_files
 from faceswap_kohya.models.checkmodel import check_model_path
 from faceswap_kohya.runs.layout import RunLayout, has_regularization, instance_dir, reg_dir, subset_dir, validation_dir
 from faceswap_kohya.trainer.install import Trainer
@@ -133,7 +137,10 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
     n, o, t, s = preset.network, preset.optimizer, preset.training, preset.sampling
     res = preset.dataset.resolution
 
+    flux = preset.base_model.is_flux
     model = {"pretrained_model_name_or_path": base_model}
+    if flux:
+        model |= flux_model_files(preset)
     if preset.base_model.vae:
         model["vae"] = preset.base_model.vae
     if tokenizer_cache:
@@ -143,7 +150,8 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
     if n.conv_dim is not None:
         network_args += [f"conv_dim={n.conv_dim}", f"conv_alpha={n.conv_alpha if n.conv_alpha is not None else n.conv_dim}"]
     network_args += n.args
-    network = {"network_module": n.module, "network_dim": n.dim, "network_alpha": float(n.alpha)}
+    module = "networks.lora_flux" if flux and n.module == "networks.lora" else n.module
+    network = {"network_module": module, "network_dim": n.dim, "network_alpha": float(n.alpha)}
     if network_args:
         network["network_args"] = network_args
     if n.dropout is not None:
@@ -178,7 +186,7 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
         "cache_latents": t.cache_latents,
         "cache_latents_to_disk": t.cache_latents_to_disk,
         "cache_text_encoder_outputs": t.cache_text_encoder_outputs,
-        "no_half_vae": t.no_half_vae,
+        **({} if flux else {"no_half_vae": t.no_half_vae}),
         "seed": t.seed,
         "max_data_loader_n_workers": t.max_data_loader_workers,
     }
@@ -191,8 +199,10 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
         training["noise_offset"] = t.noise_offset
     if t.min_snr_gamma is not None:
         training["min_snr_gamma"] = t.min_snr_gamma
-    if t.max_token_length != 75:
+    if t.max_token_length != 75 and not flux:
         training["max_token_length"] = t.max_token_length
+    if flux:
+        training |= flux_training(preset)
     if preset.dataset.mask != "none":
         training["masked_loss"] = True  # the alpha masks alone switch it on at the pinned sd-scripts; said for clarity
     if (weight := prior_loss_weight(preset, run)) is not None:
@@ -228,19 +238,57 @@ def train_config(preset: Preset, run: RunLayout, base_model: str, tokenizer_cach
     return config
 
 
+def flux_model_files(preset: Preset) -> dict:
+    """The FLUX DiT's companion files (absolute where they exist) and, for Chroma, the model type."""
+    files = flux_files(preset.base_model)
+    out = {}
+    for key in ("ae", "clip_l", "t5xxl"):
+        if key == "clip_l" and preset.flux.model_type == "chroma":
+            continue  # Chroma has no CLIP-L
+        p = Path(files[key])
+        out[key] = str(p.absolute()) if p.exists() else files[key]
+    if preset.flux.model_type != "flux":
+        out["model_type"] = preset.flux.model_type
+    return out
+
+
+def flux_training(preset: Preset) -> dict:
+    """The `flux` section as flux_train_network.py's options (unset ones left to sd-scripts)."""
+    f = preset.flux
+    out = {"guidance_scale": f.guidance_scale, "timestep_sampling": f.timestep_sampling,
+           "model_prediction_type": f.model_prediction_type, "discrete_flow_shift": f.discrete_flow_shift}
+    if f.sigmoid_scale != 1.0:
+        out["sigmoid_scale"] = f.sigmoid_scale
+    for key in ("blocks_to_swap", "t5xxl_max_token_length"):
+        if getattr(f, key) is not None:
+            out[key] = getattr(f, key)
+    for key in ("apply_t5_attn_mask", "cache_text_encoder_outputs_to_disk"):
+        if getattr(f, key):
+            out[key] = True
+    return out
+
+
 def sample_prompts(preset: Preset) -> str:
-    """sd-scripts' prompt-file lines: `prompt --n neg --w W --h H --s steps --d seed --l cfg`."""
+    """sd-scripts' prompt-file lines: `prompt --n neg --w W --h H --s steps --d seed --l cfg` (FLUX.1: `--l 1
+    --g cfg`, cfg being its embedded guidance)."""
     s = preset.sampling
     size = s.size or preset.dataset.resolution
+    if not preset.base_model.is_flux:
+        scales = f"--l {s.cfg:g}"
+    elif preset.flux.model_type == "chroma":
+        scales = f"--l {s.cfg:g} --g 0"  # Chroma: true CFG, no embedded guidance
+    else:
+        scales = f"--l 1 --g {s.cfg:g}"  # FLUX.1: cfg is the embedded guidance, no negative pass
     lines = []
     for i, prompt in enumerate(s.prompts):
-        line = f"{fill(prompt, preset)} --n {s.negative_prompt} --w {size} --h {size} --s {s.steps} --d {s.seed + i} --l {s.cfg:g}"
+        line = f"{fill(prompt, preset)} --n {s.negative_prompt} --w {size} --h {size} --s {s.steps} --d {s.seed + i} {scales}"
         lines.append(line)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
 def trainer_argv(preset: Preset, trainer: Trainer, run: RunLayout, extra: list[str] = ()) -> list[str]:
-    """The exact command: `accelerate launch ... sdxl_train_network.py --config_file ... --dataset_config ...`."""
+    """The exact command: `accelerate launch ... sdxl_train_network.py --config_file ... --dataset_config ...`
+    (`flux_train_network.py` for family flux: the trainer knows its family)."""
     k = preset.kohya
     if k.launcher == "accelerate":
         mp = preset.training.mixed_precision
@@ -259,9 +307,11 @@ def shell_command(argv: list[str], cwd: Path) -> str:
 
 
 def base_model_arg(preset: Preset) -> str:
-    """What sd-scripts gets as pretrained_model_name_or_path (the built-in check model resolved)."""
+    """What sd-scripts gets as pretrained_model_name_or_path (the built-in check models resolved; FLUX: the DiT)."""
     if preset.base_model.path == CHECK_MODEL:
         return str(check_model_path())
+    if preset.base_model.path == CHECK_MODEL_FLUX:
+        return flux_files(preset.base_model)["dit"]
     p = Path(preset.base_model.path)
     return str(p.absolute()) if p.exists() else preset.base_model.path
 

@@ -1,7 +1,8 @@
 """Check rendered TOMLs with sd-scripts' own code: the dataset TOML through config_util's validator,
-every config key against `sdxl_train_network.setup_parser()` and its type.
+every config key against the training script's `setup_parser()` and its type.
 
-Usage (cwd = sd-scripts): python check_config.py CONFIG.toml DATASET.toml
+Usage (cwd = sd-scripts): python check_config.py CONFIG.toml DATASET.toml [SCRIPT]
+(SCRIPT: sdxl_train_network, the default, or flux_train_network)
 Prints one JSON object: {"ok": bool, "errors": [...], "checked": N}.
 """
 
@@ -15,14 +16,14 @@ sys.path.insert(0, os.getcwd())  # sd-scripts (the cwd) provides `library`
 import toml
 
 
-def option_errors(parser: argparse.ArgumentParser, config: dict) -> list[str]:
+def option_errors(parser: argparse.ArgumentParser, config: dict, script: str = "sdxl_train_network") -> list[str]:
     actions = {a.dest: a for a in parser._actions}
     errors = []
     for section, values in config.items():
         for key, value in (values.items() if isinstance(values, dict) else [(section, values)]):
             action = actions.get(key)
             if action is None:
-                errors.append(f"{key}: not an option of sdxl_train_network.py")
+                errors.append(f"{key}: not an option of {script}.py")
                 continue
             if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
                 if not isinstance(value, bool):
@@ -60,16 +61,18 @@ def dataset_errors(path: str) -> list[str]:
     return []
 
 
-def main(config_path: str, dataset_path: str) -> int:
-    import sdxl_train_network
+def main(config_path: str, dataset_path: str, script: str = "sdxl_train_network") -> int:
+    import importlib
 
-    parser = sdxl_train_network.setup_parser()
+    if script not in ("sdxl_train_network", "flux_train_network"):
+        raise SystemExit(f"unknown training script {script}")
+    parser = importlib.import_module(script).setup_parser()
     config = toml.load(config_path)
-    errors = option_errors(parser, config) + dataset_errors(dataset_path)
+    errors = option_errors(parser, config, script) + dataset_errors(dataset_path)
     checked = sum(len(v) if isinstance(v, dict) else 1 for v in config.values())
     print(json.dumps({"ok": not errors, "errors": errors, "checked": checked}))
     return 0 if not errors else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))
