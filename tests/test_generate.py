@@ -256,3 +256,17 @@ def test_an_unknown_sampler_is_refused_before_anything_loads():
     with pytest.raises(UserError, match="sampler 'dpm_fast': use one of euler, euler_a"):
         Settings(sampler="dpm_fast")
     assert Settings(sampler="dpmsolver++").sampler == "dpmpp_2m"
+
+
+def test_grid_column_labels_never_overlap():
+    """Column labels longer than a small image (`myface-check@0.7` over 64 px images) widen their column."""
+    from PIL import Image
+
+    from faceswap_kohya.diffusion.images import make_grid
+
+    labels = ["base", "myface-check@0.7", "myface-check"]
+    grid = make_grid([Image.new("RGB", (64, 64), "red") for _ in labels], labels, ["seed 7"], "a prompt")
+    row = [grid.getpixel((x, grid.height - 10)) for x in range(grid.width)]
+    starts = [x for x in range(1, grid.width) if row[x] == (255, 0, 0) and row[x - 1] != (255, 0, 0)]
+    assert len(starts) == 3
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 96, f"columns at {starts}: a 16-letter label fits"

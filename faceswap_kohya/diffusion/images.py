@@ -152,16 +152,19 @@ def make_grid(images: list, columns: list[str], rows: list[str], title: str):
     w, h = images[0].size
     font_size = max(12, min(32, w // 16))
     font = _label_font(font_size)
-    top, left, pad = font_size * 3 + 8, font_size * 5, 4
-    grid = Image.new("RGB", (left + len(columns) * (w + pad), top + len(rows) * (h + pad)), "white")
+    top, pad = font_size * 3 + 8, 4
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = max([font_size * 5] + [int(measure.textlength(label, font=font)) + 12 for label in rows])
+    col = max([w] + [int(measure.textlength(label, font=font)) + 8 for label in columns])  # labels never overlap
+    grid = Image.new("RGB", (left + len(columns) * (col + pad), top + len(rows) * (h + pad)), "white")
     draw = ImageDraw.Draw(grid)
     max_chars = max(20, grid.width // max(1, font_size // 2))
     draw.text((4, 2), title if len(title) <= max_chars else title[:max_chars - 1] + "…", fill="black", font=font)
     for c, label in enumerate(columns):
-        draw.text((left + c * (w + pad) + 4, font_size + 10), label, fill="black", font=font)
+        draw.text((left + c * (col + pad) + 4, font_size + 10), label, fill="black", font=font)
     for r, label in enumerate(rows):
         draw.text((4, top + r * (h + pad) + h // 2 - font_size // 2), label, fill="black", font=font)
     for i, im in enumerate(images):
         r, c = divmod(i, len(columns))
-        grid.paste(im, (left + c * (w + pad), top + r * (h + pad)))
+        grid.paste(im, (left + c * (col + pad) + (col - w) // 2, top + r * (h + pad)))
     return grid
