@@ -337,7 +337,9 @@ def test_browser_photos_page(tmp_path, page_of):
         page.keyboard.press("Enter")
         page.locator("#photos-save-captions").click()
         wait_text(page, "photos-saved", "saved 1 caption")
-        run = Path(text_of(page, "photos-status").split("—")[-1].strip())
+        status = text_of(page, "photos-status")
+        assert "usable photo" in status and "duplicate counted once" in status, status  # the photo gate's verdict
+        run = Path(status.split("—", 1)[1].strip().splitlines()[0].strip())
         first = sorted((run / "img" / "1_myface woman").glob("*.txt"))[0]
         assert first.read_text(encoding="utf-8").strip() == "myface woman, in a red spacesuit"
     finally:

@@ -11,9 +11,8 @@ reference photos: the run's photos, training and held-out; and against the held-
   honest measure of likeness, and the one checkpoints are ranked by when the run has held-out photos;
 - `score`: the identity score of its face vs the nearest reference (as `faceswap-kohya identity`);
 - `centroid_score`: its similarity to the mean embedding of all references;
-- `copy_gap = score - centroid_score`: large when a face matches one training photo much better than
-  the person as a whole (a copy of one photo is not success); around zero or below for a face that
-  resembles the person across photos.
+- `copy_gap = score - centroid_score`: large when a face matches one training photo much better than the person
+  as a whole (a copy of one photo is not success); around zero or below for a face like the person's photos.
 
 Bleed: every face in the bleed images is scored against the references; a checkpoint whose mean
 bleed exceeds the base model's by more than `evaluate.bleed_margin` makes strangers look like the
