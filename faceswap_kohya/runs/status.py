@@ -85,23 +85,18 @@ class RunRecorder:
         """`write()`; False when the disk was full. Once the run has ended (its last state is being written), the
         reserve is given up to make room and it is tried again; before, the write is left out (status.json stays
         as it was, whole) and the reserve is kept for the end."""
-        try:
-            write()
-            return True
-        except OSError as e:
-            if not is_no_space(e):
-                raise
-            self.disk_full = True
-            if self.status["state"] not in ENDED or not self._reserve.exists():
-                return False
-            self._reserve.unlink()
-        try:
-            write()
-            return True
-        except OSError as e:
-            if not is_no_space(e):
-                raise
-            return False
+        for last_try in (False, True):
+            try:
+                write()
+                return True
+            except OSError as e:
+                if not is_no_space(e):
+                    raise
+                self.disk_full = True
+                if last_try or self.status["state"] not in ENDED or not self._reserve.exists():
+                    return False
+                self._reserve.unlink()
+        return False
 
     def write_status(self, force: bool = True) -> None:
         with self._lock:
