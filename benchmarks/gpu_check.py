@@ -15,7 +15,13 @@ every preset through the wrapper, one of them by hand as well (four trainer runs
 generation in fp32 only (half precision is for the GPU: a CPU without native bf16/fp16 takes many
 times longer in it).
 
-    scripts/gpu-check.sh [--dry-run] [OUT_DIR]
+`--family flux`: flux-24gb, flux-16gb and flux-12gb instead, each through the wrapper at 1024 px (20 steps),
+in a check of their own (its own 9 minutes): the base model is a full-size random-weight FLUX.1-dev (the DiT's
+19 double and 38 single blocks, ~22 GiB bf16; AE, CLIP-L and T5-XXL in fp8 as the check model's), built there
+on the GPU, with the check model's stand-in T5 tokenizer (no network there). GPU only: a full-size FLUX.1 does
+not train on this CPU, so `--dry-run` keeps to the SDXL presets (the CPU checks FLUX with `train flux-check`).
+
+    scripts/gpu-check.sh [--dry-run] [OUT_DIR] [-- --family flux]
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ import gpu_check_report as report  # noqa: E402  (standard library only: usable 
 HOOK = BENCH / "gpu_check_hook"
 CHILD = BENCH / "gpu_check_child.py"
 PRESETS = ("face-24gb", "face-12gb", "face-8gb")
+FLUX_PRESETS = ("flux-24gb", "flux-16gb", "flux-12gb")
+FAMILY_PRESETS = {"sdxl": PRESETS, "flux": FLUX_PRESETS}
 GEN_PACKAGES = ["diffusers", "transformers", "accelerate", "peft", "huggingface_hub", "compel", "pydantic", "safetensors"]
 TRAINER_PACKAGES = ["transformers", "diffusers", "accelerate", "huggingface_hub", "tokenizers", "safetensors", "bitsandbytes"]
 
@@ -61,7 +69,8 @@ class Plan:
     reserve: dict = field(default_factory=dict)  # seconds kept for the parts after this kind
     overrides: tuple = ()  # preset overrides for this machine
     by_hand: tuple = PRESETS  # presets also run by hand (wrapper vs by hand); the others through the wrapper only
-    gen_dtypes: tuple = ("fp16", "bf16")
+    gen_dtypes: tuple = ("fp16", "bf16")  # none: no generation or swap part
+    family: str = "sdxl"  # which presets it trains (FAMILY_PRESETS) and on which random-weight base model
 
 
 GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
@@ -74,6 +83,31 @@ DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 4800.0,
                 ("dataset.enable_bucket=false", "training.mixed_precision='no'", "training.full_bf16=false",
                  "training.batch_size=1", "optimizer.text_encoder_lr=0", "network.dim=4", "network.alpha=2"),
                 ("face-12gb",), ("fp32",))  # face-12gb runs by hand first: the run folder laid out the wrapper's way
+# FLUX: the three flux presets through the wrapper only, no generation or swap (a full-size DiT: building it and
+# loading it per run take most of the budget); the model part builds ~27 GB of random weights on the GPU.
+FLUX_GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
+                     {"setup": 90, "environment": 90, "model": 180, "train": 150}, {}, (), (), (), "flux")
+
+
+def plan_for(family: str, dry_run: bool) -> Plan:
+    """The plan of a check: SDXL on the GPU or (dry run) the CPU; FLUX on the GPU only."""
+    if family == "flux":
+        if dry_run:
+            raise SystemExit("gpu-check: --family flux runs on a GPU only (a full-size FLUX.1 does not train on a CPU; "
+                             "`faceswap-kohya train flux-check` checks the FLUX chain there)")
+        return FLUX_GPU_PLAN
+    return DRY_PLAN if dry_run else GPU_PLAN
+
+
+def base_overrides(family: str, model, flux_files: dict) -> list[str]:
+    """Preset keys for the random-weight base model: the SDXL check model, or the four full-size FLUX files and the
+    stand-in T5 tokenizer's cache (a real FLUX model would fetch Google's from the hub: there is no network there)."""
+    if family != "flux":
+        return ["base_model=builtin:pipeline-check"]
+    from faceswap_kohya.models.tokenizers import ensure_flux_check_tokenizers
+
+    keys = {"dit": "path", "ae": "ae", "clip_l": "clip_l", "t5xxl": "t5xxl"}
+    return [f"base_model.{keys[k]}={flux_files[k]}" for k in keys] + [f"kohya.tokenizer_cache={ensure_flux_check_tokenizers()}"]
 
 
 class PartFailed(Exception):
@@ -105,6 +139,8 @@ class Check:
                         "budget_s": plan.budget_s, "plan": asdict(plan), "notes": [], "environment": {}, "parts": {},
                         "train": {}, "generate": {}, "swap": None}
         self.trainer_python = self.sd_scripts = self.model = self.lora = None
+        self.flux_files: dict = {}  # family flux: the full-size random FLUX.1 files
+        self.results["family"] = plan.family
         self.overrides: list[str] = list(plan.overrides)
 
     # ------------------------------------------------------------ bookkeeping
@@ -223,12 +259,35 @@ class Check:
 
         trainer = Trainer(self.trainer_python, self.sd_scripts)
         start = time.monotonic()
+        if self.plan.family == "flux":
+            return self.build_flux_model(trainer, limit)
         self.model = build_check_model(trainer, echo=lambda s: None, device="cpu" if self.args.dry_run else "cuda",
                                        timeout=limit)
         info = {"path": str(self.model), "gib": self.model.stat().st_size / 2**30, "build_s": time.monotonic() - start}
         start = time.monotonic()
         info["tokenizers"], info["tokenizers_s"] = str(ensure_tokenizers()), time.monotonic() - start
         self.results["environment"]["check_model"] = info
+
+    def build_flux_model(self, trainer, limit: float) -> None:
+        from faceswap_kohya.models.checkmodel import build_flux_model
+        from faceswap_kohya.models.tokenizers import ensure_flux_check_tokenizers
+
+        start = time.monotonic()
+        files = build_flux_model(trainer, self.work / "flux-model", full=True,
+                                 device="cpu" if self.args.dry_run else "cuda", timeout=limit)
+        info = {"files": {k: str(p) for k, p in files.items()}, "build_s": time.monotonic() - start,
+                "gib": {k: p.stat().st_size / 2**30 for k, p in files.items()}}
+        start = time.monotonic()
+        info["tokenizers"], info["tokenizers_s"] = str(ensure_flux_check_tokenizers()), time.monotonic() - start
+        self.results["environment"]["flux_model"] = info
+        self.results["notes"].append("FLUX: a full-size random-weight FLUX.1-dev DiT (bf16) with AE, CLIP-L and T5-XXL "
+                                     "(fp8) as the check model's, and its stand-in T5 tokenizer (same shapes and ids range)")
+        self.flux_files = files
+        self.model = files["dit"]
+
+    def base_overrides(self) -> list[str]:
+        """The preset keys that point a run at this check's random-weight base model."""
+        return base_overrides(self.plan.family, self.model, self.flux_files)
 
     def photos(self) -> Path:
         """The sample photos, each resized to a square of the training resolution (one bucket, full size)."""
@@ -253,7 +312,7 @@ class Check:
         p = self.plan
         overrides = [f"dataset.images={photos}", "dataset.framing=as_is", f"dataset.resolution={p.resolution}",
                      f"training.max_steps={p.steps}", "sampling.prompts=[]", "sampling.every_n_epochs=null",
-                     "sampling.every_n_steps=null", f"output.dir={self.work / 'runs'}", "base_model=builtin:pipeline-check",
+                     "sampling.every_n_steps=null", f"output.dir={self.work / 'runs'}", *self.base_overrides(),
                      f"kohya.python={self.trainer_python}", f"kohya.sd_scripts={self.sd_scripts}", *self.overrides]
         loaded = self.part(f"train {name} preset", "train", lambda limit: presets.load(name, overrides))
         if loaded is None:
@@ -326,12 +385,13 @@ class Check:
         if self.model is not None:
             photos = self.photos()
             for r in range(p.rounds):
-                for i, name in enumerate(PRESETS):
+                for i, name in enumerate(FAMILY_PRESETS[p.family]):
                     self.run_preset(name, photos, r, hand_first=(i + r) % 2 == 1)
-            gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes)]
-            self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
-            swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]
-            self.part("swap", "swap", lambda limit: self.child_part("swap", limit, swap))
+            if p.gen_dtypes:
+                gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes)]
+                self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
+                swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]
+                self.part("swap", "swap", lambda limit: self.child_part("swap", limit, swap))
         self.save()
         print(report.markdown(self.results))
         print(f"[gpu-check] {self.out / 'gpu_check.json'}, {self.out / 'gpu_check.md'}")
@@ -350,8 +410,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sd-scripts", help="default: FACESWAP_KOHYA_SD_SCRIPTS, vendor/sd-scripts, the wheels folder's packed copy")
     ap.add_argument("--trainer-python", help="default: FACESWAP_KOHYA_PYTHON or .venv-kohya's (dry run), this python (GPU)")
     ap.add_argument("--budget-s", type=float, help="the whole check's time budget")
+    ap.add_argument("--family", choices=sorted(FAMILY_PRESETS), default="sdxl",
+                    help="sdxl: the face-* presets (default); flux: the flux-* presets, on a GPU only")
     args = ap.parse_args(argv)
-    plan = DRY_PLAN if args.dry_run else GPU_PLAN
+    plan = plan_for(args.family, args.dry_run)
     if args.budget_s:
         plan = Plan(**{**asdict(plan), "budget_s": args.budget_s})
     check = Check(args, plan)

@@ -4,7 +4,8 @@ single file, and a FLUX.1 model (a DiT with one double and one single block, the
 sd-scripts' SDXL UNet is fixed-size, so no tiny model can be trained; that one is built with sd-scripts' own
 model classes (~6.9 GB fp16, ~2 min, ~14 GB RAM). FLUX's loaders read the DiT's block count from the file but
 build the AE, CLIP-L and T5-XXL at full size, so those are full size (T5-XXL in fp8: ~4.8 GB). Both are
-cached outside the project (`check_model_path`, `flux_check_files`).
+cached outside the project (`check_model_path`, `flux_check_files`). `build_flux_model(full=True)` builds FLUX.1-dev's
+whole DiT with random weights instead, for the GPU check.
 """
 
 from __future__ import annotations
@@ -82,21 +83,30 @@ def build_check_model(trainer, force: bool = False, echo=print, device: str = "c
 
 def build_flux_check_model(trainer, force: bool = False, echo=print, timeout: float | None = None) -> dict[str, Path]:
     """Build (once) and return the FLUX check model's files (see `flux_check_files`)."""
-    folder = flux_check_folder()
     if flux_check_built() and not force:
         return flux_check_files()
+    echo(f"building the FLUX check model (random FLUX.1 weights, ~6.5 GB, a few minutes) → {flux_check_folder()}")
+    return build_flux_model(trainer, flux_check_folder(), timeout=timeout)
+
+
+def build_flux_model(trainer, folder: Path, full: bool = False, device: str = "cpu",
+                     timeout: float | None = None) -> dict[str, Path]:
+    """Random FLUX.1 weights in `folder` (FLUX_FILES' names), replacing what is there: the check model's one double
+    and one single block, or with `full` FLUX.1-dev's whole DiT (~22 GiB bf16: what the GPU check trains the flux
+    presets on). device: where the random values are drawn ("cuda" is much faster)."""
+    folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    echo(f"building the FLUX check model (random FLUX.1 weights, ~6.5 GB, a few minutes) → {folder}")
+    what = "full-size random FLUX.1 model" if full else "FLUX check model"
     try:
-        _run_side(trainer, "make_flux_check_model.py", [str(partial)], "FLUX check model", timeout)
+        _run_side(trainer, "make_flux_check_model.py", [str(partial), device, "full" if full else "check"], what, timeout)
         missing = [name for name in FLUX_FILES.values() if not (partial / name).is_file()]
         if missing:
-            raise UserError(f"building the FLUX check model failed: it did not write {', '.join(missing)}")
+            raise UserError(f"building the {what} failed: it did not write {', '.join(missing)}")
     except UserError:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
-    return flux_check_files()
+    return {key: folder / name for key, name in FLUX_FILES.items()}

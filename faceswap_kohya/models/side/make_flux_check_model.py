@@ -8,7 +8,10 @@ so a smaller file would leave weights unset). T5-XXL is stored in fp8 (e4m3fn), 
 `t5xxl_fp8_e4m3fn.safetensors` is, to halve its disk size (~4.8 GB instead of ~9.5 GB).
 
 It produces noise, by design: it exists to check an installation end to end with no download.
-Usage (cwd = sd-scripts): python make_flux_check_model.py OUT_FOLDER
+`full`: the DiT at FLUX.1-dev's full depth (19 double, 38 single blocks: ~22 GiB bf16), for the GPU check to
+measure the flux presets at their real size (random weights cost the same time and memory as real ones).
+Usage (cwd = sd-scripts): python make_flux_check_model.py OUT_FOLDER [DEVICE [full]]
+(DEVICE: where the random values are drawn, default cpu; cuda is much faster.)
 """
 
 import math
@@ -31,20 +34,21 @@ FILES = {"dit": "flux1-check-dit.safetensors", "ae": "ae.safetensors", "clip_l":
 
 
 def random_weights(module: torch.nn.Module, dtype: torch.dtype, generator: torch.Generator) -> dict:
-    """Random values for every parameter of a (meta) module: norms' weights 1, biases small, the rest
-    N(0, 1/fan_in) so activations keep their scale through the layers."""
+    """Random values for every parameter of a (meta) module, drawn on the generator's device and kept on the CPU:
+    norms' weights 1, biases small, the rest N(0, 1/fan_in) so activations keep their scale through the layers."""
     out = {}
+    device = generator.device
     for name, p in module.named_parameters():
         shape = tuple(p.shape)
         leaf = name.rsplit(".", 1)[-1]
         if len(shape) == 1 and ("norm" in name or leaf == "scale"):
-            t = torch.ones(shape)
+            t = torch.ones(shape, device=device)
         elif len(shape) == 1:
-            t = torch.randn(shape, generator=generator) * 0.01
+            t = torch.randn(shape, generator=generator, device=device) * 0.01
         else:
             fan_in = math.prod(shape[1:])
-            t = torch.randn(shape, generator=generator, dtype=torch.bfloat16) * (1 / math.sqrt(fan_in))
-        out[name] = t.to(dtype).contiguous()
+            t = torch.randn(shape, generator=generator, dtype=torch.bfloat16, device=device) * (1 / math.sqrt(fan_in))
+        out[name] = t.to(dtype).contiguous().cpu()
     return out
 
 
@@ -53,11 +57,13 @@ def save(weights: dict, path: str) -> None:
     print(f"saved {len(weights)} tensors, {os.path.getsize(path) / 2**30:.2f} GiB to {path}", flush=True)
 
 
-def main(folder: str) -> None:
+def main(folder: str, device: str = "cpu", size: str = "check") -> None:
     os.makedirs(folder, exist_ok=True)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device).manual_seed(0)
     start = time.time()
-    params = replace(flux_models.configs[flux_utils.MODEL_NAME_DEV].params, depth=1, depth_single_blocks=1)
+    params = flux_models.configs[flux_utils.MODEL_NAME_DEV].params
+    if size != "full":
+        params = replace(params, depth=1, depth_single_blocks=1)
     with torch.device("meta"):
         dit = flux_models.Flux(params)
         ae = flux_models.AutoEncoder(flux_models.configs[flux_utils.MODEL_NAME_DEV].ae_params)
@@ -72,4 +78,4 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:4])
