@@ -20,7 +20,7 @@ from faceswap_kohya.jobs.regularize import regularize as run_regularize
 from faceswap_kohya.runs.artifacts import latest_state
 from faceswap_kohya.runs.artifacts import samples as sample_images
 from faceswap_kohya.trainer.check import check_rendered
-from faceswap_kohya.trainer.install import Trainer
+from faceswap_kohya.trainer.install import Trainer, check_flux_model
 
 
 # ---------------------------------------------------------------- checking and rendering
@@ -30,8 +30,10 @@ from faceswap_kohya.trainer.install import Trainer
 @click.option("--kohya", "with_kohya", is_flag=True, help="Also check the rendered files with sd-scripts' own parser.")
 @friendly
 def validate(preset, overrides, with_kohya):
-    """Check a preset (or a Kohya .json/.toml); print "valid" or every error."""
+    """Check a preset (or a Kohya .json/.toml); print "valid" or every error. A FLUX preset's model files are
+    checked as `train` checks them."""
     p, path = load_preset(preset, overrides)
+    check_flux_model(p)
     if with_kohya:
         result = check_rendered(p)
         if not result["ok"]:

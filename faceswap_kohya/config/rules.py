@@ -132,13 +132,17 @@ BUILTIN_FAMILIES = {"builtin:pipeline-check": "sdxl", "builtin:flux-check": "flu
 
 
 def check_family_files(f: Fields) -> Iterator[Problem]:
-    """FLUX needs its three companion files (the check model brings its own); SDXL takes none of them."""
+    """FLUX needs its three companion files (the check model brings its own; Chroma has no CLIP-L and is not
+    evaluated); SDXL takes none of them."""
     family, path = f.get("base_model.family"), f.get("base_model.path")
     builtin = BUILTIN_FAMILIES.get(path)
     if builtin and builtin != family:
         yield Problem("base_model.family", f"must be {builtin} for {path}", family)
         return
     chroma = family == "flux" and f.get("flux.model_type") == "chroma"
+    if chroma and f.get("evaluate.enabled"):
+        yield Problem("evaluate.enabled", "must be false for flux.model_type chroma (evaluation loads FLUX.1 pipelines "
+                                          "only)", True)
     for key, what in FLUX_FILES.items():
         value = f.get(f"base_model.{key}")
         if key == "clip_l" and chroma:

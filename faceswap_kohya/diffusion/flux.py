@@ -146,11 +146,21 @@ def load_flux_pipeline(files: dict, torch_dtype, check_model: bool = False, inpa
 
     transformer.register_forward_pre_hook(lambda m, args, kwargs: (tuple(cast(a) for a in args),
                                                                    {k: cast(v) for k, v in kwargs.items()}), with_kwargs=True)
+    # FluxInpaintPipeline hands the photo to the AE in the prompt's dtype (T5's bf16): cast it to the AE's own
+    vae = load_ae(files["ae"], torch_dtype)
+    vae_dtype = vae.encoder.conv_in.weight.dtype
+
+    def to_vae(m, args, kwargs):
+        cast_vae = lambda v: v.to(vae_dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v  # noqa: E731
+        return tuple(cast_vae(a) for a in args), {k: cast_vae(v) for k, v in kwargs.items()}
+
+    vae.encoder.register_forward_pre_hook(to_vae, with_kwargs=True)
+    vae.decoder.register_forward_pre_hook(to_vae, with_kwargs=True)
     clip_tok, t5_tok = tokenizers(check_model, check_tokenizer_cache() if check_model else None)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                 base_image_seq_len=256, max_image_seq_len=4096)
     cls = FluxInpaintPipeline if inpaint else FluxPipeline
-    pipe = cls(scheduler=scheduler, vae=load_ae(files["ae"], torch_dtype), text_encoder=load_clip_l(files["clip_l"], torch_dtype),
+    pipe = cls(scheduler=scheduler, vae=vae, text_encoder=load_clip_l(files["clip_l"], torch_dtype),
                tokenizer=clip_tok, text_encoder_2=load_t5xxl(files["t5xxl"], t5_dtype), tokenizer_2=t5_tok,
                transformer=transformer)
     return pipe

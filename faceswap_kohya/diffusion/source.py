@@ -83,6 +83,10 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
 
     if lora is not None and not no_lora:
         read_lora_modules(lora)  # the LoRA first: a file that is not a LoRA is named before any base model is opened
+    if preset is not None and preset.base_model.is_flux and preset.flux.model_type == "chroma":
+        raise UserError(f"{target}: a Chroma run (flux.model_type chroma): generate, compare, evaluate and swap load "
+                        "FLUX.1 pipelines only (Chroma's diffusers pipeline is not wired in yet); its LoRA is for "
+                        "ComfyUI or sd-scripts' own chroma sampling")
     # a missing or wrong base model fails here, not after minutes of loading (a FLUX run: each of its files)
     flux = generation_files(preset.base_model if preset else None, base_model)
     dirs = [Path(d).expanduser() for d in lora_dirs]

@@ -132,7 +132,10 @@ def check_flux_file(path: str | None, kind: str, field: str) -> None:
         raise UserError(f"{field}: {path} does not exist ({what} .safetensors file)")
     if not str(p).endswith((".safetensors", ".sft")):
         raise UserError(f"{field}: {path} is not a .safetensors file ({what})")
-    header = safetensors_header(p)
+    try:
+        header = safetensors_header(p)
+    except UserError as e:
+        raise UserError(f"{field}: {e} ({what})") from None
     keys = list(header)
     if any(k.startswith(("lora_", "lycoris_")) or ".lora_down." in k for k in keys):
         raise UserError(f"{field}: {path} is a LoRA file, not {what}")
@@ -151,9 +154,12 @@ def flux_files(base) -> dict[str, str]:
     return {"dit": base.path, "ae": base.ae, "clip_l": base.clip_l, "t5xxl": base.t5xxl}
 
 
-def check_flux_base(base) -> dict[str, str]:
-    """Every file of a FLUX preset's base_model, checked; returns `flux_files(base)`."""
+def check_flux_base(base, chroma: bool = False) -> dict[str, str]:
+    """Every file of a FLUX preset's base_model, checked; returns `flux_files(base)`. `chroma` (flux.model_type
+    chroma): Chroma has no CLIP-L, so an unset clip_l is not checked."""
     files = flux_files(base)
+    if chroma and not files.get("clip_l"):
+        files.pop("clip_l")
     if base.path == CHECK_MODEL_FLUX:
         if not flux_check_built():
             raise UserError(f"{CHECK_MODEL_FLUX}: {flux_check_files()['dit'].parent} is not built yet; build it with "

@@ -1,11 +1,13 @@
 """A new job from a request, every check done before anything is written: the body's size, the form, the preset and
-its overrides (checked as the CLI checks `key=value`, with the CLI's own messages), the photos (`uploads`), the
-idempotency key and the per-key queue limit. Only then is the job's folder made and the job queued."""
+its overrides (checked as the CLI checks `key=value`, with the CLI's own messages; a FLUX preset's model files as
+`train` checks them), the photos (`uploads`), the idempotency key and the per-key queue limit. Only then is the
+job's folder made and the job queued."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import shutil
 import time
@@ -152,11 +154,17 @@ def training(store: st.Store, cfg: Config, key_name: str, fields: dict, files: l
     job, folder = new_job(store, cfg, "training", key_name, {}, webhook, events)
     overrides = user + subject + [f"dataset.images={photos_dir(folder)}", f"output.dir={runs_dir(folder)}"]
     from faceswap_kohya.formats.importer import load_any
+    from faceswap_kohya.trainer.install import check_flux_model
 
     try:
         preset, _, _ = load_any(name, overrides, for_training=True)
     except UserError as e:
         raise from_user_error(e) from None
+    try:
+        check_flux_model(preset)  # a FLUX preset's model files, from their headers, as `train` checks them
+    except UserError as e:  # "base_model.t5xxl: ... does not exist": the field leads the message
+        lead = re.match(r"([A-Za-z_][\w.]*): ", str(e))
+        raise from_user_error(e, field=lead.group(1) if lead else None) from None
     try:
         photos = check_photos([(n, d) for _, n, d in files], cfg.max_upload_bytes)
     except UploadError as e:

@@ -1,5 +1,5 @@
 """A sweep's settings: `key=v1,v2` values and a `--variants` YAML list become one set of settings per trial,
-and every trial's preset is validated before anything starts.
+and every trial's preset is validated before anything starts (a FLUX trial's model files too).
 
 `key=value` with one value is a fixed override (as for `train`); with several top-level commas it is a grid
 axis. Commas inside brackets or quotes do not split (`optimizer.text_encoder_lr=[1e-5,2e-5],0`). The trials
@@ -29,7 +29,8 @@ FIXED_KEYS = {
     "resources": "set it once for the whole sweep",
 }
 # Preset keys holding local paths: made absolute so that a worker with another working directory finds them.
-PATH_KEYS = ("base_model.path", "base_model.vae", "dataset.images", "regularization.images", "kohya.sd_scripts",
+PATH_KEYS = ("base_model.path", "base_model.vae", "base_model.ae", "base_model.clip_l", "base_model.t5xxl",
+             "dataset.images", "regularization.images", "kohya.sd_scripts",
              "kohya.python", "kohya.tokenizer_cache", "evaluate.insightface_root", "evaluate.arcface_models")
 
 
@@ -221,6 +222,7 @@ def make_trials(base: dict, source: str, variants: list[tuple[str, dict]], cwd: 
 
     `variants` holds (label, settings) pairs; identical presets are one trial."""
     from faceswap_kohya.config import presets
+    from faceswap_kohya.trainer.install import check_flux_model
 
     cwd = Path(cwd or Path.cwd())
     trials, failures, seen = [], [], set()
@@ -230,6 +232,7 @@ def make_trials(base: dict, source: str, variants: list[tuple[str, dict]], cwd: 
             for key, value in settings.items():
                 set_key(data, key, value)
             preset = presets.validate(data, label)
+            check_flux_model(preset)  # a FLUX trial's model files, from their headers, as `train` checks them
         except UserError as e:
             failures.append((label, str(e)))
             continue

@@ -126,13 +126,22 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def check_flux_model(preset: Preset) -> None:
+    """A FLUX preset's four files exist and are what they claim (from their headers), and T5's tokenizer can be had:
+    what `train` checks before it starts, and `validate` and the service's submissions with it. builtin:flux-check
+    passes (it is built when a run is prepared); an SDXL preset is not looked at."""
+    if not preset.base_model.is_flux or preset.base_model.path == CHECK_MODEL_FLUX:
+        return
+    check_flux_base(preset.base_model, chroma=preset.flux.model_type == "chroma")
+    check_t5_tokenizer(preset)
+
+
 def check_base_model(preset: Preset) -> None:
     path = preset.base_model.path
     if path in (CHECK_MODEL, CHECK_MODEL_FLUX):
         return  # built (once) when the run is prepared
     if preset.base_model.is_flux:
-        check_flux_base(preset.base_model)
-        check_t5_tokenizer(preset)
+        check_flux_model(preset)
         return
     p = Path(path)
     looks_local = p.suffix in (".safetensors", ".ckpt") or path.startswith((".", "/", "~")) or path.count("/") != 1

@@ -93,8 +93,11 @@ def knob_values(name: str, file: Optional[str]) -> list:
 
 def check_text(knobs: Knobs, ws: Workspace, photos_dir: str, prepared: str) -> str:
     """What Start would be told before anything runs: the preset's own messages, or that it is valid."""
+    from faceswap_kohya.trainer.install import check_flux_model
+
     try:
         preset, path, report, args = load(knobs, ws, photos_dir, prepared)
+        check_flux_model(preset)  # FLUX's four files, as `train` checks them before it starts
         if prepared:
             from faceswap_kohya.jobs.train import check_prepared
 
