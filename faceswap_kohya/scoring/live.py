@@ -170,6 +170,7 @@ class LiveLikeness:
         if answer.get("not_yet"):
             return NOT_YET
         if "off" in answer:
+            self._scoring.close()
             self._scoring = False
             self._send(Warning(f"the samples are not scored for likeness: {answer['off']}"))
             return None
