@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect
+from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect, face_region, shifted
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
 from faceswap_kohya.faces.masks import LANDMARK_FACE_PX, floor_faces, landmarks68, make_mask
 from faceswap_kohya.files.images import decode_reduced, decode_stored, resized, unreadable_reason
@@ -294,20 +294,6 @@ def face_light(rgb: Image.Image, box) -> tuple[float, float]:
 def scaled(face: Face, k: float) -> Face:
     """The face in pixels `k` times smaller."""
     return Face(tuple(round(v / k) for v in face.box), face.confidence, [(x / k, y / k) for x, y in face.landmarks], face.detector)
-
-
-def shifted(face: Face, dx: int, dy: int) -> Face:
-    """The face in pixels moved by (dx, dy)."""
-    x0, y0, x1, y1 = face.box
-    return Face((x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.confidence, [(x + dx, y + dy) for x, y in face.landmarks], face.detector)
-
-
-def face_region(box, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The face and one face size around it, inside the photo: everything the 68 landmarks, the embedding (its own
-    margin is one face size), the sharpness and the light look at, so they see the same pixels in this crop."""
-    left, top, right, bottom = box
-    margin = max(right - left, bottom - top)
-    return max(0, left - margin), max(0, top - margin), min(size[0], right + margin), min(size[1], bottom + margin)
 
 
 def work_factor(photo: Photo, framing: str, resolution: int) -> int:

@@ -4,7 +4,8 @@ nothing is downloaded at run time).
 `detect(image)`: faces, largest first, with 5-point landmarks, boxes in the image's own pixels. Detection
 runs on a copy at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and
 the boxes are mapped back. dlib's HOG detector is unpacked once into the cache folder (`HOG_FILE`), and each
-thread runs its own.
+thread runs its own. `shifted` and `face_region`: a face moved, and the crop around it that the per-face
+measurements look at.
 """
 
 from __future__ import annotations
@@ -58,6 +59,20 @@ class Face:
 
     def to_dict(self) -> dict:
         return {"box": list(self.box), "confidence": round(self.confidence, 3), "detector": self.detector}
+
+
+def shifted(face: Face, dx: int, dy: int) -> Face:
+    """The face in pixels moved by (dx, dy)."""
+    x0, y0, x1, y1 = face.box
+    return Face((x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.confidence, [(x + dx, y + dy) for x, y in face.landmarks], face.detector)
+
+
+def face_region(box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The face and one face size around it, inside the photo: everything the 68 landmarks, the embedding (its own
+    margin is one face size), the sharpness and the light look at, so they see the same pixels in this crop."""
+    left, top, right, bottom = box
+    margin = max(right - left, bottom - top)
+    return max(0, left - margin), max(0, top - margin), min(size[0], right + margin), min(size[1], bottom + margin)
 
 
 # ---------------------------------------------------------------- dlib and its model files
