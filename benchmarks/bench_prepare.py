@@ -3,7 +3,8 @@ decoding (JPEG draft mode for detection), face detection, landmarks, identity em
 (someone else, blur, small faces, duplicates, pose, light), crop to 1024 px, head masks, augmentation,
 captions, contact sheet.
 
-Target: ≤ 3 s for the 10 photos on 2 CPU cores. Run: .venv/bin/python benchmarks/bench_prepare.py
+Target: ≤ 3 s for the 10 photos on 2 CPU cores, the face models' loading included (dlib's HOG detector is read from
+the cache folder, where the first run on a machine unpacks it: ~0.5 s once). Run: .venv/bin/python benchmarks/bench_prepare.py
 """
 
 from __future__ import annotations

@@ -98,6 +98,33 @@ def test_every_format_is_read_upright_in_rgb_and_the_crop_holds_the_face(tmp_pat
         assert faces.identity_score(photo.embedding, [embedder.embed(astronaut)])[0] > 0.6, name
 
 
+def test_a_photo_kept_as_stored_gives_the_upright_photos_crops(tmp_path):
+    """`decode_stored` turns only the crops: for every EXIF orientation, each crop is the upright photo's own, pixel
+    for pixel (also in JPEG draft mode), and the size is the upright one."""
+    import io
+
+    from faceswap_kohya.files.images import decode, decode_reduced, decode_stored
+
+    rng = np.random.default_rng(3)
+    stored = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).resize((256, 192))
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = io.BytesIO()
+        stored.save(data, "JPEG", quality=95, exif=exif)
+        data = data.getvalue()
+        for min_side, upright in ((0, decode(data)), (48, decode_reduced(data, 48)[0])):
+            view = decode_stored(data, min_side)
+            assert view.size == upright.size == (view.width, view.height), orientation
+            boxes = [(0, 0, *upright.size)] + [tuple(int(v) for v in (*sorted(rng.integers(0, upright.width, 2)),
+                                                                      *sorted(rng.integers(0, upright.height, 2))))
+                                               for _ in range(4)]
+            for x0, x1, y0, y1 in [(b[0], b[1], b[2], b[3]) for b in boxes[1:]]:
+                box = (x0, y0, x1 + 1, y1 + 1)
+                assert np.array_equal(np.asarray(view.crop(box)), np.asarray(upright.crop(box))), (orientation, box)
+            assert np.array_equal(np.asarray(view.crop(boxes[0])), np.asarray(upright)), orientation
+
+
 def test_16_bit_is_rescaled_and_alpha_goes_over_white(tmp_path, astronaut):
     files = write_formats(astronaut, tmp_path / "formats")
     grey8 = np.asarray(astronaut.convert("L"), dtype=float)

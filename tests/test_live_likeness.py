@@ -142,23 +142,77 @@ def test_samples_left_at_the_end_are_scored_by_stop_and_a_damaged_one_is_named(t
     assert got[1].identity is None and got[1].note.startswith(f"sample {sample_name(epoch=2)} could not be read: ")
 
 
-def test_without_the_face_model_the_samples_are_skipped_with_one_note(tmp_path, monkeypatch):
-    """No faces extra (dlib missing): one warning says so, no sample is scored and the watcher ends by itself."""
+def test_without_the_face_model_the_samples_are_skipped_with_one_note(tmp_path):
+    """No face model (here: an ArcFace model folder without its files; the scoring process loads it, so a monkeypatch
+    here would not reach it): one warning says why, no sample is scored and the watcher ends by itself."""
     from faceswap_kohya.faces import identity
 
-    def no_dlib(*args, **kwargs):
-        raise UserError("face detection needs dlib: pip install 'faceswap_kohya[faces]'")
-
-    monkeypatch.setattr(identity, "get_embedder", no_dlib)
+    models = tmp_path / "no-models"
+    models.mkdir()
     preset, run = photo_run(tmp_path)
+    preset = preset.model_copy(update={"evaluate": preset.evaluate.model_copy(
+        update={"embedder": "arcface", "arcface_models": str(models)})})
+    try:
+        identity.get_embedder("arcface", str(models))
+    except UserError as e:
+        why = str(e)
+    else:
+        pytest.fail("an empty ArcFace model folder loaded")
     got = []
     watcher = live.LiveLikeness(run, preset, got.append, poll_s=0.05).start()
     for epoch in (1, 2):
         shutil.copy(FACES / "obama2.jpg", run.samples / sample_name(epoch=epoch))
-    wait_until(lambda: not watcher.thread.is_alive(), 30, "the watcher ending")
+    wait_until(lambda: not watcher.thread.is_alive(), 60, "the watcher ending")
     watcher.stop()
-    assert got == [ev.Warning("the samples are not scored for likeness: face detection needs dlib: "
-                              "pip install 'faceswap_kohya[faces]'")]
+    assert got == [ev.Warning(f"the samples are not scored for likeness: {why}")]
+
+
+def test_the_pipe_reader_never_waits_on_a_sample_being_scored(tmp_path):
+    """While samples are scored (in the scoring child process: dlib holds the GIL while it embeds and while its CNN
+    detector looks for a face that is not there), the lines a stand-in trainer prints every 10 ms are read in this
+    process without a pause longer than 0.3 s."""
+    needs_dlib()
+    import threading
+
+    from PIL import Image
+
+    preset, run = photo_run(tmp_path)
+    got, gaps, stamps = [], [], []
+    trainer = subprocess.Popen([sys.executable, "-u", "-c", "import time\nwhile True:\n    print('step', flush=True)\n"
+                                "    time.sleep(0.01)"], stdout=subprocess.PIPE, text=True)
+
+    def read():  # as the launcher reads the trainer's output: a line at a time
+        last = time.monotonic()
+        for _ in trainer.stdout:
+            now = time.monotonic()
+            gaps.append(now - last)
+            stamps.append(now)
+            last = now
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    watcher = live.LiveLikeness(run, preset, lambda e: got.append((time.monotonic(), e)), poll_s=0.05).start()
+    try:
+        wait_until(lambda: len(gaps) > 20, what="the trainer's first lines")
+        begun = time.monotonic()
+        face = Image.open(FACES / "obama2.jpg").convert("RGB")
+        face = face.resize((1024, round(1024 * face.height / face.width)))
+        noise = Image.effect_noise((1024, 1024), 80).convert("RGB")  # no face: dlib's CNN detector looks too
+        for epoch, sample in ((1, face), (2, noise)):  # the first also loads the face model and embeds the photos
+            (run.samples / sample_name(epoch=epoch)).write_bytes(png_bytes(sample))
+            wait_until(lambda: len(got) == epoch, what=f"sample {epoch} scored")
+        scored = time.monotonic()
+        time.sleep(0.2)
+    finally:
+        watcher.stop()
+        trainer.kill()
+        reader.join(5)
+    (_, scored_face), (_, faceless) = got
+    assert (scored_face.epoch, faceless.epoch) == (1, 2) and scored_face.identity > SAME_PERSON, got
+    assert faceless.identity is None and faceless.note.startswith("no face found in sample"), faceless
+    during = [g for g, t in zip(gaps, stamps) if begun <= t <= scored + 0.2]
+    assert scored - begun > 0.5 and len(during) > 20, (scored - begun, len(during))  # the lines went on meanwhile
+    assert max(during) < 0.3, f"the reader waited {max(during):.2f} s while a sample was scored"
 
 
 def test_the_latest_likeness_is_kept_in_status_json_and_read_back(tmp_path):

@@ -29,7 +29,8 @@ from faceswap_kohya.scoring.thresholds import same_person_text
 @friendly
 def identity(refs, images, embedder, arcface_models, as_json):
     """Score IMAGE... (files or folders) against reference photos: identity score 0-1, higher = more alike,
-    and as a share of the photos' own likeness (each reference photo against the others). With no IMAGE:
+    and, against the photos' centroid, as a share of their own likeness (each reference photo against the centroid
+    of the others). With no IMAGE:
     that baseline only.
 
     Scores of different face models are not comparable: each output names its model."""
@@ -48,13 +49,14 @@ def identity(refs, images, embedder, arcface_models, as_json):
     else:
         click.echo("your photos' own likeness: not measured (it needs at least 2 reference photos with a face)")
     if result["images"]:
-        click.echo(f"{'SCORE':>5}  {'OF OWN':>6}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
+        click.echo(f"{'SCORE':>5}  {'CENTROID':>8}  {'OF OWN':>6}  {'FACE (l,t,r,b)':<24}  {'NEAREST':<20}  IMAGE")
     for r in result["images"]:
         if "score" in r:
             share = "-" if r.get("share") is None else f"{r['share'] * 100:.0f} %"
-            click.echo(f"{r['score']:>5.2f}  {share:>6}  {str(tuple(r['face_box'])):<24}  {r['nearest']:<20}  {r['file']}")
+            click.echo(f"{r['score']:>5.2f}  {r['centroid_score']:>8.2f}  {share:>6}  {str(tuple(r['face_box'])):<24}  "
+                       f"{r['nearest']:<20}  {r['file']}")
         else:
-            click.echo(f"{'-':>5}  {'':>6}  {r['error']:<24}  {'':<20}  {r['file']}")
+            click.echo(f"{'-':>5}  {'':>8}  {'':>6}  {r['error']:<24}  {'':<20}  {r['file']}")
     click.echo(f"(a similarity of {result['embedder']}, not a yes/no: photos of one person usually score above "
                f"{same_person_text(result['embedder'])})")
 

@@ -39,7 +39,7 @@ from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import identity as faces
-from faceswap_kohya.files.images import load_rgb, resized, save_with_loss_weight, unreadable_reason
+from faceswap_kohya.files.images import PNG_FAST, load_rgb, resized, save_with_loss_weight, unreadable_reason
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, reg_dir, validation_dir
 
 MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
@@ -109,7 +109,7 @@ class ImageJob:
 
 def save_image(image: Image.Image, path: Path, caption: str, mask: Optional[Image.Image] = None) -> None:
     if mask is None:
-        image.save(path, compress_level=1)
+        image.save(path, **PNG_FAST)
     else:
         save_with_loss_weight(image, mask, path)
     path.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")

@@ -16,10 +16,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect
+from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect, face_region, shifted
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
 from faceswap_kohya.faces.masks import LANDMARK_FACE_PX, floor_faces, landmarks68, make_mask
-from faceswap_kohya.files.images import decode_reduced, resized, unreadable_reason
+from faceswap_kohya.files.images import decode_reduced, decode_stored, resized, unreadable_reason
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
@@ -70,7 +70,7 @@ class Photo:
     light: Optional[tuple[float, float]] = None  # the main face's brightness (0-255) and warmth (red - blue)
     yaw: Optional[float] = None  # the subject's head turn from the landmarks: 0 frontal, 1 profile
     findings: list[dict] = field(default_factory=list)  # {"kind", "text"}: what the photo gate found (data.gate)
-    work: Optional[Image.Image] = None  # the decoded photo (reduced), between measure and finish
+    work: object = None  # the decoded photo (reduced; an Image or files.images.Upright), between measure and finish
     thumb: Optional[Image.Image] = None  # a small copy, for the contact sheet when the gate leaves the photo out
     tiny: Optional[np.ndarray] = None  # 32×32 grey copy: a burst's frames differ little pixel by pixel
     work_scale: float = 1.0  # photo pixels per pixel of `work`
@@ -161,7 +161,7 @@ def planned_crop(photo: Photo, framing: str, resolution: int) -> tuple[tuple[int
 
 def frame(photo: Photo, rgb: Image.Image, framing: str, resolution: int, max_upscale: float, k: float = 1.0) -> Image.Image:
     """The training image of one photo: the crop, resized to the resolution (enlarged at most max_upscale).
-    `rgb` is the photo decoded `k` times smaller than its size."""
+    `rgb` is the photo decoded `k` times smaller than its size (an Image, or an `Upright` that turns the crop only)."""
     box, scale = planned_crop(photo, framing, resolution)
     if scale > max_upscale:
         photo.notes.append(f"{box[2] - box[0]} px crop would need ×{scale:.1f} to reach {resolution} px; "
@@ -170,7 +170,7 @@ def frame(photo: Photo, rgb: Image.Image, framing: str, resolution: int, max_ups
     photo.crop, photo.upscale = box, scale
     w, h = max(1, round((box[2] - box[0]) * scale)), max(1, round((box[3] - box[1]) * scale))
     inner = tuple(round(v / k) for v in box)
-    region = rgb if inner == (0, 0, rgb.width, rgb.height) else rgb.crop(inner)
+    region = rgb if inner == (0, 0, rgb.width, rgb.height) and isinstance(rgb, Image.Image) else rgb.crop(inner)
     return resized(region, (w, h))
 
 
@@ -338,18 +338,21 @@ def measure(path: Path, embedder, framing: str = "face", resolution: int = 1024)
     f = work_factor(photo, framing, resolution)
     if f >= k_small * 0.99:
         work, k = small, k_small
-    else:
-        work, _ = decode_reduced(data, -(-min(photo.size) // f) if f > 1 else 0)
+    else:  # kept as stored: only the crops are turned upright
+        work = decode_stored(data, -(-min(photo.size) // f) if f > 1 else 0)
         k = photo.size[0] / work.width
     photo.work, photo.work_scale = work, k
-    for face in photo.faces[:MAX_FACES]:
+    for i, face in enumerate(photo.faces[:MAX_FACES]):
         inner = scaled(face, k)
-        photo.landmarks.append(landmarks68(work, inner.box) * k)
-        photo.sharpness.append(face_sharpness(work, inner.box))
+        region = face_region(inner.box, work.size)
+        patch, local = work.crop(region), shifted(inner, -region[0], -region[1])
+        photo.landmarks.append((landmarks68(patch, local.box) + np.array(region[:2], dtype=np.float64)) * k)
+        photo.sharpness.append(face_sharpness(patch, local.box))
         if embedder is not None:
-            photo.embeddings.append(embedder.embed(work, inner))
+            photo.embeddings.append(embedder.embed(patch, local))
+        if i == 0:
+            photo.light = face_light(patch, local.box)
     if photo.faces:
-        photo.light = face_light(work, scaled(photo.faces[0], k).box)
         photo.yaw = yaw_of(photo.landmarks[0])
         if photo.embeddings and photo.embeddings[0] is None:
             photo.notes.append(f"{embedder.missed}: left out of the identity check")

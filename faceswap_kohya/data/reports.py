@@ -16,6 +16,7 @@ from faceswap_kohya.data.kohya_layout import markdown_lines, text_lines
 from faceswap_kohya.data.photos import HELD_OUT, Photo
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
 from faceswap_kohya.faces.masks import overlay
+from faceswap_kohya.files.images import resized
 from faceswap_kohya.runs.layout import RunLayout
 
 # ---------------------------------------------------------------- reports
@@ -145,6 +146,12 @@ def at_a_glance(photo: Photo) -> str:
     return "! " + ", ".join(out) if out else ""
 
 
+def sheet_copy(image: Image.Image, thumb: int = 256) -> Image.Image:
+    """An image shrunk to the contact sheet's thumbnail size (as `contact_sheet` would shrink it); smaller ones as they are."""
+    scale = thumb / max(image.size)
+    return image if scale >= 1 else resized(image, (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+
+
 def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     """contact_sheet.png (each image with its mask as a tint, held-out photos framed), dataset.json, dataset.md."""
     items = []
@@ -152,7 +159,8 @@ def write_reports(summary: LayoutSummary, run: RunLayout, jobs) -> None:
     for job in jobs:
         held = job.kind == HELD_OUT
         title = job.path.name + (f" ({job.kind.upper() if held else job.kind})" if job.kind else "")
-        shown = job.image if job.mask is None else overlay(job.image, job.mask)
+        image, mask = sheet_copy(job.image), None if job.mask is None else sheet_copy(job.mask)
+        shown = image if mask is None else overlay(image, mask)  # tinted at the thumbnail's size: 16 times fewer pixels
         photo = source[job.path.name]
         warning = "" if job.kind and not held else at_a_glance(photo)
         items.append((shown, title, warning, photo.caption_source, job.caption, HELD_OUT_FRAME if held else None))

@@ -3,7 +3,9 @@ nothing is downloaded at run time).
 
 `detect(image)`: faces, largest first, with 5-point landmarks, boxes in the image's own pixels. Detection
 runs on a copy at most `DETECT_SIDE` px wide/high (dlib's CNN detector takes minutes on a 12 MP photo) and
-the boxes are mapped back.
+the boxes are mapped back. dlib's HOG detector is unpacked once into the cache folder (`HOG_FILE`), and each
+thread runs its own. `shifted` and `face_region`: a face moved, and the crop around it that the per-face
+measurements look at.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ DETECT_SIDE = 800  # HOG runs on a copy this long (boxes are mapped back): faces
 CNN_SIDE = 640  # the CNN detector (minutes on a 12 MP photo, ~2 s here) on a copy at most this long
 INSTALL_HINT = "pip install 'faceswap_kohya[faces]' (the dlib-bin wheel and face_recognition_models)"
 Detector = Literal["auto", "hog", "cnn"]
-# dlib's detectors and nets are not thread-safe (concurrent calls crash): one caller at a time.
-# Threads still overlap decoding and resizing, which is most of the time on a phone photo.
+# dlib's detectors and nets are not thread-safe (concurrent calls crash): one caller at a time, except the HOG
+# detector, of which each thread has its own (`hog_detector`). Threads overlap decoding, resizing and HOG.
 DLIB_LOCK = threading.RLock()
 
 
@@ -59,6 +61,20 @@ class Face:
         return {"box": list(self.box), "confidence": round(self.confidence, 3), "detector": self.detector}
 
 
+def shifted(face: Face, dx: int, dy: int) -> Face:
+    """The face in pixels moved by (dx, dy)."""
+    x0, y0, x1, y1 = face.box
+    return Face((x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.confidence, [(x + dx, y + dy) for x, y in face.landmarks], face.detector)
+
+
+def face_region(box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The face and one face size around it, inside the photo: everything the 68 landmarks, the embedding (its own
+    margin is one face size), the sharpness and the light look at, so they see the same pixels in this crop."""
+    left, top, right, bottom = box
+    margin = max(right - left, bottom - top)
+    return max(0, left - margin), max(0, top - margin), min(size[0], right + margin), min(size[1], bottom + margin)
+
+
 # ---------------------------------------------------------------- dlib and its model files
 def dlib_module():
     try:
@@ -80,11 +96,44 @@ def model_file(name: str) -> Path:
     return path
 
 
+HOG_FILE = "dlib/frontal_face_detector.svm"  # under paths.home(): dlib's HOG detector, unpacked once
+_THREAD = threading.local()
+
+
+def hog_detector():
+    """This thread's own HOG detector (a detector is not safe to share between threads, but it releases the GIL
+    while it runs: two threads detect at once). dlib builds its detector from a compressed string (~0.5 s); it
+    is unpacked into the cache folder once and read from there (~1 ms) afterwards."""
+    found = getattr(_THREAD, "hog", None)
+    if found is None:
+        _THREAD.hog = found = _load_hog()
+    return found
+
+
+def _load_hog():
+    from faceswap_kohya.config.paths import home
+
+    dlib = dlib_module()
+    path = home() / HOG_FILE
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except Exception:  # noqa: BLE001 - a damaged file: rebuilt below
+            pass
+    detector = dlib.get_frontal_face_detector()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{threading.get_ident()}.part")
+        detector.save(str(part))
+        part.replace(path)  # atomic: another process reads a whole file or none
+    except OSError:  # a read-only cache: built again next time
+        pass
+    return detector
+
+
 @functools.lru_cache(maxsize=None)
 def dlib_model(kind: str):
     dlib = dlib_module()
-    if kind == "hog":
-        return dlib.get_frontal_face_detector()
     if kind == "cnn":
         return dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
     if kind == "landmarks":
@@ -123,17 +172,21 @@ def _confirmed(arr: np.ndarray, rect) -> bool:
 def _find(arr: np.ndarray, grey: np.ndarray, detector: Detector) -> list[tuple[object, float, str]]:
     found = []
     for upsample in (0, 1) if detector in ("auto", "hog") else ():  # 1: twice the size, faces from ~40 px
-        rects, scores, _ = dlib_model("hog").run(grey, upsample, 0.0)
+        rects, scores, _ = hog_detector().run(grey, upsample, 0.0)  # this thread's own: no lock
         hits = [(r, float(s), "hog") for r, s in zip(rects, scores)]
         # Weak detections are often not faces: ignored beside a clear face, confirmed by the CNN otherwise.
-        found = [h for h in hits if h[1] >= HOG_SURE] or [h for h in hits if _confirmed(arr, h[0])]
+        found = [h for h in hits if h[1] >= HOG_SURE]
+        if not found and hits:
+            with DLIB_LOCK:
+                found = [h for h in hits if _confirmed(arr, h[0])]
         if found:
             break
     if not found and detector in ("auto", "cnn"):
         k = min(1.0, CNN_SIDE / max(arr.shape[:2]))
         small = arr if k == 1 else np.asarray(Image.fromarray(arr).resize(
             (round(arr.shape[1] * k), round(arr.shape[0] * k)), Image.BILINEAR))
-        found = [(_scaled(d.rect, 1 / k), float(d.confidence), "cnn") for d in dlib_model("cnn")(small, 0)]
+        with DLIB_LOCK:
+            found = [(_scaled(d.rect, 1 / k), float(d.confidence), "cnn") for d in dlib_model("cnn")(small, 0)]
     return found
 
 
@@ -157,8 +210,8 @@ def detect(image: Image.Image, detector: Detector = "auto", side: int = DETECT_S
         small = small.resize((round(small.width * k), round(small.height * k)), Image.BILINEAR)
         scale = image.width / small.width
     arr, grey = rgb_array(small), np.asarray(small.convert("L"))  # HOG looks at brightness only
+    found = _find(arr, grey, detector)
     with DLIB_LOCK:
-        found = _find(arr, grey, detector)
         shapes = [dlib_model("landmarks")(arr, rect) for rect, _, _ in found]
     faces = []
     W, H = image.size

@@ -2,7 +2,8 @@
 
 - `get_embedder()`: dlib's 128-d ResNet face embedder, aligned with 5 landmarks, or ArcFace
   (`faces.arcface`, an optional extra: InsightFace's weights, non-commercial research only).
-- `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference.
+- `identity_score(embedding, references)`: a similarity in [0, 1] and the nearest reference; `centroid(vectors)`
+  the mean embedding.
 - `score_files`: image files or folders scored against the faces in reference photos (the `identity` job adds
   the photos' own baseline, `faces.likeness`).
 """
@@ -125,6 +126,14 @@ def similarity(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float
     return float(min(1.0, max(0.0, 1.0 - distance(a, b, metric))))
 
 
+def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.ndarray:
+    """The mean embedding (of unit vectors for cosine embedders)."""
+    arr = np.asarray(vectors, dtype=np.float64)
+    if metric == "cosine":
+        arr = arr / (np.linalg.norm(arr, axis=1, keepdims=True) + 1e-12)
+    return arr.mean(axis=0)
+
+
 def identity_score(embedding: np.ndarray, references: Sequence[np.ndarray],
                    metric: str = "euclidean") -> tuple[float, int]:
     """How much a face looks like the nearest reference face: (score, index of that reference).
@@ -183,7 +192,8 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     """Identity scores of `images` (files or folders) against the faces in the photos of `refs`.
 
     Returns {"embedder", "references": [...], "reference_embeddings": [the usable references' vectors, in order],
-    "images": [{"file", "score", "face_box", "nearest"} or {"file", "error": "no face" / why unreadable}]};
+    "images": [{"file", "score", "face_box", "nearest", "centroid_score"} or {"file", "error": "no face" / why
+    unreadable}]} (`centroid_score`: against the references' mean embedding, the statistic of their own baseline);
     `images` may be empty. UserError when no reference photo has a face.
     """
 
@@ -200,7 +210,8 @@ def score_files(refs: Path, images: Sequence[Path], embedder: Embedder) -> dict:
     for path in _image_files(images):
         r = face_of(path, embedder)
         if "embedding" in r:
-            score, nearest = embedder.score(r.pop("embedding"), vectors)
-            r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name}
+            score, nearest = embedder.score(r["embedding"], vectors)
+            to_mean = similarity(r.pop("embedding"), centroid(vectors, embedder.metric), embedder.metric)
+            r |= {"score": round(score, 4), "nearest": Path(usable[nearest]["file"]).name, "centroid_score": round(to_mean, 4)}
         results.append(r)
     return {"embedder": embedder.name, "references": references, "reference_embeddings": vectors, "images": results}

@@ -1,11 +1,13 @@
 """The person's own likeness: how much real photos of one person look like each other, with one face model.
 
-- `centroid(vectors, metric)`: the mean embedding (of unit vectors for cosine face models).
+- `centroid(vectors, metric)` (from `faces.identity`): the mean embedding (of unit vectors for cosine face models).
 - `leave_one_out(vectors, metric)`: each face's score against the centroid of all the others.
 - `own_baseline(files, vectors, embedder, metric)`: the real-vs-real baseline of a set of reference photos
   (`Baseline`: per photo, mean, spread), the scale on which a generated face's likeness is read: a
   checkpoint scoring 0.64 where the photos score 0.71 among themselves reaches 90 % of their own.
-- `share_of(value, baseline, embedder)`: that share, or None when the numbers come from different face models.
+- `share_of(value, baseline, embedder)`: that share, or None when the numbers come from different face models;
+  `value` must be the same statistic: a face against the centroid of the reference photos (`centroid_score`), not
+  its nearest photo (which favours a face that copies one photo).
 - `one_person(vectors, metric, threshold)`: which faces of a set show the majority person (`Majority`),
   the ones that look like someone else, or `NoMajority` when no person has more than half the faces.
 """
@@ -17,17 +19,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from faceswap_kohya.faces.identity import similarity
+from faceswap_kohya.faces.identity import centroid, similarity
 
 METHOD = "leave-one-out centroid"  # how a baseline is computed (named with it in scores.json and dataset.json)
-
-
-def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.ndarray:
-    """The mean embedding (of unit vectors for cosine embedders)."""
-    arr = np.asarray(vectors, dtype=np.float64)
-    if metric == "cosine":
-        arr = arr / (np.linalg.norm(arr, axis=1, keepdims=True) + 1e-12)
-    return arr.mean(axis=0)
 
 
 def leave_one_out(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> list[float]:

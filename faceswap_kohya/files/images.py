@@ -1,6 +1,7 @@
 """Photos read as the person sees them and training images written: listing a folder's images, decoding any
 file (EXIF orientation, 16-bit, alpha, CMYK, palette, HEIC) to 8-bit RGB, naming why a file is unreadable,
-resizing, and PNGs whose alpha channel is a training loss weight."""
+resizing, and PNGs whose alpha channel is a training loss weight; `Upright`: a photo kept as stored, turned upright
+one crop at a time."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from PIL import Image, ImageOps
 LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE = "alpha", "loss weight"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 CAPTION_SUFFIXES = {".txt", ".caption"}
+# Training PNGs are read once (sd-scripts caches their latents): written fast. Huffman coding only, no string
+# matching: on photos ~25 % faster than zlib level 1 and no larger (1024 px RGBA: 0.065 s, 1.38 MB vs 0.081 s, 1.63 MB).
+PNG_FAST = {"compress_level": 1, "compress_type": 2}  # 2: zlib.Z_HUFFMAN_ONLY
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -64,6 +68,61 @@ def decode_reduced(data: bytes, min_side: int = 0) -> tuple[Image.Image, tuple[i
         return to_rgb(ImageOps.exif_transpose(im)), (w, h)
 
 
+# EXIF orientation → the transpose that shows the photo upright, and where an upright pixel (x, y) lies in the
+# stored image of size (W, H)
+TURNS = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT, lambda x, y, W, H: (W - x, y)),
+    3: (Image.Transpose.ROTATE_180, lambda x, y, W, H: (W - x, H - y)),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM, lambda x, y, W, H: (x, H - y)),
+    5: (Image.Transpose.TRANSPOSE, lambda x, y, W, H: (y, x)),
+    6: (Image.Transpose.ROTATE_270, lambda x, y, W, H: (y, H - x)),
+    7: (Image.Transpose.TRANSVERSE, lambda x, y, W, H: (W - y, H - x)),
+    8: (Image.Transpose.ROTATE_90, lambda x, y, W, H: (W - y, x)),
+}
+
+
+class Upright:
+    """A decoded photo kept as stored and shown upright one crop at a time: `crop(box)` (upright pixels) equals
+    the EXIF-turned photo's crop, but only the crop is turned (turning a 12 MP photo costs ~0.06 s)."""
+
+    def __init__(self, stored: Image.Image, orientation: int):
+        self.stored, self.orientation = stored, orientation if orientation in TURNS else 1
+        W, H = stored.size
+        self.size = (H, W) if self.orientation in (5, 6, 7, 8) else (W, H)
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    def crop(self, box) -> Image.Image:
+        if self.orientation == 1:
+            return self.stored.crop(box)
+        method, where = TURNS[self.orientation]
+        W, H = self.stored.size
+        (x0, y0), (x1, y1) = where(box[0], box[1], W, H), where(box[2], box[3], W, H)
+        stored = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        region = self.stored if stored == (0, 0, W, H) else self.stored.crop(stored)
+        return region.transpose(method)
+
+
+def decode_stored(data: bytes, min_side: int = 0) -> Upright:
+    """`decode_reduced` without turning the whole photo: an `Upright` whose crops are turned (a photo whose alpha is
+    a loss weight, or in a mode other than RGB, is decoded as `decode_reduced` does, already upright)."""
+    im = Image.open(io.BytesIO(data))  # in memory: nothing to close
+    orientation = im.getexif().get(0x0112, 1)
+    if im.format != "JPEG" or im.mode != "RGB" or orientation not in TURNS:
+        return Upright(decode_reduced(data, min_side)[0], 1)
+    if min_side and min(im.size) >= 2 * min_side:
+        k = min(im.size) / min_side
+        im.draft(im.mode, (int(im.size[0] / k), int(im.size[1] / k)))
+    im.load()
+    return Upright(im if im.mode == "RGB" else im.convert("RGB"), orientation)
+
+
 def save_with_loss_weight(image: Image.Image, mask: Image.Image, path: Path) -> None:
     """`image` as an RGBA PNG whose alpha is `mask` (sd-scripts' `alpha_mask` reads it as the loss
     weight, value / 255), marked so that this package reads the colours back unchanged."""
@@ -72,7 +131,7 @@ def save_with_loss_weight(image: Image.Image, mask: Image.Image, path: Path) -> 
 
     info = PngInfo()
     info.add_text(LOSS_WEIGHT_KEY, LOSS_WEIGHT_VALUE)
-    with_alpha(image, mask).save(path, compress_level=1, pnginfo=info)
+    with_alpha(image, mask).save(path, pnginfo=info, **PNG_FAST)
 
 
 def load_rgb(path: Path) -> Image.Image:

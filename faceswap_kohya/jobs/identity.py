@@ -11,8 +11,8 @@ from faceswap_kohya.events import Finished, OnEvent, ignore
 
 def identity(refs: Path, images: Sequence[Path], embedder: str = "dlib", model_dir: Optional[Path] = None,
              on_event: OnEvent = ignore) -> dict:
-    """Scores (0-1, higher = more alike) of the face in each image against the reference faces, each also as a
-    share of the references' own baseline (`baseline`: `faces.likeness.Baseline.to_dict()`, None under 2 faces);
+    """Scores (0-1, higher = more alike) of the face in each image against the reference faces; its score against
+    their centroid also as a share of the references' own baseline (`baseline`: `faces.likeness.Baseline.to_dict()`, None under 2 faces);
     `images` may be empty."""
     from faceswap_kohya.faces.identity import get_embedder, score_files
     from faceswap_kohya.faces.likeness import own_baseline, share_of
@@ -24,6 +24,6 @@ def identity(refs: Path, images: Sequence[Path], embedder: str = "dlib", model_d
     result["baseline"] = own = baseline.to_dict() if baseline else None
     for r in result["images"]:
         if "score" in r:
-            r["share"] = share_of(r["score"], own, model.name)
+            r["share"] = share_of(r["centroid_score"], own, model.name)  # one statistic: against the centroid
     on_event(Finished(f"{len(result['images'])} images scored with {result['embedder']}", []))
     return result

@@ -1,6 +1,7 @@
 """scores.json of an evaluation: every number with the face model that produced it, recomputable from
 the stored per-image scores and embeddings; which checkpoint is best and why; the person's own baseline
-(`baseline`: each reference photo against the leave-one-out centroid of the others, `faces.likeness`)."""
+(`baseline`: each reference photo against the leave-one-out centroid of the others, `faces.likeness`), which a
+checkpoint's `centroid_mean` (its faces against the centroid of the reference photos) is read against."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
         "embedder": scoring.embedder.name, "metric": refs.metric,
         "score": "identity: similarity of the generated face to the nearest reference face (faces.identity_score); "
                  "held_out_score: to the nearest held-out photo (never trained on); centroid_score: to the mean "
-                 "reference embedding; copy_gap = score - centroid_score; bleed: every face in images of prompts "
+                 "reference embedding, the statistic of the baseline (each reference photo against the mean of the "
+                 "others), so centroid_mean / baseline mean is the share of the photos' own likeness; "
+                 "copy_gap = score - centroid_score; bleed: every face in images of prompts "
                  "without the trigger, scored like identity",
         "identity_basis": basis,
         "settings": settings,
@@ -50,7 +53,7 @@ def scores_document(run_dir: Optional[Path], ref_folders: list[Path], held_folde
         "checkpoints": entries,
         "best": None if best is None else {
             "label": best["label"], "file": best["file"], "mean": best["summary"]["mean"],
-            "held_out_mean": best["summary"]["held_out_mean"],
+            "held_out_mean": best["summary"]["held_out_mean"], "centroid_mean": best["summary"]["centroid_mean"],
             "above_base": difference(best["summary"][basis], entries[0]["summary"][basis]),
             "bleed": best["bleed"]["summary"]["mean"] if best.get("bleed") else None,
             "bleed_rise": best.get("bleed_rise"), "reason": why},

@@ -199,8 +199,9 @@ def write_report(scores: dict, folder: Path) -> Path:
 <p class="note">All scores by {e(scores['embedder'])}. <i>Held-out identity</i>: similarity (0–1, higher = more alike) of each generated
 face to the nearest held-out photo, one the LoRA never saw: the honest measure of likeness, and the one the best
 checkpoint is chosen by when there is one. <i>Identity (all photos)</i>: to the nearest of all the person's photos.
-<i>Of your photos' own</i>: that score (held-out when measured) as a share of how much the person's own photos look like
-each other (each against the leave-one-out centroid of the others, same face model; never across face models).
+<i>Of your photos' own</i>: <i>to mean face</i> (each generated face against the centroid of the reference photos) as a
+share of how much the person's own photos look like each other measured the same way (each against the centroid of the
+others, same face model; never across face models): about 100 % is as alike as the person's own photos.
 {thresholds_note()} Images with no face are
 counted, not scored. <i>Bleed</i>: mean score of every face in images of prompts without the trigger (below); a
 checkpoint whose bleed exceeds the base model's by more than {st.get('bleed_margin', 0.1):g} gives strangers the person's

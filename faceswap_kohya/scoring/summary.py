@@ -1,9 +1,12 @@
 """The one summary of an evaluation that every front end shows: from a scores document (scores.json as
 `scoring.document.scores_document` writes it), the best checkpoint and why, its held-out likeness, its
 likeness to all photos, its bleed and overtrained mark, one row per checkpoint, the base model's numbers,
-the top images (or why there are none) and a one-line verdict. Every likeness is also read as a share of the
-person's own baseline (scores.json's `baseline`: their photos against each other, `faces.likeness`), when the
-same face model measured both: "0.640, 90 % of your photos' own 0.710". The best-checkpoint rule is unchanged.
+the top images (or why there are none) and a one-line verdict. Each checkpoint's likeness is also read as a share
+of the person's own baseline (scores.json's `baseline`, `faces.likeness`), when the same face model measured both,
+and always as one statistic on both sides: the generated faces against the centroid of the reference photos
+(`centroid_mean`) over each reference photo against the centroid of the others ("likeness 0.640 to your photos'
+centroid, 90 % of their own 0.710"); the nearest-photo scores (identity, held-out identity) are not divided by it.
+The best-checkpoint rule is unchanged.
 
 `evaluate` prints it, the web app's Evaluate page shows it, the sweep leaderboard takes its numbers from
 it: they cannot disagree. Older scores.json files (no held-out photos, no bleed) read too.
@@ -46,7 +49,8 @@ class CheckpointRow:
     bleed_rise: Optional[float]
     overtrained: Optional[bool]  # None: not judged (the base model, or no bleed check)
     best: bool = False
-    own_share: Optional[float] = None  # the ranking basis as a share of the person's own baseline
+    own_share: Optional[float] = None  # `centroid` as a share of the person's own baseline
+    centroid: Optional[float] = None  # likeness to the centroid of the reference photos (the baseline's statistic)
 
     def cells(self) -> list[str]:
         """The row as the tables show it (TABLE_HEADERS)."""
@@ -98,10 +102,13 @@ class EvaluationSummary:
         """A likeness as a share of the person's own baseline (None without a comparable baseline)."""
         return share_of(value, self.baseline, self.embedder)
 
-    def of_own(self, value: Optional[float]) -> str:
-        """", 90 % of your photos' own 0.710" ("" without a comparable baseline)."""
-        share = self.share(value)
-        return "" if share is None else f", {share * 100:.0f} % of your photos' own {self.baseline_mean:.3f}"
+    def of_own(self, row: Optional[CheckpointRow]) -> str:
+        """", likeness 0.640 to your photos' centroid, 90 % of their own 0.710" ("" without a comparable baseline):
+        the row's faces against the centroid of the reference photos, over each photo against the centroid of the
+        others (one statistic on both sides)."""
+        share = self.share(row.centroid) if row is not None else None
+        return "" if share is None else (f", likeness {row.centroid:.3f} to your photos' centroid, {share * 100:.0f} % "
+                                         f"of their own {self.baseline_mean:.3f}")
 
     def baseline_line(self) -> str:
         """The person's own baseline in one line, or why there is none to compare with."""
@@ -145,7 +152,7 @@ class EvaluationSummary:
             like = f"looks like the person (above {same_person_text(self.embedder)})"
         else:
             like = f"does not look like the person yet (one person usually scores above {same_person_text(self.embedder)})"
-        text = f"use {self.best.label}: {self.basis_name} {_num(value)}{self.of_own(value)}{vs}, {like}"
+        text = f"use {self.best.label}: {self.basis_name} {_num(value)}{self.of_own(self.best)}{vs}, {like}"
         if self.best.overtrained:
             text += "; overtrained: faces in prompts without the trigger look like the person too"
         return text + f" ({model})"
@@ -156,10 +163,10 @@ class EvaluationSummary:
             faceless = self.reason in ("", NO_FACE, "no checkpoint produced a face to score")
             return f"best checkpoint: none ({NO_FACE if faceless else self.reason})"
         b = self.best
-        held = f"held-out identity {_num(b.held_out)}{self.of_own(b.held_out)}, " if b.held_out is not None else ""
+        held = f"held-out identity {_num(b.held_out)}, " if b.held_out is not None else ""
         vs = f" ({b.above_base:+.3f} vs base model)" if b.above_base is not None else ""
         bleed = f", bleed {_num(b.bleed)}" if b.bleed is not None else ""
-        ident = f"identity {_num(b.identity)}" + (self.of_own(b.identity) if b.held_out is None else "")
+        ident = f"identity {_num(b.identity)}{self.of_own(b)}"
         return f"best checkpoint: {b.label}  {held}{ident}{vs}{bleed} ({self.embedder})  {b.file}"
 
     def table(self) -> list[list[str]]:
@@ -203,7 +210,8 @@ class EvaluationSummary:
             "above_base": b.above_base if b else None,
             "base_identity": self.base_value,
             "baseline": self.baseline_mean,
-            "baseline_share": self.share(self.value(b)) if b else None,
+            "centroid_likeness": b.centroid if b else None,
+            "baseline_share": self.share(b.centroid) if b else None,
             "baseline_embedder": (self.baseline or {}).get("embedder"),
             "faces": f"{chosen.faces}/{chosen.images}" if chosen else "0/0",
             "best_checkpoint": b.label if b else None,
@@ -229,7 +237,7 @@ def _row(c: dict, basis: str, base: dict, best_label: Optional[str]) -> Checkpoi
     return CheckpointRow(
         label=c.get("label", "?"), file=c.get("file"), held_out=s.get("held_out_mean", s.get("heldout_mean")),
         identity=s.get("mean"), spread=s.get("std"), faces=s.get("faces", 0), images=s.get("images", 0),
-        copy_gap=s.get("copy_gap_mean"),
+        copy_gap=s.get("copy_gap_mean"), centroid=s.get("centroid_mean"),
         above_base=None if not c.get("file") or value is None or floor is None else round(value - floor, 4),
         bleed=bleed.get("mean"), bleed_rise=c.get("bleed_rise"),
         overtrained=bool(c.get("overtrained")) if judged else None,
@@ -258,10 +266,11 @@ def summarize_scores(scores: dict) -> EvaluationSummary:
         best_row.identity = best.get("mean", best_row.identity)
         held = best.get("held_out_mean", best.get("heldout"))
         best_row.held_out = held if held is not None else best_row.held_out
+        best_row.centroid = best.get("centroid_mean", best_row.centroid)
     reason = (best or {}).get("reason") or scores.get("why_no_best") or ("" if best else NO_FACE)
     base_bleed = (scores.get("base_bleed") or {}).get("mean")
     summary = EvaluationSummary(scores.get("embedder"), basis, base_row, rows, best_row, reason,
                                 list(scores.get("top") or []), base_bleed, scores.get("baseline") or None)
     for r in rows + [x for x in (base_row, best_row) if x is not None and x not in rows]:
-        r.own_share = summary.share(summary.value(r))
+        r.own_share = summary.share(r.centroid)
     return summary

@@ -38,7 +38,7 @@ def eta_seconds(eta: str) -> Optional[int]:
 def evaluation_summary(run_dir: Optional[Path]) -> Optional[dict]:
     """Best checkpoint, held-out likeness and bleed from the run's latest scores.json; None where none ran.
     `baseline_likeness`: the person's own photos against each other (same face model, else None);
-    `baseline_share`: the best checkpoint's likeness as a share of it.
+    `baseline_share`: the best checkpoint's likeness to the centroid of the photos (the same statistic) as a share of it.
 
     The one adapter between the scores' own summary (`scoring.summary`: what `evaluate` prints, the Evaluate page
     and the leaderboard show) and the API's fields."""

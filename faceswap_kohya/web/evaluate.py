@@ -27,11 +27,10 @@ def summary_text(summary: EvaluationSummary, folder: Path) -> str:
     text = f"**Verdict:** {summary.verdict}\n\n"
     if summary.best is not None:
         b = summary.best
-        held = (f"held-out identity {b.held_out:.3f}{summary.of_own(b.held_out)} · " if b.held_out is not None
-                else "no held-out photos · ")
+        held = f"held-out identity {b.held_out:.3f} · " if b.held_out is not None else "no held-out photos · "
         vs = f" ({b.above_base:+.3f} vs the base model)" if b.above_base is not None else ""
         bleed = f" · bleed {b.bleed:.3f}" if b.bleed is not None else ""
-        text += (f"**Best checkpoint: {b.label}** — {held}identity vs all photos {b.identity:.3f}{vs}{bleed}  \n"
+        text += (f"**Best checkpoint: {b.label}** — {held}identity vs all photos {b.identity:.3f}{summary.of_own(b)}{vs}{bleed}  \n"
                  f"Why: {summary.reason}  \n`{b.file}`")
     else:
         text += f"**Best checkpoint: none** ({summary.best_line().split('(', 1)[1]}"
