@@ -71,6 +71,108 @@ def test_two_prepares_at_the_same_second_into_one_output_folder_get_two_run_fold
     assert abs(started[0] - started[1]) < 60
 
 
+# ---------------------------------------------------------------- a state half-written by a kill during its save
+def saved_state(model: Path, name: str, step: int, mtime: float) -> Path:
+    """A state folder with the files accelerate's save_state writes for sd-scripts (torch.save, safetensors)."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = model / name
+    state.mkdir(parents=True)
+    (state / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": step}))
+    save_file({"lora_unet_a.lora_down.weight": torch.randn(4, 64), "lora_unet_a.alpha": torch.tensor(4.0)},
+              str(state / "model.safetensors"))
+    torch.save({"state": {0: {"exp_avg": torch.randn(4, 64)}}, "param_groups": [{"lr": 1e-4}]}, state / "optimizer.bin")
+    torch.save({"last_epoch": step, "_last_lr": [1e-4]}, state / "scheduler.bin")
+    torch.save({"random_state": (3, tuple(range(625)), None), "torch_manual_seed": torch.get_rng_state()},
+               state / "random_states_0.pkl")
+    for p in [*state.iterdir(), state]:
+        os.utime(p, (mtime, mtime))
+    return state
+
+
+def cut(path: Path, keep: float = 0.5) -> None:
+    """Cut a file short for real, as a kill mid-write leaves it."""
+    with open(path, "r+b") as f:
+        f.truncate(int(path.stat().st_size * keep))
+
+
+def test_a_state_cut_short_or_missing_a_file_is_not_whole(tmp_path):
+    """state_problem on real files: each of sd-scripts' state files missing or cut short is named."""
+    import pickle
+
+    from faceswap_kohya.runs.artifacts import state_problem
+
+    base = tmp_path / "model"
+    assert state_problem(saved_state(base, "whole-state", 3, time.time())) is None
+    for i, (name, damage, says) in enumerate([
+            ("model.safetensors", cut, "model.safetensors is cut short"),
+            ("optimizer.bin", cut, "optimizer.bin is cut short or unreadable"),
+            ("scheduler.bin", lambda p: cut(p, 0.9), "scheduler.bin is cut short or unreadable"),
+            ("random_states_0.pkl", Path.unlink, "random_states_0.pkl is missing"),
+            ("optimizer.bin", Path.unlink, "optimizer.bin is missing"),
+            ("train_state.json", lambda p: cut(p, 0.5), "train_state.json can't be read"),
+            ("train_state.json", Path.unlink, "train_state.json is missing")]):
+        state = saved_state(base, f"s{i}-state", 3, time.time())
+        damage(state / name)
+        assert (state_problem(state) or "").startswith(says), (name, state_problem(state))
+    plain = saved_state(base, "plain-state", 3, time.time())  # a plain (not zip) pickle: its opcodes must reach STOP
+    (plain / "random_states_0.pkl").write_bytes(pickle.dumps({"seed": list(range(2000))}))
+    assert state_problem(plain) is None
+    cut(plain / "random_states_0.pkl")
+    assert state_problem(plain) == "random_states_0.pkl is cut short or unreadable"
+
+
+def test_resume_skips_a_half_written_newest_state_and_says_so(fake_kohya, photos, tmp_path):  # noqa: F811
+    """The newest state lost its optimizer.bin's second half (the trainer killed mid-save): resume continues from the
+    one before, warning which state was skipped and why; the earlier run is left as it was."""
+    from faceswap_kohya import events as ev
+
+    run = RunLayout(tmp_path / "out" / "myface" / "20260101-000000")
+    run.root.mkdir(parents=True)
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, tmp_path / "out", "training.save_state=true"))
+    run.preset.write_text(presets.dump(preset))
+    run.config_toml.write_text("")
+    import shutil
+
+    shutil.copytree(photos, run.img / "1_myface woman")  # the earlier run's photo folder (resume copies it)
+    older = saved_state(run.model, "myface-000001-state", 2, time.time() - 60)
+    newer = saved_state(run.model, "myface-000002-state", 4, time.time() - 30)
+    cut(newer / "optimizer.bin")
+    before = tree(run.root)
+    events = []
+    result = resume(run.root, on_event=events.append)
+    assert result.ok, result.diagnosis
+    warned = [e.text for e in events if isinstance(e, ev.Warning)]
+    assert warned == [f"skipped the newer saved state {newer.name} (optimizer.bin is cut short or unreadable): the trainer "
+                      "was stopped while saving it"], warned
+    assert f"resuming {run.root.name} from {older.name} in {result.run.root}" in [getattr(e, "text", "") for e in events]
+    assert f"--resume {older} --skip_until_initial_step" in result.run.log.read_text().splitlines()[0]
+    assert tree(run.root) == before
+
+
+def test_resume_with_no_whole_state_is_refused_naming_the_folder_and_leaves_no_run(tmp_path):
+    """Every state half-written: `train --resume` exits 2 with one message naming the model folder and each state's
+    fault, before anything starts; no new run folder is made."""
+    run = RunLayout(tmp_path / "out" / "myface" / "20260101-000000")
+    run.root.mkdir(parents=True)
+    preset, _ = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}", "training.save_state=true"])
+    run.preset.write_text(presets.dump(preset))
+    run.config_toml.write_text("")
+    cut(saved_state(run.model, "myface-000001-state", 2, time.time() - 60) / "model.safetensors")
+    (saved_state(run.model, "myface-000002-state", 4, time.time() - 30) / "random_states_0.pkl").unlink()
+    before = tree(tmp_path)
+    proc = start(["train", "--resume", str(run.root)], tmp_path)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    assert (f"error: {run.model}: no complete saved training state to resume from: myface-000002-state "
+            "(random_states_0.pkl is missing); myface-000001-state (model.safetensors is cut short (shorter than its "
+            "header says)) (the trainer was stopped while saving); train again to start over") in output, output
+    assert "Traceback" not in output, output
+    assert sorted(p.name for p in (tmp_path / "out" / "myface").iterdir()) == [run.root.name], "no new run folder"
+    assert tree(tmp_path) == before
+
+
 # ---------------------------------------------------------------- SIGTERM (docker stop, systemd, Kubernetes)
 # Sent to the command alone, not to its process group: whatever the command started must be stopped by it.
 from sweep_data import alive_with, fake_kohya, fast_settings  # noqa: E402,F401  (fake_kohya is a fixture)
