@@ -442,7 +442,8 @@ def test_the_real_trainer_on_a_disk_that_fills_up_fails_cleanly(photos, small_di
 
 
 def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
-    """`evaluate` on a disk with room for a few images only: one message naming the folder, no half evaluation left."""
+    """`evaluate` on a disk with room for a few images only: one message naming the folder and what to set (the CLI's
+    --out), no half evaluation left; the web app's Evaluate button on the same disk names the app's own folder."""
     disk = small_disk(128)
     proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "evaluate.enabled=false")], tmp_path)
     output, _ = proc.communicate(timeout=180)
@@ -456,7 +457,25 @@ def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_koh
     assert proc.returncode == 2, output
     assert f"error: no space left on device in {run / 'eval'}" in output, output
     assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", output) and "Traceback" not in output, output
+    assert "free space on that disk, or set --out to a folder on another disk" in output, output
     assert "base: " in output, "it failed mid-evaluation, after the first images"
+    assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
+    assert (run / "status.json").read_bytes() == status_before
+    assert tree(disk, skip=run / "eval") == outside
+
+    # the web app's Evaluate button (what its click runs), the app's output folder on that disk: the page's own words
+    from faceswap_kohya.web import evaluate as evaluate_page
+    from faceswap_kohya.web.common import Workspace, run_job
+
+    ws = Workspace(disk / "out")
+    states = list(run_job("evaluate", lambda emit: evaluate_page.evaluate(ws, str(run), emit)))
+    shown = states[-1].progress
+    assert shown.startswith("**evaluate: failed**"), shown
+    assert f"error: no space left on device in {run / 'eval'}" in shown, shown
+    assert ("free space on that disk, or set the app's output folder (faceswap-kohya ui --output) to a folder on "
+            "another disk and run again") in shown and "--out " not in shown, shown
+    assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", shown), shown
+    assert "base: " in states[-1].log, "it failed mid-evaluation, after the first images"
     assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
     assert (run / "status.json").read_bytes() == status_before
     assert tree(disk, skip=run / "eval") == outside
