@@ -583,7 +583,19 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries
     (other,) = [r for i, r in rows.items() if i != killed]
     assert other["state"] == "finished", other
     assert alive_with(str(status.parent / "config.toml")) == "", "the killed worker's trainer must be stopped"
-    assert json.loads(status.read_text())["state"] == "training" and trainer_pid(status) == trainer  # read as interrupted
+    # its run folder says the worker died (not the `interrupted` a dead writer's `training` reads as)
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import read_events
+
+    written = json.loads(status.read_text())
+    assert written["state"] == "failed" and written["error"] == WORKER_DIED and written["ended"], written
+    assert written["pid"] == worker and trainer_pid(status) == trainer, written
+    died = [e for e in read_events(status.parent)[0] if isinstance(e, ev.WorkerDied)]
+    assert died == [ev.WorkerDied(WORKER_DIED, worker)], died
+    assert WORKER_DIED.startswith("the worker process running it died")
+    record = read_run(status.parent)
+    assert record.state == "failed" and record.error == WORKER_DIED
     runs_before = {p.parent for p in folder.glob("*/*/*/status.json")}
 
     proc = start(argv, tmp_path)
@@ -593,6 +605,47 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries
     assert [p.parent.parent.name for p in new] == [killed], "only the killed trial is trained again"
     rows = {r["id"]: r for r in leaderboard.read(folder)["rows"]}
     assert rows[killed]["state"] == "finished" and rows[other["id"]].get("skipped"), rows
+
+
+def test_a_dead_writer_s_run_is_failed_by_the_process_that_saw_it_die(tmp_path):
+    """fail_dead_run: a run whose writer was SIGKILLed mid-training reads failed with the reason, as a WorkerDied event;
+    a run whose writer lives, or that ended, is left as it is."""
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import RunRecorder, fail_dead_run, read_events
+
+    code = ("import sys, time; from faceswap_kohya.runs.status import RunRecorder\n"
+            "r = RunRecorder(sys.argv[1], 'myface'); r.set(state='training'); print('training', flush=True); time.sleep(120)\n")
+    dead, live = tmp_path / "dead", tmp_path / "live"
+    procs = []
+    for root in (dead, live):
+        root.mkdir()
+        procs.append(subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                      env=dict(os.environ, PYTHONPATH=str(ROOT))))
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["training", "training"]
+        procs[0].kill()
+        procs[0].wait(timeout=30)
+        assert read_run(dead).state == "interrupted"  # what a dead writer's `training` reads as
+        died = ev.WorkerDied("the worker process running it died", procs[0].pid)
+        live_before = (live / "status.json").read_bytes()
+        assert fail_dead_run(live, died) is False and (live / "status.json").read_bytes() == live_before
+        assert fail_dead_run(dead, died) is True
+        record = read_run(dead)
+        assert record.state == "failed" and record.error == died.message and record.status["ended"]
+        assert read_events(dead)[0][-1] == died
+        assert fail_dead_run(dead, died) is False, "an ended run is not failed twice"
+        assert [e for e in read_events(dead)[0] if isinstance(e, ev.WorkerDied)] == [died]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    ended = tmp_path / "ended"
+    ended.mkdir()
+    recorder = RunRecorder(ended, "myface")
+    recorder.set(state="finished")
+    recorder.close()
+    assert fail_dead_run(ended, ev.WorkerDied("x", 1)) is False and read_run(ended).state == "finished"
 
 
 # ---------------------------------------------------------------- two web tabs pressing Start at once
