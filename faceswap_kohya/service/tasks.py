@@ -25,7 +25,11 @@ def run_training(spec: dict) -> dict:
                                 f"state {resumable_state(state_run).state.name}"))
         result = train_job.resume(state_run)
     else:
-        if previous:
+        torn = [choice.skipped_text() for choice in map(resumable_state, previous) if choice.skipped]
+        if torn:
+            note(folder, ev.Message(f"the server stopped during this training while it saved its state ({'; '.join(torn)}): "
+                                    "training again from the start"))
+        elif previous:
             note(folder, ev.Message("the server stopped during this training and no training state was saved "
                                     "(training.save_state: false): training again from the start"))
         preset, path, _ = load_any(spec["preset_name"], spec["overrides"], for_training=True)
