@@ -649,55 +649,68 @@ def test_a_dead_writer_s_run_is_failed_by_the_process_that_saw_it_die(tmp_path):
 
 
 # ---------------------------------------------------------------- two web tabs pressing Start at once
-def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_kohya, photos, tmp_path):  # noqa: F811
-    """The Train page's Start handler (what each tab's click calls), from two threads released at the same moment,
-    each launching the real CLI: one training runs, the other tab is told one runs at a time; a third Start while it
-    trains names the run. Stop leaves no trainer."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_kohya, photos, tmp_path, page_of):  # noqa: F811
+    """Two browser pages on one real app, each with the preset uploaded, click Start at the same moment (the stand-in
+    trainer, launched as the real CLI): one page says started, the other that one runs at a time; one run folder.
+    A third Start while it trains names the run; Stop on the first page leaves no trainer."""
+    from web_browser import App, open_tab, text_of, wait_text
 
     from faceswap_kohya.runs.status import read_status
-    from faceswap_kohya.web import follow
-    from faceswap_kohya.web import train as train_page
-    from faceswap_kohya.web.common import Workspace
 
-    ws = Workspace(tmp_path / "ws").make()
-    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, ws.output))
+    app = App(tmp_path / "ws", tmp_path / "app.log")
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, app.output, "training.max_steps=2000"))
     quick = tmp_path / "quick.yaml"
     quick.write_text(presets.dump(preset))
     before = tree(photos)
-
-    def knobs():
-        return train_page.Knobs("cpu-check", str(quick), "myface", "woman", "steps", 2000, 4, 2, 1e-4, 64, False)
-
-    together = threading.Barrier(2)
-
-    def tab(_):
-        together.wait()
-        try:
-            return train_page.start(ws, knobs(), str(photos), "")
-        except UserError as e:
-            return e
-
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(tab, range(2)))
-    started = [r for r in results if isinstance(r, tuple)]
-    refused = [str(r) for r in results if isinstance(r, UserError)]
-    assert len(started) == 1 and len(refused) == 1, results
-    assert "one runs at a time" in refused[0], refused
-    root = Path(started[0][0])
+    app.start()
     try:
-        deadline = time.monotonic() + 120  # stopped while still preparing, a run leaves no folder: let it train first
+        pages = [page_of(app.url) for _ in range(2)]
+        for page in pages:
+            open_tab(page, "2 · Train")
+            page.locator("#train-preset-file input[type=file]").set_input_files(str(quick))
+            wait_text(page, "train-check", "quick.yaml")
+            wait_text(page, "train-check", f"photos: {photos}")
+        buttons = [page.locator("#train-start") for page in pages]
+        for button in buttons:
+            button.wait_for(state="visible")
+        for button in buttons:  # one after the other at once: both handlers run together (the app's queue takes 4)
+            button.click(no_wait_after=True)
+        page_said = {i: wait_until_settled(page) for i, page in enumerate(pages)}
+        started = [i for i, said in page_said.items() if said.startswith("started ")]
+        refused = [i for i, said in page_said.items() if "one runs at a time" in said]
+        assert len(started) == 1 and len(refused) == 1, page_said
+        (status,) = sorted(app.output.glob("*/*/status.json"))
+        root = status.parent
+        assert page_said[started[0]].startswith(f"started {root.parent.name}/{root.name} (process "), page_said
+        assert "error: a training is" in page_said[refused[0]], page_said
+        wait_text(pages[started[0]], "train-progress", f"{root.parent.name}/{root.name}", timeout=60)
+        deadline = time.monotonic() + 120
         while (read_status(root) or {}).get("state") != "training" and time.monotonic() < deadline:
             time.sleep(0.3)
-        with pytest.raises(UserError, match=f"a training is already running: {root.parent.name}/{root.name}; one runs"):
-            train_page.start(ws, knobs(), str(photos), "")
-        assert sorted(ws.output.glob("*/*/status.json")) == [root / "status.json"], "one run folder only"
+        other = pages[refused[0]]
+        other.locator("#train-start").click()  # a third Start while it trains names the run
+        wait_text(other, "train-message", f"a training is already running: {root.parent.name}/{root.name}; one runs",
+                  timeout=120)
+        assert sorted(app.output.glob("*/*/status.json")) == [status], "one run folder only"
+        pages[started[0]].locator("#train-stop").click()
+        deadline = time.monotonic() + 60
+        while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert (read_status(root) or {}).get("state") == "interrupted", text_of(pages[started[0]], "train-message")
     finally:
-        follow.stop_run(root)
-    deadline = time.monotonic() + 60
-    while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert (read_status(root) or {}).get("state") == "interrupted"
+        app.stop()
     assert alive_with(str(root / "config.toml")) == "", "no trainer may be left running"
     assert tree(photos) == before
+    assert all(page.hosts == {f"127.0.0.1:{app.port}"} for page in pages)
+
+
+def wait_until_settled(page, seconds: float = 180) -> str:
+    """The Train page's message once it holds an answer (started, or the error), not gradio's pending text."""
+    deadline = time.monotonic() + seconds
+    said = ""
+    while time.monotonic() < deadline:
+        said = " ".join(page.locator("#train-message").inner_text().split())
+        if said.startswith("started ") or "error:" in said:
+            return said
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the Train page's message never settled: {said!r}")
