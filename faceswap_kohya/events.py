@@ -145,6 +145,15 @@ class EvaluationFailed:
 
 
 @dataclass(frozen=True)
+class WorkerDied:
+    """The process that ran the job and wrote its run folder (a Ray worker) died mid-run (SIGKILL, the OOM killer);
+    recorded by the process that saw it die (the sweep's driver). `pid` is the dead worker's."""
+
+    message: str
+    pid: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class TrialProgress:
     """Where one trial of a sweep or batch stands (sent when it changes): state is waiting, preparing, training,
     evaluating, finished, failed, interrupted or skipped (finished before); detail is a short line for people."""
@@ -159,7 +168,7 @@ class TrialProgress:
 
 
 Event = Union[Message, Warning, Error, StageStarted, StageFinished, Step, Epoch, ValidationLoss, ImageWritten,
-              SampleLikeness, CheckpointWritten, ModelSaved, Finished, EvaluationFailed, TrialProgress]
+              SampleLikeness, CheckpointWritten, ModelSaved, Finished, EvaluationFailed, WorkerDied, TrialProgress]
 EVENT_TYPES = {cls.__name__: cls for cls in Event.__args__}
 OnEvent = Callable[[Event], None]
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: where sd-scripts and its python are, whether the trainer tests may run, and the run the real
-trainer makes once per session (`trained_run`, tests/trained.py; FLUX: `trained_flux_run`, tests/trained_flux.py)."""
+"""Shared fixtures: where sd-scripts and its python are, whether the trainer tests may run, the runs the real
+trainer makes once per session (`trained_run`, tests/trained.py; FLUX: `trained_flux_run`, tests/trained_flux.py),
+and the browser with its pages (tests/web_browser.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixtures for every test module)
 from trained import trained_run  # noqa: F401  (the run trained once per session)
 from trained_flux import trained_flux_run  # noqa: F401  (the FLUX run trained once per session)
+from web_browser import browser, page_of  # noqa: F401  (the browser and its pages, for every test module)
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
 

@@ -71,6 +71,108 @@ def test_two_prepares_at_the_same_second_into_one_output_folder_get_two_run_fold
     assert abs(started[0] - started[1]) < 60
 
 
+# ---------------------------------------------------------------- a state half-written by a kill during its save
+def saved_state(model: Path, name: str, step: int, mtime: float) -> Path:
+    """A state folder with the files accelerate's save_state writes for sd-scripts (torch.save, safetensors)."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = model / name
+    state.mkdir(parents=True)
+    (state / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": step}))
+    save_file({"lora_unet_a.lora_down.weight": torch.randn(4, 64), "lora_unet_a.alpha": torch.tensor(4.0)},
+              str(state / "model.safetensors"))
+    torch.save({"state": {0: {"exp_avg": torch.randn(4, 64)}}, "param_groups": [{"lr": 1e-4}]}, state / "optimizer.bin")
+    torch.save({"last_epoch": step, "_last_lr": [1e-4]}, state / "scheduler.bin")
+    torch.save({"random_state": (3, tuple(range(625)), None), "torch_manual_seed": torch.get_rng_state()},
+               state / "random_states_0.pkl")
+    for p in [*state.iterdir(), state]:
+        os.utime(p, (mtime, mtime))
+    return state
+
+
+def cut(path: Path, keep: float = 0.5) -> None:
+    """Cut a file short for real, as a kill mid-write leaves it."""
+    with open(path, "r+b") as f:
+        f.truncate(int(path.stat().st_size * keep))
+
+
+def test_a_state_cut_short_or_missing_a_file_is_not_whole(tmp_path):
+    """state_problem on real files: each of sd-scripts' state files missing or cut short is named."""
+    import pickle
+
+    from faceswap_kohya.runs.artifacts import state_problem
+
+    base = tmp_path / "model"
+    assert state_problem(saved_state(base, "whole-state", 3, time.time())) is None
+    for i, (name, damage, says) in enumerate([
+            ("model.safetensors", cut, "model.safetensors is cut short"),
+            ("optimizer.bin", cut, "optimizer.bin is cut short or unreadable"),
+            ("scheduler.bin", lambda p: cut(p, 0.9), "scheduler.bin is cut short or unreadable"),
+            ("random_states_0.pkl", Path.unlink, "random_states_0.pkl is missing"),
+            ("optimizer.bin", Path.unlink, "optimizer.bin is missing"),
+            ("train_state.json", lambda p: cut(p, 0.5), "train_state.json can't be read"),
+            ("train_state.json", Path.unlink, "train_state.json is missing")]):
+        state = saved_state(base, f"s{i}-state", 3, time.time())
+        damage(state / name)
+        assert (state_problem(state) or "").startswith(says), (name, state_problem(state))
+    plain = saved_state(base, "plain-state", 3, time.time())  # a plain (not zip) pickle: its opcodes must reach STOP
+    (plain / "random_states_0.pkl").write_bytes(pickle.dumps({"seed": list(range(2000))}))
+    assert state_problem(plain) is None
+    cut(plain / "random_states_0.pkl")
+    assert state_problem(plain) == "random_states_0.pkl is cut short or unreadable"
+
+
+def test_resume_skips_a_half_written_newest_state_and_says_so(fake_kohya, photos, tmp_path):  # noqa: F811
+    """The newest state lost its optimizer.bin's second half (the trainer killed mid-save): resume continues from the
+    one before, warning which state was skipped and why; the earlier run is left as it was."""
+    from faceswap_kohya import events as ev
+
+    run = RunLayout(tmp_path / "out" / "myface" / "20260101-000000")
+    run.root.mkdir(parents=True)
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, tmp_path / "out", "training.save_state=true"))
+    run.preset.write_text(presets.dump(preset))
+    run.config_toml.write_text("")
+    import shutil
+
+    shutil.copytree(photos, run.img / "1_myface woman")  # the earlier run's photo folder (resume copies it)
+    older = saved_state(run.model, "myface-000001-state", 2, time.time() - 60)
+    newer = saved_state(run.model, "myface-000002-state", 4, time.time() - 30)
+    cut(newer / "optimizer.bin")
+    before = tree(run.root)
+    events = []
+    result = resume(run.root, on_event=events.append)
+    assert result.ok, result.diagnosis
+    warned = [e.text for e in events if isinstance(e, ev.Warning)]
+    assert warned == [f"skipped the newer saved state {newer.name} (optimizer.bin is cut short or unreadable): the trainer "
+                      "was stopped while saving it"], warned
+    assert f"resuming {run.root.name} from {older.name} in {result.run.root}" in [getattr(e, "text", "") for e in events]
+    assert f"--resume {older} --skip_until_initial_step" in result.run.log.read_text().splitlines()[0]
+    assert tree(run.root) == before
+
+
+def test_resume_with_no_whole_state_is_refused_naming_the_folder_and_leaves_no_run(tmp_path):
+    """Every state half-written: `train --resume` exits 2 with one message naming the model folder and each state's
+    fault, before anything starts; no new run folder is made."""
+    run = RunLayout(tmp_path / "out" / "myface" / "20260101-000000")
+    run.root.mkdir(parents=True)
+    preset, _ = presets.load("cpu-check", [f"output.dir={tmp_path / 'out'}", "training.save_state=true"])
+    run.preset.write_text(presets.dump(preset))
+    run.config_toml.write_text("")
+    cut(saved_state(run.model, "myface-000001-state", 2, time.time() - 60) / "model.safetensors")
+    (saved_state(run.model, "myface-000002-state", 4, time.time() - 30) / "random_states_0.pkl").unlink()
+    before = tree(tmp_path)
+    proc = start(["train", "--resume", str(run.root)], tmp_path)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, output
+    assert (f"error: {run.model}: no complete saved training state to resume from: myface-000002-state "
+            "(random_states_0.pkl is missing); myface-000001-state (model.safetensors is cut short (shorter than its "
+            "header says)) (the trainer was stopped while saving); train again to start over") in output, output
+    assert "Traceback" not in output, output
+    assert sorted(p.name for p in (tmp_path / "out" / "myface").iterdir()) == [run.root.name], "no new run folder"
+    assert tree(tmp_path) == before
+
+
 # ---------------------------------------------------------------- SIGTERM (docker stop, systemd, Kubernetes)
 # Sent to the command alone, not to its process group: whatever the command started must be stopped by it.
 from sweep_data import alive_with, fake_kohya, fast_settings  # noqa: E402,F401  (fake_kohya is a fixture)
@@ -340,7 +442,8 @@ def test_the_real_trainer_on_a_disk_that_fills_up_fails_cleanly(photos, small_di
 
 
 def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
-    """`evaluate` on a disk with room for a few images only: one message naming the folder, no half evaluation left."""
+    """`evaluate` on a disk with room for a few images only: one message naming the folder and what to set (the CLI's
+    --out), no half evaluation left; the web app's Evaluate button on the same disk names the app's own folder."""
     disk = small_disk(128)
     proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "evaluate.enabled=false")], tmp_path)
     output, _ = proc.communicate(timeout=180)
@@ -354,7 +457,25 @@ def test_a_disk_filled_mid_evaluation_removes_the_unfinished_evaluation(fake_koh
     assert proc.returncode == 2, output
     assert f"error: no space left on device in {run / 'eval'}" in output, output
     assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", output) and "Traceback" not in output, output
+    assert "free space on that disk, or set --out to a folder on another disk" in output, output
     assert "base: " in output, "it failed mid-evaluation, after the first images"
+    assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
+    assert (run / "status.json").read_bytes() == status_before
+    assert tree(disk, skip=run / "eval") == outside
+
+    # the web app's Evaluate button (what its click runs), the app's output folder on that disk: the page's own words
+    from faceswap_kohya.web import evaluate as evaluate_page
+    from faceswap_kohya.web.common import Workspace, run_job
+
+    ws = Workspace(disk / "out")
+    states = list(run_job("evaluate", lambda emit: evaluate_page.evaluate(ws, str(run), emit)))
+    shown = states[-1].progress
+    assert shown.startswith("**evaluate: failed**"), shown
+    assert f"error: no space left on device in {run / 'eval'}" in shown, shown
+    assert ("free space on that disk, or set the app's output folder (faceswap-kohya ui --output) to a folder on "
+            "another disk and run again") in shown and "--out " not in shown, shown
+    assert re.search(r"the unfinished evaluation \d{8}-\d{6} was removed", shown), shown
+    assert "base: " in states[-1].log, "it failed mid-evaluation, after the first images"
     assert not any((run / "eval").glob("*/*")), "no unfinished evaluation may be left"
     assert (run / "status.json").read_bytes() == status_before
     assert tree(disk, skip=run / "eval") == outside
@@ -462,7 +583,19 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries
     (other,) = [r for i, r in rows.items() if i != killed]
     assert other["state"] == "finished", other
     assert alive_with(str(status.parent / "config.toml")) == "", "the killed worker's trainer must be stopped"
-    assert json.loads(status.read_text())["state"] == "training" and trainer_pid(status) == trainer  # read as interrupted
+    # its run folder says the worker died (not the `interrupted` a dead writer's `training` reads as)
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import read_events
+
+    written = json.loads(status.read_text())
+    assert written["state"] == "failed" and written["error"] == WORKER_DIED and written["ended"], written
+    assert written["pid"] == worker and trainer_pid(status) == trainer, written
+    died = [e for e in read_events(status.parent)[0] if isinstance(e, ev.WorkerDied)]
+    assert died == [ev.WorkerDied(WORKER_DIED, worker)], died
+    assert WORKER_DIED.startswith("the worker process running it died")
+    record = read_run(status.parent)
+    assert record.state == "failed" and record.error == WORKER_DIED
     runs_before = {p.parent for p in folder.glob("*/*/*/status.json")}
 
     proc = start(argv, tmp_path)
@@ -474,56 +607,110 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries
     assert rows[killed]["state"] == "finished" and rows[other["id"]].get("skipped"), rows
 
 
+def test_a_dead_writer_s_run_is_failed_by_the_process_that_saw_it_die(tmp_path):
+    """fail_dead_run: a run whose writer was SIGKILLed mid-training reads failed with the reason, as a WorkerDied event;
+    a run whose writer lives, or that ended, is left as it is."""
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import RunRecorder, fail_dead_run, read_events
+
+    code = ("import sys, time; from faceswap_kohya.runs.status import RunRecorder\n"
+            "r = RunRecorder(sys.argv[1], 'myface'); r.set(state='training'); print('training', flush=True); time.sleep(120)\n")
+    dead, live = tmp_path / "dead", tmp_path / "live"
+    procs = []
+    for root in (dead, live):
+        root.mkdir()
+        procs.append(subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                      env=dict(os.environ, PYTHONPATH=str(ROOT))))
+    try:
+        assert [p.stdout.readline().strip() for p in procs] == ["training", "training"]
+        procs[0].kill()
+        procs[0].wait(timeout=30)
+        assert read_run(dead).state == "interrupted"  # what a dead writer's `training` reads as
+        died = ev.WorkerDied("the worker process running it died", procs[0].pid)
+        live_before = (live / "status.json").read_bytes()
+        assert fail_dead_run(live, died) is False and (live / "status.json").read_bytes() == live_before
+        assert fail_dead_run(dead, died) is True
+        record = read_run(dead)
+        assert record.state == "failed" and record.error == died.message and record.status["ended"]
+        assert read_events(dead)[0][-1] == died
+        assert fail_dead_run(dead, died) is False, "an ended run is not failed twice"
+        assert [e for e in read_events(dead)[0] if isinstance(e, ev.WorkerDied)] == [died]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    ended = tmp_path / "ended"
+    ended.mkdir()
+    recorder = RunRecorder(ended, "myface")
+    recorder.set(state="finished")
+    recorder.close()
+    assert fail_dead_run(ended, ev.WorkerDied("x", 1)) is False and read_run(ended).state == "finished"
+
+
 # ---------------------------------------------------------------- two web tabs pressing Start at once
-def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_kohya, photos, tmp_path):  # noqa: F811
-    """The Train page's Start handler (what each tab's click calls), from two threads released at the same moment,
-    each launching the real CLI: one training runs, the other tab is told one runs at a time; a third Start while it
-    trains names the run. Stop leaves no trainer."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+def test_two_web_tabs_starting_trainings_one_runs_and_the_other_is_told(fake_kohya, photos, tmp_path, page_of):  # noqa: F811
+    """Two browser pages on one real app, each with the preset uploaded, click Start at the same moment (the stand-in
+    trainer, launched as the real CLI): one page says started, the other that one runs at a time; one run folder.
+    A third Start while it trains names the run; Stop on the first page leaves no trainer."""
+    from web_browser import App, open_tab, text_of, wait_text
 
     from faceswap_kohya.runs.status import read_status
-    from faceswap_kohya.web import follow
-    from faceswap_kohya.web import train as train_page
-    from faceswap_kohya.web.common import Workspace
 
-    ws = Workspace(tmp_path / "ws").make()
-    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, ws.output))
+    app = App(tmp_path / "ws", tmp_path / "app.log")
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, app.output, "training.max_steps=2000"))
     quick = tmp_path / "quick.yaml"
     quick.write_text(presets.dump(preset))
     before = tree(photos)
-
-    def knobs():
-        return train_page.Knobs("cpu-check", str(quick), "myface", "woman", "steps", 2000, 4, 2, 1e-4, 64, False)
-
-    together = threading.Barrier(2)
-
-    def tab(_):
-        together.wait()
-        try:
-            return train_page.start(ws, knobs(), str(photos), "")
-        except UserError as e:
-            return e
-
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(tab, range(2)))
-    started = [r for r in results if isinstance(r, tuple)]
-    refused = [str(r) for r in results if isinstance(r, UserError)]
-    assert len(started) == 1 and len(refused) == 1, results
-    assert "one runs at a time" in refused[0], refused
-    root = Path(started[0][0])
+    app.start()
     try:
-        deadline = time.monotonic() + 120  # stopped while still preparing, a run leaves no folder: let it train first
+        pages = [page_of(app.url) for _ in range(2)]
+        for page in pages:
+            open_tab(page, "2 · Train")
+            page.locator("#train-preset-file input[type=file]").set_input_files(str(quick))
+            wait_text(page, "train-check", "quick.yaml")
+            wait_text(page, "train-check", f"photos: {photos}")
+        buttons = [page.locator("#train-start") for page in pages]
+        for button in buttons:
+            button.wait_for(state="visible")
+        for button in buttons:  # one after the other at once: both handlers run together (the app's queue takes 4)
+            button.click(no_wait_after=True)
+        page_said = {i: wait_until_settled(page) for i, page in enumerate(pages)}
+        started = [i for i, said in page_said.items() if said.startswith("started ")]
+        refused = [i for i, said in page_said.items() if "one runs at a time" in said]
+        assert len(started) == 1 and len(refused) == 1, page_said
+        (status,) = sorted(app.output.glob("*/*/status.json"))
+        root = status.parent
+        assert page_said[started[0]].startswith(f"started {root.parent.name}/{root.name} (process "), page_said
+        assert "error: a training is" in page_said[refused[0]], page_said
+        wait_text(pages[started[0]], "train-progress", f"{root.parent.name}/{root.name}", timeout=60)
+        deadline = time.monotonic() + 120
         while (read_status(root) or {}).get("state") != "training" and time.monotonic() < deadline:
             time.sleep(0.3)
-        with pytest.raises(UserError, match=f"a training is already running: {root.parent.name}/{root.name}; one runs"):
-            train_page.start(ws, knobs(), str(photos), "")
-        assert sorted(ws.output.glob("*/*/status.json")) == [root / "status.json"], "one run folder only"
+        other = pages[refused[0]]
+        other.locator("#train-start").click()  # a third Start while it trains names the run
+        wait_text(other, "train-message", f"a training is already running: {root.parent.name}/{root.name}; one runs",
+                  timeout=120)
+        assert sorted(app.output.glob("*/*/status.json")) == [status], "one run folder only"
+        pages[started[0]].locator("#train-stop").click()
+        deadline = time.monotonic() + 60
+        while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert (read_status(root) or {}).get("state") == "interrupted", text_of(pages[started[0]], "train-message")
     finally:
-        follow.stop_run(root)
-    deadline = time.monotonic() + 60
-    while (read_status(root) or {}).get("state") in ("preparing", "training") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert (read_status(root) or {}).get("state") == "interrupted"
+        app.stop()
     assert alive_with(str(root / "config.toml")) == "", "no trainer may be left running"
     assert tree(photos) == before
+    assert all(page.hosts == {f"127.0.0.1:{app.port}"} for page in pages)
+
+
+def wait_until_settled(page, seconds: float = 180) -> str:
+    """The Train page's message once it holds an answer (started, or the error), not gradio's pending text."""
+    deadline = time.monotonic() + seconds
+    said = ""
+    while time.monotonic() < deadline:
+        said = " ".join(page.locator("#train-message").inner_text().split())
+        if said.startswith("started ") or "error:" in said:
+            return said
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the Train page's message never settled: {said!r}")

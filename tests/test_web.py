@@ -23,7 +23,6 @@ from web_browser import (
     SCREENSHOTS,
     App,
     drawn_lines,
-    ensure_chromium,
     fill,
     images_in,
     open_tab,
@@ -259,39 +258,6 @@ def test_a_launch_that_fails_shows_the_cli_error(tmp_path):
 
 
 # ---------------------------------------------------------------- in the browser
-@pytest.fixture(scope="session")
-def browser():
-    pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[dev]')")
-    reason = ensure_chromium()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page_of(browser):
-    """A new page that records every host it talks to."""
-    pages = []
-
-    def make(url):
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.hosts = set()
-        page.on("request", lambda r: page.hosts.add(r.url.split("/")[2]))
-        page.goto(url)
-        page.wait_for_selector("#tab-photos, [role=tab]")
-        pages.append(page)
-        return page
-
-    yield make
-    for p in pages:
-        p.close()
-
-
 def upload_photos(page, folder: Path, extra: list[dict] = ()) -> str:
     files = [{"name": p.name, "mimeType": "image/jpeg", "buffer": p.read_bytes()} for p in sorted(folder.glob("*.jpg"))]
     page.locator("#photos-upload input[type=file]").set_input_files(files + list(extra))

@@ -1,5 +1,6 @@
 """Browser-test helpers: Debian's chromium (installed with apt-get when missing), the real app in a subprocess on a
-free loopback port, and small Playwright steps for Gradio pages. Screenshots go to tests/.artifacts/screenshots/."""
+free loopback port, the `browser` and `page_of` fixtures (every test module has them, through conftest.py), and small
+Playwright steps for Gradio pages. Screenshots go to tests/.artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Optional
+
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / ".artifacts" / "screenshots"
@@ -97,6 +100,40 @@ class App:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
+
+
+# ---------------------------------------------------------------- the browser (fixtures)
+@pytest.fixture(scope="session")
+def browser():
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[dev]')")
+    reason = ensure_chromium()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_of(browser):
+    """make(url) → a new page on `url` (a tab of its own) that records every host it talks to."""
+    pages = []
+
+    def make(url):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.hosts = set()
+        page.on("request", lambda r: page.hosts.add(r.url.split("/")[2]))
+        page.goto(url)
+        page.wait_for_selector("#tab-photos, [role=tab]")
+        pages.append(page)
+        return page
+
+    yield make
+    for p in pages:
+        p.close()
 
 
 # ---------------------------------------------------------------- Playwright steps for Gradio pages

@@ -17,7 +17,7 @@ from faceswap_kohya.jobs import train as runner
 from faceswap_kohya.jobs.prepare import dry_run as show
 from faceswap_kohya.jobs.prepare import prepare as run_prepare
 from faceswap_kohya.jobs.regularize import regularize as run_regularize
-from faceswap_kohya.runs.artifacts import latest_state
+from faceswap_kohya.runs.artifacts import resumable_state
 from faceswap_kohya.runs.artifacts import samples as sample_images
 from faceswap_kohya.trainer.check import check_rendered
 from faceswap_kohya.trainer.install import Trainer, check_flux_model
@@ -67,7 +67,7 @@ def report_result(result) -> None:
     if result.interrupted:
         saved = ", ".join(p.name for p in result.loras) or "nothing"
         click.secho(f"interrupted: the trainer was stopped; kept {saved} in {result.run.model}", fg="yellow", err=True)
-        if latest_state(result.run.root) is not None:
+        if resumable_state(result.run.root).state is not None:
             click.echo(f"resume with: faceswap-kohya train --resume {result.run.root}", err=True)
         else:
             click.echo("no training state was saved yet (training.save_state, saved each epoch): train again to start over",
@@ -79,7 +79,7 @@ def report_result(result) -> None:
         for line in d.lines:
             click.echo(f"  | {line[:200]}", err=True)
         click.echo(f"hint: {d.hint}\nfull log: {result.run.log}", err=True)
-        if latest_state(result.run.root) is not None:
+        if resumable_state(result.run.root).state is not None:
             click.echo(f"resume with: faceswap-kohya train --resume {result.run.root}", err=True)
         sys.exit(1)
     click.secho(f"done in {result.seconds / 60:.1f} min: {result.final}", fg="green")

@@ -366,9 +366,9 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
 # ---------------------------------------------------------------- entry points
 def evaluate_run(run_dir: Path, on_event: OnEvent = ignore, refs: Optional[Path] = None,
                  base: Optional[str] = None, size: Optional[int] = None, out: Optional[Path] = None,
-                 device=None, dtype=None, offload=None) -> Result:
-    """Evaluate every checkpoint of a run folder; returns where the report went and the scores (a full disk: NoSpace)."""
-    with no_space_in(Path(out) if out else Path(run_dir).expanduser().absolute() / "eval", "--out"):
+                 device=None, dtype=None, offload=None, space_field: str = "output.dir") -> Result:
+    """Evaluate every checkpoint of a run folder: the report's folder and scores (a full disk: NoSpace naming space_field)."""
+    with no_space_in(Path(out) if out else Path(run_dir).expanduser().absolute() / "eval", space_field):
         return evaluate(plan_run(run_dir, refs, base, size, out), on_event, device, dtype, offload)
 
 

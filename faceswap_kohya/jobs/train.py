@@ -1,6 +1,6 @@
 """The `train` job: checks before anything is made, a new run folder (dataset, TOMLs, command), sd-scripts in
 its own process group with live events (the samples it writes scored for likeness as they appear: scoring.live),
-failure detection, evaluation when enabled; and `resume`.
+failure detection, evaluation when enabled; and `resume` (from the newest saved state that is whole).
 
 The run folder records every event (events.jsonl) and its state (status.json) as it goes. Free space is
 checked before against what the run will write; a disk that fills up anyway ends the run `failed` with one
@@ -21,9 +21,9 @@ from faceswap_kohya.config import presets
 from faceswap_kohya.config.schema import CHECK_MODEL, CHECK_MODEL_FLUX, Preset
 from faceswap_kohya.data.regularization import balance_advice, check_cost, ensure_regularization
 from faceswap_kohya.errors import NoSpace, UserError, is_no_space, no_space_message
-from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, echo_to, ignore
+from faceswap_kohya.events import Error, Finished, Message, OnEvent, StageFinished, StageStarted, Step, Warning, echo_to, ignore
 from faceswap_kohya.jobs.evaluate import evaluate_after_training
-from faceswap_kohya.runs.artifacts import latest_state
+from faceswap_kohya.runs.artifacts import resumable_state
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, new_parents, new_run, remove_run_folder
 from faceswap_kohya.runs.lock import held
 from faceswap_kohya.runs.status import RunRecorder
@@ -285,7 +285,8 @@ def train(preset: Preset, preset_path: Path, on_event: OnEvent = ignore, on_line
 
 
 def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Callable[[str], None] = lambda s: None) -> RunResult:
-    """Continue a run from its last saved state (needs training.save_state: true), in a new run folder.
+    """Continue a run from its newest whole saved state (needs training.save_state: true), in a new run folder; a
+    newer state left half-written (the trainer stopped mid-save) is skipped, saying so.
 
     The earlier run is left as it is; its dataset folders are copied and `--resume <state>` is passed.
     Overrides apply on top of its preset (e.g. `training.max_steps=4000` to train longer).
@@ -299,7 +300,11 @@ def resume(run_dir: Path, overrides=(), on_event: OnEvent = ignore, on_line: Cal
 
 def _resume(old: RunLayout, overrides, on_event: OnEvent, on_line: Callable[[str], None]) -> RunResult:
     preset = presets.read_run_preset(old.root, overrides)
-    state = latest_state(old)
+    choice = resumable_state(old)  # checked before anything starts: a kill mid-save leaves the newest state half-written
+    state = choice.state
+    if state is None and choice.skipped:
+        raise UserError(f"{old.model}: no complete saved training state to resume from: {choice.skipped_text()} "
+                        "(the trainer was stopped while saving); train again to start over")
     if state is None:
         hint = "" if preset.training.save_state else " (the run had training.save_state: false)"
         raise UserError(f"{old.root}: no saved training state to resume from{hint}")
@@ -311,6 +316,8 @@ def _resume(old: RunLayout, overrides, on_event: OnEvent, on_line: Callable[[str
     started = []
 
     def work(emit, recorder):
+        if choice.skipped:
+            emit(Warning(f"skipped the newer saved state {choice.skipped_text()}: the trainer was stopped while saving it"))
         emit(Message(f"resuming {old.root.name} from {state.name} in {run.root}"))
         for folder in (old.img, old.val, old.reg):
             if folder.is_dir():

@@ -1,6 +1,7 @@
 """What a run folder holds, found in one place: its LoRA checkpoints in training order and the final LoRA,
 whether a LoRA file was cut short (`whole_safetensors`), the trainer's sample images (and the epoch or step of
-each), saved training states, its photo folders, and its evaluations with the latest scores.
+each), saved training states and whether each is whole (`resumable_state`: the newest one a kill mid-save did not
+leave half-written), its photo folders, and its evaluations with the latest scores.
 
 Every other part asks these functions; nothing else globs `model/`, `img/` or `eval/` or knows the trainer's
 file names. A run is given as its folder or its `RunLayout`. The run's LoRA name is its `status.json` name,
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -165,11 +166,96 @@ def sample_when(path: Path) -> tuple[Optional[int], Optional[int]]:
     return (int(m["epoch"]), None) if m["epoch"] else (None, int(m["step"]))
 
 
-def latest_state(run: Run) -> Optional[Path]:
-    """The newest saved training state (`model/<name>-*-state/`), what `train --resume` continues from."""
+def saved_states(run: Run) -> list[Path]:
+    """The run's saved training states (`model/<name>-*-state/`, sd-scripts' save_state), newest first."""
     model = layout_of(run).model
     states = [p for p in model.glob("*-state") if p.is_dir()] if model.is_dir() else []
-    return max(states, key=lambda p: p.stat().st_mtime) if states else None
+    return sorted(states, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+def latest_state(run: Run) -> Optional[Path]:
+    """The newest saved training state, whole or not (`resumable_state` says which one `train --resume` takes)."""
+    states = saved_states(run)
+    return states[0] if states else None
+
+
+# What accelerate's save_state (sd-scripts' save_state / save_state_on_train_end) writes into a state folder, in
+# order: train_state.json (sd-scripts' save hook, first), model.safetensors (the network), optimizer.bin,
+# scheduler.bin, [sampler.bin, dl_state_dict.bin, scaler.pt], random_states_0.pkl (last).
+STATE_FILES = ("train_state.json", "model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+STATE_MODEL_FILES = ("model.safetensors", "pytorch_model.bin")  # safe_serialization on / off
+
+
+def whole_pickle(path: Path) -> bool:
+    """Whether a torch.save / pickle file is whole: a zip (torch's format) whose every member reads back with its CRC,
+    else a plain pickle whose opcodes run to its STOP (read, never executed)."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return z.testzip() is None
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+        return True
+    except Exception:  # noqa: BLE001 - cut short or not a pickle at all: either way not whole
+        return False
+
+
+def state_problem(state: Path) -> Optional[str]:
+    """Why a saved state can't be resumed from (a file missing or cut short: the trainer stopped mid-save), or None
+    when it is whole: train_state.json parses, the model's .safetensors is as long as its header says, and every
+    .bin / .pkl / .pt reads back."""
+    state = Path(state)
+    if not state.is_dir():
+        return "not a folder"
+    try:
+        train_state = json.loads((state / "train_state.json").read_text(encoding="utf-8"))
+        if not isinstance(train_state, dict):
+            return "train_state.json is not a JSON object"
+    except FileNotFoundError:
+        return "train_state.json is missing"
+    except (OSError, ValueError):
+        return "train_state.json can't be read (cut short?)"
+    model = next((state / f for f in STATE_MODEL_FILES if (state / f).is_file()), None)
+    if model is None:
+        return "model.safetensors is missing"
+    missing = [f for f in STATE_FILES[2:] if not (state / f).is_file()]
+    if missing:
+        return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    for path in sorted(state.iterdir()):
+        if path.suffix == ".safetensors" and not whole_safetensors(path):
+            return f"{path.name} is cut short (shorter than its header says)"
+        if path.suffix in (".bin", ".pkl", ".pt") and not whole_pickle(path):
+            return f"{path.name} is cut short or unreadable"
+    return None
+
+
+@dataclass
+class StateChoice:
+    """What `train --resume` continues from: the newest whole state (None when there is none), and the newer
+    states skipped, each with why."""
+
+    state: Optional[Path]
+    skipped: list = field(default_factory=list)  # [(state folder, why)], newest first
+
+    def skipped_text(self) -> str:
+        """`X-state (optimizer.bin is missing); ...`: what was skipped, for people."""
+        return "; ".join(f"{p.name} ({why})" for p, why in self.skipped)
+
+
+def resumable_state(run: Run) -> StateChoice:
+    """The newest saved state that is whole (state_problem), and the newer ones passed over: a trainer killed during
+    a save leaves its newest state half-written."""
+    skipped = []
+    for state in saved_states(run):
+        why = state_problem(state)
+        if why is None:
+            return StateChoice(state, skipped)
+        skipped.append((state, why))
+    return StateChoice(None, skipped)
 
 
 def photo_folders(run: Run) -> list[Path]:

@@ -55,7 +55,7 @@ class RunRecord:
             self.stage = event.stage
         elif isinstance(event, ev.StageFinished):
             self.stages[event.stage] = event.seconds
-        elif isinstance(event, ev.Error):
+        elif isinstance(event, (ev.Error, ev.WorkerDied)):
             self.errors.append(event.message)
         elif isinstance(event, ev.EvaluationFailed):
             self.evaluation_error = event.message

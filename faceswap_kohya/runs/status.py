@@ -1,7 +1,8 @@
 """A run folder tells its own story: `events.jsonl` (one event a line, as it happens) and `status.json`.
 
 Any process can list and follow runs from these two files alone. A status left `preparing`/`training`/
-`evaluating` by a process that no longer lives reads as `interrupted`.
+`evaluating` by a process that no longer lives reads as `interrupted`, unless the process that saw it die recorded
+why (`fail_dead_run`: a WorkerDied event, the run `failed`).
 
 A full disk can't tear them or leave a run stuck at `training`: status.json is replaced whole (a small file
 written beside it, then renamed), an event line is appended whole or not at all (a partial write is cut back),
@@ -209,6 +210,26 @@ def append_event(root: Path, event: ev.Event) -> None:
             f.seek(-1, os.SEEK_END)
             torn = f.read(1) != b"\n"  # a line cut mid-write stays a line of its own (and is skipped)
         f.write((b"\n" if torn else b"") + json.dumps(ev.to_dict(event)).encode() + b"\n")
+
+
+def fail_dead_run(root: Path, event: ev.WorkerDied) -> bool:
+    """A run whose writer died mid-run (status left preparing/training/evaluating, its pid gone), told by the process
+    that saw it die: `event` is added to events.jsonl and status.json reads `failed` with its message (replaced whole).
+    False, changing nothing, when the run had ended, its writer still lives, or its status can't be read."""
+    root = Path(root)
+    try:
+        status = json.loads((root / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    pid = status.get("pid") if isinstance(status, dict) else None
+    if not isinstance(status, dict) or status.get("state") not in ACTIVE or pid_alive(pid if isinstance(pid, int) else None):
+        return False
+    append_event(root, event)
+    status.update(state="failed", error=event.message, ended=_now())
+    tmp = root / (STATUS + ".tmp")
+    tmp.write_text(json.dumps(status, indent=1), encoding="utf-8")
+    os.replace(tmp, root / STATUS)
+    return True
 
 
 UNREADABLE = "unknown"  # the state of a run whose status.json can't be read (cut mid-write)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.runs.artifacts import latest_state
+from faceswap_kohya.runs.artifacts import resumable_state
 from faceswap_kohya.service.joblog import images_dir, job_runs, note
 
 
@@ -19,13 +19,17 @@ def run_training(spec: dict) -> dict:
 
     folder = Path(spec["folder"])
     previous = job_runs(folder) if spec.get("recover") else []
-    state_run = next((run for run in reversed(previous) if latest_state(run) is not None), None)
-    if state_run is not None:
+    state_run = next((run for run in reversed(previous) if resumable_state(run).state is not None), None)
+    if state_run is not None:  # a state half-written when the server stopped is passed over (resumable_state)
         note(folder, ev.Message(f"the server stopped during this training: resuming {state_run.name} from its saved "
-                                f"state {latest_state(state_run).name}"))
+                                f"state {resumable_state(state_run).state.name}"))
         result = train_job.resume(state_run)
     else:
-        if previous:
+        torn = [choice.skipped_text() for choice in map(resumable_state, previous) if choice.skipped]
+        if torn:
+            note(folder, ev.Message(f"the server stopped during this training while it saved its state ({'; '.join(torn)}): "
+                                    "training again from the start"))
+        elif previous:
             note(folder, ev.Message("the server stopped during this training and no training state was saved "
                                     "(training.save_state: false): training again from the start"))
         preset, path, _ = load_any(spec["preset_name"], spec["overrides"], for_training=True)

@@ -9,8 +9,9 @@ starves a trainer on a busy machine). With an address the driver joins that clus
 Each trial asks for the preset's resources (`resources.*`, else worked out from the preset: one GPU per
 trainer process when the cluster has GPUs; on a CPU ~20 GiB, so trials run one at a time), and Ray runs
 as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
-A worker that dies mid-trial (SIGKILL, the OOM killer) fails that trial alone, saying so (WORKER_DIED), and
-its trainer is stopped; the others go on, and running the sweep again retries only the trials not finished.
+A worker that dies mid-trial (SIGKILL, the OOM killer) fails that trial alone, saying so (WORKER_DIED, also in
+the trial's run folder: a WorkerDied event, status `failed`), and its trainer is stopped; the others go on, and
+running the sweep again retries only the trials not finished.
 Ctrl-C cancels every trial (KeyboardInterrupt in the worker: the train job stops the trainer's process
 group), waits for them to stop, and on this machine stops any trainer still left. `run_task` runs one such task
 (the training service's jobs), polling and cancelling it on request.
@@ -30,7 +31,7 @@ from typing import Callable, Optional
 
 from faceswap_kohya import events as ev
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.runs.status import pid_alive
+from faceswap_kohya.runs.status import fail_dead_run, pid_alive, read_status
 from faceswap_kohya.sweeps.trials import TrialWatch, summarize_run
 
 OBJECT_STORE_BYTES = 100 * 2**20
@@ -38,7 +39,7 @@ GiB = 2**30
 CPU_TRIAL_GB, GPU_TRIAL_GB = 20, 16  # host RAM of one trial: SDXL on a CPU peaks near 22 GB; with a GPU ~16
 POLL_S = 1.0
 STOP_WAIT_S = 120  # a trainer gets SIGINT, then SIGTERM, then SIGKILL within ~35 s
-WORKER_DIED = ("the Ray worker running it died (killed from outside, or out of memory?); "
+WORKER_DIED = ("the worker process running it died (a Ray worker: killed from outside, or out of memory?); "
                "run the sweep again to retry this trial only")
 
 
@@ -191,6 +192,14 @@ def _kill_left_trainers(watches: list[TrialWatch], on_event: ev.OnEvent) -> None
                 pass
 
 
+def record_worker_death(watch: TrialWatch) -> None:
+    """The trial's run folder (when the worker had made one) reads `failed`, saying its worker died, not the
+    `interrupted` a dead writer's status reads as."""
+    status = read_status(watch.run) if watch.run else None
+    if status is not None:
+        fail_dead_run(watch.run, ev.WorkerDied(WORKER_DIED, status.get("pid")))
+
+
 def _stop(ray, pending: dict, cluster: Cluster, on_event: ev.OnEvent, on_summary) -> None:
     """Cancel every trial gently, wait for them; a second Ctrl-C (or the time limit) forces them."""
     for ref in pending:
@@ -237,8 +246,10 @@ def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
                     spec, watch = pending.pop(ref)
                     watch.poll()
                     summary = _outcome(ray, ref, spec, watch)
-                    if summary.get("error") == WORKER_DIED and cluster.local:  # its trainer must not train on, orphaned
-                        _kill_left_trainers([watch], on_event)
+                    if summary.get("error") == WORKER_DIED:
+                        if cluster.local:  # its trainer must not train on, orphaned
+                            _kill_left_trainers([watch], on_event)
+                        record_worker_death(watch)
                     on_summary(spec, summary)
                 for _, watch in pending.values():
                     if (progress := watch.poll()) is not None:

@@ -1,5 +1,6 @@
 """Evaluate page: the identity chart and per-checkpoint table of a run's latest evaluation, its best checkpoint and
-top-3 images; a button runs `faceswap-kohya evaluate RUN` for a run trained without it."""
+top-3 images; a button runs `faceswap-kohya evaluate RUN` for a run trained without it (a full disk is one message
+naming the app's own output folder, SPACE_FIELD)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from faceswap_kohya.web.common import Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
 TABLE_HEADERS = SUMMARY_HEADERS  # the same columns as `evaluate` prints
+# What a full disk tells the page's user to move: the page has no folder field; evaluations go into the run folder,
+# under the folder the app was started with.
+SPACE_FIELD = "the app's output folder (faceswap-kohya ui --output)"
 
 
 def latest_evaluation(run: Path) -> Optional[Path]:
@@ -58,7 +62,7 @@ def evaluate(ws: Workspace, run: str, emit):
     from faceswap_kohya.jobs import evaluate as ev
 
     plan = ev.plan_run(run_dir(run, ws))
-    with no_space_in(plan.out_parent, "--out"):
+    with no_space_in(plan.out_parent, SPACE_FIELD):  # a full disk: the unfinished evaluation is removed, one message
         return ev.evaluate(plan, emit)
 
 
