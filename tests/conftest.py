@@ -11,6 +11,9 @@ from face_data import astronaut, face_recognition_photos  # noqa: F401  (fixture
 from trained import trained_run  # noqa: F401  (the run trained once per session)
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
+from faceswap_kohya.config.torchenv import use_torch_env
+
+use_torch_env()  # as `faceswap-kohya` does, before a test imports torch: the in-process jobs allocate the same way
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started as `command &`: the processes the tests stop with
     signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT (Ctrl-C) must not inherit SIGINT ignored
