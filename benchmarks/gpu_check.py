@@ -330,8 +330,8 @@ class Check:
         if self.model is not None:
             photos = self.photos()
             for r in range(p.rounds):
-                for i, name in enumerate(p.presets):
-                    self.run_preset(name, photos, r, hand_first=(i + r) % 2 == 1)
+                for name in p.presets:  # which goes first alternates along the GPU's order: face-12gb by hand
+                    self.run_preset(name, photos, r, hand_first=(PRESETS.index(name) + r) % 2 == 1)
             gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes)]
             self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
             swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]
