@@ -14,6 +14,9 @@ from trained_flux import trained_flux_run  # noqa: F401  (the FLUX run trained o
 from web_browser import browser, page_of  # noqa: F401  (the browser and its pages, for every test module)
 
 from faceswap_kohya.config.paths import default_sd_scripts, default_trainer_python
+from faceswap_kohya.config.torchenv import use_torch_env
+
+use_torch_env()  # as `faceswap-kohya` does, before a test imports torch: the in-process jobs allocate the same way
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started as `command &`: the processes the tests stop with
     signal.signal(signal.SIGINT, signal.default_int_handler)  # SIGINT (Ctrl-C) must not inherit SIGINT ignored

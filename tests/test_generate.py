@@ -129,6 +129,38 @@ def test_weight_no_lora_and_fusing_give_consistent_images(run_dir):
     assert not Image.open(b).text["parameters"].startswith("myface woman, portrait <lora:myface:1>")
 
 
+def test_a_kept_pipeline_is_reused_clean_and_gives_the_same_images(run_dir):
+    """The web app keeps the base model between jobs: the next job gets the same pipeline back with no LoRA left on
+    it and its own sampler set back, LoRAs go on as adapters (never fused), and the images are those of a fresh load."""
+    from faceswap_kohya.diffusion import pipeline as loader
+    from faceswap_kohya.diffusion.lora import all_adapters
+
+    tiny = str(run_dir.parents[1] / "tiny-sdxl")
+
+    def one(*extra):
+        return pixels(generated(cli("generate", run_dir, "myface woman, portrait", "--seed", 3, *FAST, *extra))[0])
+
+    fresh_full, fresh_none = one(), one("--no-lora")  # nothing kept: each loads its own and fuses the LoRA
+    loader.keep_between_jobs(True)
+    try:
+        assert one("--sampler", "dpmpp_2m_karras").shape == fresh_full.shape
+        kept = loader.load_pipeline(tiny, device="cpu")
+        assert loader.load_pipeline(tiny, device="cpu") is kept, "the same base model, device and dtype: reused"
+        assert not getattr(kept, "fsk_fused", None) and not all_adapters(kept) and kept.fsk_loras == {}
+        assert kept.scheduler is kept.fsk_scheduler, "the sampler it was loaded with is set back"
+        full, none = one(), one("--no-lora")
+        assert np.abs(full - fresh_full).max() <= 2, "a LoRA as adapters draws what the fused one drew"
+        assert (none == fresh_none).all(), "after a LoRA job, the kept pipeline is exactly the base model again"
+        assert loader.load_pipeline(tiny, device="cpu") is kept
+        other = loader.load_pipeline(tiny, device="cpu", dtype="bf16")
+        assert other is not kept and loader.load_pipeline(tiny, device="cpu", dtype="bf16") is other
+        assert loader.release_kept() and not loader.release_kept()
+        assert loader.load_pipeline(tiny, device="cpu", dtype="bf16") is not other, "released: loaded anew"
+    finally:
+        loader.keep_between_jobs(False)
+    assert loader.load_pipeline(tiny, device="cpu") is not loader.load_pipeline(tiny, device="cpu"), "off: never kept"
+
+
 def test_checkpoint_epoch_and_extra_lora_tags(run_dir):
     final = generated(cli("generate", run_dir, "myface woman", "--seed", 2, *FAST))[0]
     epoch1 = generated(cli("generate", run_dir, "myface woman", "--seed", 2, "--epoch", 1, *FAST))[0]

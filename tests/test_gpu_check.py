@@ -79,14 +79,15 @@ def test_the_gpu_compares_every_preset_in_half_precision_and_the_dry_run_one_in_
     assert check.PRESETS == PRESETS
     assert check.GPU_PLAN.by_hand == PRESETS and check.GPU_PLAN.gen_dtypes == ("fp16", "bf16")
     assert check.DRY_PLAN.by_hand == ("face-12gb",) and check.DRY_PLAN.gen_dtypes == ("fp32",)
+    assert check.GPU_PLAN.presets == PRESETS and check.DRY_PLAN.presets == ("face-12gb",)
     assert "training.mixed_precision='no'" in check.DRY_PLAN.overrides  # the trainer in fp32 on a CPU too
 
 
 @pytest.mark.trainer
 @needs_kohya
 def test_dry_run_measures_every_preset_end_to_end(tmp_path):
-    """The whole plan on the CPU at toy sizes: four real trainer runs (every preset through the wrapper, face-12gb by
-    hand first as well), generation in fp32 and a swap (~5 min on an idle machine)."""
+    """The whole plan on the CPU at toy sizes: two real trainer runs (face-12gb by hand first, then through the
+    wrapper), generation in fp32 and a swap (~3 min on an idle machine)."""
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "gpu-check.sh"), "--dry-run", str(out), "--",
                            "--sd-scripts", str(SD_SCRIPTS), "--trainer-python", str(KOHYA_PYTHON)],
@@ -96,13 +97,15 @@ def test_dry_run_measures_every_preset_end_to_end(tmp_path):
 
 
 def check_dry_run_output(out: Path) -> None:
-    """Every part ran; every preset has its wrapper run and figures, face-12gb its run by hand (first) and the ratio;
+    """Every part ran; every preset of the plan has its wrapper run and figures, face-12gb its run by hand (first)
+    and the ratio, and the presets the plan leaves out have no entry;
     generation (fp32 only: no half precision on a CPU) and swap have theirs; the table exists."""
     results = json.loads((out / "gpu_check.json").read_text())
     failed = {name: p for name, p in results["parts"].items() if p["status"] != "ok"}
     assert not failed, failed
     assert results["plan"]["by_hand"] == ["face-12gb"] and results["plan"]["gen_dtypes"] == ["fp32"]
-    for name in PRESETS:
+    assert results["plan"]["presets"] == ["face-12gb"] and set(results["train"]) == {"face-12gb"}, results["train"]
+    for name in results["plan"]["presets"]:
         entry = results["train"][name]
         hows = [r["how"] for r in entry["runs"]]
         assert hows == (["by hand", "wrapper"] if name == "face-12gb" else ["wrapper"]), (name, hows)
@@ -117,4 +120,4 @@ def check_dry_run_output(out: Path) -> None:
     assert all(g[k] > 0 for k in ("base_s", "unfused_s", "fused_s", "lora_load_s", "fuse_s")), g
     assert results["swap"]["seconds"] > 0
     md = (out / "gpu_check.md").read_text()
-    assert all(f"| {name} |" in md for name in PRESETS) and "| fp32 | 64, 2 |" in md
+    assert "| face-12gb |" in md and "| face-24gb |" not in md and "| fp32 | 64, 2 |" in md

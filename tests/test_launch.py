@@ -159,3 +159,15 @@ def test_a_killed_launcher_s_watchdog_stops_the_trainer(tmp_path):
     while running(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert_no_orphans(pgid, pids)
+
+
+def test_the_trainer_gets_huge_page_allocation_unless_the_user_chose(monkeypatch):
+    from faceswap_kohya.config.torchenv import TORCH_ENV
+    from faceswap_kohya.trainer.launch import trainer_env
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    assert TORCH_ENV == {"THP_MEM_ALLOC_ENABLE": "1"} and trainer_env()["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    assert trainer_env()["THP_MEM_ALLOC_ENABLE"] == "0", "a value the user set is kept"
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    assert "PYTHONPATH" not in trainer_env()

@@ -12,7 +12,7 @@ from conftest import needs_kohya
 from faceswap_kohya.config import presets
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer import render
-from faceswap_kohya.trainer.check import check_files
+from faceswap_kohya.trainer.check import check_files, check_many
 from faceswap_kohya.trainer.install import Trainer
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -112,13 +112,19 @@ def test_sample_prompt_file_format():
 
 @needs_kohya
 def test_every_shipped_preset_passes_sd_scripts_checks(tmp_path):
+    items, names = [], []
     for info in presets.discover():
         preset, _ = presets.load(str(info.path))
         run = RunLayout(tmp_path / info.name)
         render.write_all(preset, run, "/models/base.safetensors", "/tokenizers")
-        result = check_files(Trainer.of(preset), run.config_toml, run.dataset_toml)
-        assert result == {"ok": True, "errors": [], "checked": result["checked"]}, info.name
-        assert result["checked"] >= 25
+        items.append((Trainer.of(preset), run.config_toml, run.dataset_toml))
+        names.append(info.name)
+    assert {"cpu-check", "face-12gb", "flux-16gb", "flux-check"} <= set(names)
+    results = check_many(items)  # one process: sd-scripts imported once for all of them
+    for name, (trainer, _, _), result in zip(names, items, results):
+        assert result == {"ok": True, "errors": [], "checked": result["checked"]}, name
+        assert result["checked"] >= 25, name
+        assert trainer.script.stem == ("flux_train_network" if name.startswith("flux") else "sdxl_train_network"), name
 
 
 @needs_kohya

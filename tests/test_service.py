@@ -305,13 +305,35 @@ def submit(c, **data):
 
 @pytest.mark.trainer
 @needs_kohya
-def test_a_training_succeeds_with_its_lora_events_and_webhook(live):
+def test_a_training_survives_a_server_kill_and_succeeds_with_its_lora_events_and_webhook(live):
+    """The server SIGKILLed mid-training (the trainer goes with it) and started again: the job is queued again, trains
+    to the end, and its LoRA, its event stream and its signed webhooks tell the whole story. One real training serves
+    both the happy path and the restart, and the generation and swap tests after it."""
     from standardwebhooks.webhooks import Webhook
 
     receiver = Receiver()
     try:
         with live.client(live.key) as c:
             job = submit(c, webhook=receiver.url, webhook_events="start,completed")
+            wait_status(c, job["id"], ("training",), timeout=600)
+        live.kill()
+        deadline = time.monotonic() + 90  # the launcher's watchdog stops a trainer whose launcher died
+        while time.monotonic() < deadline and trainer_of(live, job["id"]):
+            time.sleep(1)
+        assert trainer_of(live, job["id"]) == "", "the trainer stops with its server"
+        restarted = Server(live.output, None, port=live.port)
+        live.proc, live.log_file, live.log_path = restarted.proc, restarted.log_file, restarted.log_path
+        assert job["id"] in restarted.log(), "the restart says which job it queued again"
+        with live.client(live.key) as c:
+            done = wait_status(c, job["id"], ("succeeded", "failed", "canceled"))
+            assert done["status"] == "succeeded", (done, restarted.log())
+            assert done["attempts"] == 2
+            assert done["progress"]["step"] == done["progress"]["total"] == 2 and done["lora_url"], done
+            assert done["started_at"] and done["completed_at"] and done["error"] is None
+            r = c.get(done["lora_url"])
+            assert r.status_code == 200
+            n = struct.unpack("<Q", r.content[:8])[0]
+            assert any(k.startswith("lora_unet") for k in json.loads(r.content[8:8 + n])), "a LoRA safetensors"
             events = []
 
             def read_stream():
@@ -321,20 +343,14 @@ def test_a_training_succeeds_with_its_lora_events_and_webhook(live):
 
             reader = threading.Thread(target=read_stream, daemon=True)
             reader.start()
-            done = wait_status(c, job["id"], ("succeeded", "failed", "canceled"))
-            assert done["status"] == "succeeded", (done, live.log())
-            assert done["progress"]["step"] == done["progress"]["total"] == 2 and done["lora_url"], done
-            assert done["started_at"] and done["completed_at"] and done["error"] is None
-            r = c.get(done["lora_url"])
-            assert r.status_code == 200
-            n = struct.unpack("<Q", r.content[:8])[0]
-            assert any(k.startswith("lora_unet") for k in json.loads(r.content[8:8 + n])), "a LoRA safetensors"
             reader.join(timeout=60)
-            assert not reader.is_alive(), "the event stream ends after the last state"
+            assert not reader.is_alive(), "the event stream of a finished job ends after its last state"
             assert events[0].startswith("text/event-stream")
             text = "\n".join(events)
-            for expected in ("event: StageStarted", "event: Step", '"stage": "training"', "event: Finished"):
+            for expected in ("event: StageStarted", "event: Step", '"stage": "training"', "event: Finished",
+                             "the server stopped while this job was training"):
                 assert expected in text, expected
+            assert "training again from the start" in text or "from its saved state" in text
             last = json.loads([ln for ln in events if ln.startswith("data: ")][-1][6:])
             assert last["status"] == "succeeded"
             live.trained = job["id"]
@@ -419,26 +435,3 @@ def test_cancel_mid_training_leaves_no_trainer(live):
         assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
         assert trainer_of(live, job["id"]) == "", "no trainer is left"
         assert c.get("/health").json()["running"] == 0
-
-
-@pytest.mark.trainer
-@needs_kohya
-def test_sigkill_mid_training_then_restart_finishes_the_job(live):
-    with live.client(live.key) as c:
-        job = submit(c)
-        wait_status(c, job["id"], ("training",), timeout=600)
-    live.kill()
-    deadline = time.monotonic() + 90  # the launcher's watchdog stops a trainer whose launcher died
-    while time.monotonic() < deadline and trainer_of(live, job["id"]):
-        time.sleep(1)
-    restarted = Server(live.output, None, port=live.port)
-    live.proc, live.log_file, live.log_path = restarted.proc, restarted.log_file, restarted.log_path
-    assert job["id"] in restarted.log(), "the restart says which job it queued again"
-    with live.client(live.key) as c:
-        done = wait_status(c, job["id"], ("succeeded", "failed", "canceled"))
-        assert done["status"] == "succeeded", (done, restarted.log())
-        assert done["attempts"] == 2
-        text = c.get(job["urls"]["events"]).text
-        assert "the server stopped while this job was training" in text
-        assert "training again from the start" in text or "from its saved state" in text
-        assert c.get(done["lora_url"]).status_code == 200

@@ -326,6 +326,9 @@ def test_ctrl_c_stops_every_trial_and_leaves_no_trainer(fake_kohya, photos, tmp_
 
 
 # ---------------------------------------------------------------- Ray, with the real trainer (~22 GB a trial)
+# One trial that trains and one that fails before training: ranking several finished trials is checked on real
+# scores documents above, and on the stand-in trainer through Ray; a second real trial would train the same way.
+REAL_VARIANTS = "- {network.dim: 2}\n- {network.dim: 4, base_model.path: /nonexistent.safetensors}\n"
 
 
 @pytest.mark.trainer
@@ -335,7 +338,7 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     from faceswap_kohya.jobs.sweep import sweep
 
     variants = tmp_path / "variants.yaml"
-    variants.write_text(VARIANTS)
+    variants.write_text(REAL_VARIANTS)
     out = tmp_path / "out"
     folder = out / "sweeps" / "cpu-check"
     settings = real_settings(photos, out)
@@ -360,7 +363,7 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     assert json.loads((log.parent / "status.json").read_text())["state"] == "interrupted"
     assert {r["state"] for r in leaderboard.read(folder)["rows"]} == {"interrupted"}
 
-    # the same sweep again, to the end: the failing trial is reported, the others train and are evaluated
+    # the same sweep again, to the end: the failing trial is reported, the other trains and is evaluated
     start = time.monotonic()
     seen = []
     result = sweep("cpu-check", settings, variants, on_event=seen.append)
@@ -368,7 +371,7 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     rows = {r["label"]: r for r in result.rows}
     failed = rows["network.dim=4 base_model.path=/nonexistent.safetensors"]
     assert failed["state"] == "failed" and "/nonexistent.safetensors does not exist" in failed["error"]
-    for label in ("network.dim=2", "network.dim=4"):
+    for label in ("network.dim=2",):
         row = rows[label]
         assert row["state"] == "finished" and Path(row["lora"]).is_file(), row
         scores = json.loads(Path(row["scores"]).read_text())
@@ -377,7 +380,7 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     interrupted_trial = log.parent.parent.parent
     assert len(list(interrupted_trial.glob("*/*/status.json"))) == 2, "the interrupted trial trained again, in a new run"
     board = leaderboard.read(folder)
-    assert len(board["rows"]) == 3 and sum(r["state"] == "finished" for r in board["rows"]) == 2
+    assert len(board["rows"]) == 2 and sum(r["state"] == "finished" for r in board["rows"]) == 1
     assert (folder / leaderboard.HTML).is_file() and (folder / leaderboard.CHART).is_file()
 
     # and again: nothing left to train
@@ -385,9 +388,8 @@ def test_real_sweep_interrupted_then_finished_then_skipped(photos, tmp_path):
     seen.clear()
     again = sweep("cpu-check", settings, variants, on_event=seen.append)
     rerun_s = time.monotonic() - start
-    assert {e.trial for e in seen if isinstance(e, ev.TrialProgress) and e.state == "skipped"} == \
-        {rows["network.dim=2"]["id"], rows["network.dim=4"]["id"]}
-    assert [r["state"] for r in again.rows].count("finished") == 2
+    assert {e.trial for e in seen if isinstance(e, ev.TrialProgress) and e.state == "skipped"} == {rows["network.dim=2"]["id"]}
+    assert [r["state"] for r in again.rows].count("finished") == 1
     assert rerun_s < full_s / 4
     print(f"stop after Ctrl-C {stop_s:.0f} s, full sweep {full_s:.0f} s, rerun {rerun_s:.0f} s")
 

@@ -246,6 +246,26 @@ def test_follow_a_run_folder_and_stop_it(tmp_path):
         follow.stop_run(root)
 
 
+def test_starting_a_training_lets_the_kept_base_model_go(tmp_path):
+    """The app keeps its base model between picture jobs; a training needs that memory, so Start lets it go."""
+    pytest.importorskip("diffusers", reason="diffusers is not installed (pip install -e '.[generate]')")
+    from tiny_sdxl import save_tiny_pipeline
+
+    from faceswap_kohya.diffusion import pipeline as loader
+    from faceswap_kohya.web.train import one_training
+
+    tiny = str(save_tiny_pipeline(tmp_path / "tiny-sdxl"))
+    loader.keep_between_jobs(True)
+    try:
+        kept = loader.load_pipeline(tiny, device="cpu")
+        assert loader.load_pipeline(tiny, device="cpu") is kept
+        with one_training(Workspace(tmp_path / "ws")):
+            assert not loader.release_kept(), "let go before the training starts"
+        assert loader.load_pipeline(tiny, device="cpu") is not kept
+    finally:
+        loader.keep_between_jobs(False)
+
+
 def test_a_launch_that_fails_shows_the_cli_error(tmp_path):
     from faceswap_kohya.web import follow
 
@@ -330,6 +350,12 @@ def test_browser_end_to_end(tmp_path, page_of):
     preset_file = tmp_path / "cpu-check-quick.yaml"
     data = yaml.safe_load((presets.PRESETS_DIR / "cpu-check.yaml").read_text()) | QUICK_EVAL
     preset_file.write_text(yaml.safe_dump(data))
+    t0 = time.monotonic()
+    phases = {}
+
+    def phase(name):
+        phases[name] = round(time.monotonic() - t0 - sum(phases.values()))
+
     app = App(tmp_path / "ws", tmp_path / "app.log").start()
     try:
         page = page_of(app.url)
@@ -340,6 +366,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         upload_photos(page, samples)
         page.locator("#photos-prepare").click()
         wait_text(page, "photos-status", "prepare: done", timeout=300)
+        phase("start and prepare")
         open_tab(page, "2 · Train")
         wait_text(page, "train-check", "as prepared in")
         page.locator("#train-start").click()
@@ -366,6 +393,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         bars = [line.split("%|")[0].rsplit(" ", 1)[0] for line in log.splitlines() if "%|" in line]
         assert len(bars) == len(set(bars)), f"a progress bar shown more than once:\n{log}"
         shot(page, "train-finished")
+        phase("train")
 
         open_tab(page, "3 · Results")
         fill(page, "results-steps", "2")
@@ -376,6 +404,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         assert wait_images(page, "results-gallery")
         assert ".png" in text_of(page, "results-files").replace("\n", "")
         shot(page, "results-generated")
+        phase("generate")
         page.locator("#results-compare").click()
         wait_text(page, "results-status", "compare: done", timeout=600)
         assert any("grid-p1" in s for s in images_in(page, "results-gallery"))
@@ -385,6 +414,7 @@ def test_browser_end_to_end(tmp_path, page_of):
             assert im["fit"] != "cover" and abs(im["shown"] / im["natural"] - 1) < 0.05, im
         assert whole_images(page, "results-grid")
         shot(page, "results-grid")
+        phase("compare")
 
         open_tab(page, "4 · Evaluate")
         page.locator("#evaluate-start").click()
@@ -401,6 +431,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         if not images_in(page, "evaluate-top"):  # random-weight images hold no face: the page says why
             assert "No top-3 images: no face was found in any LoRA image" in text_of(page, "evaluate-top-note")
         shot(page, "evaluate")
+        phase("evaluate")
 
         open_tab(page, "5 · Swap")
         page.locator("#swap-upload input[type=file]").set_input_files(str(samples / "astronaut_portrait.jpg"))
@@ -410,6 +441,7 @@ def test_browser_end_to_end(tmp_path, page_of):
         wait_text(page, "swap-status", "swap: done", timeout=600)
         assert wait_images(page, "swap-after") and "identity" in text_of(page, "swap-status")
         shot(page, "swap")
+        phase("swap")
 
         open_tab(page, "Runs")
         assert "finished" in wait_text(page, "runs-table", "train")
@@ -418,5 +450,6 @@ def test_browser_end_to_end(tmp_path, page_of):
         shot(page, "runs")
     finally:
         app.stop()
+        print(f"browser end to end, seconds per part: {phases}")
     assert page.hosts == {f"127.0.0.1:{app.port}"}, f"the page talked to {page.hosts}"
     assert sorted(SCREENSHOTS.glob("*.png"))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from faceswap_kohya.config.torchenv import use_torch_env
 from faceswap_kohya.errors import Terminated, UserError, is_no_space, no_space_message
 from faceswap_kohya.formats.importer import load_any
 
@@ -105,6 +106,7 @@ def cli(ctx, debug):
 
 
 def main():
+    use_torch_env()  # before any command imports torch (nothing above does)
     stop_on_sigterm()
     cli(prog_name="faceswap-kohya")
 

@@ -1,6 +1,6 @@
 """Load an SDXL pipeline (hub id, diffusers folder, single file, or the check model) or a FLUX.1 one (its four
 files, or the FLUX check model; diffusion/flux.py) offline, on the chosen device and dtype, and give its memory
-back when it is dropped."""
+back when it is dropped; for a long-lived app (the web UI), keep the last one loaded between its jobs."""
 
 from __future__ import annotations
 
@@ -82,6 +82,54 @@ def free_memory() -> None:
             pass
 
 
+# ---------------------------------------------------------------- one pipeline kept between jobs
+_kept: dict = {"on": False, "key": None, "pipe": None}
+
+
+def keep_between_jobs(on: bool = True) -> None:
+    """A long-lived app (the web UI) keeps the last base pipeline loaded between its jobs, as A1111 does: the next
+    Generate, Compare, Evaluate or Swap on the same base model, device and dtype starts at once instead of loading it
+    again (~30 s for SDXL on a CPU). While on, LoRAs are applied as adapters and never fused into the weights, and
+    they are removed (with the sampler set back) when the pipeline is handed out again, so every job starts from
+    the base model as loaded. `release_kept()` gives the memory back: before a training starts, the trainer needs it."""
+    _kept["on"] = on
+    if not on:
+        release_kept()
+
+
+def keeping() -> bool:
+    """Whether this process keeps its pipeline between jobs (then: apply LoRAs as adapters, never fuse them)."""
+    return bool(_kept["on"])
+
+
+def release_kept() -> bool:
+    """Drop the kept pipeline, if any, and give its memory back; whether there was one."""
+    if _kept["pipe"] is None:
+        return False
+    _kept.update(key=None, pipe=None)
+    free_memory()
+    return True
+
+
+def reuse_kept(key: tuple):
+    """The kept pipeline, cleaned to the base model as loaded, if it was loaded with `key` and nothing was fused into
+    it; otherwise None, and any other kept pipeline is released first (two never share the memory)."""
+    pipe = _kept["pipe"]
+    if pipe is None or _kept["key"] != key or getattr(pipe, "fsk_fused", None):
+        release_kept()
+        return None
+    try:
+        adapters = pipe.get_list_adapters()
+    except (AttributeError, ValueError):
+        adapters = {}
+    if any(adapters.values()):
+        pipe.unload_lora_weights()  # the LoRA layers go; the base weights were never changed (no fusing while kept)
+    pipe.fsk_loras = {}
+    if getattr(pipe, "fsk_scheduler", None) is not None:
+        pipe.scheduler = pipe.fsk_scheduler
+    return pipe
+
+
 def quiet_libraries() -> None:
     """diffusers/transformers log notes meant for their developers (torchvision backends, dtype casts,
     text encoders without LoRA keys); keep warnings that matter to users only."""
@@ -100,6 +148,7 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
 
     offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
     inpaint: FLUX only, a FluxInpaintPipeline (SDXL swap makes its own inpainting pipeline from this one).
+    With keep_between_jobs() on, the kept pipeline is handed out again when it was loaded the same way.
     """
     quiet_libraries()
     from diffusers import StableDiffusionXLPipeline
@@ -107,6 +156,11 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
     kind, where = resolve_base(base_model) if flux is None else ("flux", flux["dit"])
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
+    key = (base_model, device, str(torch_dtype), offload, tuple(sorted((flux or {}).items())), inpaint)
+    if keeping():
+        kept = reuse_kept(key)
+        if kept is not None:
+            return kept
     try:
         if kind == "flux":
             from faceswap_kohya.diffusion.flux import load_flux_pipeline
@@ -141,4 +195,7 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
     pipe.fsk_base = {"model": base_model, "path": where if kind != "hub" else None, "label": model_label(base_model)}
     pipe.fsk_loras = {}
     pipe.fsk_family = "flux" if kind == "flux" else "sdxl"
+    pipe.fsk_scheduler = pipe.scheduler  # the sampler it came with, set back when a kept pipeline is reused
+    if keeping():
+        _kept.update(key=key, pipe=pipe)
     return pipe

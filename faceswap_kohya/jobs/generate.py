@@ -10,6 +10,7 @@ from typing import Sequence
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_loras, fuse
+from faceswap_kohya.diffusion.pipeline import keeping, load_pipeline
 from faceswap_kohya.diffusion.prompts import check_size, parse_tags, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
@@ -49,8 +50,6 @@ def image_progress(total: int, on_event: OnEvent):
 
 
 def load_for_generation(source: Source, paths: list[Path], device, dtype, offload):
-    from faceswap_kohya.diffusion.pipeline import load_pipeline
-
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload, flux=source.flux)
     return pipe, attach_loras(pipe, paths)
 
@@ -69,7 +68,8 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
                  on_event: OnEvent = ignore) -> list[Path]:
     """Generate every (prompt, seed) into a new folder under out_dir; returns the PNG paths.
 
-    One LoRA set at one weight for all images is fused (base-model speed); otherwise adapters switch per prompt."""
+    One LoRA set at one weight for all images is fused (base-model speed), unless the pipeline is kept between jobs
+    (diffusion.pipeline.keep_between_jobs); otherwise adapters switch per prompt."""
     echo = echo_to(on_event)
     check_size(settings.width, settings.height)
     plans = plan_prompts(prompts, source, weight, no_lora)
@@ -83,7 +83,7 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
     names = {p: names.get(p, p.stem) for _, loras in plans for p in loras}
     distinct = {tuple(sorted((names[p], w) for p, w in loras.items())) for _, loras in plans}
-    fused = len(distinct) == 1 and paths
+    fused = len(distinct) == 1 and paths and not keeping()  # a kept pipeline must stay the base model
     if fused:
         fuse(pipe, dict(next(iter(distinct))))
     folder = new_folder(out_dir)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
-from faceswap_kohya.diffusion.lora import attach_loras, fuse
+from faceswap_kohya.diffusion.lora import attach_loras, fuse, set_weights
 from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
 from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files, run_preset
 from faceswap_kohya.errors import UserError
@@ -270,10 +270,10 @@ def _prompt(source: Source, prompt: Optional[str]) -> str:
 
 def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo):
     """StableDiffusionXLInpaintPipeline (FLUX: FluxInpaintPipeline) sharing the loaded model's modules, the LoRAs
-    fused in at their weights."""
+    fused in at their weights (as adapters at their weights when the pipeline is kept between jobs)."""
     from diffusers import FluxInpaintPipeline, StableDiffusionXLInpaintPipeline
 
-    from faceswap_kohya.diffusion.pipeline import load_pipeline, pick_device, pick_dtype
+    from faceswap_kohya.diffusion.pipeline import keeping, load_pipeline, pick_device, pick_dtype
 
     if offload not in (None, "model", "sequential"):
         raise UserError(f"offload {offload!r}: use 'model' or 'sequential'")
@@ -283,8 +283,8 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
     names = attach_loras(pipe, loras)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
-    if names:
-        fuse(pipe, {names[p]: w for p, w in loras.items()})
+    if names:  # fused in, unless the pipeline is kept between jobs: then as adapters, the base left as it is
+        (set_weights if keeping() else fuse)(pipe, {names[p]: w for p, w in loras.items()})
     if pipe.fsk_family == "flux":
         inpaint = FluxInpaintPipeline(**pipe.components)
     else:

@@ -19,20 +19,32 @@ CHECK_TIMEOUT = 600  # seconds; it takes a few
 
 def check_files(trainer: Trainer, config_toml: Path, dataset_toml: Path) -> dict:
     """{"ok", "errors", "checked"} from sd-scripts' code; UserError when the trainer is unavailable."""
-    if not trainer.python.is_file() or not trainer.script.is_file():
+    return check_many([(trainer, config_toml, dataset_toml)])[0]
+
+
+def check_many(items: list[tuple[Trainer, Path, Path]]) -> list[dict]:
+    """check_files for each (trainer, config TOML, dataset TOML), in one process of the first trainer's python
+    (they share one sd-scripts: only the training script differs), so sd-scripts is imported once."""
+    trainer = items[0][0]
+    if not trainer.python.is_file() or not all(t.script.is_file() for t, _, _ in items):
         raise UserError(f"sd-scripts or its python is missing ({trainer.sd_scripts}, {trainer.python}): run scripts/setup.sh")
-    try:
-        proc = subprocess.run([str(trainer.python), str(SCRIPT), str(config_toml), str(dataset_toml),
-                               trainer.script.stem],
-                              cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=CHECK_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"sd-scripts' checker ({trainer.python}) did not finish within {CHECK_TIMEOUT // 60} min") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "check.json"
+        listing.write_text(json.dumps([[str(c), str(d), t.script.stem] for t, c, d in items]))
+        try:
+            proc = subprocess.run([str(trainer.python), str(SCRIPT), "--many", str(listing)],
+                                  cwd=trainer.sd_scripts, capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"sd-scripts' checker ({trainer.python}) did not finish within {CHECK_TIMEOUT // 60} min") from None
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     try:
-        return json.loads(last)
+        results = json.loads(last)
     except json.JSONDecodeError:
+        results = None
+    if not isinstance(results, list) or len(results) != len(items):
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise UserError(f"sd-scripts' checker did not run:\n{tail}") from None
+    return results
 
 
 def check_rendered(preset: Preset, base_model: str | None = None) -> dict:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from faceswap_kohya.config.torchenv import with_torch_env
 from faceswap_kohya.errors import free_bytes, is_no_space
 from faceswap_kohya.runs.artifacts import checkpoints, final_lora, whole_safetensors
 from faceswap_kohya.runs.layout import RunLayout
@@ -48,11 +49,12 @@ STALL_MARK = "faceswap-kohya: the trainer stalled"
 
 
 def trainer_env() -> dict:
-    """The environment the trainer runs in: this one, unbuffered UTF-8 output, wide lines, no PYTHONPATH."""
+    """The environment the trainer runs in: this one, unbuffered UTF-8 output, wide lines, no PYTHONPATH, and
+    PyTorch's huge-page allocation (config/torchenv.py)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONIOENCODING="utf-8",
                COLUMNS="200")  # rich wraps log lines at the terminal width
     env.pop("PYTHONPATH", None)
-    return env
+    return dict(with_torch_env(env))
 
 
 def launch(argv: list[str], cwd: Path, log_path: Path, on_event: Callable[[Event], None] = lambda e: None,

@@ -130,11 +130,15 @@ def build(ws: Workspace):
 
 
 def serve(output: Path, host: str = "127.0.0.1", port: int = 7860, auth: Optional[str] = None,
-          open_browser: bool = False, block: bool = True):
-    """Check the safety settings first (UserError before anything starts), then start the server."""
+          open_browser: bool = False, block: bool = True, keep_model: bool = True):
+    """Check the safety settings first (UserError before anything starts), then start the server. keep_model: the
+    base model stays loaded between the picture jobs (diffusion.pipeline.keep_between_jobs) until a training starts."""
     login = parse_auth(host, auth)
     ws = Workspace(check_output_dir(output)).make()
     quiet_environment(ws)
+    from faceswap_kohya.diffusion.pipeline import keep_between_jobs
+
+    keep_between_jobs(keep_model)
     import gradio as gr
     from gradio import networking
     from starlette.middleware import Middleware

@@ -121,7 +121,8 @@ def check_text(knobs: Knobs, ws: Workspace, photos_dir: str, prepared: str) -> s
 def one_training(ws: Workspace) -> Iterator[None]:
     """One training at a time in the workspace (one machine: two SDXL trainings don't fit in its memory): a second
     Start, from another tab or while a run trains (from the app or the command line), is refused saying which run
-    is going. Two tabs pressing Start at the same moment: the workspace's lock lets one through."""
+    is going. Two tabs pressing Start at the same moment: the workspace's lock lets one through. The pipeline the
+    app keeps between its jobs is let go before the training starts."""
     ws.make()
     stack = ExitStack()
     try:
@@ -134,6 +135,9 @@ def one_training(ws: Workspace) -> Iterator[None]:
         if running is not None:
             raise UserError(f"a training is already running: {running.parent.name}/{running.name}; one runs at a time on "
                             "this machine: wait for it to end, or Stop it (open it on the Runs page), then start again")
+        from faceswap_kohya.diffusion.pipeline import release_kept
+
+        release_kept()  # the base model the app kept loaded for its pictures: the trainer needs that memory
         yield
 
 

@@ -4,6 +4,8 @@ every config key against the training script's `setup_parser()` and its type.
 Usage (cwd = sd-scripts): python check_config.py CONFIG.toml DATASET.toml [SCRIPT]
 (SCRIPT: sdxl_train_network, the default, or flux_train_network)
 Prints one JSON object: {"ok": bool, "errors": [...], "checked": N}.
+Or: python check_config.py --many LIST.json, LIST a JSON list of [CONFIG, DATASET, SCRIPT]: one JSON list of
+those objects, in order, from one process (sd-scripts is imported once, not once per pair).
 """
 
 import argparse
@@ -61,7 +63,7 @@ def dataset_errors(path: str) -> list[str]:
     return []
 
 
-def main(config_path: str, dataset_path: str, script: str = "sdxl_train_network") -> int:
+def check(config_path: str, dataset_path: str, script: str = "sdxl_train_network") -> dict:
     import importlib
 
     if script not in ("sdxl_train_network", "flux_train_network"):
@@ -70,9 +72,19 @@ def main(config_path: str, dataset_path: str, script: str = "sdxl_train_network"
     config = toml.load(config_path)
     errors = option_errors(parser, config, script) + dataset_errors(dataset_path)
     checked = sum(len(v) if isinstance(v, dict) else 1 for v in config.values())
-    print(json.dumps({"ok": not errors, "errors": errors, "checked": checked}))
-    return 0 if not errors else 1
+    return {"ok": not errors, "errors": errors, "checked": checked}
+
+
+def main(argv: list) -> int:
+    if argv[:1] == ["--many"]:
+        with open(argv[1]) as f:
+            results = [check(*item) for item in json.load(f)]
+        print(json.dumps(results))
+        return 0 if all(r["ok"] for r in results) else 1
+    result = check(*argv[:3])
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(sys.argv[1:]))
