@@ -29,8 +29,8 @@ from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.faces.detect import detect
 from faceswap_kohya.faces.identity import get_embedder, overlap
 from faceswap_kohya.files.images import load_rgb, unreadable_reason
-from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
 from faceswap_kohya.jobs.generate import plan_prompts
+from faceswap_kohya.scoring.references import run_refs, subject_from_lora
 from faceswap_kohya.scoring.scores import load_references, score_embedding
 from faceswap_kohya.scoring.thresholds import same_person_text
 
