@@ -76,6 +76,7 @@ class Plan:
     height: int = 1024
     held_out: Optional[Path] = None  # photos the LoRA never saw
     skipped: list[dict] = field(default_factory=list)  # {"label", "file", "why"}: checkpoints that cannot be read
+    modules: dict = field(default_factory=dict)  # checkpoint path → its LoRA module names
 
     def __post_init__(self):
         # The LoRA files first (headers only): one that is not a LoRA is named before any base model is opened.
@@ -83,7 +84,7 @@ class Plan:
         readable = []
         for c in self.checkpoints:
             try:
-                read_lora_modules(c.path)
+                self.modules[c.path] = read_lora_modules(c.path)  # read once: attach_lora is given them
                 readable.append(c)
             except UserError as e:
                 if len(self.checkpoints) == 1:
@@ -257,7 +258,7 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     for ckpt in [BASE] + list(plan.checkpoints):
         loras, adapter = [], None
         if ckpt.path is not None:
-            modules = attach_lora(pipe, ckpt.path, weight=LORA_WEIGHT)
+            modules = attach_lora(pipe, ckpt.path, weight=LORA_WEIGHT, modules=plan.modules.get(ckpt.path))
             adapter = next(n for n, info in pipe.fsk_loras.items() if info.path == Path(ckpt.path))
             loras = [{"name": ckpt.path.stem, "adapter": adapter, "path": str(ckpt.path), "weight": LORA_WEIGHT,
                       "sha256": file_sha256(ckpt.path), "modules": modules}]

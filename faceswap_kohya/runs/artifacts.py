@@ -23,6 +23,7 @@ LORA_SUFFIX = ".safetensors"
 SCORES = "scores.json"
 REPORT = "report.html"
 CHART = "identity.png"
+COMPARE = "compare"  # `compare`'s folders in a run: `compare/<timestamp>/` with its grids and their images
 EPOCH_FILE = re.compile(r"-(\d{6})$")
 STEP_FILE = re.compile(r"-step(\d+)$")
 # sd-scripts' sample images: `<name>_e000003_00_<yyyymmddHHMMSS>[_<seed>].png` (epoch 3, prompt 0) or
