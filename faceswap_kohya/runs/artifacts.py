@@ -166,6 +166,15 @@ def sample_when(path: Path) -> tuple[Optional[int], Optional[int]]:
     return (int(m["epoch"]), None) if m["epoch"] else (None, int(m["step"]))
 
 
+def latest_grids(run: Run) -> list[Path]:
+    """The before/after grids of the run's newest `compare` (`compare/<timestamp>/grid-p<N>.png`), by prompt."""
+    folder = layout_of(run).root / COMPARE
+    made = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("grid-p*.png"))) if folder.is_dir() else []
+    if not made:
+        return []
+    return sorted(made[-1].glob("grid-p*.png"), key=lambda p: (len(p.stem), p.stem))
+
+
 def latest_state(run: Run) -> Optional[Path]:
     """The newest saved training state (`model/<name>-*-state/`), what `train --resume` continues from."""
     model = layout_of(run).model
