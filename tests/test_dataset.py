@@ -17,7 +17,8 @@ from PIL import Image
 from faceswap_kohya.cli.main import cli
 from faceswap_kohya.config import presets
 from faceswap_kohya.data.dataset import layout
-from faceswap_kohya.data.photos import crop_box, read_photo
+from faceswap_kohya.data.framing import crop_box
+from faceswap_kohya.data.photos import read_photo
 from faceswap_kohya.data.reports import at_a_glance
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import identity as faces

@@ -14,8 +14,10 @@ from click.testing import CliRunner
 from PIL import Image, ImageEnhance, ImageOps
 
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.jobs.evaluate import evaluate_after_training, evaluate_run, plan_lora, subject_from_lora, summary_lines
+from faceswap_kohya.jobs.evaluate import evaluate_after_training, evaluate_run, plan_lora
 from faceswap_kohya.runs.artifacts import checkpoints, find_checkpoints
+from faceswap_kohya.scoring.evaluation import summary_lines
+from faceswap_kohya.scoring.references import subject_from_lora
 from faceswap_kohya.scoring.scores import (
     SAMPLER,
     References,

@@ -540,14 +540,14 @@ def test_every_reader_takes_a_torn_run_as_unknown_or_interrupted_never_a_crash(t
         resume(root)
     # the service API
     pytest.importorskip("fastapi", reason="the service needs fastapi: pip install -e '.[service]'")
-    from faceswap_kohya.service.app import read_lines
+    from faceswap_kohya.runs.status import read_json_lines
     from faceswap_kohya.service.queue import stop_left_trainers
     from faceswap_kohya.service.views import evaluation_summary, progress
 
     assert progress(root)["step"] == 0 and progress(root)["eta_s"] in (None, 9)
     assert evaluation_summary(root) is None
     assert stop_left_trainers(job, wait_s=0) == []
-    lines, offset = read_lines(root / "events.jsonl", 0)
+    lines, offset = read_json_lines(root / "events.jsonl", 0)
     assert all(isinstance(line, dict) for line in lines) and offset < (root / "events.jsonl").stat().st_size
     assert tree(tmp_path) == before, "reading must change nothing"
 

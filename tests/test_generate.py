@@ -171,6 +171,26 @@ def test_checkpoint_epoch_and_extra_lora_tags(run_dir):
     assert "<lora:myface:1> <lora:style:0.8>" in Image.open(styled).text["parameters"]
 
 
+def test_each_lora_header_is_read_once(run_dir, monkeypatch):
+    """generate and compare check every LoRA before the base model loads and attach them after: one header read each."""
+    from faceswap_kohya.diffusion import lora, source
+
+    reads = []
+    real = lora.read_lora_modules
+
+    def counted(path):
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(lora, "read_lora_modules", counted)
+    monkeypatch.setattr(source, "read_lora_modules", counted)
+    styled = "myface woman <lora:style:0.8>"
+    for command in ("generate", "compare"):
+        reads.clear()
+        generated(cli(command, run_dir, styled, "--seed", 2, "--lora-dir", run_dir.parent.parent / "loras", *FAST))
+        assert sorted(reads) == ["myface.safetensors", "style.safetensors"], (command, reads)
+
+
 def test_generate_from_a_lora_file_and_base_only(run_dir, tmp_path):
     lora = run_dir / "model" / "myface.safetensors"
     from_file = generated(cli("generate", lora, "myface woman", "--seed", 4, "-o", tmp_path, *FAST))[0]

@@ -209,9 +209,11 @@ Y_TICKS_JS = """e => {
 
 
 def drawn_lines(page, elem_id: str) -> list[dict]:
-    """The polylines a gr.LinePlot drew (points, size on screen) with ≥2 points and a size."""
+    """The polylines a gr.LinePlot drew (points, size on screen, stroke) with ≥2 points, a size and a colour (a
+    series the chart had no colour for has the path but stroke `none`: nothing on screen)."""
     return [ln for ln in page.locator(f"#{elem_id}").evaluate(LINE_JS)
-            if ln["points"] >= 2 and ln["opacity"] != "0" and (ln["width"] > 1 or ln["height"] > 1)]
+            if ln["points"] >= 2 and ln["opacity"] != "0" and ln["stroke"] not in ("none", "")
+            and (ln["width"] > 1 or ln["height"] > 1)]
 
 
 def y_axis_rises(page, elem_id: str) -> bool:

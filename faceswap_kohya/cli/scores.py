@@ -13,6 +13,7 @@ from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.faces.likeness import Baseline
 from faceswap_kohya.jobs import evaluate as ev
 from faceswap_kohya.jobs.identity import identity as run_identity
+from faceswap_kohya.scoring.evaluation import latest_result, summary_lines
 from faceswap_kohya.scoring.thresholds import same_person_text
 
 
@@ -90,7 +91,7 @@ def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class
     if last:
         if not run_dir or lora:
             raise UserError("--last: give the run folder (evaluate RUN_DIR --last)")
-        for line in ev.summary_lines(ev.latest_result(run_dir)):
+        for line in summary_lines(latest_result(run_dir)):
             click.echo(line)
         return
     if bool(run_dir) == bool(lora):
@@ -105,5 +106,5 @@ def evaluate(run_dir, lora, refs, embedder, arcface_models, base, trigger, class
         plan.preset.evaluate.arcface_models = str(arcface_models)
     with no_space_in(plan.out_parent, "--out"):  # a full disk: the unfinished evaluation is removed, one message
         result = ev.evaluate(plan, Printer(err=True), device=device, dtype=dtype, offload=offload)
-    for line in ev.summary_lines(result):
+    for line in summary_lines(result):
         click.echo(line)

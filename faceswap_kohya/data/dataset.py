@@ -21,6 +21,7 @@ from PIL import Image
 from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.data import captions, kohya_layout
 from faceswap_kohya.data.captions import caption_files
+from faceswap_kohya.data.framing import mean_weight
 from faceswap_kohya.data.gate import run_gate
 from faceswap_kohya.data.images import check_folder, sort_folder
 from faceswap_kohya.data.kohya_layout import image_steps, reg_groups
@@ -31,7 +32,6 @@ from faceswap_kohya.data.photos import (
     choose_holdout,
     finish,
     mark_duplicates,
-    mean_weight,
     measure,
     output_name,
 )

@@ -18,7 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from faceswap_kohya.data.photos import Photo, planned_crop
+from faceswap_kohya.data.framing import planned_crop
+from faceswap_kohya.data.photos import Photo
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE, similarity
 from faceswap_kohya.faces.likeness import NoMajority, one_person, own_baseline

@@ -1,8 +1,7 @@
 """One photo at a time: what is measured of it once (`measure`: decoded at the sizes each check needs — JPEG draft
-mode for detection —, its faces with their landmarks and embeddings, sharpness, light and pose), then its crop
-around the subject's face (framing) and training mask, with every other face at the mask floor (`finish`);
-augmented copies (mirrored, relit), duplicates and the photos to hold out. The checks of the whole set are in
-`data.gate`."""
+mode for detection —, its faces with their landmarks and embeddings, sharpness, light and pose), then its training
+image (`finish`: the crop around the subject's face and the loss mask, as `data.framing` plans them); augmented
+copies (mirrored, relit), duplicates and the photos to hold out. The checks of the whole set are in `data.gate`."""
 
 from __future__ import annotations
 
@@ -16,10 +15,11 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from faceswap_kohya.data.framing import frame, mean_weight, planned_crop, training_mask
 from faceswap_kohya.faces.detect import DETECT_SIDE, Face, detect, face_region, shifted
 from faceswap_kohya.faces.identity import SAME_PERSON_SCORE
-from faceswap_kohya.faces.masks import LANDMARK_FACE_PX, floor_faces, landmarks68, make_mask
-from faceswap_kohya.files.images import decode_reduced, decode_stored, resized, unreadable_reason
+from faceswap_kohya.faces.masks import LANDMARK_FACE_PX, landmarks68
+from faceswap_kohya.files.images import decode_reduced, decode_stored, unreadable_reason
 
 HELD_OUT = "held out"  # the kind of a held-out photo's output (augmented copies: "mirror", "brighter", ...)
 NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copies of one photo
@@ -27,9 +27,6 @@ NEAR_DUPLICATE_BITS = 4  # perceptual-hash bits that may differ between two copi
 BURST_BITS, BURST_SCORE, BURST_PLACE, BURST_PIXELS = 12, 0.9, 0.04, 10.0  # pixels: mean difference, 32×32 grey
 MAX_FACES = 4  # faces of a group photo embedded to find the subject (largest first)
 SHARPNESS_PX = 128  # the face is resampled to this square before its sharpness is measured
-# Square crop around dlib's face box (which spans eyebrows to chin): side = k * box width, centre
-# moved down by `dy` box heights (negative: up).
-FRAMING = {"face": (2.2, -0.1), "head_and_shoulders": (3.6, 0.45)}
 RELIGHT = [  # (name, brightness, contrast, warmth: red/blue gain)
     ("brighter", 1.18, 1.05, 1.0),
     ("darker-warm", 0.85, 1.08, 1.07),
@@ -135,45 +132,6 @@ class Photo:
         return d
 
 
-def crop_box(size: tuple[int, int], face_box, framing: str) -> tuple[int, int, int, int]:
-    """A square around the face, inside the photo: shifted, then shrunk, never padded past an edge."""
-    W, H = size
-    left, top, right, bottom = face_box
-    k, dy = FRAMING[framing]
-    side = min(round(k * max(right - left, bottom - top)), W, H)
-    cx = (left + right) / 2
-    cy = (top + bottom) / 2 + dy * (bottom - top)
-    # centred as framed, moved to hold the whole face when the square is tight, then inside the photo
-    x0 = min(max(cx - side / 2, right - side), left)
-    y0 = min(max(cy - side / 2, bottom - side), top)
-    x0 = int(round(min(max(x0, 0), W - side)))
-    y0 = int(round(min(max(y0, 0), H - side)))
-    return x0, y0, x0 + side, y0 + side
-
-
-def planned_crop(photo: Photo, framing: str, resolution: int) -> tuple[tuple[int, int, int, int], float]:
-    """(crop box in the photo's pixels, scale to the training image) before max_upscale."""
-    if framing == "as_is" or not photo.faces:
-        return (0, 0, *photo.size), min(1.0, resolution / min(photo.size))  # buckets do the rest
-    box = crop_box(photo.size, photo.faces[0].box, framing)
-    return box, resolution / (box[2] - box[0])
-
-
-def frame(photo: Photo, rgb: Image.Image, framing: str, resolution: int, max_upscale: float, k: float = 1.0) -> Image.Image:
-    """The training image of one photo: the crop, resized to the resolution (enlarged at most max_upscale).
-    `rgb` is the photo decoded `k` times smaller than its size (an Image, or an `Upright` that turns the crop only)."""
-    box, scale = planned_crop(photo, framing, resolution)
-    if scale > max_upscale:
-        photo.notes.append(f"{box[2] - box[0]} px crop would need ×{scale:.1f} to reach {resolution} px; "
-                           f"enlarged ×{max_upscale:g} only (dataset.max_upscale); a sharper or closer photo is better")
-        scale = max_upscale
-    photo.crop, photo.upscale = box, scale
-    w, h = max(1, round((box[2] - box[0]) * scale)), max(1, round((box[3] - box[1]) * scale))
-    inner = tuple(round(v / k) for v in box)
-    region = rgb if inner == (0, 0, rgb.width, rgb.height) and isinstance(rgb, Image.Image) else rgb.crop(inner)
-    return resized(region, (w, h))
-
-
 def relit(image: Image.Image, variant: int) -> tuple[str, Image.Image]:
     name, brightness, contrast, warmth = RELIGHT[variant % len(RELIGHT)]
     out = ImageEnhance.Contrast(ImageEnhance.Brightness(image).enhance(brightness)).enhance(contrast)
@@ -219,39 +177,6 @@ def choose_holdout(kept: list[Photo], n: int) -> list[int]:
     candidates = [i for i in ranked[1:] if kept[i].faces and not looks_like_someone_else(kept[i])]
     n = min(n, len(candidates))
     return sorted(candidates[(2 * k + 1) * len(candidates) // (2 * n)] for k in range(n))
-
-
-# ---------------------------------------------------------------- loss masks
-def latent_scale(size: tuple[int, int], resolution: int, trainer_upscales: bool) -> int:
-    """One latent cell (1/8 of the trained image) in this image's pixels: 8 × its side / the trained side."""
-    side = (size[0] * size[1]) ** 0.5
-    trained = resolution if trainer_upscales or side >= resolution else side
-    return max(1, round(8 * side / trained))
-
-
-def training_mask(photo: Photo, kind: str, floor: float, resolution: int, trainer_upscales: bool) -> Image.Image:
-    """The loss-weight mask of the photo's training image, from the 68 landmarks of its subject's face found
-    in the full photo (more detail than the crop); every other face in the crop at the floor, not the
-    subject's weight. A photo with no face gets full weight everywhere."""
-    size = photo.image.size
-    if not photo.faces or not photo.landmarks or photo.landmarks[0] is None:
-        photo.notes.append("no face found, so no mask: every pixel counts the same")
-        return Image.new("L", size, 255)
-    left, top, right, bottom = photo.crop
-    scale = np.array([size[0] / (right - left), size[1] / (bottom - top)])
-
-    def mapped(points):
-        return (points - np.array([left, top], dtype=np.float64)) * scale
-
-    cell = latent_scale(size, resolution, trainer_upscales)
-    mask = make_mask(size, mapped(photo.landmarks[0]), kind, floor, cell)
-    others = [mapped(p) for p in photo.landmarks[1:] if p is not None]
-    return floor_faces(mask, others, floor, cell) if others else mask
-
-
-def mean_weight(mask: Image.Image) -> float:
-    """The mean loss weight of a mask (0-1): what a masked image's loss is scaled by, on average."""
-    return float(np.asarray(mask, dtype=np.float64).mean() / 255)
 
 
 # ---------------------------------------------------------------- measuring

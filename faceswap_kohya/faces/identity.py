@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,9 @@ from PIL import Image
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces.arcface import get_arcface
 from faceswap_kohya.faces.detect import DLIB_LOCK, Face, detect, dlib_model, dlib_module, model_file, rgb_array
+from faceswap_kohya.faces.embedding import Embedder, similarity
+from faceswap_kohya.faces.embedding import distance as distance  # comparing, as callers of faces.identity know it
+from faceswap_kohya.faces.embedding import identity_score as identity_score
 from faceswap_kohya.files.images import list_images, load_rgb, unreadable_reason
 
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
@@ -27,24 +30,6 @@ SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (se
 
 
 # ---------------------------------------------------------------- embedding
-class Embedder:
-    """Face → embedding vector. `name` says which model produced the numbers; `metric` how to compare them."""
-
-    name = "embedder"
-    metric: Literal["euclidean", "cosine"] = "euclidean"
-
-    def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
-        raise NotImplementedError
-
-    def score(self, embedding: np.ndarray, references: Sequence[np.ndarray]) -> tuple[float, int]:
-        return identity_score(embedding, references, metric=self.metric)
-
-    @property
-    def missed(self) -> str:
-        """Why a face the detector found has no embedding: this model's own detector did not find it."""
-        return f"no face found by {self.name}"
-
-
 class DlibEmbedder(Embedder):
     """dlib's ResNet (128-d, 99.38 % on LFW); the face is aligned on its 5 landmarks first."""
 
@@ -113,42 +98,12 @@ def get_embedder(kind: str = "dlib", arcface_models: Optional[str] = None) -> Em
 
 
 # ---------------------------------------------------------------- comparing
-def distance(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float:
-    """Euclidean distance (dlib: < 0.6 is usually the same person), or cosine distance 1 - cos."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if metric == "cosine":
-        return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-    return float(np.linalg.norm(a - b))
-
-
-def similarity(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> float:
-    """The identity score of one pair: 1 - distance, clipped to [0, 1] (for cosine: cos, clipped)."""
-    return float(min(1.0, max(0.0, 1.0 - distance(a, b, metric))))
-
-
 def centroid(vectors: Sequence[np.ndarray], metric: str = "euclidean") -> np.ndarray:
     """The mean embedding (of unit vectors for cosine embedders)."""
     arr = np.asarray(vectors, dtype=np.float64)
     if metric == "cosine":
         arr = arr / (np.linalg.norm(arr, axis=1, keepdims=True) + 1e-12)
     return arr.mean(axis=0)
-
-
-def identity_score(embedding: np.ndarray, references: Sequence[np.ndarray],
-                   metric: str = "euclidean") -> tuple[float, int]:
-    """How much a face looks like the nearest reference face: (score, index of that reference).
-
-    The score is a similarity in [0, 1], higher = more alike; it is a measurement, not a yes/no.
-    With dlib's embedder it is `1 - euclidean distance`, clipped: dlib's "same person" rule of
-    thumb (distance < 0.6) is a score above 0.4. Measured with dlib: edits of one photo score
-    0.76-0.95, different photos of one person 0.56-0.98, different people 0.10-0.37. With
-    ArcFace (cosine) it is the cosine similarity, clipped at 0.
-    """
-    if not len(references):
-        raise ValueError("no reference embeddings")
-    scores = [similarity(embedding, r, metric) for r in references]
-    best = int(np.argmax(scores))
-    return scores[best], best
 
 
 def median_scores(embeddings: Sequence[np.ndarray], metric: str = "euclidean") -> list[float]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from faceswap_kohya.config.presets import read_text
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.formats.report import Report, SdArgs, gui_unset, toml_value
-from faceswap_kohya.formats.sd_args import DIRECT_KEYS, put_setting
+from faceswap_kohya.formats.sd_args import put_setting
+from faceswap_kohya.formats.sd_keys import DIRECT_KEYS
 
 try:  # Python 3.11+
     import tomllib

@@ -39,7 +39,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
     check_size(settings.width, settings.height)
     plans = plan_prompts(prompts, source, 1.0, no_lora=False)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
-    check_lora_files(paths)
+    modules = check_lora_files(paths, source.modules)
     pipe, names = load_for_generation(source, [], device, dtype, offload)
     sampler_label = set_sampler(pipe, settings.sampler)
     folder = new_folder(out_dir)
@@ -58,7 +58,7 @@ def run_compare(source: Source, prompts: Sequence[str], seeds: Sequence[int], se
         for pi, (prompt, _) in enumerate(plans):
             render(pi, 0.0, prompt, None)
     if any(w != 0 for w in weights):
-        names.update(attach_loras(pipe, paths))
+        names.update(attach_loras(pipe, paths, modules=modules))
         main = names[source.lora]
         echo(f"LoRA {source.lora.name}: all {pipe.fsk_loras[main].modules} modules attached")
         for w in weights:

@@ -28,8 +28,6 @@ report can be recomputed from it: summaries from the per-image scores, scores fr
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,24 +42,12 @@ from faceswap_kohya.diffusion.prompts import check_size, set_sampler
 from faceswap_kohya.errors import UserError, no_space_in
 from faceswap_kohya.events import EvaluationFailed, ImageWritten, Message, OnEvent, Warning, echo_to, ignore
 from faceswap_kohya.models.base import generation_files
-from faceswap_kohya.runs.artifacts import (
-    BASE,
-    CHART,
-    LORA_SUFFIX,
-    REPORT,
-    SCORES,
-    Checkpoint,
-    checkpoints,
-    latest_scores,
-    layout_of,
-    photo_folders,
-    read_scores,
-    run_of_lora,
-    write_scores,
-)
-from faceswap_kohya.runs.layout import RunLayout, instance_dir, validation_dir
+from faceswap_kohya.runs.artifacts import BASE, CHART, LORA_SUFFIX, Checkpoint, checkpoints, run_of_lora, write_scores
+from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.runs.status import append_event
 from faceswap_kohya.scoring.document import scores_document
+from faceswap_kohya.scoring.evaluation import Result, summary_lines
+from faceswap_kohya.scoring.references import run_held_out, run_refs, subject_from_lora
 from faceswap_kohya.scoring.report import write_chart, write_report
 from faceswap_kohya.scoring.scores import (
     LORA_WEIGHT,
@@ -73,7 +59,6 @@ from faceswap_kohya.scoring.scores import (
     summarize,
     summarize_bleed,
 )
-from faceswap_kohya.scoring.summary import summarize_scores
 
 
 # ---------------------------------------------------------------- what to evaluate
@@ -91,6 +76,7 @@ class Plan:
     height: int = 1024
     held_out: Optional[Path] = None  # photos the LoRA never saw
     skipped: list[dict] = field(default_factory=list)  # {"label", "file", "why"}: checkpoints that cannot be read
+    modules: dict = field(default_factory=dict)  # checkpoint path → its LoRA module names
 
     def __post_init__(self):
         # The LoRA files first (headers only): one that is not a LoRA is named before any base model is opened.
@@ -98,7 +84,7 @@ class Plan:
         readable = []
         for c in self.checkpoints:
             try:
-                read_lora_modules(c.path)
+                self.modules[c.path] = read_lora_modules(c.path)  # read once: attach_lora is given them
                 readable.append(c)
             except UserError as e:
                 if len(self.checkpoints) == 1:
@@ -127,42 +113,6 @@ def _read_run_preset(run: RunLayout):
     if not run.preset.is_file():
         raise UserError(f"{run.root}: not a run folder (no preset.yaml); give a run folder, or --lora FILE --refs PHOTOS")
     return read_run_preset(run.root)
-
-
-def run_refs(run, preset) -> Path:
-    """The run's training photos (its instance folder, else its only photo folder); `run`: a folder or its layout."""
-    run = layout_of(run)
-    folder = instance_dir(preset, run)
-    if folder.is_dir():
-        return folder
-    others = photo_folders(run)
-    if len(others) == 1:
-        return others[0]
-    raise UserError(f"{run.root}: no training photos in {folder} to compare with; give --refs PHOTOS_DIR")
-
-
-def run_held_out(run, preset) -> Optional[Path]:
-    """The run's held-out photos (`val/1_<trigger> <class>`), when it has any."""
-    from faceswap_kohya.files.images import list_images
-
-    folder = validation_dir(preset, layout_of(run))
-    return folder if folder.is_dir() and list_images(folder) else None
-
-
-def subject_from_lora(path: Path) -> Optional[tuple[str, str]]:
-    """(trigger, class) from the dataset folder name sd-scripts records in a LoRA (`ss_dataset_dirs`: `10_myface woman`)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            dirs = json.loads((f.metadata() or {}).get("ss_dataset_dirs", "{}"))
-    except Exception:  # noqa: BLE001 - metadata is optional
-        return None
-    for name in dirs:
-        m = re.fullmatch(r"\d+_([A-Za-z0-9]+) ([A-Za-z]+(?: [A-Za-z]+)?)", str(name))
-        if m:
-            return m.group(1), m.group(2)
-    return None
 
 
 def plan_checkpoints(preset, run: RunLayout, found: list[Checkpoint], refs: Optional[Path] = None,
@@ -222,28 +172,6 @@ def plan_lora(lora: Path, refs: Optional[Path] = None, base: Optional[str] = Non
 
 
 # ---------------------------------------------------------------- the loop
-@dataclass
-class Result:
-    folder: Path
-    scores: dict
-
-    @property
-    def report(self) -> Path:
-        return self.folder / REPORT
-
-    @property
-    def chart(self) -> Path:
-        return self.folder / CHART
-
-    @property
-    def scores_json(self) -> Path:
-        return self.folder / SCORES
-
-    @property
-    def best(self) -> Optional[dict]:
-        return self.scores["best"]
-
-
 def _line(label: str, s: dict, embedder: str) -> str:
     faces = f"{s['faces']}/{s['images']} faces"
     if s["mean"] is None:
@@ -330,7 +258,7 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     for ckpt in [BASE] + list(plan.checkpoints):
         loras, adapter = [], None
         if ckpt.path is not None:
-            modules = attach_lora(pipe, ckpt.path, weight=LORA_WEIGHT)
+            modules = attach_lora(pipe, ckpt.path, weight=LORA_WEIGHT, modules=plan.modules.get(ckpt.path))
             adapter = next(n for n, info in pipe.fsk_loras.items() if info.path == Path(ckpt.path))
             loras = [{"name": ckpt.path.stem, "adapter": adapter, "path": str(ckpt.path), "weight": LORA_WEIGHT,
                       "sha256": file_sha256(ckpt.path), "modules": modules}]
@@ -404,17 +332,3 @@ def evaluate_again(run_dir: Path, on_event: OnEvent = ignore) -> Optional[Result
         append_event(Path(run_dir), event)
         on_event(event)
         return None
-
-
-def summary_lines(result: Result) -> list[str]:
-    """What `evaluate` prints (and `train` after its evaluation): the one summary of the scores, then the report."""
-    return summarize_scores(result.scores).lines(result.folder) + [f"report: {result.report}"]
-
-
-def latest_result(run_dir: Path) -> Result:
-    """The run's latest evaluation, read back (`evaluate RUN --last`); UserError when it was never evaluated."""
-    path = latest_scores(Path(run_dir))
-    scores = read_scores(path)
-    if scores is None:
-        raise UserError(f"{run_dir}: no evaluation yet (run: faceswap-kohya evaluate {run_dir})")
-    return Result(path.parent, scores)

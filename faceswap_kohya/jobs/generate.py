@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
@@ -49,9 +49,10 @@ def image_progress(total: int, on_event: OnEvent):
     return update
 
 
-def load_for_generation(source: Source, paths: list[Path], device, dtype, offload):
+def load_for_generation(source: Source, paths: list[Path], device, dtype, offload, modules: Optional[dict] = None):
+    """The base pipeline with `paths` attached (`modules`: their module names, as check_lora_files read them)."""
     pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload, flux=source.flux)
-    return pipe, attach_loras(pipe, paths)
+    return pipe, attach_loras(pipe, paths, modules=modules)
 
 
 def image_info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, loras: dict, names: dict) -> ImageInfo:
@@ -74,10 +75,10 @@ def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], s
     check_size(settings.width, settings.height)
     plans = plan_prompts(prompts, source, weight, no_lora)
     paths = list(dict.fromkeys(p for _, loras in plans for p in loras))
-    check_lora_files(paths)
+    modules = check_lora_files(paths, source.modules)
     if all(w == 0 for _, loras in plans for w in loras.values()):
         paths = []  # weight 0 everywhere: the plain base model (attaching and disabling is only ~1e-6 close)
-    pipe, names = load_for_generation(source, paths, device, dtype, offload)
+    pipe, names = load_for_generation(source, paths, device, dtype, offload, modules)
     sampler_label = set_sampler(pipe, settings.sampler)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")

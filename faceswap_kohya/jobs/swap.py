@@ -29,8 +29,8 @@ from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.faces.detect import detect
 from faceswap_kohya.faces.identity import get_embedder, overlap
 from faceswap_kohya.files.images import load_rgb, unreadable_reason
-from faceswap_kohya.jobs.evaluate import run_refs, subject_from_lora
 from faceswap_kohya.jobs.generate import plan_prompts
+from faceswap_kohya.scoring.references import run_refs, subject_from_lora
 from faceswap_kohya.scoring.scores import load_references, score_embedding
 from faceswap_kohya.scoring.thresholds import same_person_text
 
@@ -268,7 +268,7 @@ def _prompt(source: Source, prompt: Optional[str]) -> str:
     return text
 
 
-def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo):
+def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo, modules: Optional[dict] = None):
     """StableDiffusionXLInpaintPipeline (FLUX: FluxInpaintPipeline) sharing the loaded model's modules, the LoRAs
     fused in at their weights (as adapters at their weights when the pipeline is kept between jobs)."""
     from diffusers import FluxInpaintPipeline, StableDiffusionXLInpaintPipeline
@@ -280,7 +280,7 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo)
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
     pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype, flux=source.flux)
-    names = attach_loras(pipe, loras)
+    names = attach_loras(pipe, loras, modules=modules)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
     if names:  # fused in, unless the pipeline is kept between jobs: then as adapters, the base left as it is
@@ -328,7 +328,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
         echo(f"{len(found)} faces in {photo_path.name}; swapping face {face} at {chosen.box} (choose with --face N, 1 = the largest)")
     text = _prompt(source, prompt)
     (clean, loras), = plan_prompts([text], source, weight, no_lora=False)
-    check_lora_files(list(loras))
+    modules = check_lora_files(list(loras), source.modules)
     if all(w == 0 for w in loras.values()):
         loras = {}  # weight 0: the plain base model
     references, refs_note = _references(source, refs)
@@ -341,7 +341,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {out_dir}: cannot create it ({e.strerror})") from None
-    pipe, names = _inpaint_pipeline(source, loras, device, dtype, offload, echo)
+    pipe, names = _inpaint_pipeline(source, loras, device, dtype, offload, echo, modules)
     sampler = set_sampler(pipe, settings.sampler)
     crop = photo.crop(region.crop_box).resize((size, size), Image.LANCZOS)
     hard = region.mask.point(lambda v: 255 if v else 0).resize((size, size), Image.BILINEAR)

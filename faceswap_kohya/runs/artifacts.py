@@ -24,6 +24,7 @@ LORA_SUFFIX = ".safetensors"
 SCORES = "scores.json"
 REPORT = "report.html"
 CHART = "identity.png"
+COMPARE = "compare"  # `compare`'s folders in a run: `compare/<timestamp>/` with its grids and their images
 EPOCH_FILE = re.compile(r"-(\d{6})$")
 STEP_FILE = re.compile(r"-step(\d+)$")
 # sd-scripts' sample images: `<name>_e000003_00_<yyyymmddHHMMSS>[_<seed>].png` (epoch 3, prompt 0) or
@@ -164,6 +165,15 @@ def sample_when(path: Path) -> tuple[Optional[int], Optional[int]]:
     if not m:
         return None, None
     return (int(m["epoch"]), None) if m["epoch"] else (None, int(m["step"]))
+
+
+def latest_grids(run: Run) -> list[Path]:
+    """The before/after grids of the run's newest `compare` (`compare/<timestamp>/grid-p<N>.png`), by prompt."""
+    folder = layout_of(run).root / COMPARE
+    made = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("grid-p*.png"))) if folder.is_dir() else []
+    if not made:
+        return []
+    return sorted(made[-1].glob("grid-p*.png"), key=lambda p: (len(p.stem), p.stem))
 
 
 def saved_states(run: Run) -> list[Path]:

@@ -183,9 +183,9 @@ def read_status(root: Path) -> Optional[dict]:
     return status
 
 
-def read_events(root: Path, start: int = 0) -> tuple[list[ev.Event], int]:
-    """Events from byte offset `start` on, and the offset to continue from (only whole lines are read)."""
-    path = Path(root) / EVENTS
+def read_json_lines(path: Path, start: int = 0) -> tuple[list[dict], int]:
+    """The whole JSON lines of an events.jsonl from byte offset `start` on, and the offset to continue from; a
+    line not yet ended is left for the next read, a torn or foreign one is skipped."""
     try:
         with open(path, "rb") as f:
             f.seek(start)
@@ -195,11 +195,23 @@ def read_events(root: Path, start: int = 0) -> tuple[list[ev.Event], int]:
     end = data.rfind(b"\n") + 1
     found = []
     for line in data[:end].decode("utf-8", "replace").splitlines():
-        try:  # a line torn mid-write (or not an event) is skipped
-            found.append(ev.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        try:
+            found.append(json.loads(line))
+        except ValueError:
             continue
     return found, start + end
+
+
+def read_events(root: Path, start: int = 0) -> tuple[list[ev.Event], int]:
+    """Events from byte offset `start` on, and the offset to continue from (only whole lines are read)."""
+    lines, offset = read_json_lines(Path(root) / EVENTS, start)
+    found = []
+    for line in lines:
+        try:  # a line that is not an event is skipped
+            found.append(ev.from_dict(line))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found, offset
 
 
 def append_event(root: Path, event: ev.Event) -> None:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from faceswap_kohya.runs.artifacts import final_lora
+from faceswap_kohya.runs.status import read_json_lines
 from faceswap_kohya.service import store as st
 from faceswap_kohya.service import submit
 from faceswap_kohya.service.joblog import event_files, latest_run
@@ -232,7 +233,7 @@ def create_app(store: st.Store, cfg: Config, queue=None, deliverer=None) -> Fast
             fresh = await run_in_threadpool(store.job, job["id"])
             found = []
             for f in await run_in_threadpool(event_files, Path(job["folder"])):
-                lines, offsets[f] = read_lines(f, offsets.get(f, 0))
+                lines, offsets[f] = read_json_lines(f, offsets.get(f, 0))
                 found += lines
             for e in sorted(found, key=lambda e: e.get("time") or 0):
                 yield f"event: {e.get('type', 'Message')}\ndata: {json.dumps(e)}\n\n"
@@ -271,21 +272,3 @@ def create_app(store: st.Store, cfg: Config, queue=None, deliverer=None) -> Fast
         return FileResponse(images[index], media_type="image/png")
 
     return app
-
-
-def read_lines(path: Path, start: int) -> tuple[list[dict], int]:
-    """Whole JSON lines of an events.jsonl from byte `start` on, and where to continue."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read()
-    except OSError:
-        return [], start
-    end = data.rfind(b"\n") + 1
-    out = []
-    for line in data[:end].splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out, start + end

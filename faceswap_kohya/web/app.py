@@ -117,8 +117,8 @@ def build(ws: Workspace):
         train.wire(train_page, shared)
         for tab, page in ((results_tab, results_page), (evaluate_tab, evaluate_page), (swap_tab, swap_page)):
             event = tab.select(lambda current: refreshed_runs(ws, current), [page.run], [page.run], show_progress="hidden")
-            if page is evaluate_page:
-                event.then(page.show, [page.run], page.view, show_progress="hidden")
+            if page is not swap_page:  # the run's newest evaluation, or its newest before/after grids
+                event.then(page.show, getattr(page, "show_inputs", None) or [page.run], page.view, show_progress="hidden")
         runs_tab.select(runs.tab_refresh(ws), [runs_page.choice], runs_page.outputs, show_progress="hidden")
         runs.wire(runs_page, shared, photos_page, train_page)
         sweeps.wire(sweeps_page, shared)

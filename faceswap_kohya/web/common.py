@@ -143,6 +143,17 @@ def error_text(e: BaseException) -> str:
     return f"error: {e}" if isinstance(e, UserError) else f"error: {type(e).__name__}: {e}"
 
 
+def event_lines(event: ev.Event) -> list[str]:
+    """The log lines a page shows for a message, a warning, an error or a failed evaluation; none for other events."""
+    if isinstance(event, (ev.Message, ev.EvaluationFailed)):
+        return event.text.splitlines()
+    if isinstance(event, ev.Warning):
+        return [f"warning: {event.text}"]
+    if isinstance(event, ev.Error):
+        return [f"error: {event.message}"]
+    return []
+
+
 @dataclass
 class JobState:
     """What a job reported so far, as the pages show it."""
@@ -157,15 +168,8 @@ class JobState:
     started: float = field(default_factory=time.monotonic)
 
     def add(self, event: ev.Event) -> None:
-        if isinstance(event, ev.Message):
-            self.lines.extend(event.text.splitlines())
-        elif isinstance(event, ev.Warning):
-            self.lines.append(f"warning: {event.text}")
-        elif isinstance(event, ev.Error):
-            self.lines.append(f"error: {event.message}")
-        elif isinstance(event, ev.EvaluationFailed):
-            self.lines.extend(event.text.splitlines())
-        elif isinstance(event, ev.Step):
+        self.lines.extend(event_lines(event))
+        if isinstance(event, ev.Step):
             self.step = event
         elif isinstance(event, ev.ImageWritten):
             self.images.append(event.path)

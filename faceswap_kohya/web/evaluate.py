@@ -96,7 +96,8 @@ def build(shared) -> Page:
     with gr.Row():
         chart = gr.Image(label="Identity per checkpoint", type="filepath", interactive=False, elem_id="evaluate-chart")
         with gr.Column():
-            top = gr.Gallery(label="Top 3", columns=3, height=300, object_fit="contain", elem_id="evaluate-top")
+            top = gr.Gallery(label="Top 3", columns=3, height=300, object_fit="contain", fit_columns=False,
+                             elem_id="evaluate-top")
             top_note = gr.Markdown(elem_id="evaluate-top-note")
     table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, label="Per checkpoint (held-out: identity to photos the "
                          "LoRA never saw; all photos: to the nearest of every photo; bleed: faces without the trigger)",

@@ -23,7 +23,7 @@ from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.runs.read import RunRecord
 from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_status
 from faceswap_kohya.trainer.launch import sigint_default
-from faceswap_kohya.web.common import Workspace, timestamp
+from faceswap_kohya.web.common import Workspace, event_lines, timestamp
 
 
 # ---------------------------------------------------------------- starting
@@ -107,15 +107,8 @@ class RunView(RunRecord):
 
     def add(self, event: ev.Event) -> None:
         super().add(event)
-        if isinstance(event, ev.Message):
-            self.lines.extend(event.text.splitlines())
-        elif isinstance(event, ev.Warning):
-            self.lines.append(f"warning: {event.text}")
-        elif isinstance(event, ev.Error):
-            self.lines.append(f"error: {event.message}")
-        elif isinstance(event, ev.EvaluationFailed):
-            self.lines.extend(event.text.splitlines())
-        elif isinstance(event, ev.CheckpointWritten):
+        self.lines.extend(event_lines(event))
+        if isinstance(event, ev.CheckpointWritten):
             self.lines.append(f"checkpoint: {event.path}")
         elif isinstance(event, ev.SampleLikeness):
             self.lines.append(event.text)

@@ -1,5 +1,7 @@
 """Results page: images from a run's LoRA (`generate`: `<lora:name:w>` tags, weight, seed, size, sampler) and the
-before/after grid (`compare`: base vs 0.7 vs 1.0, same seeds); every PNG can be downloaded with its metadata."""
+before/after grid (`compare`: base vs 0.7 vs 1.0, same seeds); every PNG can be downloaded with its metadata.
+Picking a run shows its newest grids (`runs.artifacts.latest_grids`), each whole (a gallery cell per image, never
+one cell stretched over the page)."""
 
 from __future__ import annotations
 
@@ -79,6 +81,9 @@ class Page:
     gallery: Any
     files: Any
     grid: Any = None  # the before/after grid, shown whole (a gallery thumbnail crops a wide grid)
+    show: Any = None  # (run, the gallery now) → the view's values: the run's newest grids, unless images are shown
+    view: Any = None  # the components show() fills
+    show_inputs: Any = None
 
 
 def build(shared) -> Page:
@@ -104,7 +109,8 @@ def build(shared) -> Page:
         cmp_btn = gr.Button("Before / after grid", elem_id="results-compare")
     status = gr.Markdown(elem_id="results-status")
     log = gr.Textbox(label="Log", lines=4, max_lines=8, elem_id="results-log")
-    gallery = gr.Gallery(label="Images", columns=3, height=420, object_fit="contain", elem_id="results-gallery")
+    gallery = gr.Gallery(label="Images", columns=3, height=420, object_fit="contain", fit_columns=False,
+                         elem_id="results-gallery")
     grid = gr.Image(label="Before / after grid (whole)", type="filepath", interactive=False, visible=False,
                     elem_id="results-grid")
     files = gr.File(label="Download PNGs (with metadata)", file_count="multiple", interactive=False,
@@ -113,6 +119,20 @@ def build(shared) -> Page:
                 gallery, files, grid)
     _wire(page, shared.ws)
     return page
+
+
+def grids_view(folder: Optional[Path]) -> list:
+    """[gallery, grid, files] for a run: its newest before/after grids (the first one whole), and their images for
+    download; empty when it has none."""
+    import gradio as gr
+
+    from faceswap_kohya.runs.artifacts import latest_grids
+
+    grids = [str(p) for p in latest_grids(folder)] if folder is not None else []
+    if not grids:
+        return [None, gr.Image(value=None, visible=False), None]
+    files = sorted(str(p) for p in Path(grids[0]).parent.glob("*.png"))
+    return [grids, gr.Image(value=grids[0], visible=True), downloads(files)]
 
 
 def _stream(name: str, work):
@@ -133,6 +153,20 @@ def _stream(name: str, work):
 
 def _wire(page: Page, ws: Workspace) -> None:
     outputs = [page.status, page.log, page.gallery, page.files, page.grid]
+
+    def shown(value):
+        try:
+            return grids_view(run_dir(value, ws))
+        except Exception:  # noqa: BLE001 - no run chosen or an unreadable folder: an empty view
+            return grids_view(None)
+
+    def shown_unless_busy(value, current):
+        import gradio as gr
+
+        return [gr.skip()] * 3 if current else shown(value)  # what was just generated stays on the page
+
+    page.show, page.view, page.show_inputs = shown_unless_busy, [page.gallery, page.grid, page.files], [page.run, page.gallery]
+    page.run.change(shown, [page.run], page.view, show_progress="hidden")
 
     def on_generate(run, prompt, negative, weight, seed, n, steps, cfg, size, sampler):
         yield from _stream("generate", lambda emit: generate(ws, run, prompt, negative, weight, seed, n, steps, cfg,

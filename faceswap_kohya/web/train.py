@@ -178,6 +178,24 @@ def loss_frame(view: follow.RunView):
                          "series": pd.Series([p[2] for p in points], dtype="str")})
 
 
+LOSS_SERIES = ("training", "validation")
+
+
+def chart_frame(frame, names):
+    """`frame` (x, y, series) with a row without x and y for each of `names` it has no point of yet. Gradio fixes a
+    chart's colours from the series in the first data it draws and later only swaps the data: a series that comes
+    afterwards (the first losses after a starting run's empty frame, the validation loss) would be drawn with no
+    colour, i.e. not at all. Named from the first frame on, every series has its colour; an empty row draws nothing."""
+    import pandas as pd
+
+    x, y = frame.columns[:2]
+    missing = [n for n in names if n not in set(frame["series"])]
+    rows = pd.DataFrame({x: pd.Series([pd.NA] * len(missing), dtype="Int64"),
+                         y: pd.Series([float("nan")] * len(missing), dtype="float64"),
+                         "series": pd.Series(missing, dtype="str")})
+    return pd.concat([frame.astype({x: "Int64"}), rows], ignore_index=True) if missing else frame
+
+
 LIKENESS_SERIES = {"identity": "your photos", "held_out": "held-out photos"}
 
 
@@ -260,7 +278,8 @@ def build(shared) -> Page:
         loss = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=260, elem_id="train-loss")
         likeness = gr.LinePlot(x="epoch", y="likeness", color="series", y_lim=[0, 1], height=260,
                                label="Likeness of the samples (their faces vs your photos)", elem_id="train-likeness")
-    samples = gr.Gallery(label="Samples", columns=6, height=200, object_fit="contain", elem_id="train-samples")
+    samples = gr.Gallery(label="Samples", columns=6, height=230, object_fit="contain", fit_columns=False,
+                         elem_id="train-samples")
     log = gr.Textbox(label="Log (tail of train.log)", lines=10, max_lines=10, elem_id="train-log")
     loras = gr.File(label="LoRA files", file_count="multiple", interactive=False, elem_id="train-loras")
     timer = gr.Timer(2.0, active=False)  # ticks only while a followed run is going
@@ -335,8 +354,9 @@ def tick(run: str, seen: tuple):
     old = dict(zip(("run", "state", "step", "n", "nv", "nl", "pictures", "files", "log"), seen or (None,) * 9))
     fresh = run != old["run"]
     return [view.headline(),
-            loss_frame(view) if (step, len(view.losses), len(view.val_losses)) != (old["step"], old["n"], old["nv"])
-            or fresh else gr.skip(),
-            likeness_frame(view) if len(view.likeness) != old["nl"] or fresh else gr.skip(),
+            chart_frame(loss_frame(view), LOSS_SERIES)
+            if (step, len(view.losses), len(view.val_losses)) != (old["step"], old["n"], old["nv"]) or fresh else gr.skip(),
+            chart_frame(likeness_frame(view), tuple(LIKENESS_SERIES.values()))
+            if len(view.likeness) != old["nl"] or fresh else gr.skip(),
             pictures if tuple(pictures) != old["pictures"] or fresh else gr.skip(),
             log, files if tuple(files) != old["files"] or fresh else gr.skip(), now, gr.Timer(active=True)]
