@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 from contextlib import contextmanager
@@ -81,9 +82,20 @@ def size_text(n: float) -> str:
     return f"{n / 1024:.0f} KB"
 
 
-def no_space_message(folder, writing: str = "", field: str = "output.dir") -> str:
+SPACE_FIELD_ENV = "FACESWAP_KOHYA_SPACE_FIELD"  # set by a front end (web app, service) for the jobs it starts
+
+
+def space_field() -> str:
+    """The setting a user changes to put runs on another disk: `output.dir` for the CLI, or what the front end that
+    started this job named in SPACE_FIELD_ENV (the web app's and the server's own output folder)."""
+    return os.environ.get(SPACE_FIELD_ENV) or "output.dir"
+
+
+def no_space_message(folder, writing: str = "", field: str | None = None) -> str:
     """"no space left on device in FOLDER (N free) ...: free space on that disk or set output.dir to a folder on another
-    disk" — what a full disk is reported as, wherever it happened (`writing`: what was being written)."""
+    disk" — what a full disk is reported as, wherever it happened (`writing`: what was being written; `field`: the
+    setting to change, by default space_field())."""
+    field = field or space_field()
     free = free_bytes(folder)
     shown = f" ({size_text(free)} free)" if free is not None else ""
     what = f" while writing {writing}" if writing else ""
@@ -96,7 +108,7 @@ class NoSpace(UserError):
 
 
 @contextmanager
-def no_space_in(folder, field: str = "output.dir", what: str = "evaluation"):
+def no_space_in(folder, field: str | None = None, what: str = "evaluation"):
     """A full disk met inside → NoSpace naming `folder`; what was made in `folder` meanwhile (unfinished) is removed."""
     folder = Path(folder)
     before = set(folder.iterdir()) if folder.is_dir() else set()

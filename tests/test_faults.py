@@ -178,8 +178,8 @@ def test_resume_with_no_whole_state_is_refused_naming_the_folder_and_leaves_no_r
 from sweep_data import alive_with, fake_kohya, fast_settings  # noqa: E402,F401  (fake_kohya is a fixture)
 
 
-def start(argv: list[str], cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR))
+def start(argv: list[str], cwd: Path, **env_vars) -> subprocess.Popen:
+    env = dict(os.environ, FACESWAP_KOHYA_PRESETS=str(presets.PRESETS_DIR), **env_vars)
     return subprocess.Popen([sys.executable, "-m", "faceswap_kohya", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, text=True, cwd=cwd, start_new_session=True)
 
@@ -371,14 +371,15 @@ def tree(folder: Path, skip: Path = None) -> dict:
             if p.is_file() and not (skip and p.is_relative_to(skip))}
 
 
-def assert_failed_for_lack_of_space(output: str, code: int, status: Path, disk: Path, outside: dict, filler: Path):
+def assert_failed_for_lack_of_space(output: str, code: int, status: Path, disk: Path, outside: dict, filler: Path,
+                                    field: str = "output.dir"):
     from faceswap_kohya.runs.artifacts import checkpoints, whole_safetensors
     from faceswap_kohya.runs.status import RESERVE
 
     run = status.parent
     assert code == 1, output
     assert f"training failed: no space left on device in {run}" in output, output
-    assert "free space on that disk, or set output.dir to a folder on another disk" in output, output
+    assert f"free space on that disk, or set {field} to a folder on another disk" in output, output
     assert "Traceback" not in output and "failed unexpectedly" not in output and "LoRA written" not in output, output
     state = json.loads(status.read_text())  # whole, and not left at `training`
     assert state["state"] == "failed" and "no space left on device" in state["error"], state
@@ -404,18 +405,50 @@ def test_free_space_is_checked_against_what_the_run_will_write(fake_kohya, photo
     assert sorted(p.name for p in disk.iterdir()) == ["lost+found"], "nothing may be written"
 
 
-def test_a_disk_filled_mid_training_fails_the_run_naming_the_folder(fake_kohya, photos, small_disk, tmp_path):  # noqa: F811
-    """The stand-in trainer: the disk filled after its first step (its log can't be written any more, nor its LoRA)."""
+@pytest.mark.parametrize("front_end", ["cli", "web"])
+def test_a_disk_filled_mid_training_fails_the_run_naming_the_folder(fake_kohya, photos, small_disk, tmp_path, front_end):  # noqa: F811
+    """The stand-in trainer: the disk filled after its first step (its log can't be written any more, nor its LoRA).
+    Started by the web app (which names its own folder to the CLI it starts), the message names the app's folder."""
+    from faceswap_kohya.errors import SPACE_FIELD_ENV
+    from faceswap_kohya.web.common import SPACE_FIELD
+
     disk = small_disk(192)
     before = tree(photos)
-    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "training.max_steps=12")], tmp_path)
+    field = {"cli": "output.dir", "web": SPACE_FIELD}[front_end]
+    env = {SPACE_FIELD_ENV: SPACE_FIELD} if front_end == "web" else {}
+    proc = start(["train", "cpu-check", *fast_settings(fake_kohya, photos, disk / "out", "training.max_steps=12")], tmp_path,
+                 **env)
     status = wait_for(lambda: training_statuses(disk / "out", "*/*/status.json"), proc, 120, "training")[0]
     wait_for(lambda: " 1/12 " in (status.parent / "train.log").read_text(errors="replace"), proc, 60, "a step")
     filler = fill(disk)
     outside = tree(disk, skip=status.parent)
     output, _ = proc.communicate(timeout=120)
-    assert_failed_for_lack_of_space(output, proc.returncode, status, disk, outside, filler)
+    assert_failed_for_lack_of_space(output, proc.returncode, status, disk, outside, filler, field)
     assert tree(photos) == before
+    if front_end == "web":
+        assert "output.dir" not in output, output
+
+
+def test_the_web_app_tells_the_cli_it_starts_to_name_the_app_s_folder(tmp_path, monkeypatch):
+    """What the web app's Train button starts (spawn_cli) carries the app's folder setting in its environment, so a
+    full disk during that training names the app's folder (the test above runs the CLI with that environment)."""
+    from faceswap_kohya.errors import SPACE_FIELD_ENV
+    from faceswap_kohya.web import follow
+    from faceswap_kohya.web.common import SPACE_FIELD, Workspace
+
+    monkeypatch.delenv(SPACE_FIELD_ENV, raising=False)
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(argv, **kwargs):
+        started.append(kwargs.get("env"))
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(follow.subprocess, "Popen", recording_popen)
+    launch = follow.spawn_cli(["--help"], Workspace(tmp_path / "out"))
+    assert launch.proc.wait(timeout=60) == 0
+    assert started and started[0][SPACE_FIELD_ENV] == SPACE_FIELD
+    assert SPACE_FIELD_ENV not in os.environ, "only the started process gets it"
 
 
 @pytest.mark.trainer
@@ -555,6 +588,53 @@ def test_every_reader_takes_a_torn_run_as_unknown_or_interrupted_never_a_crash(t
 # ---------------------------------------------------------------- a Ray worker killed mid-trial
 def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_service_job_whose_ray_worker_dies_fails_saying_so(tmp_path, monkeypatch):
+    """The service's queue (a real store, a real Ray instance): the worker running a training is SIGKILLed after it
+    made its run folder. The job fails saying the worker died and to submit it again, and its run folder reads
+    `failed` with that reason (a WorkerDied event), not the `interrupted` of a writer that vanished."""
+    pytest.importorskip("ray", reason="the service runs jobs on Ray: pip install 'faceswap_kohya[service]'")
+    from faceswap_kohya import events as ev
+    from faceswap_kohya.runs.read import read_run
+    from faceswap_kohya.runs.status import read_events
+    from faceswap_kohya.service import queue as q
+    from faceswap_kohya.service import store as st
+    from faceswap_kohya.service.joblog import latest_run
+    from faceswap_kohya.service.submit import Config, new_job
+    from faceswap_kohya.sweeps.runner import TASK_WORKER_DIED, ray_session
+
+    def dies_mid_training(spec: dict) -> dict:  # a local function: Ray pickles it by value
+        import os
+        import signal
+        from pathlib import Path
+
+        from faceswap_kohya.runs.status import RunRecorder
+
+        root = Path(spec["folder"]) / "runs" / "myface" / "20260101-000000"
+        root.mkdir(parents=True)
+        RunRecorder(root, "myface").set(state="training")
+        os.kill(os.getpid(), signal.SIGKILL)
+        return {}
+
+    monkeypatch.setitem(q.TASKS, "training", dies_mid_training)
+    store = st.Store(st.database_url(tmp_path, None))
+    job, folder = new_job(store, Config(tmp_path, 2**20, 10), "training", "app",
+                          {"preset": "cpu-check", "trigger": "obm", "class_word": "man"})
+    folder.mkdir(parents=True)  # as submitting does: the job's folder holds its photos and its events
+    store.add_job(job)
+    with ray_session() as cluster:
+        queue = q.Queue(store, cluster)
+        queue.run(store.claim_next())
+    done = store.job(job["id"])
+    assert done["status"] == st.FAILED, done
+    assert done["error"]["message"] == f"{TASK_WORKER_DIED}; submit the job again", done["error"]
+    run = latest_run(folder)
+    record = read_run(run)
+    assert record.state == "failed" and record.error == done["error"]["message"], record
+    died = [e for e in read_events(run)[0] if isinstance(e, ev.WorkerDied)]
+    assert len(died) == 1 and died[0].message == done["error"]["message"] and died[0].pid, died
+    store.close()
 
 
 def test_a_ray_worker_killed_mid_trial_fails_that_trial_only_and_a_rerun_retries_it(fake_kohya, photos, tmp_path):  # noqa: F811

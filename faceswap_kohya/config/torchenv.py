@@ -3,8 +3,8 @@ the web app, the service and their Ray workers, which inherit it).
 
 `THP_MEM_ALLOC_ENABLE=1` makes PyTorch's CPU allocator ask Linux for transparent huge pages for large tensors.
 A CPU training allocates and frees gigabytes of activations and gradients every step; with 4 KiB pages each of
-those is hundreds of thousands of page faults (in a virtual machine each one a trip to the host). On a 2-core
-machine the cpu-check training takes ~1.4 min with it instead of ~2. It changes nothing on a GPU and nothing
+those is hundreds of thousands of page faults (in a virtual machine each one a trip to the host). On a quiet
+2-core machine the cpu-check training takes 64 s with it instead of 78 s (on a busy one 86 s instead of 123 s). It changes nothing on a GPU and nothing
 where the kernel has no huge pages. PyTorch reads it once, when it first allocates, so it must be set before
 torch is imported. A value the user set is kept.
 """

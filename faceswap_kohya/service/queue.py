@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.runs.status import ACTIVE, STATUS, pid_alive, read_status
+from faceswap_kohya.runs.status import ACTIVE, STATUS, fail_dead_run, pid_alive, read_status
 from faceswap_kohya.service import store as st
 from faceswap_kohya.service import webhooks
 from faceswap_kohya.service.joblog import job_runs, latest_run, note
 from faceswap_kohya.service.tasks import TASKS
 from faceswap_kohya.service.views import job_object
-from faceswap_kohya.sweeps.runner import Cluster, run_task
+from faceswap_kohya.sweeps.runner import TASK_WORKER_DIED, Cluster, run_task
 
 PROGRESS_EVERY_S = 30.0
 FIELD = re.compile(r"^\s{2}([A-Za-z_][\w.]*): ", re.M)
@@ -161,6 +161,12 @@ class Queue:
             self.store.update(job["id"], only_from=st.RUNNING, status=st.QUEUED)
         elif ok:
             self.finish(job, st.SUCCEEDED, None, value)
+        elif outcome.error == TASK_WORKER_DIED:
+            message = f"{TASK_WORKER_DIED}; submit the job again"
+            run = latest_run(folder) if job["kind"] == "training" else None
+            if run is not None:  # its run folder reads failed, saying why, not the `interrupted` of a dead writer
+                fail_dead_run(run, ev.WorkerDied(message, (read_status(run) or {}).get("pid")))
+            self.finish(job, st.FAILED, error_of(message))
         else:
             message = (value or {}).get("error") or (
                 "the trainer was stopped from outside the service" if value else outcome.error or "failed")

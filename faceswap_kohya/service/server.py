@@ -5,13 +5,14 @@ stopped gently and left to continue at the next start, webhooks in flight are ke
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
+import os
 import signal
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.config.hosts import is_loopback
+from faceswap_kohya.errors import SPACE_FIELD_ENV, UserError
 from faceswap_kohya.service.store import Store, database_url
 
 NEEDED = ("fastapi", "uvicorn", "sqlalchemy", "standardwebhooks", "multipart", "httpx")
@@ -21,15 +22,6 @@ def check_installed() -> None:
     missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"serve needs {', '.join(missing)}: pip install -e '.[service]' (scripts/setup.sh installs it)")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def open_store(output: Path, database: Optional[str]) -> Store:
@@ -50,6 +42,8 @@ def serve(output: Path, host: str = "127.0.0.1", port: int = 8000, database: Opt
 
     output = Path(output).expanduser().absolute()
     output.mkdir(parents=True, exist_ok=True)
+    # a full disk during a job names the server's folder (the jobs run in Ray workers, which inherit the environment)
+    os.environ.setdefault(SPACE_FIELD_ENV, "the server's output folder (faceswap-kohya serve --output)")
     store = open_store(output, database)
     if not is_loopback(host) and store.active_keys() == 0:
         raise UserError(f"--host {host}: the service would listen beyond this machine with no API key to guard it; "

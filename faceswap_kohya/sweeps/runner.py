@@ -39,8 +39,8 @@ GiB = 2**30
 CPU_TRIAL_GB, GPU_TRIAL_GB = 20, 16  # host RAM of one trial: SDXL on a CPU peaks near 22 GB; with a GPU ~16
 POLL_S = 1.0
 STOP_WAIT_S = 120  # a trainer gets SIGINT, then SIGTERM, then SIGKILL within ~35 s
-WORKER_DIED = ("the worker process running it died (a Ray worker: killed from outside, or out of memory?); "
-               "run the sweep again to retry this trial only")
+TASK_WORKER_DIED = "the worker process running it died (a Ray worker: killed from outside, or out of memory?)"
+WORKER_DIED = TASK_WORKER_DIED + "; run the sweep again to retry this trial only"
 
 
 @dataclass
@@ -263,7 +263,8 @@ def run_specs(specs: list[dict], address: Optional[str], on_event: ev.OnEvent,
 
 @dataclass
 class TaskOutcome:
-    """How one task ended: state finished (value is what the function returned), interrupted or failed (error)."""
+    """How one task ended: state finished (value is what the function returned), interrupted or failed (error:
+    TASK_WORKER_DIED when the worker running it died)."""
 
     state: str
     value: object = None
@@ -303,6 +304,8 @@ def run_task(fn: Callable[[dict], dict], spec: dict, cluster: Cluster, name: str
             return TaskOutcome("interrupted", error="stopped", warning=warning)
         return TaskOutcome("failed", error=f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}",
                            warning=warning)
+    except ray.exceptions.WorkerCrashedError:
+        return TaskOutcome("failed", error=TASK_WORKER_DIED, warning=warning)
     except ray.exceptions.RayError as e:
         return TaskOutcome("failed", error=f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}",
                            warning=warning)

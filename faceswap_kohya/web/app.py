@@ -7,12 +7,12 @@ served only from the workspace (run folders and uploads), and URLs are never fet
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Optional
 
+from faceswap_kohya.config.hosts import is_loopback
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.web import evaluate, photos, results, runs, swap, sweeps, train
 from faceswap_kohya.web.common import Workspace, check_output_dir
@@ -20,15 +20,6 @@ from faceswap_kohya.web.pages import Shared, refreshed_runs
 
 LOCAL_FONTS = ["DejaVu Sans", "ui-sans-serif", "system-ui", "sans-serif"]
 LOCAL_MONO = ["DejaVu Sans Mono", "ui-monospace", "monospace"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_auth(host: str, auth: Optional[str]) -> Optional[tuple[str, str]]:

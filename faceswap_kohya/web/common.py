@@ -22,6 +22,10 @@ from faceswap_kohya.errors import UserError
 from faceswap_kohya.runs.artifacts import final_lora
 from faceswap_kohya.runs.status import list_runs
 
+# What a full disk tells the app's user to move: the pages have no folder field; every run and evaluation goes under
+# the folder the app was started with (given to the jobs the app runs, and to the CLI it starts, as SPACE_FIELD_ENV).
+SPACE_FIELD = "the app's output folder (faceswap-kohya ui --output)"
+
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
 
 

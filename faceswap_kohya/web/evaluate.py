@@ -11,13 +11,10 @@ from typing import Any, Optional
 from faceswap_kohya.runs.artifacts import REPORT, SCORES, latest_scores, read_scores
 from faceswap_kohya.scoring.summary import TABLE_HEADERS as SUMMARY_HEADERS
 from faceswap_kohya.scoring.summary import EvaluationSummary, summarize_scores
-from faceswap_kohya.web.common import Workspace, run_dir, run_job
+from faceswap_kohya.web.common import SPACE_FIELD, Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
 TABLE_HEADERS = SUMMARY_HEADERS  # the same columns as `evaluate` prints
-# What a full disk tells the page's user to move: the page has no folder field; evaluations go into the run folder,
-# under the folder the app was started with.
-SPACE_FIELD = "the app's output folder (faceswap-kohya ui --output)"
 
 
 def latest_evaluation(run: Path) -> Optional[Path]:

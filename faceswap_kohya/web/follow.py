@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya import events as ev
-from faceswap_kohya.errors import UserError
+from faceswap_kohya.errors import SPACE_FIELD_ENV, UserError
 from faceswap_kohya.runs.artifacts import checkpoints
 from faceswap_kohya.runs.artifacts import samples as sample_images
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.runs.read import RunRecord
 from faceswap_kohya.runs.status import ACTIVE, list_runs, pid_alive, read_status
 from faceswap_kohya.trainer.launch import sigint_default
-from faceswap_kohya.web.common import Workspace, event_lines, timestamp
+from faceswap_kohya.web.common import SPACE_FIELD, Workspace, event_lines, timestamp
 
 
 # ---------------------------------------------------------------- starting
@@ -39,7 +39,7 @@ def spawn_cli(args: list[str], ws: Workspace) -> Launch:
     ws.make()
     log = ws.launches / f"{timestamp()}-{args[0]}-{os.getpid()}-{time.monotonic_ns() % 10**6}.log"
     argv = [sys.executable, "-m", "faceswap_kohya", *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPACE_FIELD_ENV: SPACE_FIELD})  # a full disk names the app's folder
     with open(log, "wb") as out:
         out.write(("$ " + " ".join(argv) + "\n").encode())
         out.flush()
