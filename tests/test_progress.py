@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from faceswap_kohya.errors import NO_SPACE, SPACE_FIELD_ENV
 from faceswap_kohya.events import CheckpointWritten, Epoch, ModelSaved, Step, ValidationLoss
 from faceswap_kohya.runs.layout import RunLayout
 from faceswap_kohya.trainer.launch import judge
@@ -179,3 +180,17 @@ def test_bar_clock_is_the_trainer_s_own_elapsed_time_per_step():
     assert clock == [(1, pytest.approx(4.33)), (2, pytest.approx(8.5))]
     fast = bar_clock([parse_line("steps:  10%|█         | 10/100 [00:05<00:45,  2.00it/s, avr_loss=0.1]")])
     assert fast == [(10, pytest.approx(5.0))]
+
+
+SERVER_FOLDER = "the server's output folder (--output)"
+
+
+@pytest.mark.parametrize("env, field", [(None, "output.dir"), (SERVER_FOLDER, SERVER_FOLDER)])
+def test_a_full_disk_in_the_log_names_the_folder_setting_of_the_front_end(monkeypatch, env, field):
+    if env is None:
+        monkeypatch.delenv(SPACE_FIELD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SPACE_FIELD_ENV, env)
+    d = diagnose("steps:  50%|#| 1/2\nOSError: [Errno 28] No space left on device\n")
+    assert d.reason == NO_SPACE
+    assert f"set {field} to a folder on another disk" in d.hint and "{space_field}" not in d.hint

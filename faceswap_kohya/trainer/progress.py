@@ -8,7 +8,7 @@ import signal
 from dataclasses import dataclass
 from typing import Optional
 
-from faceswap_kohya.errors import NO_SPACE, no_space_message
+from faceswap_kohya.errors import NO_SPACE, no_space_message, space_field
 from faceswap_kohya.events import CheckpointWritten, Epoch, Event, ModelSaved, Step, ValidationLoss
 
 _STEP = re.compile(
@@ -166,7 +166,7 @@ class LineSplitter:
 KNOWN_FAILURES = [
     (re.compile(r"No space left on device|\[Errno 28\]|StorageFull|ENOSPC|Disk quota exceeded", re.I),
      NO_SPACE,
-     "free space on that disk, or set output.dir to a folder on another disk and train again"),
+     "free space on that disk, or set {space_field} to a folder on another disk and train again"),
     (re.compile(r"No data found", re.I),
      "sd-scripts found no training images",
      "check that the photo folder has images; the run's img/ folder must hold `N_trigger class/` subfolders"),
@@ -266,5 +266,5 @@ def diagnose(log_text: str, max_lines: int = 6, returncode: Optional[int] = None
     tail = "\n".join(lines[-300:])
     for pattern, reason, hint in KNOWN_FAILURES:
         if pattern.search(tail):
-            return Diagnosis(reason, hint, shown)
+            return Diagnosis(reason, hint.replace("{space_field}", space_field()), shown)
     return Diagnosis("the trainer failed", "read the full log in the run folder (train.log)", shown)
