@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/gpu_check.py): training VRAM and speed per face preset, wrapper vs by hand,
-# generation and swap at 1024 px, in at most 9 minutes; writes gpu_check.json and gpu_check.md to OUT_DIR
+# generation and swap at 1024 px, in at most 9 1/3 minutes (560 s); writes gpu_check.json and gpu_check.md to OUT_DIR
 # (default output/gpu-check/<timestamp>).
 #
 # On the GPU machine (no network): make the wheels here first with scripts/gpu-wheels.sh and carry

@@ -38,7 +38,10 @@ def test_flux_presets_validate_and_sdxl_stays_the_default():
     for name in ("flux-24gb", "flux-16gb", "flux-12gb", "flux-check"):
         preset, _ = presets.load(name)
         assert preset.base_model.family == "flux", name
-        assert "unmeasured" in presets.describe(preset_path(name)).vram or name == "flux-check"
+    vram = {name: presets.describe(preset_path(name)).vram for name in ("flux-24gb", "flux-16gb", "flux-12gb", "flux-check")}
+    assert vram["flux-24gb"].startswith("24 GB (measured: ")  # by the GPU check (benchmarks/gpu-runs)
+    assert all("(unmeasured: " in vram[n] for n in ("flux-16gb", "flux-12gb")), vram  # each says it is a claim
+    assert vram["flux-check"] == "none (CPU)"
 
 
 def preset_path(name: str) -> Path:
@@ -402,3 +405,28 @@ def test_the_gpu_check_plans_the_flux_presets_on_the_gpu_only(tmp_path):
         assert (preset.base_model.path, preset.base_model.t5xxl) == (str(files["dit"]), str(files["t5xxl"]))
         assert (Path(preset.kohya.tokenizer_cache) / "google_t5-v1_1-xxl").is_dir()
     assert check.base_overrides("sdxl", None, {}) == ["base_model=builtin:pipeline-check"]
+
+
+def test_flux_guidance_is_3_5_wherever_a_flux_preset_or_lora_gives_none(tmp_path):
+    """FLUX.1's cfg is its embedded guidance (3.5), not SDXL's 6-7: a FLUX.1 preset that sets no cfg gets 3.5 for its
+    samples, evaluation and class images; generate/compare/swap default to the run's evaluate.cfg, else 3.5 for a
+    FLUX source with no run; SDXL keeps its own."""
+    from faceswap_kohya.diffusion.source import Source, default_cfg
+
+    bare = {"base_model": {"family": "flux", "path": "dit.safetensors", "ae": "ae.safetensors", "clip_l": "clip_l.safetensors",
+                           "t5xxl": "t5xxl.safetensors"}}
+    flux = presets.validate(bare, "p")
+    assert (flux.sampling.cfg, flux.evaluate.cfg, flux.regularization.cfg) == (3.5, 3.5, 3.5)
+    given = presets.validate(bare | {"evaluate": {"cfg": 2.0}}, "p")
+    assert (given.sampling.cfg, given.evaluate.cfg) == (3.5, 2.0)
+    chroma = presets.validate({**bare, "flux": {"model_type": "chroma"}, "evaluate": {"enabled": False}}, "p")
+    sdxl = presets.validate({"base_model": "m.safetensors"}, "p")
+    for p in (chroma, sdxl):  # true classifier-free guidance
+        assert (p.sampling.cfg, p.evaluate.cfg, p.regularization.cfg) == (7.0, 6.0, 7.0)
+
+    assert default_cfg(Source(base_model="dit.safetensors", flux={"dit": "dit.safetensors"})) == 3.5
+    assert default_cfg(Source(base_model="m.safetensors")) == 6.0
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "preset.yaml").write_text(presets.dump(given))
+    assert default_cfg(Source(base_model="dit.safetensors", flux={"dit": "x"}, run_dir=run)) == 2.0  # what it was scored with

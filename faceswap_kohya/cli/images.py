@@ -10,12 +10,14 @@ from faceswap_kohya.cli.main import cli, friendly
 from faceswap_kohya.cli.progress import Printer
 from faceswap_kohya.config.samplers import SAMPLERS, check_sampler
 from faceswap_kohya.diffusion.prompts import read_prompts_file
-from faceswap_kohya.diffusion.source import Settings, default_out_dir, image_settings, resolve_source
+from faceswap_kohya.diffusion.source import Settings, default_cfg, default_out_dir, image_settings, resolve_source
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.jobs.compare import run_compare
 from faceswap_kohya.jobs.generate import run_generate
 
 SAMPLER_HELP = ", ".join(SAMPLERS) + " (sd-scripts' names such as dpmsolver++ work too)."
+CFG_HELP = ("Guidance scale (default: the run's evaluate.cfg, what its evaluation scored with; with no run 6 for SDXL, "
+            "3.5 for FLUX.1, whose cfg is its embedded guidance).")
 
 
 # ---------------------------------------------------------------- generating images
@@ -28,7 +30,7 @@ def _image_options(fn):
         click.option("--negative", default="", help="Negative prompt."),
         click.option("--seed", type=int, help="First seed (default: random, written into every image)."),
         click.option("--steps", type=int, default=30, show_default=True),
-        click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale."),
+        click.option("--cfg", type=float, help=CFG_HELP),
         click.option("--size", help="Square size, or WIDTHxHEIGHT (multiples of 8); default: the run's training "
                                     "resolution, else 1024."),
         click.option("--sampler", default="euler", show_default=True, help=SAMPLER_HELP),
@@ -118,7 +120,7 @@ def compare(target, prompts, prompts_file, negative, seed, steps, cfg, size, sam
 @click.option("--negative", default="", help="Negative prompt.")
 @click.option("--seed", type=int, help="Seed (default: random, written into the image).")
 @click.option("--steps", type=int, default=30, show_default=True)
-@click.option("--cfg", type=float, default=6.0, show_default=True, help="Guidance scale.")
+@click.option("--cfg", type=float, help=CFG_HELP)
 @click.option("--strength", type=float, default=0.75, show_default=True, help="How much of the face is redrawn (0-1).")
 @click.option("-w", "--weight", type=float, default=1.0, show_default=True, help="LoRA weight.")
 @click.option("--face", "face_index", type=int, default=1, show_default=True, help="Which face when there are several: 1 = the largest.")
@@ -141,7 +143,8 @@ def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight
     from faceswap_kohya.jobs import swap as sw
 
     source = resolve_source(target, base, epoch)
-    settings = Settings(steps=steps, cfg=cfg, negative_prompt=negative, sampler=check_sampler(sampler, "--sampler"))
+    settings = Settings(steps=steps, cfg=default_cfg(source) if cfg is None else cfg, negative_prompt=negative,
+                        sampler=check_sampler(sampler, "--sampler"))
     result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
                          strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,
                          device=device, dtype=dtype, offload=offload, on_event=Printer(err=True, bar=not quiet))

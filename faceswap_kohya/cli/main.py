@@ -101,7 +101,7 @@ def load_preset(preset: str, overrides=(), for_training: bool = False):
 @click.option("--debug", is_flag=True, help=f"Show the traceback of an unexpected error (or set {DEBUG_ENV}=1).")
 @click.pass_context
 def cli(ctx, debug):
-    """Photos of one person → an SDXL identity LoRA with Kohya's sd-scripts, then generate and score."""
+    """Photos of one person → an SDXL (or FLUX.1) identity LoRA with Kohya's sd-scripts, then generate and score."""
     ctx.ensure_object(dict)["debug"] = debug
 
 

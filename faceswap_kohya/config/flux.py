@@ -1,8 +1,9 @@
 """The `flux` section of a preset: what `flux_train_network.py` needs beyond the SDXL settings (read only
 when `base_model.family` is flux). Defaults are sd-scripts' LoRA recipe in docs/flux_train_network.md.
 
-For FLUX.1 the `cfg` of sampling, evaluate and generate is the DiT's embedded guidance (3.5 is FLUX.1 dev's
-usual value), run without a negative pass; for Chroma it is a true classifier-free guidance scale."""
+For FLUX.1 the `cfg` of sampling, evaluate and generate is the DiT's embedded guidance (FLUX_GUIDANCE, 3.5, FLUX.1
+dev's usual value and a FLUX.1 preset's default for each `cfg` it leaves unset), run without a negative pass; for
+Chroma it is a true classifier-free guidance scale."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from faceswap_kohya.config.sections import Section
+
+FLUX_GUIDANCE = 3.5  # FLUX.1 dev's embedded guidance: FluxPipeline's default, and sd-scripts' for FLUX samples
 
 
 class FluxSettings(Section):

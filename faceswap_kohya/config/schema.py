@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from faceswap_kohya.config import rules
 from faceswap_kohya.config.evaluation import Evaluation
-from faceswap_kohya.config.flux import FluxSettings
+from faceswap_kohya.config.flux import FLUX_GUIDANCE, FluxSettings
 from faceswap_kohya.config.resources import Resources
 from faceswap_kohya.config.samplers import SAMPLERS
 from faceswap_kohya.config.sampling import Sampling
@@ -337,6 +337,16 @@ class Preset(Section):
     @property
     def instance_tokens(self) -> str:
         return f"{self.subject.trigger} {self.subject.class_word}"
+
+    @model_validator(mode="after")
+    def flux_guidance(self):
+        """A FLUX.1 preset's `cfg` is the DiT's embedded guidance: where sampling, evaluate or regularization leave it
+        unset it is FLUX_GUIDANCE (3.5), not the 6-7 of SDXL's classifier-free guidance (Chroma keeps those)."""
+        if self.base_model.is_flux and self.flux.model_type == "flux":
+            for section in (self.sampling, self.evaluate, self.regularization):
+                if "cfg" not in section.model_fields_set:
+                    section.cfg = FLUX_GUIDANCE
+        return self
 
     @model_validator(mode="after")
     def check_rules(self, info: ValidationInfo):

@@ -1,5 +1,6 @@
-"""What `generate` / `compare` generate with: a run folder, a LoRA file or the base model alone (`resolve_source`),
-and their settings, checked before any model is loaded (`image_settings`)."""
+"""What `generate` / `compare` / `swap` generate with: a run folder, a LoRA file or the base model alone
+(`resolve_source`), and their settings, checked before any model is loaded (`image_settings`; the guidance a source
+is generated with unless told otherwise: `default_cfg`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from faceswap_kohya.config.flux import FLUX_GUIDANCE
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.config.samplers import check_sampler
 from faceswap_kohya.diffusion.lora import read_lora_modules
@@ -53,6 +55,17 @@ class Source:
 
 def run_preset(run_dir: Path):
     return read_run_preset(run_dir)
+
+
+SDXL_CFG = 6.0  # classifier-free guidance for SDXL (a preset's evaluate.cfg default)
+
+
+def default_cfg(source: Source) -> float:
+    """The guidance a run's images are made with unless the user gives one: what its evaluation scored with (the
+    preset's `evaluate.cfg`), else the family's usual value (a FLUX LoRA or base model with no run: 3.5)."""
+    if source.run_dir is not None:
+        return run_preset(source.run_dir).evaluate.cfg
+    return FLUX_GUIDANCE if source.flux else SDXL_CFG
 
 
 def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Optional[int] = None,
@@ -108,7 +121,7 @@ class Settings:
     """How to sample; checked when made, before any model is loaded."""
 
     steps: int = 30
-    cfg: float = 6.0
+    cfg: float = SDXL_CFG  # callers pass default_cfg(source) where the user gave none
     width: int = 1024
     height: int = 1024
     negative_prompt: str = ""
@@ -129,8 +142,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], sampler: str, source: Source) -> Settings:
-    """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024)."""
+def image_settings(negative: str, steps: int, cfg: Optional[float], size: Optional[str], sampler: str,
+                   source: Source) -> Settings:
+    """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024; cfg
+    default: `default_cfg`)."""
     if size is None:
         size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
     w, h = parse_size(size)
@@ -138,6 +153,7 @@ def image_settings(negative: str, steps: int, cfg: float, size: Optional[str], s
     sampler = check_sampler(sampler, "--sampler")
     if steps < 1:
         raise UserError(f"--steps {steps}: must be at least 1")
+    cfg = default_cfg(source) if cfg is None else cfg
     return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
 
 

@@ -47,7 +47,7 @@ def run_generation(spec: dict) -> dict:
     folder = Path(spec["folder"])
     source = resolve_source(spec["run"])
     size = f"{spec['width']}x{spec['height']}" if spec.get("width") else None
-    settings = image_settings(spec.get("negative") or "", spec["steps"], spec.get("cfg", 6.0), size, "euler", source)
+    settings = image_settings(spec.get("negative") or "", spec["steps"], spec.get("cfg"), size, "euler", source)
     seeds = list(range(spec["seed"], spec["seed"] + spec["n"]))
     paths = run_generate(source, spec["prompts"], seeds, settings, images_dir(folder), weight=spec["weight"],
                          on_event=lambda e: note(folder, e))
@@ -56,12 +56,12 @@ def run_generation(spec: dict) -> dict:
 
 def run_swap(spec: dict) -> dict:
     """The `swap` job: the training's face into the uploaded photo; the PNG into the job's `images/`."""
-    from faceswap_kohya.diffusion.source import Settings, resolve_source
+    from faceswap_kohya.diffusion.source import Settings, default_cfg, resolve_source
     from faceswap_kohya.jobs import swap as swap_job
 
     folder = Path(spec["folder"])
     source = resolve_source(spec["run"])
-    result = swap_job.run_swap(source, Path(spec["photo"]), Settings(steps=spec["steps"]), images_dir(folder),
+    result = swap_job.run_swap(source, Path(spec["photo"]), Settings(steps=spec["steps"], cfg=default_cfg(source)), images_dir(folder),
                                seed=spec["seed"], strength=spec["strength"], face=spec["face"],
                                on_event=lambda e: note(folder, e))
     return {"images": [str(result.path)], "identity": result.identity}

@@ -86,7 +86,7 @@ def build(ws: Workspace):
 
     # delete_cache: gradio's copies of served files (all re-made on demand) older than a day, checked hourly
     with gr.Blocks(title="faceswap-kohya", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        gr.Markdown("# faceswap-kohya\nPhotos of one person → an SDXL identity LoRA (Kohya's sd-scripts) → new "
+        gr.Markdown("# faceswap-kohya\nPhotos of one person → an SDXL or FLUX.1 identity LoRA (Kohya's sd-scripts) → new "
                     "pictures, an identity report and face swaps. Everything runs on this machine.")
         shared = Shared(ws=ws, prepared=gr.State(""), photos_dir=gr.State(""), followed=gr.State(""))
         with gr.Tabs(elem_id="pages") as shared.tabs:

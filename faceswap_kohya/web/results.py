@@ -28,7 +28,8 @@ def _source_and_settings(ws: Workspace, run: str, negative: str, steps, cfg, siz
     from faceswap_kohya.diffusion.source import image_settings, resolve_source
 
     source = resolve_source(str(run_dir(run, ws)))
-    return source, image_settings(negative, int(steps), float(cfg), size.strip() or None, sampler, source)
+    cfg = None if cfg is None or cfg == "" else float(cfg)  # empty: the run's own (default_cfg)
+    return source, image_settings(negative, int(steps), cfg, size.strip() or None, sampler, source)
 
 
 def generate(ws: Workspace, run: str, prompt: str, negative: str, weight: float, seed, n, steps, cfg, size: str,
@@ -100,7 +101,7 @@ def build(shared) -> Page:
         n = gr.Number(1, label="Images", precision=0, minimum=1, maximum=16, elem_id="results-n")
     with gr.Row():
         steps = gr.Number(30, label="Steps", precision=0, minimum=1, elem_id="results-steps")
-        cfg = gr.Number(6.0, label="CFG", elem_id="results-cfg")
+        cfg = gr.Number(None, label="CFG (empty: the run's evaluate.cfg)", elem_id="results-cfg")
         size = gr.Textbox("", label="Size (empty: the run's resolution)", placeholder="1024 or 832x1216",
                           elem_id="results-size")
         sampler = gr.Dropdown(SAMPLER_NAMES, value="euler", label="Sampler", elem_id="results-sampler")

@@ -40,13 +40,13 @@ def faces_preview(photo: Path, out: Path) -> tuple[Path, int]:
 def swap(ws: Workspace, run: str, photo: str, face: int, strength: float, weight: float, seed, steps, sampler: str,
          emit):
     """`faceswap-kohya swap RUN --photo P --face N --strength S -w W --seed .. --steps .. --sampler ..`."""
-    from faceswap_kohya.diffusion.source import Settings, resolve_source
+    from faceswap_kohya.diffusion.source import Settings, default_cfg, resolve_source
     from faceswap_kohya.jobs import swap as sw
 
     if not photo:
         raise UserError("no photo: upload the photo to put the face into")
     source = resolve_source(str(run_dir(run, ws)))
-    settings = Settings(steps=int(steps), sampler=sampler)
+    settings = Settings(steps=int(steps), cfg=default_cfg(source), sampler=sampler)
     return sw.run_swap(source, Path(photo), settings, sw.default_out_dir(source), seed=seeds(seed, 1)[0],
                        strength=float(strength), weight=float(weight), face=int(face or 1), on_event=emit)
 
