@@ -237,6 +237,42 @@ def test_sigterm_to_sweep_stops_every_trial_and_leaves_no_trainer(fake_kohya, ph
         assert json.loads(status.read_text())["state"] == "interrupted"
 
 
+def test_sigterm_to_serve_mid_training_stops_the_trainer_and_leaves_the_job_queued(fake_kohya, photos, tmp_path,  # noqa: F811
+                                                                                    monkeypatch):
+    """`serve` stopped by SIGTERM while a job trains (the stand-in trainer: process handling only): exit 130, its
+    message says the job goes on at the next start, no trainer is left, the run reads interrupted and the job queued."""
+    pytest.importorskip("fastapi", reason="the service needs its extra: pip install 'faceswap_kohya[service]'")
+    from service_server import Server, create_key
+
+    folder = tmp_path / "presets"  # a preset of the stand-in trainer, as the server's own presets folder
+    folder.mkdir()
+    preset, _ = presets.load("cpu-check", fast_settings(fake_kohya, photos, tmp_path / "unused", "training.max_steps=2000"))
+    (folder / "fake-check.yaml").write_text(presets.dump(preset))
+    monkeypatch.setenv("FACESWAP_KOHYA_PRESETS", str(folder))
+    out = tmp_path / "serve"
+    key, _ = create_key(out, None, "app")
+    server = Server(out, None)
+    with server.client(key) as c:
+        files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in sorted(photos.glob("*.jpg"))]
+        r = c.post("/v1/trainings", files=files, data={"preset": "fake-check", "trigger": "obm", "class_word": "man"})
+        assert r.status_code == 201, r.text
+        job = r.json()["id"]
+    runs = out / "jobs" / job / "runs"
+    status = wait_for(lambda: training_statuses(runs, "*/*/status.json"), server.proc, 240, "training")[0]
+    wait_for(lambda: "steps:" in (status.parent / "train.log").read_text(errors="replace"), server.proc, 60, "a step")
+    assert server.stop() == 130, server.log()
+    assert "stopped (SIGTERM): any job it was running is queued again and goes on when the server starts again" \
+        in server.log() and "Traceback" not in server.log(), server.log()
+    assert alive_with(str(runs)) == "", "no trainer may be left running"
+    assert json.loads(status.read_text())["state"] == "interrupted"
+    held = Server(out, None, "--hold")  # started again, holding: the job waits in the queue
+    try:
+        with held.client(key) as c:
+            assert c.get(f"/v1/trainings/{job}").json()["status"] == "queued"
+    finally:
+        assert held.stop() == 130, held.log()
+
+
 def test_sigterm_to_the_web_app_closes_it_with_a_non_zero_exit(tmp_path):
     pytest.importorskip("gradio", reason="the web app needs gradio: pip install -e '.[ui]'")
     import socket

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from faceswap_kohya.cli.main import cli, friendly
+from faceswap_kohya.cli.main import INTERRUPTED, cli, friendly
 
 output_option = click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("output"),
                              show_default=True, help="Jobs, their run folders and (without --database) the SQLite store.")
@@ -31,4 +31,5 @@ def serve(host, port, output, database, ray_address, max_upload_mb, max_queued_p
     """The training service for apps: a REST API (OpenAPI at /openapi.json) with a durable queue, webhooks and keys."""
     from faceswap_kohya.service.server import serve as run
 
-    run(output, host, port, database, ray_address, max_upload_mb, max_queued_per_key, hold, echo=click.echo)
+    if run(output, host, port, database, ray_address, max_upload_mb, max_queued_per_key, hold, echo=click.echo):
+        raise SystemExit(INTERRUPTED)  # SIGTERM: non-zero, as every command that SIGTERM stops

@@ -30,7 +30,8 @@ def open_store(output: Path, database: Optional[str]) -> Store:
 
 def serve(output: Path, host: str = "127.0.0.1", port: int = 8000, database: Optional[str] = None,
           ray_address: Optional[str] = None, max_upload_mb: int = 200, max_queued_per_key: int = 10,
-          hold: bool = False, echo: Callable[[str], None] = print) -> None:
+          hold: bool = False, echo: Callable[[str], None] = print) -> bool:
+    """Serve until stopped; True when SIGTERM stopped it (its running jobs are left queued for the next start)."""
     check_installed()
     import uvicorn
 
@@ -70,4 +71,6 @@ def serve(output: Path, host: str = "127.0.0.1", port: int = 8000, database: Opt
     finally:
         signal.signal(signal.SIGTERM, previous)
         store.close()
-    echo("stopped" + (" (SIGTERM)" if stopped else ""))
+    echo("stopped (SIGTERM): any job it was running is queued again and goes on when the server starts again"
+         if stopped else "stopped")
+    return bool(stopped)
