@@ -175,6 +175,27 @@ def test_prepared_photos_captions_and_checks(tmp_path, photos):
     assert r.exit_code == 2 and "prepare again, or set subject.trigger=myface" in r.output
 
 
+def test_training_on_prepared_photos_keeps_the_held_out_photo(tmp_path):
+    """`train --prepared` (what the web app's Train runs after its Photos page) validates on the photo `prepare` held
+    out, as a training straight from the photos does: its folder is copied and the dataset TOML names it."""
+    from faceswap_kohya.data.samples import sample_photos
+    from faceswap_kohya.jobs.prepare import prepare
+    from faceswap_kohya.jobs.train import copy_prepared
+    from faceswap_kohya.runs.layout import new_run, validation_dir
+    from faceswap_kohya.trainer.render import dataset_config
+
+    photos = sample_photos(tmp_path / "photos")  # six: enough for one to be held out
+    preset, _ = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}", "dataset.holdout=1"])
+    prepared, _ = prepare(preset)
+    held = sorted(p.name for p in validation_dir(preset, prepared).glob("*.png"))
+    assert len(held) == 1
+    run = new_run(preset)
+    copy_prepared(preset, prepared.root, run)
+    assert sorted(p.name for p in validation_dir(preset, run).glob("*.png")) == held
+    validation = [d for d in dataset_config(preset, run)["datasets"] if d.get("validation_split") == 1.0]
+    assert [s["image_dir"] for d in validation for s in d["subsets"]] == [str(validation_dir(preset, run))]
+
+
 def test_train_knobs_are_cli_overrides(tmp_path):
     from faceswap_kohya.web.train import Knobs, load
 
@@ -379,7 +400,8 @@ def test_browser_end_to_end(tmp_path, page_of):
         open_tab(page, "2 · Train")
         headline = wait_text(page, "train-progress", "myface-check/", timeout=60)
         assert "finished" in headline or "training" in headline or "preparing" in headline
-        wait_text(page, "train-progress", ": finished", timeout=2400)  # ~2 min on a quiet machine
+        finished = wait_text(page, "train-progress", ": finished", timeout=2400)  # ~2 min on a quiet machine
+        assert "validation loss" in finished, f"the photo the Photos page held out validates the run: {finished}"
         page.wait_for_timeout(2500)  # the next refresh brings the LoRA files and samples
         assert "myface-check.safetensors" in text_of(page, "train-loras").replace("\n", "")  # name and suffix in two spans
         assert wait_images(page, "train-samples")

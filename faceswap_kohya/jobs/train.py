@@ -138,13 +138,15 @@ def _get(preset: Preset, dotted: str):
 
 
 def copy_prepared(preset: Preset, prepared: Path, run: RunLayout, source: Optional[Path] = None) -> int:
-    """Copy a prepared dataset (images, captions as edited, reports) into the run; returns the image count.
+    """Copy a prepared dataset (images, captions as edited, held-out photos, class images, reports) into the run;
+    returns the image count.
     `source`: its photo folder when check_prepared found it already."""
     source = source or check_prepared(preset, prepared)
     old = RunLayout(Path(prepared).expanduser().absolute())
     shutil.copytree(source, instance_dir(preset, run))  # the folder name carries this preset's repeats
-    if old.reg.is_dir():
-        shutil.copytree(old.reg, run.reg)
+    for folder in (old.val, old.reg):  # the held-out photos (validation loss, held-out likeness) and class images
+        if folder.is_dir():
+            shutil.copytree(folder, run.root / folder.name)
     for name in ("contact_sheet.png", "dataset.json", "dataset.md"):
         if (old.root / name).is_file():
             shutil.copyfile(old.root / name, run.root / name)
