@@ -113,7 +113,8 @@ def ray_ask(preset: dict) -> dict:
     """The part of a preset `sweeps.runner.trial_resources` reads (what the job's Ray task asks for)."""
     k = preset.get("kohya") or {}
     return {"resources": preset.get("resources") or {},
-            "kohya": {n: k.get(n) for n in ("num_processes", "num_cpu_threads_per_process")}}
+            "kohya": {n: k.get(n) for n in ("num_processes", "num_cpu_threads_per_process")},
+            "base_model": {"family": (preset.get("base_model") or {}).get("family")}}
 
 
 def new_job(store: st.Store, cfg: Config, kind: str, key_name: str, request: dict, webhook: Optional[str] = None,

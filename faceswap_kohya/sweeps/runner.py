@@ -7,8 +7,8 @@ kill the worker and leave its trainer running), and workers at normal priority (
 starves a trainer on a busy machine). With an address the driver joins that cluster.
 
 Each trial asks for the preset's resources (`resources.*`, else worked out from the preset: one GPU per
-trainer process when the cluster has GPUs; on a CPU ~20 GiB, so trials run one at a time), and Ray runs
-as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
+trainer process when the cluster has GPUs; host RAM as measured: with a GPU 22 GiB for SDXL and 36 for FLUX, on a
+CPU ~20 GiB, so trials run one at a time), and Ray runs as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
 A worker that dies mid-trial (SIGKILL, the OOM killer) fails that trial alone, saying so (WORKER_DIED, also in
 the trial's run folder: a WorkerDied event, status `failed`), and its trainer is stopped; the others go on, and
 running the sweep again retries only the trials not finished.
@@ -36,7 +36,10 @@ from faceswap_kohya.sweeps.trials import TrialWatch, summarize_run
 
 OBJECT_STORE_BYTES = 100 * 2**20
 GiB = 2**30
-CPU_TRIAL_GB, GPU_TRIAL_GB = 20, 16  # host RAM of one trial: SDXL on a CPU peaks near 22 GB; with a GPU ~16
+CPU_TRIAL_GB = 20  # host RAM of one trial on a CPU: the SDXL check model peaks near 22 GB, flux-check near 15
+# With a GPU the trainer process still holds the model in host RAM: measured on an H200 (benchmarks/gpu-runs), its
+# peak was 21.1 GiB for face-24gb and 34.3 GiB for flux-24gb.
+GPU_TRIAL_GB = {"sdxl": 22, "flux": 36}
 POLL_S = 1.0
 STOP_WAIT_S = 120  # a trainer gets SIGINT, then SIGTERM, then SIGKILL within ~35 s
 TASK_WORKER_DIED = "the worker process running it died (a Ray worker: killed from outside, or out of memory?)"
@@ -114,7 +117,8 @@ def trial_resources(preset: dict, cluster: Cluster) -> dict:
     procs = k.get("num_processes") or 1
     gpus = r["gpus"] if r.get("gpus") is not None else (procs if cluster.gpus else 0)
     cpus = r.get("cpus") or (k.get("num_cpu_threads_per_process") or 2) * procs
-    memory_gb = r.get("memory_gb") or (GPU_TRIAL_GB if gpus else CPU_TRIAL_GB)
+    family = (preset.get("base_model") or {}).get("family") or "sdxl"
+    memory_gb = r.get("memory_gb") or (GPU_TRIAL_GB.get(family, GPU_TRIAL_GB["sdxl"]) if gpus else CPU_TRIAL_GB)
     return {"num_cpus": float(cpus), "num_gpus": float(gpus), "memory": int(memory_gb * GiB)}
 
 
