@@ -426,7 +426,6 @@ def test_flux_guidance_is_3_5_wherever_a_flux_preset_or_lora_gives_none(tmp_path
 
     assert default_cfg(Source(base_model="dit.safetensors", flux={"dit": "dit.safetensors"})) == 3.5
     assert default_cfg(Source(base_model="m.safetensors")) == 6.0
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "preset.yaml").write_text(presets.dump(given))
-    assert default_cfg(Source(base_model="dit.safetensors", flux={"dit": "x"}, run_dir=run)) == 2.0  # what it was scored with
+    run = Source(base_model="dit.safetensors", flux={"dit": "x"}, run_dir=tmp_path, preset=given)
+    assert default_cfg(run) == 2.0  # what the run's evaluation scored with
+    assert default_cfg(run, 5.0) == 5.0  # what the user gave

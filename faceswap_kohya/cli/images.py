@@ -143,7 +143,7 @@ def swap_cmd(target, photo, prompt, negative, seed, steps, cfg, strength, weight
     from faceswap_kohya.jobs import swap as sw
 
     source = resolve_source(target, base, epoch)
-    settings = Settings(steps=steps, cfg=default_cfg(source) if cfg is None else cfg, negative_prompt=negative,
+    settings = Settings(steps=steps, cfg=default_cfg(source, cfg), negative_prompt=negative,
                         sampler=check_sampler(sampler, "--sampler"))
     result = sw.run_swap(source, photo, settings, out_dir or sw.default_out_dir(source), prompt=prompt, seed=_seed(seed),
                          strength=strength, weight=weight, face=face_index, padding=padding, size=size, refs=refs,

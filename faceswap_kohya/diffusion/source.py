@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from faceswap_kohya.config.flux import FLUX_GUIDANCE
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.config.samplers import check_sampler
+from faceswap_kohya.config.schema import Preset
 from faceswap_kohya.diffusion.lora import read_lora_modules
 from faceswap_kohya.diffusion.prompts import check_size
 from faceswap_kohya.errors import UserError
@@ -32,6 +33,7 @@ class Source:
     trigger: Optional[str] = None
     class_word: Optional[str] = None
     modules: dict = field(default_factory=dict)  # LoRA path → its module names, its header read once
+    preset: Optional[Preset] = None  # the run's preset (preset.yaml), read once here; None without a run
 
     def find_lora(self, name: str) -> Path:
         if self.lora is not None and name in (self.lora.stem, self.lora.name):
@@ -60,11 +62,13 @@ def run_preset(run_dir: Path):
 SDXL_CFG = 6.0  # classifier-free guidance for SDXL (a preset's evaluate.cfg default)
 
 
-def default_cfg(source: Source) -> float:
-    """The guidance a run's images are made with unless the user gives one: what its evaluation scored with (the
-    preset's `evaluate.cfg`), else the family's usual value (a FLUX LoRA or base model with no run: 3.5)."""
-    if source.run_dir is not None:
-        return run_preset(source.run_dir).evaluate.cfg
+def default_cfg(source: Source, given: Optional[float] = None) -> float:
+    """The guidance to generate with: `given`, else what the run's evaluation scored with (its preset's
+    `evaluate.cfg`), else the family's usual value (a FLUX LoRA or base model with no run: 3.5)."""
+    if given is not None:
+        return given
+    if source.preset is not None:
+        return source.preset.evaluate.cfg
     return FLUX_GUIDANCE if source.flux else SDXL_CFG
 
 
@@ -112,7 +116,7 @@ def resolve_source(target: Optional[str], base: Optional[str] = None, epoch: Opt
             raise UserError(f"LoRA folder {d}: does not exist")
     return Source(base_model=base_model, flux=flux, lora=None if no_lora else lora, lora_dirs=dirs, run_dir=run_dir,
                   trigger=preset.subject.trigger if preset else None,
-                  class_word=preset.subject.class_word if preset else None, modules=modules)
+                  class_word=preset.subject.class_word if preset else None, modules=modules, preset=preset)
 
 
 # ---------------------------------------------------------------- the commands
@@ -147,14 +151,13 @@ def image_settings(negative: str, steps: int, cfg: Optional[float], size: Option
     """The settings of `generate` / `compare`, checked (size default: the run's training resolution, else 1024; cfg
     default: `default_cfg`)."""
     if size is None:
-        size = str(run_preset(source.run_dir).dataset.resolution) if source.run_dir else "1024"
+        size = str(source.preset.dataset.resolution) if source.preset is not None else "1024"
     w, h = parse_size(size)
     check_size(w, h)
     sampler = check_sampler(sampler, "--sampler")
     if steps < 1:
         raise UserError(f"--steps {steps}: must be at least 1")
-    cfg = default_cfg(source) if cfg is None else cfg
-    return Settings(steps=steps, cfg=cfg, width=w, height=h, negative_prompt=negative, sampler=sampler)
+    return Settings(steps=steps, cfg=default_cfg(source, cfg), width=w, height=h, negative_prompt=negative, sampler=sampler)
 
 
 def check_lora_files(paths, known: Optional[dict] = None) -> dict:

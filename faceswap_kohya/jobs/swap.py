@@ -23,7 +23,7 @@ from PIL import Image
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
 from faceswap_kohya.diffusion.lora import attach_loras, fuse, set_weights
 from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
-from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files, run_preset
+from faceswap_kohya.diffusion.source import Settings, Source, check_lora_files
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.events import ImageWritten, OnEvent, echo_to, ignore
 from faceswap_kohya.faces.detect import detect
@@ -198,7 +198,7 @@ def _references(source: Source, refs: Optional[Path]):
         return None, "no reference photos (give --refs PHOTOS_DIR, or a run folder)"
 
     try:
-        return load_references(run_refs(source.run_dir, run_preset(source.run_dir)), get_embedder("dlib")), ""
+        return load_references(run_refs(source.run_dir, source.preset), get_embedder("dlib")), ""
     except UserError as e:
         return None, str(e)
 
@@ -251,7 +251,7 @@ class SwapResult:
 
 def _working_size(source: Source, size: Optional[int]) -> int:
     if size is None:
-        size = run_preset(source.run_dir).dataset.resolution if source.run_dir is not None else DEFAULT_SIZE
+        size = source.preset.dataset.resolution if source.preset is not None else DEFAULT_SIZE
     if size < 64 or size % 8:
         raise UserError(f"--size {size}: must be a multiple of 8 and at least 64 (e.g. {max(64, round(size / 8) * 8)})")
     return size

@@ -61,8 +61,8 @@ def run_swap(spec: dict) -> dict:
 
     folder = Path(spec["folder"])
     source = resolve_source(spec["run"])
-    result = swap_job.run_swap(source, Path(spec["photo"]), Settings(steps=spec["steps"], cfg=default_cfg(source)), images_dir(folder),
-                               seed=spec["seed"], strength=spec["strength"], face=spec["face"],
+    settings = Settings(steps=spec["steps"], cfg=default_cfg(source))
+    result = swap_job.run_swap(source, Path(spec["photo"]), settings, images_dir(folder), seed=spec["seed"], strength=spec["strength"], face=spec["face"],
                                on_event=lambda e: note(folder, e))
     return {"images": [str(result.path)], "identity": result.identity}
 

@@ -8,7 +8,8 @@ starves a trainer on a busy machine). With an address the driver joins that clus
 
 Each trial asks for the preset's resources (`resources.*`, else worked out from the preset: one GPU per
 trainer process when the cluster has GPUs; host RAM as measured: with a GPU 22 GiB for SDXL and 36 for FLUX, on a
-CPU ~20 GiB, so trials run one at a time), and Ray runs as many at once as fit. A worker runs one trial and exits (`max_calls=1`), giving its memory back.
+CPU ~20 GiB, so trials run one at a time), and Ray runs as many at once as fit. A worker runs one trial and exits
+(`max_calls=1`), giving its memory back.
 A worker that dies mid-trial (SIGKILL, the OOM killer) fails that trial alone, saying so (WORKER_DIED, also in
 the trial's run folder: a WorkerDied event, status `failed`), and its trainer is stopped; the others go on, and
 running the sweep again retries only the trials not finished.

@@ -28,7 +28,7 @@ def _source_and_settings(ws: Workspace, run: str, negative: str, steps, cfg, siz
     from faceswap_kohya.diffusion.source import image_settings, resolve_source
 
     source = resolve_source(str(run_dir(run, ws)))
-    cfg = None if cfg is None or cfg == "" else float(cfg)  # empty: the run's own (default_cfg)
+    cfg = None if cfg is None else float(cfg)  # empty: the run's own (default_cfg)
     return source, image_settings(negative, int(steps), cfg, size.strip() or None, sampler, source)
 
 
