@@ -307,6 +307,8 @@ CASES = [
     ("size-swap", "swap @w/run --photo @w/face.jpg --size 100 -o @out", ["--size 100: must be a multiple of 8"]),
     ("size-evaluate", "evaluate @w/run --size 36 -o @out", ["width 36"]),
     ("steps-zero", "generate @w/run 'myface man' --steps 0 -o @out", ["--steps 0"]),
+    ("cfg-negative", "generate @w/run 'myface man' --cfg -1 -o @out", ["--cfg -1: the guidance scale must be 0 or more"]),
+    ("cfg-negative-swap", "swap @w/run --photo @w/face.jpg --cfg -2 -o @out", ["--cfg -2: the guidance scale must be 0 or more"]),
     # swap photos
     ("swap-photo-missing", "swap @w/run --photo @w/none.jpg -o @out", ["none.jpg: no such file"]),
     ("swap-photo-folder", "swap @w/run --photo @w/empty -o @out", ["empty: a folder; give one photo file"]),

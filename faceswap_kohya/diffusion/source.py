@@ -135,6 +135,8 @@ class Settings:
         self.sampler = check_sampler(self.sampler, "sampler")
         if self.steps < 1:
             raise UserError(f"steps {self.steps}: must be at least 1")
+        if self.cfg < 0:
+            raise UserError(f"--cfg {self.cfg:g}: the guidance scale must be 0 or more (e.g. 6 for SDXL, 3.5 for FLUX.1)")
 
 
 def parse_size(text: str) -> tuple[int, int]:
