@@ -349,7 +349,7 @@ def test_the_matrix_covers_every_command_and_kind_of_input():
 def guarded(monkeypatch):
     """Loading a model or starting the trainer only records the call (and fails, should it happen)."""
     from faceswap_kohya.diffusion import pipeline
-    from faceswap_kohya.jobs import train
+    from faceswap_kohya.jobs import generate, train
     from faceswap_kohya.models import checkmodel
     from faceswap_kohya.sweeps import runner
     from faceswap_kohya.trainer import launch
@@ -364,6 +364,7 @@ def guarded(monkeypatch):
         return record
 
     monkeypatch.setattr(pipeline, "load_pipeline", forbidden("load_pipeline"))
+    monkeypatch.setattr(generate, "load_pipeline", forbidden("load_pipeline"))  # bound at its import: patched there too
     monkeypatch.setattr(train, "launch", forbidden("launch"))
     monkeypatch.setattr(launch, "launch", forbidden("launch"))
     monkeypatch.setattr(checkmodel, "build_check_model", forbidden("build_check_model"))
