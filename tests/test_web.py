@@ -425,6 +425,11 @@ def test_browser_end_to_end(tmp_path, page_of):
         wait_text(page, "results-status", "generate: done", timeout=600)
         assert wait_images(page, "results-gallery")
         assert ".png" in text_of(page, "results-files").replace("\n", "")
+        from PIL import Image
+
+        run = next(root for root, st in list_runs(app.output) if st.get("kind") == "train")
+        made = Image.open(sorted((run / "images").glob("*/*.png"))[-1]).info["parameters"]
+        assert "CFG scale: 6," in made, f"an empty CFG field generates with the run's evaluate.cfg: {made}"
         shot(page, "results-generated")
         phase("generate")
         page.locator("#results-compare").click()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from faceswap_kohya.config.samplers import SAMPLERS
+from faceswap_kohya.errors import UserError
 from faceswap_kohya.web.common import Workspace, run_dir, run_job
 from faceswap_kohya.web.pages import run_dropdown
 
@@ -28,7 +29,11 @@ def _source_and_settings(ws: Workspace, run: str, negative: str, steps, cfg, siz
     from faceswap_kohya.diffusion.source import image_settings, resolve_source
 
     source = resolve_source(str(run_dir(run, ws)))
-    cfg = None if cfg is None else float(cfg)  # empty: the run's own (default_cfg)
+    text = str(cfg or "").strip()  # empty: the run's own (default_cfg)
+    try:
+        cfg = float(text) if text else None
+    except ValueError:
+        raise UserError(f"CFG {text!r}: give a number (6 for SDXL, 3.5 for FLUX.1), or leave it empty for the run's own") from None
     return source, image_settings(negative, int(steps), cfg, size.strip() or None, sampler, source)
 
 
@@ -101,7 +106,8 @@ def build(shared) -> Page:
         n = gr.Number(1, label="Images", precision=0, minimum=1, maximum=16, elem_id="results-n")
     with gr.Row():
         steps = gr.Number(30, label="Steps", precision=0, minimum=1, elem_id="results-steps")
-        cfg = gr.Number(None, label="CFG (empty: the run's evaluate.cfg)", elem_id="results-cfg")
+        cfg = gr.Textbox("", label="CFG (empty: the run's evaluate.cfg)", placeholder="6 (SDXL), 3.5 (FLUX.1)",
+                         elem_id="results-cfg")
         size = gr.Textbox("", label="Size (empty: the run's resolution)", placeholder="1024 or 832x1216",
                           elem_id="results-size")
         sampler = gr.Dropdown(SAMPLER_NAMES, value="euler", label="Sampler", elem_id="results-sampler")
