@@ -319,8 +319,13 @@ def test_train_flux_check_trains_a_flux_lora_that_attaches_fully_and_changes_the
     assert meta["ss_network_module"] == "networks.lora_flux" and meta["ss_network_dim"] == "4"
     assert "ss_base_model_version" in meta and meta["ss_base_model_version"].startswith("flux")
 
-    pipe = load_pipeline("builtin:flux-check", device="cpu", dtype="fp32")
+    from faceswap_kohya.config.flux import t5_tokens
+    from faceswap_kohya.diffusion.prompts import prompt_conditioning
+
+    assert t5_tokens(trained_flux_run.preset) == 32  # flux-check's captions were encoded to 32 T5 tokens
+    pipe = load_pipeline("builtin:flux-check", device="cpu", dtype="fp32", t5_tokens=t5_tokens(trained_flux_run.preset))
     try:
+        assert prompt_conditioning(pipe, "myface woman", "")["max_sequence_length"] == 32  # generated as trained
         base = generate_images(pipe, ["myface woman, portrait photo"], [3], steps=2, cfg=3.5, width=64, height=64)[0]
         assert attach_lora(pipe, result.final, weight=1.0) == len(modules)
         assert set(modules) <= attached_names(pipe, next(iter(pipe.fsk_loras)))
@@ -362,6 +367,7 @@ def test_swap_with_a_flux_lora_inpaints_only_the_face(trained_flux_run, astronau
                  "Face swap: astronaut.png", "Model: flux-check", 'Lora hashes: "myface-flux-check: '):
         assert part in text[1], (part, text[1])
     side = json.loads(out.with_suffix(".json").read_text())
+    assert side["t5_tokens"] == 32, "the run's T5 token count (flux.t5xxl_max_token_length), as it was trained"
     region = plan_region(tuple(side["face_box"]), astronaut.size, side["padding"])
     assert list(region.crop_box) == side["crop_box"] and list(region.mask_box) == side["mask_box"]
     mask = Image.new("L", astronaut.size, 0)
@@ -405,6 +411,30 @@ def test_the_gpu_check_plans_the_flux_presets_on_the_gpu_only(tmp_path):
         assert (preset.base_model.path, preset.base_model.t5xxl) == (str(files["dit"]), str(files["t5xxl"]))
         assert (Path(preset.kohya.tokenizer_cache) / "google_t5-v1_1-xxl").is_dir()
     assert check.base_overrides("sdxl", None, {}) == ["base_model=builtin:pipeline-check"]
+
+
+def test_a_flux_runs_t5_token_count_reaches_its_generation_and_class_images(tmp_path):
+    """A FLUX run's captions were encoded to `flux.t5xxl_max_token_length` T5 tokens: its prompts are encoded to as
+    many (sd-scripts' own samples do so; diffusers would pad to 512, which flux-check's 32 makes ~13 s slower per
+    prompt on a CPU), and class images made with another count are other images (their cache key says so)."""
+    from types import SimpleNamespace
+
+    from faceswap_kohya.config.flux import t5_tokens
+    from faceswap_kohya.data import regularization
+    from faceswap_kohya.diffusion.prompts import prompt_conditioning
+
+    bare = {"base_model": {"family": "flux", "path": "dit.safetensors", "ae": "ae.safetensors", "clip_l": "clip_l.safetensors",
+                           "t5xxl": "t5xxl.safetensors"}, "regularization": {"generate": 1}}
+    unset = presets.validate(bare, "p")
+    short = presets.validate(bare | {"flux": {"t5xxl_max_token_length": 64}}, "p")
+    sdxl = presets.validate({"base_model": "m.safetensors", "regularization": {"generate": 1}}, "p")
+    assert (t5_tokens(short), t5_tokens(unset), t5_tokens(sdxl), t5_tokens(None)) == (64, None, None, None)
+    assert t5_tokens(presets.load("flux-check")[0]) == 32
+    pipe = SimpleNamespace(fsk_family="flux", fsk_t5_tokens=64)
+    assert prompt_conditioning(pipe, "ohwx man", "") == {"prompt": "ohwx man", "max_sequence_length": 64}
+    pipe.fsk_t5_tokens = None
+    assert prompt_conditioning(pipe, "ohwx man", "") == {"prompt": "ohwx man"}
+    assert regularization.plan(short)[0].key != regularization.plan(unset)[0].key
 
 
 def test_flux_guidance_is_3_5_wherever_a_flux_preset_or_lora_gives_none(tmp_path):

@@ -16,6 +16,14 @@ from faceswap_kohya.config.sections import Section
 FLUX_GUIDANCE = 3.5  # FLUX.1 dev's embedded guidance: FluxPipeline's default, and sd-scripts' for FLUX samples
 
 
+def t5_tokens(preset) -> Optional[int]:
+    """The T5 tokens a FLUX run's captions were encoded to (`flux.t5xxl_max_token_length`), for generating with its
+    LoRA as it was trained (sd-scripts' own samples do so); None for SDXL or when unset (diffusers' 512)."""
+    if preset is None or not preset.base_model.is_flux:
+        return None
+    return preset.flux.t5xxl_max_token_length
+
+
 class FluxSettings(Section):
     model_type: Literal["flux", "chroma"] = Field("flux", description="flux: FLUX.1 dev/schnell; chroma: Chroma (no CLIP-L)")
     guidance_scale: float = Field(1.0, ge=0, description="the DiT's embedded guidance while training (1.0 for FLUX.1 "

@@ -1,7 +1,7 @@
 """Regularization ("prior preservation") images of the class, generated with the base model itself.
 
 Images are cached outside the run folder, one file per image, keyed by everything that shapes it
-(base model identity, prompt, negative prompt, seed, size, steps, CFG, scheduler): a second run with the
+(base model identity, prompt, negative prompt, seed, size, steps, CFG, scheduler; FLUX: T5 tokens): a second run with the
 same settings reuses them at once, a changed setting regenerates only what differs, and an interrupted
 generation resumes image by image.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from faceswap_kohya.config.flux import t5_tokens
 from faceswap_kohya.config.paths import home
 from faceswap_kohya.config.schema import CHECK_MODEL, Preset
 from faceswap_kohya.config.texts import fill
@@ -67,7 +68,8 @@ def plan(preset: Preset) -> list[RegImage]:
     for i in range(r.generate):
         prompt = fill(r.prompts[i % len(r.prompts)], preset)
         seed = r.seed + i
-        recipe = json.dumps([model, preset.base_model.vae, prompt, r.negative_prompt, seed, size, r.steps, r.cfg, r.scheduler])
+        recipe = [model, preset.base_model.vae, prompt, r.negative_prompt, seed, size, r.steps, r.cfg, r.scheduler]
+        recipe = json.dumps(recipe + ([tokens] if (tokens := t5_tokens(preset)) else []))  # FLUX: its T5 token count
         images.append(RegImage(prompt, seed, hashlib.sha256(recipe.encode()).hexdigest()[:20]))
     return images
 
@@ -111,7 +113,8 @@ def generate_missing(preset: Preset, todo: list[RegImage], echo=print,
     from faceswap_kohya.diffusion.pipeline import load_pipeline
 
     r, cache, size = preset.regularization, cache_dir(), preset.dataset.resolution
-    pipe = load_pipeline(preset.base_model.path, flux=generation_files(preset.base_model, preset.base_model.path))
+    pipe = load_pipeline(preset.base_model.path, flux=generation_files(preset.base_model, preset.base_model.path),
+                         t5_tokens=t5_tokens(preset))
     set_sampler(pipe, r.scheduler)
     for done, img in enumerate(todo, 1):
         image = generate_images(pipe, [img.prompt], [img.seed], r.steps, r.cfg, size, size, r.negative_prompt)[0]

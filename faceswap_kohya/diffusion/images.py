@@ -99,6 +99,7 @@ class ImageInfo:
     model: str
     model_hash: Optional[str] = None
     loras: list = field(default_factory=list)  # [{"name", "path", "weight", "sha256"}]
+    t5_tokens: Optional[int] = None  # FLUX: the T5 tokens the prompt was encoded to (None: diffusers' 512; SDXL)
 
     def a1111(self) -> str:
         """The A1111 `parameters` text: prompt (with <lora:..> tags), negative prompt, then settings."""

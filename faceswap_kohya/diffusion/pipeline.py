@@ -142,12 +142,13 @@ def quiet_libraries() -> None:
 
 
 def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[str] = None,
-                  flux: Optional[dict] = None, inpaint: bool = False):
+                  flux: Optional[dict] = None, inpaint: bool = False, t5_tokens: Optional[int] = None):
     """An SDXL pipeline from a hub id, a local diffusers folder, a single file, or builtin:pipeline-check; a FLUX
     pipeline from `flux` (`models.base.flux_files`: the DiT, AE, CLIP-L and T5-XXL) or builtin:flux-check.
 
     offload: None, "model" (whole models to the GPU in turn) or "sequential" (layer by layer: least VRAM).
     inpaint: FLUX only, a FluxInpaintPipeline (SDXL swap makes its own inpainting pipeline from this one).
+    t5_tokens: FLUX only, the T5 tokens prompts are encoded to (`config.flux.t5_tokens` of the run; None: 512).
     With keep_between_jobs() on, the kept pipeline is handed out again when it was loaded the same way.
     """
     quiet_libraries()
@@ -160,6 +161,7 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
     if keeping():
         kept = reuse_kept(key)
         if kept is not None:
+            kept.fsk_t5_tokens = t5_tokens
             return kept
     try:
         if kind == "flux":
@@ -195,6 +197,7 @@ def load_pipeline(base_model: str, device=None, dtype=None, offload: Optional[st
     pipe.fsk_base = {"model": base_model, "path": where if kind != "hub" else None, "label": model_label(base_model)}
     pipe.fsk_loras = {}
     pipe.fsk_family = "flux" if kind == "flux" else "sdxl"
+    pipe.fsk_t5_tokens = t5_tokens
     pipe.fsk_scheduler = pipe.scheduler  # the sampler it came with, set back when a kept pipeline is reused
     if keeping():
         _kept.update(key=key, pipe=pipe)

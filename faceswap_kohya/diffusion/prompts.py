@@ -88,7 +88,10 @@ def prompt_conditioning(pipe, prompt: str, negative: str) -> dict:
     """Pipeline text arguments: plain strings when diffusers handles them as is, else compel embeddings
     (weighted terms, prompts over 75 tokens)."""
     if getattr(pipe, "fsk_family", "sdxl") == "flux":
-        return {"prompt": prompt}  # FLUX.1: T5 reads long prompts; no negative pass (cfg is its embedded guidance)
+        # FLUX.1: T5 reads long prompts, to the run's token count when it has one; no negative pass (cfg is its
+        # embedded guidance)
+        tokens = getattr(pipe, "fsk_t5_tokens", None)
+        return {"prompt": prompt} | ({"max_sequence_length": tokens} if tokens else {})
     prompt, negative = a1111_to_compel(prompt), a1111_to_compel(negative or "")
     long = max(_n_tokens(pipe, prompt), _n_tokens(pipe, negative)) > pipe.tokenizer.model_max_length - 2
     if not long and not COMPEL_SYNTAX.search(prompt) and not COMPEL_SYNTAX.search(negative):

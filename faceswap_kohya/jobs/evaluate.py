@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from faceswap_kohya.config import presets
+from faceswap_kohya.config.flux import t5_tokens
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.config.presets import read_run_preset
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
@@ -237,7 +238,8 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
     for s in plan.skipped:
         on_event(Warning(f"skipped {s['label']} ({Path(s['file']).name}): {s['why']}"))
 
-    pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload, flux=plan.flux)
+    pipe = load_pipeline(plan.base_model, device=device, dtype=dtype, offload=offload, flux=plan.flux,
+                         t5_tokens=t5_tokens(plan.preset))
     sampler_label = set_sampler(pipe, SAMPLER)
     base_info = pipe.fsk_base
     model_hash = file_sha256(Path(base_info["path"])) if base_info.get("path") and Path(base_info["path"]).is_file() else None
@@ -249,7 +251,8 @@ def evaluate(plan: Plan, on_event: OnEvent = ignore, device=None, dtype=None, of
 
     def info_of(prompt, seed, loras):
         return ImageInfo(prompt=prompt, negative_prompt=negative, seed=seed, steps=ev.steps, cfg=ev.cfg, width=plan.width,
-                         height=plan.height, sampler=sampler_label, model=base_info["label"], model_hash=model_hash, loras=loras)
+                         height=plan.height, sampler=sampler_label, model=base_info["label"], model_hash=model_hash, loras=loras,
+                         t5_tokens=getattr(pipe, "fsk_t5_tokens", None))
 
     def save(image, name, info):
         save_image(image, images_dir / name, info)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from faceswap_kohya.config.flux import t5_tokens
 from faceswap_kohya.config.paths import new_folder
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, generate_images, save_image
 from faceswap_kohya.diffusion.lora import attach_loras, fuse
@@ -51,7 +52,8 @@ def image_progress(total: int, on_event: OnEvent):
 
 def load_for_generation(source: Source, paths: list[Path], device, dtype, offload, modules: Optional[dict] = None):
     """The base pipeline with `paths` attached (`modules`: their module names, as check_lora_files read them)."""
-    pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload, flux=source.flux)
+    pipe = load_pipeline(source.base_model, device=device, dtype=dtype, offload=offload, flux=source.flux,
+                         t5_tokens=t5_tokens(source.preset))
     return pipe, attach_loras(pipe, paths, modules=modules)
 
 
@@ -61,7 +63,7 @@ def image_info(pipe, prompt: str, seed: int, s: Settings, sampler_label: str, lo
     return ImageInfo(prompt=prompt, negative_prompt=s.negative_prompt, seed=int(seed), steps=s.steps, cfg=s.cfg,
                      width=s.width, height=s.height, sampler=sampler_label, model=base["label"], model_hash=model_hash,
                      loras=[{"name": p.stem, "adapter": names[p], "path": str(p), "weight": w, "sha256": file_sha256(p)}
-                            for p, w in loras.items()])
+                            for p, w in loras.items()], t5_tokens=getattr(pipe, "fsk_t5_tokens", None))
 
 
 def run_generate(source: Source, prompts: Sequence[str], seeds: Sequence[int], settings: Settings, out_dir: Path,

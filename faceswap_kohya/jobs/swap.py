@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from faceswap_kohya.config.flux import t5_tokens
 from faceswap_kohya.diffusion.images import ImageInfo, file_sha256, save_image
 from faceswap_kohya.diffusion.lora import attach_loras, fuse, set_weights
 from faceswap_kohya.diffusion.prompts import prompt_conditioning, set_sampler
@@ -279,7 +280,8 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo,
         raise UserError(f"offload {offload!r}: use 'model' or 'sequential'")
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
-    pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype, flux=source.flux)
+    pipe = load_pipeline(source.base_model, device="cpu" if offload else device, dtype=dtype, flux=source.flux,
+                         t5_tokens=t5_tokens(source.preset))
     names = attach_loras(pipe, loras, modules=modules)
     for path, name in names.items():
         echo(f"LoRA {path.name}: all {pipe.fsk_loras[name].modules} modules attached")
@@ -290,7 +292,7 @@ def _inpaint_pipeline(source: Source, loras: dict, device, dtype, offload, echo,
     else:
         inpaint = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False, add_watermarker=False,
                                                    force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
-    inpaint.fsk_family = pipe.fsk_family
+    inpaint.fsk_family, inpaint.fsk_t5_tokens = pipe.fsk_family, getattr(pipe, "fsk_t5_tokens", None)
     if offload == "model":
         inpaint.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
@@ -358,7 +360,7 @@ def run_swap(source: Source, photo_path: Path, settings: Settings, out_dir: Path
     info = SwapInfo(prompt=clean, negative_prompt=settings.negative_prompt, seed=int(seed), steps=settings.steps,
                     cfg=settings.cfg, width=size, height=size, sampler=sampler, model=base["label"], model_hash=model_hash,
                     loras=[{"name": p.stem, "adapter": names[p], "path": str(p), "weight": w, "sha256": file_sha256(p)}
-                           for p, w in loras.items()],
+                           for p, w in loras.items()], t5_tokens=getattr(pipe, "fsk_t5_tokens", None),
                     strength=strength, source_photo=photo_path.name, photo_size=list(photo.size), face_index=face,
                     faces_found=len(found), face_box=list(region.face_box), padding=padding,
                     crop_box=list(region.crop_box), mask_box=list(region.mask_box),
