@@ -11,7 +11,6 @@ from faceswap_kohya.config import presets
 from faceswap_kohya.data import regularization
 from faceswap_kohya.diffusion import pipeline as loader
 from faceswap_kohya.errors import UserError
-from faceswap_kohya.jobs import train as runner
 from faceswap_kohya.runs.layout import RunLayout
 
 
@@ -139,27 +138,22 @@ def test_images_and_generate_are_exclusive():
 
 @pytest.mark.trainer
 @needs_kohya
-def test_generated_class_images_train_with_the_real_trainer(tmp_path, photos, monkeypatch):
-    """regularization.generate on the pipeline-check model: the base model generates the class images in this
-    process, gives its memory back, and sd-scripts trains with them as regularization images."""
+def test_generated_class_images_train_with_the_real_trainer(trained_run, monkeypatch):
+    """regularization.generate on the pipeline-check model (the session's shared run: 2 class images, 1 step): the
+    base model generates the class images in the training process before the trainer starts, into the cache, and
+    sd-scripts trains with them as regularization images."""
     import re
 
-    from faceswap_kohya.config.paths import home
+    from faceswap_kohya import events as ev
 
-    real = home()
-    private = tmp_path / "home"  # an empty image cache, the real check model and tokenizers
-    private.mkdir()
-    for shared in ("pipeline-check", "tokenizers"):
-        (real / shared).mkdir(parents=True, exist_ok=True)
-        (private / shared).symlink_to(real / shared, target_is_directory=True)
-    monkeypatch.setenv("FACESWAP_KOHYA_HOME", str(private))
-    preset, path = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={tmp_path / 'out'}",
-                                              "regularization.generate=2", "regularization.steps=1",
-                                              "sampling.prompts=[]", "sampling.every_n_epochs=null"])
-    assert len(regularization.missing(preset)) == 2
-    result = runner.train(preset, path)
+    result = trained_run.result
     assert result.ok, result.diagnosis
-    assert not regularization.missing(preset)
+    said = [e.text for e in trained_run.events if isinstance(e, ev.Message)]
+    assert "regularization: 2 class images, 0 cached, 2 to generate" in said, said
+    monkeypatch.setenv("FACESWAP_KOHYA_HOME", str(trained_run.home))  # the cache it trained with
+    assert not regularization.missing(trained_run.preset)
     reg = result.run.reg / "1_woman"
     assert len(list(reg.glob("*.png"))) == 2
-    assert re.search(r"\b2 reg images with repeats", result.run.log.read_text())
+    log = result.run.log.read_text()
+    assert re.search(r"\b2 reg images with repeats", log)
+    assert log.index("2 reg images with repeats") < log.index("model saved.")

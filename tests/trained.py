@@ -3,11 +3,12 @@
 `trained_run` trains cpu-check (random-weight full-size SDXL, 64 px, 2 steps) on its six sample photos, copied
 into a folder of the test's own, with the preset's head masks and one photo held out, plus: a saved training
 state (what `resume` continues from), the text encoders trained too (both, at 1e-5) and LoCon convs (rank 2),
-and a UNet learning rate large enough for the LoRA to change generated images. The preset's one sample at the
-end of its epoch is rendered (64 px, 2 steps, a few seconds) and scored live: the random-weight model draws no
-face, which the run must report. The fixture trains when a test first asks for it, ~1.5 min and ~22 GB RAM:
-tests that use it are marked `trainer` and `needs_kohya`. They must not change the run; a test that needs a
-fault of its own (SIGINT, SIGKILL) or other settings trains its own run.
+a UNet learning rate large enough for the LoRA to change generated images, and two class images the base model
+generates first (one step each, into an empty cache of the run's own: `TrainedRun.home`) as regularization images.
+The preset's one sample at the end of its epoch is rendered (64 px, 2 steps, a few seconds) and scored live: the
+random-weight model draws no face, which the run must report. The fixture trains when a test first asks for it,
+~2 min and ~22 GB RAM: tests that use it are marked `trainer` and `needs_kohya`. They must not change the run; a
+test that needs a fault of its own (SIGINT, SIGKILL) or other settings trains its own run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-TRAINED_OVERRIDES = ("training.save_state=true", "optimizer.text_encoder_lr=1e-5", "network.conv_dim=2", "optimizer.unet_lr=0.01")
+TRAINED_OVERRIDES = ("training.save_state=true", "optimizer.text_encoder_lr=1e-5", "network.conv_dim=2", "optimizer.unet_lr=0.01",
+                     "regularization.generate=2", "regularization.steps=1")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class TrainedRun:
     events: list
     photos: Path
     photo_bytes: dict = field(default_factory=dict)  # each photo's bytes before training
+    home: Path | None = None  # FACESWAP_KOHYA_HOME while it trained: its class-image cache started empty
 
 
 @pytest.fixture(scope="session")
@@ -43,5 +46,20 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     photo_bytes = {p: p.read_bytes() for p in photos.iterdir()}
     preset, path = presets.load("cpu-check", [f"dataset.images={photos}", f"output.dir={root / 'out'}", *TRAINED_OVERRIDES])
     events = []
-    result = train(preset, path, on_event=events.append)
-    return TrainedRun(preset, path, result, events, photos, photo_bytes)
+    with pytest.MonkeyPatch.context() as env:
+        home = private_home(root / "home")
+        env.setenv("FACESWAP_KOHYA_HOME", str(home))
+        result = train(preset, path, on_event=events.append)
+    return TrainedRun(preset, path, result, events, photos, photo_bytes, home)
+
+
+def private_home(folder: Path) -> Path:
+    """A cache folder with an empty class-image cache and the real one's check model and tokenizers."""
+    from faceswap_kohya.config.paths import home
+
+    real = home()
+    folder.mkdir()
+    for shared in ("pipeline-check", "tokenizers"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (folder / shared).symlink_to(real / shared, target_is_directory=True)
+    return folder
