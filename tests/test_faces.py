@@ -94,6 +94,32 @@ def test_one_person_across_photos_and_someone_else(face_recognition_photos, embe
     assert medians[SOMEONE_ELSE] < SAME_PERSON_SCORE < min(medians[n] for n in ONE_PERSON)
 
 
+def test_the_embedding_worker_gives_the_same_numbers_and_a_dead_one_is_replaced_in_process(face_recognition_photos,
+                                                                                             embedder):
+    """faces.worker: dlib's embedding in its own process (prepare uses it: dlib holds the GIL) is the very same
+    vector as in-process; a worker killed with SIGKILL is noticed, and the faces after it are embedded in-process."""
+    import os
+    import signal
+    import subprocess
+
+    from faceswap_kohya.faces.worker import FaceWorker
+    from faceswap_kohya.files.images import load_rgb
+
+    images = [load_rgb(face_recognition_photos / n) for n in ONE_PERSON[:3]]
+    here = [embedder.embed(im) for im in images]
+    with FaceWorker() as worker:
+        assert worker.proc is not None and worker.proc.poll() is None
+        remote = embedder.with_worker(worker)
+        assert remote.worker is worker and embedder.worker is None  # the shared embedder is left as it was
+        assert all(np.array_equal(a, remote.embed(im)) for a, im in zip(here[:2], images[:2]))
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait()
+        assert np.array_equal(here[2], remote.embed(images[2]))  # computed here instead
+        assert worker.proc is None
+    left = subprocess.run(["pgrep", "-f", "faceswap_kohya.faces.worker"], capture_output=True, text=True).stdout
+    assert left.strip() == "", f"worker processes left: {left}"
+
+
 # ---------------------------------------------------------------- scores on fixed vectors (known answers)
 def test_distance_and_score_known_answers():
     a, b, c = np.zeros(128), np.zeros(128), np.zeros(128)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -39,6 +40,7 @@ from faceswap_kohya.data.regularization import balance_advice
 from faceswap_kohya.data.reports import LayoutSummary, write_reports
 from faceswap_kohya.errors import UserError
 from faceswap_kohya.faces import identity as faces
+from faceswap_kohya.faces.worker import FaceWorker
 from faceswap_kohya.files.images import PNG_FAST, load_rgb, resized, save_with_loss_weight, unreadable_reason
 from faceswap_kohya.runs.layout import RunLayout, instance_dir, reg_dir, validation_dir
 
@@ -46,6 +48,7 @@ MIN_PHOTOS, FEW_PHOTOS, MANY_PHOTOS = 3, 5, 50
 AUTO_HOLDOUT_FROM = 6  # with dataset.holdout unset, one photo is held out from this many usable photos
 # Threads overlap decoding, resizing and encoding (Pillow releases the GIL); face detection runs one at a time.
 WORKERS = min(6, (os.cpu_count() or 1) + 1)
+WORKER_FROM = 4  # photos from which the embeddings are computed in a process of their own (faces.worker)
 
 
 try:  # phones write HEIC
@@ -149,8 +152,11 @@ def read_photos(preset: Preset, paths: list[Path], embedder, summary: LayoutSumm
     blur, small faces, pose and light), then cropped and masked; the usable ones, or UserError when too few."""
     d = preset.dataset
     upscales = not (d.enable_bucket and d.bucket_no_upscale)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        photos = list(pool.map(lambda p: measure(p, embedder, d.framing, d.resolution), paths))
+    # dlib's embedding in a process of its own (faces.worker) for a set of photos: it holds the GIL, the threads'
+    # decoding does not (below WORKER_FROM photos starting it costs more than it saves)
+    with (FaceWorker() if embedder and len(paths) >= WORKER_FROM else nullcontext()) as worker, ThreadPoolExecutor(WORKERS) as pool:
+        faces_of = embedder.with_worker(worker) if embedder else None
+        photos = list(pool.map(lambda p: measure(p, faces_of, d.framing, d.resolution), paths))
         summary.entries = photos
         mark_duplicates(photos)
         gate = run_gate(photos, d, embedder.metric if embedder else "euclidean", summary.warnings,

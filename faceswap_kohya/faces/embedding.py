@@ -22,6 +22,11 @@ class Embedder:
     def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
         raise NotImplementedError
 
+    def with_worker(self, worker) -> "Embedder":
+        """The embedder computing in `worker` (a faces.worker.FaceWorker) where its model runs there (dlib's); else
+        this one (ArcFace's onnxruntime lets go of the GIL itself)."""
+        return self
+
     def score(self, embedding: np.ndarray, references: Sequence[np.ndarray]) -> tuple[float, int]:
         return identity_score(embedding, references, metric=self.metric)
 

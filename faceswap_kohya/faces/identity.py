@@ -23,6 +23,7 @@ from faceswap_kohya.faces.detect import DLIB_LOCK, Face, detect, dlib_model, dli
 from faceswap_kohya.faces.embedding import Embedder, similarity
 from faceswap_kohya.faces.embedding import distance as distance  # comparing, as callers of faces.identity know it
 from faceswap_kohya.faces.embedding import identity_score as identity_score
+from faceswap_kohya.faces.worker import FaceWorker, embedding_of
 from faceswap_kohya.files.images import list_images, load_rgb, unreadable_reason
 
 EMBED_FACE_PX = 200  # the face is resampled to about this width before landmarks and embedding
@@ -31,10 +32,17 @@ SAME_PERSON_SCORE = 0.4  # dlib's "distance < 0.6" rule of thumb, as a score (se
 
 # ---------------------------------------------------------------- embedding
 class DlibEmbedder(Embedder):
-    """dlib's ResNet (128-d, 99.38 % on LFW); the face is aligned on its 5 landmarks first."""
+    """dlib's ResNet (128-d, 99.38 % on LFW); the face is aligned on its 5 landmarks first. `worker`: a
+    faces.worker.FaceWorker that computes it in its own process (see `with_worker`)."""
 
     name = "dlib-resnet-128"
     metric = "euclidean"
+
+    def __init__(self, worker: Optional[FaceWorker] = None):
+        self.worker = worker
+
+    def with_worker(self, worker: Optional[FaceWorker]) -> "DlibEmbedder":
+        return DlibEmbedder(worker)
 
     def embed(self, image: Image.Image, face: Optional[Face] = None) -> Optional[np.ndarray]:
         dlib = dlib_module()
@@ -55,10 +63,11 @@ class DlibEmbedder(Embedder):
         arr = rgb_array(crop)
         rect = dlib.rectangle(round((left - region[0]) * k), round((top - region[1]) * k),
                               round((right - region[0]) * k), round((bottom - region[1]) * k))
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+        if self.worker is not None and (vector := self.worker.embedding(arr, box)) is not None:
+            return vector
         with DLIB_LOCK:
-            shape = dlib_model("landmarks")(arr, rect)
-            chip = dlib.get_face_chip(arr, shape, size=150, padding=0.25)
-            return np.asarray(dlib_model("resnet").compute_face_descriptor(chip), dtype=np.float64)
+            return embedding_of(dlib, dlib_model("landmarks"), dlib_model("resnet"), arr, box)
 
 
 def overlap(a, b) -> float:
