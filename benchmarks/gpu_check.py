@@ -71,6 +71,7 @@ class Plan:
     gen_dtypes: tuple = ("fp16", "bf16")  # none: no generation or swap part
     family: str = "sdxl"  # which presets it trains (FAMILY_PRESETS) and on which random-weight base model
     presets: tuple = ()  # the presets trained: none named, the family's all
+    gen_warmup: bool = True  # an untimed image before each timing (kernels, autotuning, the adapters' first call)
 
 
 # On the GPU: the wrapper against the same command by hand for face-24gb (the trainer is the same for all three),
@@ -86,11 +87,12 @@ DRY_PLAN = Plan(64, 2, 1, 1, 64, 2, 1, 4800.0,
                 {"setup": 60, "environment": 180, "model": 900, "train": 900, "generate": 900, "swap": 600}, {},
                 ("dataset.enable_bucket=false", "training.mixed_precision='no'", "training.full_bf16=false",
                  "training.batch_size=1", "optimizer.text_encoder_lr=0", "network.dim=4", "network.alpha=2"),
-                ("face-12gb",), ("fp32",), presets=("face-12gb",))
+                ("face-12gb",), ("fp32",), presets=("face-12gb",), gen_warmup=False)
 # The dry run trains face-12gb only, by hand first (the run folder laid out the wrapper's way) and through the
 # wrapper: at toy sizes on a CPU the three presets differ in nothing the trainer does differently there (fp32,
 # rank 4, batch 1, 64 px), and every shipped preset's command is checked by sd-scripts' own parser in
-# tests/test_render.py; the GPU run trains all three.
+# tests/test_render.py; the GPU run trains all three. No warm-up image before a timing there: a CPU has no kernels to
+# compile or tune, and each image of the full-size model costs it ~5 s.
 # FLUX: the three flux presets through the wrapper only, no generation or swap (a full-size DiT: building it and
 # loading it per run take most of the budget); the model part builds ~27 GB of random weights on the GPU.
 FLUX_GPU_PLAN = Plan(1024, 20, 5, 1, 1024, 30, 2, 540.0,
@@ -397,7 +399,8 @@ class Check:
                 for name in p.presets or order:  # who goes first alternates along the family's order
                     self.run_preset(name, photos, r, hand_first=(order.index(name) + r) % 2 == 1)
             if p.gen_dtypes:
-                gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes)]
+                gen = ["--size", p.gen_size, "--steps", p.gen_steps, "--images", p.gen_images, "--dtypes", ",".join(p.gen_dtypes),
+                       *([] if p.gen_warmup else ["--no-warmup"])]
                 self.part("generate", "generate", lambda limit: self.child_part("generate", limit, gen))
                 swap = ["--size", p.gen_size, "--steps", p.gen_steps, "--work", self.work]
                 self.part("swap", "swap", lambda limit: self.child_part("swap", limit, swap))

@@ -90,7 +90,8 @@ def _peak_mib():
     return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
-def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int, images: int, out: Path) -> dict:
+def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int, images: int, out: Path,
+               warmup: bool = True) -> dict:
     import torch
 
     from faceswap_kohya.diffusion.images import generate_images
@@ -104,11 +105,12 @@ def generation(model: str, lora: Path, dtypes: list[str], size: int, steps: int,
         return _timed(lambda: generate_images(pipe, [PROMPT], [seed], n_steps, 6.0, size, size))
 
     def per_image(pipe) -> float:
-        image_s(pipe, min(steps, 3), 99)  # warm-up: kernels, autotuning, the adapters' first call
+        if warmup:
+            image_s(pipe, min(steps, 3), 99)  # warm-up: kernels, autotuning, the adapters' first call
         return statistics.median(image_s(pipe, steps, seed) for seed in range(images))
 
     for dtype in dtypes:
-        entry = results[dtype] = {"size": size, "steps": steps, "images_per_timing": images}
+        entry = results[dtype] = {"size": size, "steps": steps, "images_per_timing": images, "warmup": warmup}
         try:
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
@@ -186,6 +188,7 @@ def main() -> None:
         p.add_argument("--steps", type=int, default=30)
         p.add_argument("--dtypes", default="fp16,bf16")
         p.add_argument("--images", type=int, default=2)
+        p.add_argument("--no-warmup", dest="warmup", action="store_false", help="no untimed image before each timing")
         p.add_argument("--work", type=Path, default=Path("."))
     args = ap.parse_args()
     if args.cmd == "env":
@@ -193,7 +196,7 @@ def main() -> None:
     elif args.cmd == "optimizer":
         print(json.dumps(optimizer_check()))
     elif args.cmd == "generate":
-        generation(args.model, args.lora, args.dtypes.split(","), args.size, args.steps, args.images, args.out)
+        generation(args.model, args.lora, args.dtypes.split(","), args.size, args.steps, args.images, args.out, args.warmup)
     else:
         swap(args.model, args.lora, args.size, args.steps, args.work, args.out)
 

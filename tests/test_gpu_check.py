@@ -81,6 +81,7 @@ def test_the_gpu_measures_every_preset_in_half_precision_and_the_dry_run_one_in_
     assert check.DRY_PLAN.by_hand == ("face-12gb",) and check.DRY_PLAN.gen_dtypes == ("fp32",)
     assert check.GPU_PLAN.presets == PRESETS and check.DRY_PLAN.presets == ("face-12gb",)
     assert "training.mixed_precision='no'" in check.DRY_PLAN.overrides  # the trainer in fp32 on a CPU too
+    assert check.GPU_PLAN.gen_warmup and not check.DRY_PLAN.gen_warmup  # a GPU compiles and tunes; a CPU doesn't
 
 
 @pytest.mark.trainer
@@ -118,6 +119,7 @@ def check_dry_run_output(out: Path) -> None:
     assert set(results["generate"]) == {"fp32"}, results["generate"]
     g = results["generate"]["fp32"]
     assert all(g[k] > 0 for k in ("base_s", "unfused_s", "fused_s", "lora_load_s", "fuse_s")), g
+    assert g["warmup"] is False, g
     assert results["swap"]["seconds"] > 0
     md = (out / "gpu_check.md").read_text()
     assert "| face-12gb |" in md and "| face-24gb |" not in md and "| fp32 | 64, 2 |" in md
